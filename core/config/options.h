@@ -1,0 +1,121 @@
+#pragma once
+
+// The typed form of a recipe. Defaults live here, at the declaration; options_schema.cpp binds
+// every field to its recipe key, documentation and valid range. TOML never leaves core/config:
+// plugin option tables travel as the opaque PluginTable until the plugin's schema validates them.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config/diagnostics.h"
+
+namespace moelab::core {
+
+struct PluginsOptions {
+    std::vector<std::string> search_path;  // extra plugin directories, searched after the built-ins
+};
+
+struct DataOptions {
+    std::string corpus = "data/brown";  // directory holding train.txt, validation.txt, test.txt
+    std::int64_t seq_len = 128;         // tokens per training sequence (the context length)
+    std::string cache_dir = "data/cache";
+};
+
+struct ModelOptions {
+    std::int64_t layers = 4;
+    std::int64_t d_model = 256;
+    std::int64_t heads = 4;
+    std::int64_t kv_heads = 0;  // 0: as many as heads (no GQA)
+    std::int64_t d_ff = 1024;   // intermediate size of the dense SwiGLU FFN layers
+    std::string ffn = "dense";  // "dense" everywhere, or "moe" layers placed by [moe]
+    bool tie_embeddings = true;
+    double norm_eps = 1e-5;
+    double init_std = 0.02;
+    std::string dtype = "float32";  // compute dtype; "bfloat16" autocasts on CUDA
+};
+
+struct MoeOptions {
+    // Layer i is an MoE layer iff i >= first_layer and (i - first_layer) % interval == 0:
+    // every layer (0, 1), every other layer (1, 2), from layer 3 on (3, 1).
+    std::int64_t first_layer = 0;
+    std::int64_t interval = 1;
+    std::int64_t experts = 8;
+    std::int64_t d_ff_expert = 256;
+    std::int64_t shared_experts = 0;   // always-active experts of size d_ff_expert, in every MoE layer
+    double capacity_factor = 0.0;      // 0: dropless
+    std::string drop_policy = "probability";  // which assignments an over-full expert keeps
+};
+
+struct TrainOptions {
+    std::string device = "auto";  // "auto", "cpu" or "cuda"
+    std::int64_t steps = 1000;
+    std::int64_t batch_size = 16;  // sequences per micro-batch
+    std::int64_t grad_accum = 1;   // micro-batches per optimizer step
+    double lr_peak = 3e-3;
+    double lr_min = 3e-4;
+    std::int64_t warmup_steps = 100;
+    double weight_decay = 0.1;
+    double beta1 = 0.9;
+    double beta2 = 0.95;
+    double adam_eps = 1e-8;
+    double grad_clip = 1.0;  // global L2 norm; 0 disables clipping
+    std::int64_t threads = 0;  // intra-op threads; 0: the measured default (docs/threads.md)
+    std::int64_t log_every = 10;
+    std::int64_t eval_every = 0;        // 0: evaluate only at the end
+    std::int64_t checkpoint_every = 0;  // 0: checkpoint only at the end
+    std::int64_t keep_checkpoints = 2;
+};
+
+struct EvalOptions {
+    std::int64_t batch_size = 16;
+    std::int64_t max_batches = 0;  // 0: the whole split
+};
+
+// A plugin's options table as written in the recipe, validated later against the plugin's schema
+// (resolve_plugin_params). Opaque outside core/config.
+class PluginTable {
+public:
+    struct Impl;
+    PluginTable();
+    explicit PluginTable(std::shared_ptr<const Impl> impl);
+    const Impl& impl() const { return *impl_; }
+
+private:
+    std::shared_ptr<const Impl> impl_;
+};
+
+struct PluginSelection {
+    std::string plugin;  // component name
+    PluginTable options;
+    std::string section;  // recipe table it came from: "tokenizer", "attention", "router"
+};
+
+struct Recipe {
+    std::filesystem::path file;  // the recipe named on the command line
+    std::string name;            // defaults to the file's stem
+    std::string description;
+    std::int64_t seed = 1;
+
+    PluginsOptions plugins;
+    DataOptions data;
+    PluginSelection tokenizer;
+    ModelOptions model;
+    PluginSelection attention;
+    MoeOptions moe;
+    std::optional<PluginSelection> router;  // present iff model.ffn == "moe"
+    TrainOptions train;
+    EvalOptions eval;
+
+    // Where each key (dotted path) was set; keys left at their default are absent.
+    std::map<std::string, SourceLocation> locations;
+
+    // The location of `key`, else of its closest set ancestor, else the recipe file itself.
+    SourceLocation location_of(const std::string& key) const;
+};
+
+}  // namespace moelab::core

@@ -1,0 +1,164 @@
+#include "core/config/options_schema.h"
+
+namespace moelab::core {
+
+const OptionsBinding<Recipe>& recipe_top_binding() {
+    static const OptionsBinding<Recipe> binding = [] {
+        OptionsBinding<Recipe> b;
+        b.bind("name", &Recipe::name, "Run name; defaults to the recipe file's stem");
+        b.bind("description", &Recipe::description, "What this recipe shows");
+        b.bind("seed", &Recipe::seed, "Seed of every random choice of the run").at_least(0);
+        return b;
+    }();
+    return binding;
+}
+
+const OptionsBinding<PluginsOptions>& plugins_binding() {
+    static const OptionsBinding<PluginsOptions> binding = [] {
+        OptionsBinding<PluginsOptions> b;
+        b.bind("search_path", &PluginsOptions::search_path,
+               "Extra plugin directories (relative to the working directory), searched after the "
+               "built-in plugins and MOELAB_PLUGIN_PATH");
+        return b;
+    }();
+    return binding;
+}
+
+const OptionsBinding<DataOptions>& data_binding() {
+    static const OptionsBinding<DataOptions> binding = [] {
+        OptionsBinding<DataOptions> b;
+        b.bind("corpus", &DataOptions::corpus,
+               "Directory with train.txt, validation.txt and test.txt (relative to the working "
+               "directory)");
+        b.bind("seq_len", &DataOptions::seq_len, "Tokens per training sequence (context length)")
+            .between(2, 1 << 20);
+        b.bind("cache_dir", &DataOptions::cache_dir,
+               "Where tokenized corpora are cached, keyed by the tokenizer's hash");
+        return b;
+    }();
+    return binding;
+}
+
+const OptionsBinding<ModelOptions>& model_binding() {
+    static const OptionsBinding<ModelOptions> binding = [] {
+        OptionsBinding<ModelOptions> b;
+        b.bind("layers", &ModelOptions::layers, "Transformer layers").between(1, 1024);
+        b.bind("d_model", &ModelOptions::d_model, "Hidden size").between(1, 1 << 16);
+        b.bind("heads", &ModelOptions::heads, "Attention (query) heads").between(1, 1024);
+        b.bind("kv_heads", &ModelOptions::kv_heads,
+               "Key/value heads for grouped-query attention; 0 means as many as heads")
+            .between(0, 1024);
+        b.bind("d_ff", &ModelOptions::d_ff, "Intermediate size of the dense SwiGLU FFN layers")
+            .between(1, 1 << 20);
+        b.bind_choice("ffn", &ModelOptions::ffn, {"dense", "moe"},
+                      "FFN of every layer: dense SwiGLU, or MoE blocks placed by [moe] and "
+                      "routed by [router]");
+        b.bind("tie_embeddings", &ModelOptions::tie_embeddings,
+               "Share the input embedding with the output projection");
+        b.bind("norm_eps", &ModelOptions::norm_eps, "RMSNorm epsilon").between(0, 1);
+        b.bind("init_std", &ModelOptions::init_std,
+               "Standard deviation of the normal initialisation of weight matrices")
+            .between(0, 10);
+        b.bind_choice("dtype", &ModelOptions::dtype, {"float32", "bfloat16"},
+                      "Compute dtype; bfloat16 autocasts matrix products on CUDA while weights, "
+                      "routing and the optimizer stay in float32");
+        return b;
+    }();
+    return binding;
+}
+
+const OptionsBinding<MoeOptions>& moe_binding() {
+    static const OptionsBinding<MoeOptions> binding = [] {
+        OptionsBinding<MoeOptions> b;
+        b.bind("first_layer", &MoeOptions::first_layer,
+               "First MoE layer; layer i is MoE iff i >= first_layer and (i - first_layer) % "
+               "interval == 0")
+            .at_least(0);
+        b.bind("interval", &MoeOptions::interval,
+               "Distance between MoE layers: 1 every layer, 2 every other layer")
+            .at_least(1);
+        b.bind("experts", &MoeOptions::experts, "Routed experts per MoE layer").between(1, 4096);
+        b.bind("d_ff_expert", &MoeOptions::d_ff_expert, "Intermediate size of one expert")
+            .between(1, 1 << 20);
+        b.bind("shared_experts", &MoeOptions::shared_experts,
+               "Always-active experts of size d_ff_expert added to every routed block")
+            .between(0, 64);
+        b.bind("capacity_factor", &MoeOptions::capacity_factor,
+               "0: dropless; c > 0: an expert keeps at most ceil(c * assignments / experts) "
+               "assignments per batch")
+            .between(0, 1024);
+        b.bind_choice("drop_policy", &MoeOptions::drop_policy, {"probability", "position"},
+                      "Which assignments an over-full expert keeps: highest routing weight, or "
+                      "earliest tokens");
+        return b;
+    }();
+    return binding;
+}
+
+const OptionsBinding<TrainOptions>& train_binding() {
+    static const OptionsBinding<TrainOptions> binding = [] {
+        OptionsBinding<TrainOptions> b;
+        b.bind_choice("device", &TrainOptions::device, {"auto", "cpu", "cuda"},
+                      "Where to train; auto picks CUDA when a device is present");
+        b.bind("steps", &TrainOptions::steps, "Optimizer steps").at_least(1);
+        b.bind("batch_size", &TrainOptions::batch_size, "Sequences per micro-batch")
+            .between(1, 1 << 20);
+        b.bind("grad_accum", &TrainOptions::grad_accum, "Micro-batches per optimizer step")
+            .between(1, 1 << 16);
+        b.bind("lr_peak", &TrainOptions::lr_peak, "Learning rate after warm-up").between(0, 10);
+        b.bind("lr_min", &TrainOptions::lr_min, "Learning rate at the end of the cosine decay")
+            .between(0, 10);
+        b.bind("warmup_steps", &TrainOptions::warmup_steps, "Linear warm-up steps").at_least(0);
+        b.bind("weight_decay", &TrainOptions::weight_decay,
+               "AdamW decoupled weight decay (matrices only; norms and biases are not decayed)")
+            .between(0, 10);
+        b.bind("beta1", &TrainOptions::beta1, "AdamW beta1").between(0, 0.999999);
+        b.bind("beta2", &TrainOptions::beta2, "AdamW beta2").between(0, 0.999999);
+        b.bind("adam_eps", &TrainOptions::adam_eps, "AdamW epsilon").between(0, 1);
+        b.bind("grad_clip", &TrainOptions::grad_clip,
+               "Clip the global gradient L2 norm to this value; 0 disables")
+            .at_least(0);
+        b.bind("threads", &TrainOptions::threads,
+               "Intra-op CPU threads; 0 uses the measured default (see docs/threads.md)")
+            .between(0, 4096);
+        b.bind("log_every", &TrainOptions::log_every, "Steps between metric records")
+            .at_least(1);
+        b.bind("eval_every", &TrainOptions::eval_every,
+               "Steps between validation evaluations; 0 evaluates only at the end")
+            .at_least(0);
+        b.bind("checkpoint_every", &TrainOptions::checkpoint_every,
+               "Steps between checkpoints; 0 checkpoints only at the end")
+            .at_least(0);
+        b.bind("keep_checkpoints", &TrainOptions::keep_checkpoints,
+               "How many most recent checkpoints to keep")
+            .at_least(1);
+        return b;
+    }();
+    return binding;
+}
+
+const OptionsBinding<EvalOptions>& eval_binding() {
+    static const OptionsBinding<EvalOptions> binding = [] {
+        OptionsBinding<EvalOptions> b;
+        b.bind("batch_size", &EvalOptions::batch_size, "Sequences per evaluation batch")
+            .between(1, 1 << 20);
+        b.bind("max_batches", &EvalOptions::max_batches,
+               "Evaluate at most this many batches; 0 evaluates the whole split")
+            .at_least(0);
+        return b;
+    }();
+    return binding;
+}
+
+const std::vector<std::string>& host_section_names() {
+    static const std::vector<std::string> names = {"plugins", "data",  "model",
+                                                   "moe",     "train", "eval"};
+    return names;
+}
+
+const std::vector<std::string>& plugin_section_names() {
+    static const std::vector<std::string> names = {"tokenizer", "attention", "router"};
+    return names;
+}
+
+}  // namespace moelab::core

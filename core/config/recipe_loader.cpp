@@ -1,0 +1,360 @@
+#include "core/config/recipe_loader.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "core/config/options_schema.h"
+#include "core/config/suggest.h"
+#include "core/config/toml_params.h"
+
+namespace moelab::core {
+
+using detail::describe_node;
+using detail::join_key;
+using detail::location_of;
+
+PluginTable::PluginTable() : impl_(std::make_shared<Impl>()) {}
+PluginTable::PluginTable(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+
+SourceLocation Recipe::location_of(const std::string& key) const {
+    std::string probe = key;
+    while (!probe.empty()) {
+        if (auto it = locations.find(probe); it != locations.end()) return it->second;
+        const auto dot = probe.rfind('.');
+        probe = dot == std::string::npos ? std::string() : probe.substr(0, dot);
+    }
+    return SourceLocation{file.string(), 0, 0};
+}
+
+namespace {
+
+toml::table parse_file(const std::filesystem::path& file, const SourceLocation& referenced_at,
+                       const std::string& referencing_key) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        const std::string why = std::filesystem::exists(file) ? "cannot be read" : "does not exist";
+        throw ConfigError(ConfigIssue{referenced_at, referencing_key,
+                                      fmt::format("recipe file '{}' {}", file.string(), why)});
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    try {
+        return toml::parse(text.str(), file.string());
+    } catch (const toml::parse_error& error) {
+        throw ConfigError(ConfigIssue{location_of(error.source()), "",
+                                      fmt::format("TOML syntax error: {}", error.description())});
+    }
+}
+
+bool is_plugin_section(std::string_view name) {
+    const auto& names = plugin_section_names();
+    return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// Moves `overlay` into `base`: tables merge key by key, everything else is replaced. A plugin
+// section whose "plugin" differs from the base's replaces the base's table: the old plugin's
+// options mean nothing to the new one.
+void merge_into(toml::table& base, toml::table&& overlay, bool top_level) {
+    for (auto&& [key, node] : overlay) {
+        toml::node* existing = base.get(key.str());
+        toml::table* overlay_table = node.as_table();
+        if (existing != nullptr && existing->is_table() && overlay_table != nullptr) {
+            toml::table& base_table = *existing->as_table();
+            const bool switches_plugin =
+                top_level && is_plugin_section(key.str()) && overlay_table->contains("plugin") &&
+                base_table.get("plugin") != nullptr &&
+                base_table.get("plugin")->value<std::string>() !=
+                    overlay_table->get("plugin")->value<std::string>();
+            if (!switches_plugin) {
+                merge_into(base_table, std::move(*overlay_table), false);
+                continue;
+            }
+        }
+        base.insert_or_assign(toml::key(key), std::move(node));
+    }
+}
+
+toml::table load_with_extends(const std::filesystem::path& file,
+                              std::vector<std::filesystem::path>& chain,
+                              const SourceLocation& referenced_at,
+                              const std::string& referencing_key) {
+    const std::filesystem::path canonical = std::filesystem::weakly_canonical(file);
+    if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
+        std::string cycle;
+        for (const auto& link : chain) cycle += link.string() + " -> ";
+        throw ConfigError(ConfigIssue{referenced_at, "extends",
+                                      "extends cycle: " + cycle + canonical.string()});
+    }
+    chain.push_back(canonical);
+    toml::table root = parse_file(file, referenced_at, referencing_key);
+    toml::node* extends = root.get("extends");
+    if (extends == nullptr) return root;
+
+    const SourceLocation extends_at = location_of(extends->source());
+    const auto* base_name = extends->as_string();
+    if (base_name == nullptr) {
+        throw ConfigError(ConfigIssue{
+            extends_at, "extends",
+            fmt::format("expected a string (path of the base recipe), got {}",
+                        describe_node(*extends))});
+    }
+    const std::filesystem::path base_file = file.parent_path() / base_name->get();
+    toml::table merged = load_with_extends(base_file, chain, extends_at, "extends");
+    root.erase("extends");
+    merge_into(merged, std::move(root), true);
+    return merged;
+}
+
+// "train.steps=100" onto the merged table.
+void apply_override(toml::table& root, const std::string& override_text,
+                    Diagnostics& diagnostics) {
+    const std::string origin = "--set " + override_text;
+    const auto equals = override_text.find('=');
+    const SourceLocation at{origin, 0, 0};
+    if (equals == std::string::npos || equals == 0) {
+        diagnostics.add(at, "", "expected section.key=value");
+        return;
+    }
+    const std::string path = override_text.substr(0, equals);
+    const std::string value_text = override_text.substr(equals + 1);
+
+    std::vector<std::string> parts;
+    for (std::size_t begin = 0;;) {
+        const auto dot = path.find('.', begin);
+        parts.push_back(path.substr(begin, dot - begin));
+        if (dot == std::string::npos) break;
+        begin = dot + 1;
+    }
+    if (std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); })) {
+        diagnostics.add(at, path, "empty key component in the key path");
+        return;
+    }
+
+    // The value in TOML syntax; a bare word (topk, cuda) is taken as a string.
+    toml::table parsed;
+    try {
+        parsed = toml::parse("value = " + value_text, origin);
+    } catch (const toml::parse_error&) {
+        std::string quoted = "\"";
+        for (char c : value_text) {
+            if (c == '"' || c == '\\') quoted += '\\';
+            quoted += c;
+        }
+        try {
+            parsed = toml::parse("value = " + quoted + "\"", origin);
+        } catch (const toml::parse_error& error) {
+            diagnostics.add(at, path, fmt::format("cannot parse value: {}", error.description()));
+            return;
+        }
+    }
+
+    toml::table* table = &root;
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+        toml::node* next = table->get(parts[i]);
+        if (next == nullptr) {
+            table->insert(toml::key(parts[i]), toml::table{});
+            next = table->get(parts[i]);
+        }
+        if (!next->is_table()) {
+            diagnostics.add(at, path,
+                            fmt::format("'{}' is {}, not a table", parts[i], describe_node(*next)));
+            return;
+        }
+        table = next->as_table();
+    }
+    // Switching a plugin section to another plugin drops the old plugin's options.
+    if (parts.size() == 2 && parts[1] == "plugin" && is_plugin_section(parts[0])) {
+        const toml::node* old_plugin = table->get("plugin");
+        const toml::node* new_plugin = parsed.get("value");
+        if (old_plugin != nullptr &&
+            old_plugin->value<std::string>() != new_plugin->value<std::string>()) {
+            table->clear();
+        }
+    }
+    auto value_node = parsed.get("value");
+    table->insert_or_assign(toml::key(parts.back()), std::move(*value_node));
+}
+
+toml::table* section_table(toml::table& root, const std::string& name, Diagnostics& diagnostics) {
+    toml::node* node = root.get(name);
+    if (node == nullptr) return nullptr;
+    if (!node->is_table()) {
+        diagnostics.add(location_of(node->source()), name,
+                        fmt::format("expected a table [{}], got {}", name, describe_node(*node)));
+        return nullptr;
+    }
+    return node->as_table();
+}
+
+template <class Options>
+void read_host_section(toml::table& root, const std::string& name,
+                       const OptionsBinding<Options>& binding, Options& target, Recipe& recipe,
+                       Diagnostics& diagnostics) {
+    const toml::table* table = section_table(root, name, diagnostics);
+    if (table == nullptr) return;
+    recipe.locations[name] = location_of(table->source());
+    const sdk::Params values =
+        detail::read_params(*table, binding.schema(), name, {}, diagnostics, recipe.locations);
+    binding.assign(values, target);
+}
+
+// Moves the plugin's options out of `root` (moves keep toml++'s source positions; copies drop them).
+std::optional<PluginSelection> read_plugin_section(toml::table& root, const std::string& name,
+                                                   Recipe& recipe, Diagnostics& diagnostics) {
+    toml::table* table = section_table(root, name, diagnostics);
+    if (table == nullptr) return std::nullopt;
+    const SourceLocation table_at = location_of(table->source());
+    recipe.locations[name] = table_at;
+    PluginSelection selection;
+    selection.section = name;
+    const toml::node* plugin = table->get("plugin");
+    if (plugin == nullptr) {
+        diagnostics.add(table_at, name + ".plugin",
+                        fmt::format("missing key 'plugin': the name of the {} component to use "
+                                    "(`moelab plugins` lists them)",
+                                    name));
+        return std::nullopt;
+    }
+    recipe.locations[name + ".plugin"] = location_of(plugin->source());
+    if (!plugin->is_string() || plugin->as_string()->get().empty()) {
+        diagnostics.add(location_of(plugin->source()), name + ".plugin",
+                        fmt::format("expected the name of a {} component as a non-empty string, "
+                                    "got {}",
+                                    name, describe_node(*plugin)));
+        return std::nullopt;
+    }
+    selection.plugin = plugin->as_string()->get();
+    auto impl = std::make_shared<PluginTable::Impl>();
+    for (auto&& [key, node] : *table) {
+        if (key.str() == "plugin") continue;
+        impl->table.insert(toml::key(key), std::move(node));
+    }
+    selection.options = PluginTable(std::move(impl));
+    return selection;
+}
+
+void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
+    auto at = [&](const std::string& key) { return recipe.location_of(key); };
+    const ModelOptions& model = recipe.model;
+    if (model.d_model % model.heads != 0) {
+        diagnostics.add(at("model.heads"), "model.heads",
+                        fmt::format("must divide model.d_model = {}, got {}", model.d_model,
+                                    model.heads));
+    }
+    if (model.kv_heads != 0 && model.heads % model.kv_heads != 0) {
+        diagnostics.add(at("model.kv_heads"), "model.kv_heads",
+                        fmt::format("must divide model.heads = {} (or be 0), got {}", model.heads,
+                                    model.kv_heads));
+    }
+    if (model.ffn == "moe" && !recipe.router) {
+        diagnostics.add(at("model.ffn"), "router",
+                        "model.ffn = \"moe\" needs a [router] table with plugin = \"...\"");
+    }
+    if (model.ffn == "dense" && recipe.router) {
+        diagnostics.add(at("router"), "router",
+                        "a [router] is given but model.ffn = \"dense\"; set model.ffn = \"moe\" "
+                        "or remove [router]");
+    }
+    if (model.ffn == "moe" && recipe.moe.first_layer >= model.layers) {
+        diagnostics.add(at("moe.first_layer"), "moe.first_layer",
+                        fmt::format("must be below model.layers = {} (no layer would be MoE), got "
+                                    "{}",
+                                    model.layers, recipe.moe.first_layer));
+    }
+    const TrainOptions& train = recipe.train;
+    if (train.lr_min > train.lr_peak) {
+        diagnostics.add(at("train.lr_min"), "train.lr_min",
+                        fmt::format("must not exceed train.lr_peak = {}, got {}", train.lr_peak,
+                                    train.lr_min));
+    }
+    if (train.warmup_steps > train.steps) {
+        diagnostics.add(at("train.warmup_steps"), "train.warmup_steps",
+                        fmt::format("must not exceed train.steps = {}, got {}", train.steps,
+                                    train.warmup_steps));
+    }
+    if (model.dtype == "bfloat16" && train.device == "cpu") {
+        diagnostics.add(at("model.dtype"), "model.dtype",
+                        "bfloat16 autocast is supported on CUDA only; use float32 with "
+                        "train.device = \"cpu\"");
+    }
+    if (recipe.name.find_first_of("/\\") != std::string::npos) {
+        diagnostics.add(at("name"), "name",
+                        fmt::format("must not contain path separators (it names the run "
+                                    "directory), got \"{}\"",
+                                    recipe.name));
+    }
+}
+
+}  // namespace
+
+Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+    std::vector<std::filesystem::path> chain;
+    toml::table root = load_with_extends(file, chain, SourceLocation{file.string(), 0, 0}, "");
+
+    Diagnostics diagnostics;
+    // Plugin switches first, so that "--set router.plugin=x --set router.k=2" and the reverse
+    // order mean the same.
+    std::vector<std::string> ordered = overrides;
+    std::stable_partition(ordered.begin(), ordered.end(), [](const std::string& o) {
+        const auto eq = o.find('=');
+        const std::string key = o.substr(0, eq);
+        return key.size() > 7 && key.substr(key.size() - 7) == ".plugin";
+    });
+    for (const std::string& override_text : ordered) {
+        apply_override(root, override_text, diagnostics);
+    }
+    diagnostics.throw_if_any();
+
+    Recipe recipe;
+    recipe.file = file;
+    std::vector<std::string> sections = host_section_names();
+    sections.insert(sections.end(), plugin_section_names().begin(), plugin_section_names().end());
+    const sdk::Params top =
+        detail::read_params(root, recipe_top_binding().schema(), "", sections, diagnostics,
+                            recipe.locations);
+    recipe_top_binding().assign(top, recipe);
+    if (recipe.name.empty()) recipe.name = file.stem().string();
+
+    read_host_section(root, "plugins", plugins_binding(), recipe.plugins, recipe, diagnostics);
+    read_host_section(root, "data", data_binding(), recipe.data, recipe, diagnostics);
+    read_host_section(root, "model", model_binding(), recipe.model, recipe, diagnostics);
+    read_host_section(root, "moe", moe_binding(), recipe.moe, recipe, diagnostics);
+    read_host_section(root, "train", train_binding(), recipe.train, recipe, diagnostics);
+    read_host_section(root, "eval", eval_binding(), recipe.eval, recipe, diagnostics);
+
+    const SourceLocation file_at{file.string(), 0, 0};
+    if (auto tokenizer = read_plugin_section(root, "tokenizer", recipe, diagnostics)) {
+        recipe.tokenizer = std::move(*tokenizer);
+    } else if (root.get("tokenizer") == nullptr) {
+        diagnostics.add(file_at, "tokenizer",
+                        "missing table [tokenizer] with plugin = \"...\" (e.g. \"bytes\")");
+    }
+    if (auto attention = read_plugin_section(root, "attention", recipe, diagnostics)) {
+        recipe.attention = std::move(*attention);
+    } else if (root.get("attention") == nullptr) {
+        diagnostics.add(file_at, "attention",
+                        "missing table [attention] with plugin = \"...\" (e.g. \"rope\")");
+    }
+    recipe.router = read_plugin_section(root, "router", recipe, diagnostics);
+    // Consistency checks need every section read correctly: a broken [router] table must not
+    // also be reported as a missing one.
+    diagnostics.throw_if_any();
+    validate_recipe(recipe, diagnostics);
+    diagnostics.throw_if_any();
+    return recipe;
+}
+
+sdk::Params resolve_plugin_params(const PluginSelection& selection,
+                                  const sdk::ParamSchema& schema) {
+    Diagnostics diagnostics;
+    std::map<std::string, SourceLocation> locations;
+    sdk::Params params = detail::read_params(selection.options.impl().table, schema,
+                                             selection.section, {}, diagnostics, locations);
+    diagnostics.throw_if_any();
+    return params;
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,26 @@
+#pragma once
+
+// Recipe files to typed options. Errors (syntax, unknown keys, wrong types, out-of-range values,
+// inconsistent combinations) throw ConfigError listing every problem found with file:line:column.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/config/options.h"
+#include "moelab/sdk/params.h"
+
+namespace moelab::core {
+
+// Reads `file`, following `extends = "base.toml"` chains (paths relative to the including file;
+// the including file's keys win; a table that switches to another `plugin` replaces the base's
+// table instead of merging with it), then applies `overrides` ("section.key=value", value in TOML
+// syntax; a bare word is taken as a string) in the order given.
+Recipe load_recipe(const std::filesystem::path& file,
+                   const std::vector<std::string>& overrides = {});
+
+// Validates a plugin's options table against the plugin's schema: unknown keys (with suggestions),
+// types, ranges; fills defaults. Throws ConfigError.
+sdk::Params resolve_plugin_params(const PluginSelection& selection, const sdk::ParamSchema& schema);
+
+}  // namespace moelab::core

@@ -1,0 +1,26 @@
+#include "core/plugin/plugin_error.h"
+
+#include <fmt/format.h>
+
+namespace moelab::core {
+
+std::string describe_plugin(const PluginInfo& plugin) {
+    return fmt::format("plugin '{}' ({})", plugin.name, plugin.file.string());
+}
+
+void rethrow_as_plugin_error(const PluginInfo& plugin, std::string_view operation,
+                             std::exception_ptr error) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const PluginError&) {
+        throw;  // already names its plugin
+    } catch (const std::exception& e) {
+        throw PluginError(
+            fmt::format("{}: {} failed: {}", describe_plugin(plugin), operation, e.what()));
+    } catch (...) {
+        throw PluginError(fmt::format("{}: {} failed with a non-standard exception",
+                                      describe_plugin(plugin), operation));
+    }
+}
+
+}  // namespace moelab::core

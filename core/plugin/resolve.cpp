@@ -1,0 +1,133 @@
+#include "core/plugin/resolve.h"
+
+#include <fmt/format.h>
+
+#include "core/config/recipe_loader.h"
+#include "core/config/suggest.h"
+#include "core/plugin/plugin_error.h"
+
+namespace moelab::core {
+
+std::map<std::string, sdk::Params> ResolvedRecipe::plugin_params() const {
+    std::map<std::string, sdk::Params> params{{"tokenizer", tokenizer_params},
+                                              {"attention", attention_params}};
+    if (router != nullptr) params.emplace("router", router_params);
+    return params;
+}
+
+sdk::CapabilityQuery capability_query(const Recipe& recipe, const std::string& device,
+                                      std::int64_t vocab_size, std::vector<std::string> features) {
+    const ModelOptions& m = recipe.model;
+    sdk::CapabilityQuery query;
+    query.model.d_model = m.d_model;
+    query.model.layer_count = m.layers;
+    query.model.vocab_size = vocab_size;
+    query.model.head_count = m.heads;
+    query.model.kv_head_count = m.kv_heads == 0 ? m.heads : m.kv_heads;
+    query.model.head_dim = m.d_model / m.heads;
+    query.model.max_seq_len = recipe.data.seq_len;
+    query.model.d_ff = m.d_ff;
+    if (recipe.router) {
+        query.model.expert_count = recipe.moe.experts;
+        query.model.d_ff_expert = recipe.moe.d_ff_expert;
+    }
+    query.device = device;
+    query.dtype = m.dtype;
+    query.features = std::move(features);
+    return query;
+}
+
+namespace {
+
+template <class Component>
+const Registered<Component>* find_component(const Recipe& recipe, const PluginSelection& selection,
+                                            const PluginRegistry& registry, ComponentKind kind,
+                                            const Registered<Component>* found) {
+    if (found != nullptr) return found;
+    const std::string key = selection.section + ".plugin";
+    const std::vector<std::string> available = registry.names(kind);
+    std::string message = fmt::format("no {} component named '{}'", component_kind_name(kind),
+                                      selection.plugin);
+    if (auto other = registry.listing(selection.plugin)) {
+        message += fmt::format(" ('{}' is a {} component)", selection.plugin,
+                               component_kind_name(other->kind));
+    } else {
+        message += did_you_mean(selection.plugin, available);
+    }
+    std::string names;
+    for (const std::string& name : available) names += (names.empty() ? "" : ", ") + name;
+    message += fmt::format("; available {} components: {}", component_kind_name(kind),
+                           names.empty() ? "none" : names);
+    if (!registry.refusals().empty()) {
+        message += fmt::format(" ({} plugin libraries were refused; `moelab plugins` shows why)",
+                               registry.refusals().size());
+    }
+    throw ConfigError(ConfigIssue{recipe.location_of(key), key, message});
+}
+
+template <class Component>
+void ask_support(const Recipe& recipe, const std::string& section,
+                 const Registered<Component>& registered, const sdk::Params& params,
+                 const sdk::CapabilityQuery& query) {
+    if (!registered.component.supports) return;
+    const sdk::Support support = call_plugin(*registered.plugin, "capability query", [&] {
+        return registered.component.supports(query, params);
+    });
+    if (support.ok) return;
+    const std::string key = section + ".plugin";
+    throw ConfigError(ConfigIssue{
+        recipe.location_of(key), key,
+        fmt::format("{} '{}' does not support this run: {}", section,
+                    registered.component.name, support.reason)});
+}
+
+}  // namespace
+
+ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
+                              const sdk::CapabilityQuery& query) {
+    ResolvedRecipe resolved;
+    resolved.tokenizer =
+        find_component(recipe, recipe.tokenizer, registry, ComponentKind::kTokenizer,
+                       registry.find_tokenizer(recipe.tokenizer.plugin));
+    resolved.attention =
+        find_component(recipe, recipe.attention, registry, ComponentKind::kAttention,
+                       registry.find_attention(recipe.attention.plugin));
+    if (recipe.router) {
+        resolved.router = find_component(recipe, *recipe.router, registry, ComponentKind::kRouter,
+                                         registry.find_router(recipe.router->plugin));
+    }
+
+    // Collect option problems of all three sections before failing.
+    std::vector<ConfigIssue> issues;
+    auto resolve_params = [&](const PluginSelection& selection, const sdk::ParamSchema& schema,
+                              sdk::Params& out) {
+        try {
+            out = resolve_plugin_params(selection, schema);
+        } catch (const ConfigError& error) {
+            issues.insert(issues.end(), error.issues().begin(), error.issues().end());
+        }
+    };
+    resolve_params(recipe.tokenizer, resolved.tokenizer->component.params,
+                   resolved.tokenizer_params);
+    resolve_params(recipe.attention, resolved.attention->component.params,
+                   resolved.attention_params);
+    if (resolved.router != nullptr) {
+        resolve_params(*recipe.router, resolved.router->component.params, resolved.router_params);
+    }
+    if (!issues.empty()) throw ConfigError(std::move(issues));
+
+    resolved.recipe = std::move(recipe);
+    check_support(resolved, query);
+    return resolved;
+}
+
+void check_support(const ResolvedRecipe& resolved, const sdk::CapabilityQuery& query) {
+    const Recipe& recipe = resolved.recipe;
+    ask_support(recipe, "tokenizer", *resolved.tokenizer, resolved.tokenizer_params, query);
+    ask_support(recipe, "attention", *resolved.attention, resolved.attention_params, query);
+    if (resolved.router != nullptr) {
+        ask_support(recipe, "router", *resolved.router, resolved.router_params, query);
+    }
+}
+
+}  // namespace moelab::core

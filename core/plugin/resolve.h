@@ -1,0 +1,44 @@
+#pragma once
+
+// Plugin resolution: from the recipe's plugin sections to registered components with validated
+// options, after each component has confirmed it supports the run. Everything here happens before
+// any tensor is allocated.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/config/options.h"
+#include "core/plugin/registry.h"
+#include "moelab/sdk/capability.h"
+
+namespace moelab::core {
+
+struct ResolvedRecipe {
+    Recipe recipe;
+    const RegisteredTokenizer* tokenizer = nullptr;
+    sdk::Params tokenizer_params;
+    const RegisteredAttention* attention = nullptr;
+    sdk::Params attention_params;
+    const RegisteredRouter* router = nullptr;  // null for dense models
+    sdk::Params router_params;
+
+    // Section name -> options, for format_recipe().
+    std::map<std::string, sdk::Params> plugin_params() const;
+};
+
+// The query the components of `recipe` are asked. `device` is the resolved device ("cpu" or
+// "cuda"); `vocab_size` is 0 while the tokenizer has not been built yet.
+sdk::CapabilityQuery capability_query(const Recipe& recipe, const std::string& device,
+                                      std::int64_t vocab_size,
+                                      std::vector<std::string> features = {});
+
+// Throws ConfigError pointing at the recipe key when a component is unknown (with suggestions and
+// the names available), its options are invalid, or it does not support `query`.
+ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
+                              const sdk::CapabilityQuery& query);
+
+// Asks every resolved component again, e.g. once the vocabulary size is known.
+void check_support(const ResolvedRecipe& resolved, const sdk::CapabilityQuery& query);
+
+}  // namespace moelab::core

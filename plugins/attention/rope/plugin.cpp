@@ -1,0 +1,39 @@
+// Registers the `rope` attention.
+
+#include <string>
+
+#include "moelab/sdk/plugin.h"
+#include "rope_attention.h"
+
+namespace moelab::plugins::rope {
+namespace {
+
+sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params&) {
+    if (query.model.head_dim % 2 != 0) {
+        return sdk::Support::no("rotary embeddings need an even head dimension (d_model / heads), "
+                                "got " + std::to_string(query.model.head_dim));
+    }
+    if (query.model.kv_head_count > 0 && query.model.head_count % query.model.kv_head_count != 0) {
+        return sdk::Support::no("kv_heads must divide heads");
+    }
+    return sdk::Support::yes();
+}
+
+void register_components(sdk::Registrar& registrar) {
+    sdk::AttentionComponent component;
+    component.name = "rope";
+    component.summary = "Causal multi-head attention with rotary embeddings, optional GQA";
+    component.params.add_float("base", 10000.0, "RoPE base b: theta_i = b^(-2i/head_dim)")
+        .at_least(1.0);
+    component.supports = supports;
+    component.make_attention = [](const sdk::AttentionContext& context, const sdk::Params& params) {
+        return std::make_shared<RopeAttention>(context, params.get_float("base"));
+    };
+    registrar.add_attention(std::move(component));
+}
+
+}  // namespace
+}  // namespace moelab::plugins::rope
+
+MOELAB_PLUGIN("rope", "1.0.0", "Rotary-position causal attention",
+              moelab::plugins::rope::register_components)

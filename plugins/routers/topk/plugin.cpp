@@ -1,0 +1,55 @@
+// Registers the `topk` router.
+
+#include <string>
+
+#include "moelab/sdk/plugin.h"
+#include "topk_router.h"
+
+namespace moelab::plugins::topk {
+namespace {
+
+sdk::ParamSchema schema() {
+    sdk::ParamSchema s;
+    s.add_int("k", 2, "Experts per token").between(1, 4096);
+    s.add_choice("selection", "softmax_topk", {"softmax_topk", "topk_softmax"},
+                 "softmax_topk: softmax over all experts, then the k largest (GShard/Switch); "
+                 "topk_softmax: the k largest logits, then softmax over them (Mixtral)");
+    s.add_bool("renormalize", true,
+               "With softmax_topk: rescale the k selected probabilities to sum to 1");
+    s.add_float("balance_coef", 0.01,
+                "Coefficient of the Switch load-balancing loss (computed on the full softmax)")
+        .at_least(0);
+    s.add_float("z_loss_coef", 0.0, "Coefficient of the ST-MoE router z-loss").at_least(0);
+    s.add_float("jitter", 0.0,
+                "Training-time multiplicative input noise: hidden *= U(1 - jitter, 1 + jitter)")
+        .between(0, 0.999);
+    return s;
+}
+
+sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
+    const std::int64_t k = params.get_int("k");
+    if (query.model.expert_count > 0 && k > query.model.expert_count) {
+        return sdk::Support::no("k = " + std::to_string(k) + " exceeds the " +
+                                std::to_string(query.model.expert_count) +
+                                " experts per layer ([moe] experts)");
+    }
+    return sdk::Support::yes();
+}
+
+void register_components(sdk::Registrar& registrar) {
+    sdk::RouterComponent component;
+    component.name = "topk";
+    component.summary = "Top-k softmax router (GShard/Switch) with balance loss, z-loss, jitter";
+    component.params = schema();
+    component.supports = supports;
+    component.make_router = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
+        return std::make_shared<TopKRouter>(context, TopKOptions::from(params));
+    };
+    registrar.add_router(std::move(component));
+}
+
+}  // namespace
+}  // namespace moelab::plugins::topk
+
+MOELAB_PLUGIN("topk", "1.0.0", "Top-k softmax router",
+              moelab::plugins::topk::register_components)

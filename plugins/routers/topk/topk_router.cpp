@@ -1,0 +1,67 @@
+#include "topk_router.h"
+
+#include <limits>
+#include <tuple>
+
+#include "moelab/sdk/init.h"
+#include "moelab/sdk/routing_ops.h"
+
+namespace moelab::plugins::topk {
+
+TopKOptions TopKOptions::from(const sdk::Params& params) {
+    TopKOptions options;
+    options.k = params.get_int("k");
+    options.softmax_first = params.get_string("selection") == "softmax_topk";
+    options.renormalize = params.get_bool("renormalize");
+    options.balance_coef = params.get_float("balance_coef");
+    options.z_loss_coef = params.get_float("z_loss_coef");
+    options.jitter = params.get_float("jitter");
+    return options;
+}
+
+TopKRouter::TopKRouter(const sdk::MoeLayerContext& context, const TopKOptions& options)
+    : options_(options), expert_count_(context.model.expert_count) {
+    at::Generator generator = sdk::make_generator(context.seed);
+    weight_ = register_parameter(
+        "weight",
+        sdk::normal_weight({expert_count_, context.model.d_model}, context.init_std, generator));
+}
+
+sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
+    at::Tensor hidden = input.hidden;  // (tokens, d_model) float32
+    if (input.training && options_.jitter > 0) {
+        hidden = hidden * at::empty_like(hidden).uniform_(1.0 - options_.jitter,
+                                                          1.0 + options_.jitter);
+    }
+    const at::Tensor logits = hidden.matmul(weight_.t());  // (tokens, experts)
+    at::Tensor selectable = logits;
+    if (input.perturbation.disable_top_experts > 0) {
+        selectable = sdk::mask_top_experts(logits, input.perturbation.disable_top_experts,
+                                           -std::numeric_limits<double>::infinity());
+    }
+
+    sdk::RoutingDecision decision;
+    decision.probs = selectable.softmax(-1);  // (tokens, experts)
+    if (options_.softmax_first) {
+        std::tie(decision.expert_indices, decision.combine_weights) =
+            sdk::select_top_k(decision.probs, options_.k, options_.renormalize);
+    } else {
+        auto [top_logits, indices] = selectable.topk(options_.k, -1);
+        decision.expert_indices = indices;
+        decision.combine_weights = top_logits.softmax(-1);
+    }
+
+    if (options_.balance_coef > 0) {
+        decision.aux_losses.emplace_back(
+            "balance", options_.balance_coef * sdk::switch_balance_loss(
+                                                   decision.probs, decision.expert_indices,
+                                                   expert_count_));
+    }
+    if (options_.z_loss_coef > 0) {
+        decision.aux_losses.emplace_back("z_loss",
+                                         options_.z_loss_coef * sdk::router_z_loss(logits));
+    }
+    return decision;
+}
+
+}  // namespace moelab::plugins::topk

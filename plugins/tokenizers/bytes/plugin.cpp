@@ -1,0 +1,62 @@
+// The `bytes` tokenizer: every byte is a token (ids 0..255), plus an end-of-document token (256).
+// Lossless on any byte string; needs no training.
+
+#include <string>
+
+#include "moelab/sdk/error.h"
+#include "moelab/sdk/plugin.h"
+
+namespace moelab::plugins::bytes {
+namespace {
+
+constexpr std::int32_t kEndOfDocument = 256;
+constexpr char kSerialized[] = R"({"type": "bytes", "version": 1})";
+
+class ByteTokenizer : public sdk::Tokenizer {
+public:
+    std::int64_t vocab_size() const override { return 257; }
+
+    sdk::SpecialTokens special_tokens() const override {
+        sdk::SpecialTokens specials;
+        specials.eos = kEndOfDocument;
+        return specials;
+    }
+
+    void encode(std::string_view text, std::vector<std::int32_t>& out) const override {
+        out.reserve(out.size() + text.size());
+        for (char c : text) out.push_back(static_cast<unsigned char>(c));
+    }
+
+    // Special tokens decode to nothing.
+    std::string decode(std::span<const std::int32_t> ids) const override {
+        std::string text;
+        text.reserve(ids.size());
+        for (std::int32_t id : ids) {
+            if (id >= 0 && id < 256) text.push_back(static_cast<char>(id));
+        }
+        return text;
+    }
+
+    std::string serialize() const override { return kSerialized; }
+};
+
+void register_components(sdk::Registrar& registrar) {
+    sdk::TokenizerComponent component;
+    component.name = "bytes";
+    component.summary = "Byte-level tokenizer: 256 byte ids plus an end-of-document id";
+    component.train = [](const sdk::TokenizerTrainingData&, const sdk::Params&) {
+        return std::make_shared<ByteTokenizer>();
+    };
+    component.load = [](std::string_view serialized, const sdk::Params&) {
+        if (serialized.find("\"bytes\"") == std::string_view::npos) {
+            throw sdk::Error("not a serialized bytes tokenizer");
+        }
+        return std::make_shared<ByteTokenizer>();
+    };
+    registrar.add_tokenizer(std::move(component));
+}
+
+}  // namespace
+}  // namespace moelab::plugins::bytes
+
+MOELAB_PLUGIN("bytes", "1.0.0", "Byte-level tokenizer", moelab::plugins::bytes::register_components)

@@ -1,0 +1,28 @@
+#pragma once
+
+// Where a router or MoE block sits, handed to its factory.
+
+#include <cstdint>
+
+#include "moelab/sdk/capability.h"
+#include "moelab/sdk/host_services.h"
+
+namespace moelab::sdk {
+
+struct MoeLayerContext {
+    ModelShape model;
+    int layer_index = 0;      // transformer layer, 0-based
+    int moe_layer_index = 0;  // position among the model's MoE layers, 0-based
+    int moe_layer_count = 0;
+    // Seed for any randomness of this layer (mask tables, hash tables, initialisation), derived
+    // from the recipe seed and the layer index. Using it keeps runs reproducible.
+    std::uint64_t seed = 0;
+    // The host's initialisation convention (Note [Initialisation] in sdk/README.md): weight
+    // matrices ~ N(0, init_std^2); matrices writing into the residual stream use
+    // init_std / sqrt(2 * layer_count). Plugins follow it for their own weights.
+    double init_std = 0.02;
+    // Valid while the factory runs and for the life of the model.
+    HostServices* host = nullptr;
+};
+
+}  // namespace moelab::sdk

@@ -1,0 +1,34 @@
+#pragma once
+
+// Routers in their simple form: a gate. The host's standard MoE block normalises the residual
+// stream, calls route(), mixes the chosen experts of a host expert bank, applies token_scale, adds
+// shared experts and the residual. Routers that need more (several routed sub-layers, dense
+// training compute, gates computed from expert outputs) implement MoeBlock instead.
+
+#include <cstdint>
+
+#include <torch/nn/module.h>
+
+#include "moelab/sdk/routing.h"
+
+namespace moelab::sdk {
+
+struct RouterInput {
+    // (tokens, d_model) float32: the normalised FFN input. Always float32, also when the model
+    // runs in bfloat16, and the host disables autocast around route(): router logits, softmax or
+    // sigmoid, and selection happen in fp32 (Note [fp32 routing] in sdk/README.md).
+    at::Tensor hidden;
+    // (tokens,) int64: vocabulary id of each token (MaskMoE, Hash routing).
+    at::Tensor token_ids;
+    int sublayer_index = 0;  // for blocks that route several times; 0 in the standard block
+    bool training = false;
+    std::int64_t step = 0;  // optimizer step, for schedules
+    RoutingPerturbation perturbation;
+};
+
+class Router : public torch::nn::Module {
+public:
+    virtual RoutingDecision route(const RouterInput& input) = 0;
+};
+
+}  // namespace moelab::sdk

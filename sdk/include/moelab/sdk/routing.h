@@ -1,0 +1,47 @@
+#pragma once
+
+// What a router decides for a batch of tokens. One struct covers fixed top-k, variable-k (TopP,
+// MaskMoE with few visible experts), threshold routers that may pick no expert at all (DSMoE) and
+// dense gates (Finedeep): see the table in sdk/README.md.
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace moelab::sdk {
+
+// (name, scalar tensor) pairs, in a stable order chosen by the producer.
+using NamedScalars = std::vector<std::pair<std::string, at::Tensor>>;
+
+// Evaluation-time perturbation of routing (robustness studies, methods.md §2.7): before selecting,
+// a router removes its `disable_top_experts` highest-probability experts for every token and
+// selects among the rest exactly as it normally would (top-k and renormalise, or TopP on the
+// remainder). Routers that cannot honour it must say so through their SupportsFn for
+// feature::kRoutingPerturbation.
+struct RoutingPerturbation {
+    int disable_top_experts = 0;
+};
+
+struct RoutingDecision {
+    // (tokens, slots) int64. Expert of each slot, or -1 for an empty slot: a token may use any
+    // number of experts from 0 to `slots`.
+    at::Tensor expert_indices;
+    // (tokens, slots) float32. Weight of each slot's expert output; 0 for empty slots.
+    // Differentiable: the router's gradient flows through it.
+    at::Tensor combine_weights;
+    // Optional (tokens, experts) float32: the full routing distribution (softmax or sigmoid
+    // scores), used for routing entropy and robustness statistics.
+    at::Tensor probs;
+    // Optional (tokens, experts) bool: which experts a threshold router activated.
+    at::Tensor active_mask;
+    // Optional (tokens,) float32: multiplies each token's mixed expert output (DSMoE's n/#active).
+    at::Tensor token_scale;
+    // Differentiable scalars, already multiplied by their coefficients, added to the loss.
+    NamedScalars aux_losses;
+    // Detached scalars reported in the metrics (e.g. "active_experts_mean").
+    NamedScalars stats;
+};
+
+}  // namespace moelab::sdk

@@ -1,0 +1,49 @@
+#include <fmt/format.h>
+
+#include "cli_support.h"
+#include "commands.h"
+#include "core/config/recipe_loader.h"
+#include "core/config/recipe_printer.h"
+#include "core/data/corpus.h"
+#include "core/plugin/resolve.h"
+#include "core/system/device.h"
+
+namespace moelab::cli {
+
+namespace {
+
+struct CheckArgs {
+    std::string recipe;
+    std::vector<std::string> overrides;
+};
+
+int check(const CheckArgs& args) {
+    core::Recipe recipe = core::load_recipe(args.recipe, args.overrides);
+    const core::PluginRegistry registry =
+        load_registry(recipe.plugins.search_path, /*allow_refusals=*/false);
+    const std::string device = core::resolve_device(recipe);
+    const sdk::CapabilityQuery query = core::capability_query(recipe, device, /*vocab_size=*/0);
+    const core::ResolvedRecipe resolved =
+        core::resolve_recipe(std::move(recipe), registry, query);
+    core::check_corpus(resolved.recipe);
+    fmt::print("{}", core::format_recipe(resolved.recipe, resolved.plugin_params()));
+    fmt::print(stderr, "recipe '{}' is valid (device {})\n", resolved.recipe.name, device);
+    return kExitOk;
+}
+
+}  // namespace
+
+void add_check_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<CheckArgs>();
+    CLI::App* command = app.add_subcommand(
+        "check", "Parse and validate a recipe, resolve its plugins and print the resolved recipe "
+                 "(no training)");
+    command->add_option("recipe", args->recipe, "Recipe file (TOML)")->required();
+    command->add_option("--set", args->overrides,
+                        "Override a key: section.key=value (TOML value; repeatable)");
+    command->callback([&exit_code, args] {
+        exit_code = run_guarded([&] { return check(*args); });
+    });
+}
+
+}  // namespace moelab::cli
