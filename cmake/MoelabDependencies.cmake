@@ -27,10 +27,19 @@ add_library(moelab_boost_dll INTERFACE)
 target_link_libraries(moelab_boost_dll INTERFACE Boost::headers ${CMAKE_DL_LIBS})
 target_compile_definitions(moelab_boost_dll INTERFACE BOOST_DLL_USE_STD_FS)
 
-# toml++ and fmt are used header-only: only core/config includes toml++, and header-only use keeps
-# the build independent of which C++ string ABI the Debian shared libraries were compiled with
-# (a PyTorch wheel's LibTorch may differ).
+# toml++ is used header-only: only core/config includes it, and header-only use keeps the build
+# independent of the C++ string ABI the Debian shared library was compiled with (a PyTorch wheel's
+# LibTorch may use the old one).
 add_library(moelab_toml INTERFACE)
 get_target_property(_moelab_toml_includes tomlplusplus::tomlplusplus INTERFACE_INCLUDE_DIRECTORIES)
 target_include_directories(moelab_toml SYSTEM INTERFACE ${_moelab_toml_includes})
 target_compile_definitions(moelab_toml INTERFACE TOML_HEADER_ONLY=1 TOML_EXCEPTIONS=1)
+
+# fmt: the compiled Debian library (its header-only mode costs ~6 s per translation unit), unless
+# LibTorch was built with the pre-C++11 string ABI, which the Debian library cannot link with.
+add_library(moelab_fmt INTERFACE)
+if(TORCH_CXX_FLAGS MATCHES "_GLIBCXX_USE_CXX11_ABI=0")
+    target_link_libraries(moelab_fmt INTERFACE fmt::fmt-header-only)
+else()
+    target_link_libraries(moelab_fmt INTERFACE fmt::fmt)
+endif()

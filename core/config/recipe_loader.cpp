@@ -195,7 +195,8 @@ void read_host_section(toml::table& root, const std::string& name,
                        Diagnostics& diagnostics) {
     const toml::table* table = section_table(root, name, diagnostics);
     if (table == nullptr) return;
-    recipe.locations[name] = location_of(table->source());
+    // A table created by --set has no position of its own.
+    if (table->source().path) recipe.locations[name] = location_of(table->source());
     const sdk::Params values =
         detail::read_params(*table, binding.schema(), name, {}, diagnostics, recipe.locations);
     binding.assign(values, target);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <regex>
 #include <set>
 
 #include <fmt/format.h>
@@ -69,9 +68,12 @@ std::optional<std::string> check_schema(const sdk::ParamSchema& schema) {
     return std::nullopt;
 }
 
+// [a-z0-9][a-z0-9_-]*: safe in file names, recipe values and command lines.
 bool valid_component_name(const std::string& name) {
-    static const std::regex pattern("[a-z0-9][a-z0-9_-]*");
-    return std::regex_match(name, pattern);
+    auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    if (name.empty() || !lower_or_digit(name[0])) return false;
+    return std::all_of(name.begin(), name.end(),
+                       [&](char c) { return lower_or_digit(c) || c == '_' || c == '-'; });
 }
 
 }  // namespace

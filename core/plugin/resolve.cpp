@@ -49,7 +49,8 @@ const Registered<Component>* find_component(const Recipe& recipe, const PluginSe
     std::string message = fmt::format("no {} component named '{}'", component_kind_name(kind),
                                       selection.plugin);
     if (auto other = registry.listing(selection.plugin)) {
-        message += fmt::format(" ('{}' is a {} component)", selection.plugin,
+        const bool vowel = other->kind == ComponentKind::kAttention;
+        message += fmt::format(" ('{}' is {} {} component)", selection.plugin, vowel ? "an" : "a",
                                component_kind_name(other->kind));
     } else {
         message += did_you_mean(selection.plugin, available);

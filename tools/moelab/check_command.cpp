@@ -10,14 +10,7 @@
 
 namespace moelab::cli {
 
-namespace {
-
-struct CheckArgs {
-    std::string recipe;
-    std::vector<std::string> overrides;
-};
-
-int check(const CheckArgs& args) {
+int check_recipe(const CheckArgs& args) {
     core::Recipe recipe = core::load_recipe(args.recipe, args.overrides);
     const core::PluginRegistry registry =
         load_registry(recipe.plugins.search_path, /*allow_refusals=*/false);
@@ -29,21 +22,6 @@ int check(const CheckArgs& args) {
     fmt::print("{}", core::format_recipe(resolved.recipe, resolved.plugin_params()));
     fmt::print(stderr, "recipe '{}' is valid (device {})\n", resolved.recipe.name, device);
     return kExitOk;
-}
-
-}  // namespace
-
-void add_check_command(CLI::App& app, int& exit_code) {
-    auto args = std::make_shared<CheckArgs>();
-    CLI::App* command = app.add_subcommand(
-        "check", "Parse and validate a recipe, resolve its plugins and print the resolved recipe "
-                 "(no training)");
-    command->add_option("recipe", args->recipe, "Recipe file (TOML)")->required();
-    command->add_option("--set", args->overrides,
-                        "Override a key: section.key=value (TOML value; repeatable)");
-    command->callback([&exit_code, args] {
-        exit_code = run_guarded([&] { return check(*args); });
-    });
 }
 
 }  // namespace moelab::cli

