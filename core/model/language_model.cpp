@@ -1,0 +1,182 @@
+#include "core/model/language_model.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "core/model/seeds.h"
+#include "core/model/transformer_layer.h"
+#include "core/moe/standard_block.h"
+#include "core/plugin/instantiate.h"
+#include "moelab/sdk/init.h"
+
+namespace moelab::core {
+
+namespace {
+
+bool is_moe_layer(const Recipe& recipe, std::int64_t layer) {
+    const MoeOptions& moe = recipe.moe;
+    return recipe.model.ffn == "moe" && layer >= moe.first_layer &&
+           (layer - moe.first_layer) % moe.interval == 0;
+}
+
+sdk::ModelShape model_shape(const Recipe& recipe, std::int64_t vocab_size) {
+    sdk::ModelShape shape;
+    const ModelOptions& m = recipe.model;
+    shape.d_model = m.d_model;
+    shape.layer_count = m.layers;
+    shape.vocab_size = vocab_size;
+    shape.head_count = m.heads;
+    shape.kv_head_count = m.kv_heads == 0 ? m.heads : m.kv_heads;
+    shape.head_dim = m.d_model / m.heads;
+    shape.max_seq_len = recipe.data.seq_len;
+    shape.d_ff = m.d_ff;
+    if (recipe.model.ffn == "moe") {
+        shape.expert_count = recipe.moe.experts;
+        shape.d_ff_expert = recipe.moe.d_ff_expert;
+    }
+    return shape;
+}
+
+}  // namespace
+
+LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_size,
+                             std::function<at::Tensor()> token_counts)
+    : vocab_size_(vocab_size), d_model_(resolved.recipe.model.d_model) {
+    const Recipe& recipe = resolved.recipe;
+    const ModelOptions& m = recipe.model;
+    const auto seed = static_cast<std::uint64_t>(recipe.seed);
+    const double init_std = m.init_std;
+    const double output_std = sdk::residual_init_std(init_std, m.layers);
+    const sdk::ModelShape shape = model_shape(recipe, vocab_size);
+
+    at::Generator generator = sdk::make_generator(derive_seed(seed, "embedding", 0));
+    embedding_ = register_parameter("embedding",
+                                    sdk::normal_weight({vocab_size, m.d_model}, init_std, generator));
+    if (!m.tie_embeddings) {
+        at::Generator head_generator = sdk::make_generator(derive_seed(seed, "head", 0));
+        head_ = register_parameter(
+            "head", sdk::normal_weight({vocab_size, m.d_model}, init_std, head_generator));
+    }
+
+    std::int64_t moe_count = 0;
+    for (std::int64_t l = 0; l < m.layers; ++l) moe_count += is_moe_layer(recipe, l) ? 1 : 0;
+
+    const DispatchPolicy policy{recipe.moe.capacity_factor,
+                                recipe.moe.drop_policy == "probability"};
+    int moe_index = 0;
+    for (std::int64_t l = 0; l < m.layers; ++l) {
+        const int layer = static_cast<int>(l);
+        sdk::AttentionContext attention_context;
+        attention_context.model = shape;
+        attention_context.layer_index = layer;
+        attention_context.seed = derive_seed(seed, "attention", l);
+        attention_context.init_std = init_std;
+        auto attention = instantiate_attention(*resolved.attention, attention_context,
+                                               resolved.attention_params);
+
+        std::shared_ptr<SwiGluFfn> dense;
+        std::shared_ptr<MoeLayer> moe;
+        if (is_moe_layer(recipe, l)) {
+            hosts_.push_back(std::make_unique<LayerHostServices>(
+                policy, init_std, output_std, derive_seed(seed, "experts", l), token_counts));
+            LayerHostServices& host = *hosts_.back();
+            sdk::MoeLayerContext context;
+            context.model = shape;
+            context.layer_index = layer;
+            context.moe_layer_index = moe_index++;
+            context.moe_layer_count = static_cast<int>(moe_count);
+            context.seed = derive_seed(seed, "router", l);
+            context.init_std = init_std;
+            context.host = &host;
+            const RegisteredRouter& router = *resolved.router;
+            std::shared_ptr<sdk::MoeBlock> block;
+            if (router.component.make_block) {
+                block = instantiate_block(router, context, resolved.router_params);
+            } else {
+                auto gate = instantiate_router(router, context, resolved.router_params);
+                auto experts = host.make_expert_bank(
+                    {"experts", recipe.moe.experts, m.d_model, recipe.moe.d_ff_expert, -1.0});
+                std::shared_ptr<sdk::ExpertBank> shared;
+                if (recipe.moe.shared_experts > 0) {
+                    shared = host.make_expert_bank(
+                        {"shared", 1, m.d_model,
+                         recipe.moe.shared_experts * recipe.moe.d_ff_expert, 0.0});
+                }
+                block = std::make_shared<StandardMoeBlock>(gate, router.plugin, experts, shared,
+                                                           m.d_model, m.norm_eps);
+            }
+            moe = std::make_shared<MoeLayer>(layer, block, host.banks(), router.plugin);
+        } else {
+            dense = std::make_shared<SwiGluFfn>(m.d_model, m.d_ff, m.norm_eps, init_std,
+                                                output_std, derive_seed(seed, "ffn", l));
+        }
+        layers_.push_back(register_module(
+            fmt::format("layer{}", l),
+            std::make_shared<TransformerLayer>(layer, attention, resolved.attention->plugin,
+                                               dense, moe, m.d_model, m.norm_eps)));
+    }
+    final_norm_ = register_module("final_norm", std::make_shared<sdk::RmsNorm>(m.d_model,
+                                                                               m.norm_eps));
+}
+
+LanguageModel::~LanguageModel() = default;
+
+ModelOutput LanguageModel::forward(const at::Tensor& tokens, const ForwardOptions& options) {
+    const std::int64_t seq = tokens.size(1);
+    at::Tensor hidden = at::embedding(embedding_, tokens);  // (batch, seq, d_model)
+    const at::Tensor positions = at::arange(seq, tokens.options());
+    sdk::ForwardState state;
+    at::Tensor aux_loss = at::zeros({}, hidden.options().dtype(at::kFloat));
+    for (const auto& layer : layers_) {
+        hidden = layer->forward(hidden, tokens, positions, state, options, aux_loss);
+    }
+    const at::Tensor normed = final_norm_->forward(hidden);
+    return {at::linear(normed, head_.defined() ? head_ : embedding_), aux_loss};
+}
+
+ParameterCounts LanguageModel::parameter_counts() const {
+    ParameterCounts counts;
+    for (const at::Tensor& p : parameters()) counts.total += p.numel();
+    for (const auto& layer : layers_) {
+        if (layer->moe() == nullptr) continue;
+        for (const auto& bank : layer->moe()->banks()) {
+            for (const at::Tensor& p : bank->parameters()) counts.expert += p.numel();
+        }
+    }
+    return counts;
+}
+
+double LanguageModel::active_parameters(const RoutingStats& stats) const {
+    double active = static_cast<double>(parameter_counts().total);
+    for (const auto& layer : layers_) {
+        MoeLayer* moe = layer->moe();
+        if (moe == nullptr) continue;
+        const auto fractions = stats.layer_or_empty(moe->layer_index()).active_fractions();
+        for (const auto& bank : moe->banks()) {
+            std::int64_t numel = 0;
+            for (const at::Tensor& p : bank->parameters()) numel += p.numel();
+            auto it = fractions.find(bank->spec().name);
+            active -= static_cast<double>(numel) * (1.0 - (it == fractions.end() ? 1.0 : it->second));
+        }
+    }
+    return active;
+}
+
+std::vector<at::Tensor> LanguageModel::decayed_parameters() const {
+    std::vector<at::Tensor> out;
+    for (const at::Tensor& p : parameters()) {
+        if (p.dim() >= 2) out.push_back(p);
+    }
+    return out;
+}
+
+std::vector<at::Tensor> LanguageModel::undecayed_parameters() const {
+    std::vector<at::Tensor> out;
+    for (const at::Tensor& p : parameters()) {
+        if (p.dim() < 2) out.push_back(p);
+    }
+    return out;
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,82 @@
+#pragma once
+
+// The decoder-only language model assembled from plugins:
+//
+//   h_0 = Embed(tokens)
+//   h   = h + Attention_l(RMSNorm(h))                  attention plugin, every layer
+//   h   = FFN_l(h)                                     dense SwiGLU, or an MoE block (router
+//                                                      plugin) on the layers [moe] selects
+//   logits = RMSNorm(h) E^T (tied) or RMSNorm(h) W_head^T
+//
+// Note [Initialisation]: every weight matrix ~ N(0, init_std^2); matrices that write into the
+// residual stream (attention output, FFN and expert down-projections) use
+// init_std / sqrt(2 * layers) (GPT-2); norms start at 1; the untied head ~ N(0, init_std^2).
+// Each module draws from its own generator seeded by derive_seed(recipe seed, role, layer), so the
+// initial weights depend on the recipe only. Plugins receive init_std and a seed in their context
+// and follow the same convention for their own weights.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/config/options.h"
+#include "core/moe/routing_stats.h"
+#include "core/plugin/resolve.h"
+#include "moelab/sdk/attention.h"
+#include "moelab/sdk/rms_norm.h"
+#include "moelab/sdk/routing.h"
+
+namespace moelab::core {
+
+class LayerHostServices;
+class TransformerLayer;
+
+struct ForwardOptions {
+    bool training = false;
+    std::int64_t step = 0;
+    sdk::RoutingPerturbation perturbation;
+    RoutingStats* stats = nullptr;  // where MoE layers report routing statistics; may be null
+};
+
+struct ModelOutput {
+    at::Tensor logits;    // (batch, seq, vocab)
+    at::Tensor aux_loss;  // () sum of every MoE layer's auxiliary losses (0 for dense models)
+};
+
+struct ParameterCounts {
+    std::int64_t total = 0;
+    std::int64_t expert = 0;  // in expert banks (routed and shared)
+};
+
+class LanguageModel : public torch::nn::Module {
+public:
+    // `token_counts` yields the training split's token counts (HostServices); called lazily.
+    LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_size,
+                  std::function<at::Tensor()> token_counts);
+    ~LanguageModel() override;
+
+    // tokens: (batch, seq) int64.
+    ModelOutput forward(const at::Tensor& tokens, const ForwardOptions& options);
+
+    std::int64_t vocab_size() const { return vocab_size_; }
+    ParameterCounts parameter_counts() const;
+    // Parameters used per token on average, given the banks' active fractions measured in `stats`.
+    double active_parameters(const RoutingStats& stats) const;
+
+    // Weight-decayed parameters (matrices) and the rest (norm scales, 1-D parameters).
+    std::vector<at::Tensor> decayed_parameters() const;
+    std::vector<at::Tensor> undecayed_parameters() const;
+
+private:
+    std::int64_t vocab_size_;
+    std::int64_t d_model_;
+    at::Tensor embedding_;  // (vocab, d_model)
+    at::Tensor head_;       // (vocab, d_model); undefined when tied to embedding_
+    std::vector<std::shared_ptr<TransformerLayer>> layers_;
+    std::shared_ptr<sdk::RmsNorm> final_norm_;
+    // Per MoE layer; plugins may keep their HostServices pointer for the model's lifetime.
+    std::vector<std::unique_ptr<LayerHostServices>> hosts_;
+};
+
+}  // namespace moelab::core

@@ -1,0 +1,114 @@
+#include "core/moe/host_expert_bank.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "core/moe/grouped_swiglu.h"
+#include "core/system/tensor_text.h"
+#include "moelab/sdk/error.h"
+#include "moelab/sdk/init.h"
+
+namespace moelab::core {
+
+HostExpertBank::HostExpertBank(sdk::ExpertBankSpec spec, DispatchPolicy policy, double init_std,
+                               double output_init_std, std::uint64_t seed)
+    : spec_(std::move(spec)), policy_(policy) {
+    if (spec_.expert_count <= 0 || spec_.d_model <= 0 || spec_.d_ff <= 0) {
+        throw sdk::Error(fmt::format("expert bank '{}': expert_count, d_model and d_ff must be "
+                                     "positive, got {}, {}, {}",
+                                     spec_.name, spec_.expert_count, spec_.d_model, spec_.d_ff));
+    }
+    if (spec_.capacity_factor >= 0) policy_.capacity_factor = spec_.capacity_factor;
+    at::Generator generator = sdk::make_generator(seed);
+    w_in = register_parameter(
+        "w_in", sdk::normal_weight({spec_.expert_count, spec_.d_model, 2 * spec_.d_ff}, init_std,
+                                   generator));
+    w_out = register_parameter(
+        "w_out", sdk::normal_weight({spec_.expert_count, spec_.d_ff, spec_.d_model},
+                                    output_init_std, generator));
+}
+
+at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
+                               const at::Tensor& weights) {
+    const std::int64_t tokens = x.size(0);
+    const std::int64_t experts = spec_.expert_count;
+    if (indices.dim() != 2 || indices.size(0) != tokens || indices.scalar_type() != at::kLong ||
+        weights.sizes() != indices.sizes()) {
+        throw sdk::Error(fmt::format(
+            "expert bank '{}': expected indices (tokens={}, slots) int64 and weights of the same "
+            "shape, got indices {} and weights {}",
+            spec_.name, tokens, tensor_text(indices), tensor_text(weights)));
+    }
+    const std::int64_t slots = indices.size(1);
+
+    // Every valid (token, slot) pair is one assignment.
+    const at::Tensor flat_experts = indices.reshape({-1});
+    const at::Tensor assignment = at::nonzero(flat_experts >= 0).squeeze(1);  // (A,)
+    const at::Tensor expert = flat_experts.index_select(0, assignment);
+    const at::Tensor token = at::div(assignment, slots, "floor");
+    const at::Tensor weight = weights.reshape({-1}).index_select(0, assignment);
+
+    // Group assignments by expert. Stable sorts keep token order inside an expert; with the
+    // probability policy the first sort puts each expert's heaviest assignments first.
+    at::Tensor order;
+    if (policy_.capacity_factor > 0 && policy_.keep_highest_weight) {
+        const at::Tensor by_weight =
+            std::get<1>(at::sort(weight.detach(), /*stable=*/true, 0, /*descending=*/true));
+        const at::Tensor by_expert = std::get<1>(
+            at::sort(expert.index_select(0, by_weight), /*stable=*/true, 0, false));
+        order = by_weight.index_select(0, by_expert);
+    } else {
+        order = std::get<1>(at::sort(expert, /*stable=*/true, 0, false));
+    }
+    at::Tensor counts = at::bincount(expert, /*weights=*/{}, experts);  // (E,) int64
+    at::Tensor dropped = at::zeros({}, counts.options());
+    if (policy_.capacity_factor > 0) {
+        const std::int64_t capacity = static_cast<std::int64_t>(std::ceil(
+            policy_.capacity_factor * static_cast<double>(assignment.numel()) / experts));
+        const at::Tensor sorted_expert = expert.index_select(0, order);
+        const at::Tensor first_of_expert = at::cumsum(counts, 0) - counts;  // (E,)
+        const at::Tensor rank = at::arange(order.numel(), counts.options()) -
+                                first_of_expert.index_select(0, sorted_expert);
+        order = order.masked_select(rank < capacity);
+        const at::Tensor kept = counts.clamp_max(capacity);
+        dropped = (counts - kept).sum();
+        counts = kept;
+    }
+    dispatches_.push_back(DispatchRecord{counts.detach(),
+                                         at::full({}, assignment.numel(), counts.options()),
+                                         dropped, tokens});
+
+    const at::Tensor sorted_token = token.index_select(0, order);
+    const at::Tensor rows = x.index_select(0, sorted_token);  // (kept, d_model)
+    // The group sizes steer the per-expert GEMM loop; one small device-to-host copy.
+    const at::Tensor counts_cpu = counts.to(at::kCPU);
+    const std::vector<std::int64_t> group_sizes(counts_cpu.data_ptr<std::int64_t>(),
+                                                counts_cpu.data_ptr<std::int64_t>() + experts);
+    const bool custom = kernel_ == GroupedKernel::kCustomFunction ||
+                        (kernel_ == GroupedKernel::kAuto && !x.is_cuda());
+    const at::Tensor w_in_x = w_in.to(rows.scalar_type());
+    const at::Tensor w_out_x = w_out.to(rows.scalar_type());
+    const at::Tensor expert_rows = custom ? grouped_swiglu(rows, w_in_x, w_out_x, group_sizes)
+                                          : grouped_swiglu_composed(rows, w_in_x, w_out_x,
+                                                                    group_sizes);
+    const at::Tensor scale = weight.index_select(0, order).to(expert_rows.scalar_type());
+    return at::zeros_like(x).index_add(0, sorted_token, expert_rows * scale.unsqueeze(1));
+}
+
+at::Tensor HostExpertBank::run_all(const at::Tensor& x) {
+    const std::int64_t tokens = x.size(0);
+    const at::TensorOptions counts = at::TensorOptions().dtype(at::kLong).device(x.device());
+    dispatches_.push_back(DispatchRecord{at::full({spec_.expert_count}, tokens, counts),
+                                         at::full({}, tokens * spec_.expert_count, counts),
+                                         at::zeros({}, counts), tokens});
+    return swiglu(x.unsqueeze(0), w_in.to(x.scalar_type()), w_out.to(x.scalar_type()));
+}
+
+std::vector<DispatchRecord> HostExpertBank::take_dispatches() {
+    std::vector<DispatchRecord> taken;
+    taken.swap(dispatches_);
+    return taken;
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,59 @@
+#pragma once
+
+// The host's implementation of sdk::ExpertBank: SwiGLU experts stored as stacked weights, a
+// dispatch that permutes (token, expert) assignments so that each expert's rows are contiguous,
+// one GEMM per expert on those rows (grouped_swiglu), and a weighted scatter-add back to tokens.
+// Nothing loops over tokens. Dropless unless a capacity factor is set.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "moelab/sdk/expert_bank.h"
+
+namespace moelab::core {
+
+struct DispatchPolicy {
+    double capacity_factor = 0.0;    // 0: dropless
+    bool keep_highest_weight = true;  // over capacity: keep the highest-weight assignments, else
+                                      // the earliest tokens
+};
+
+// What one mix() call did, for the routing statistics. Tensors stay on the bank's device.
+struct DispatchRecord {
+    at::Tensor tokens_per_expert;  // (experts,) int64: assignments processed per expert
+    at::Tensor assignments;        // () int64: valid (token, expert) assignments requested
+    at::Tensor dropped;            // () int64: assignments dropped for capacity
+    std::int64_t tokens = 0;       // tokens in the call
+};
+
+// Which grouped-GEMM implementation mix() uses (grouped_swiglu.h). kAuto picks the custom autograd
+// function on the CPU and the composed operators on CUDA.
+enum class GroupedKernel { kAuto, kCustomFunction, kComposed };
+
+class HostExpertBank final : public sdk::ExpertBank {
+public:
+    HostExpertBank(sdk::ExpertBankSpec spec, DispatchPolicy policy, double init_std,
+                   double output_init_std, std::uint64_t seed);
+
+    const sdk::ExpertBankSpec& spec() const override { return spec_; }
+    at::Tensor mix(const at::Tensor& x, const at::Tensor& indices,
+                   const at::Tensor& weights) override;
+    at::Tensor run_all(const at::Tensor& x) override;
+
+    // Dispatch records since the last call, oldest first.
+    std::vector<DispatchRecord> take_dispatches();
+    void set_kernel(GroupedKernel kernel) { kernel_ = kernel; }
+    const DispatchPolicy& policy() const { return policy_; }
+
+    at::Tensor w_in;   // (experts, d_model, 2 * d_ff): [gate | up]
+    at::Tensor w_out;  // (experts, d_ff, d_model)
+
+private:
+    sdk::ExpertBankSpec spec_;
+    DispatchPolicy policy_;
+    GroupedKernel kernel_ = GroupedKernel::kAuto;
+    std::vector<DispatchRecord> dispatches_;
+};
+
+}  // namespace moelab::core

@@ -1,0 +1,107 @@
+#include "core/moe/moe_layer.h"
+
+#include <fmt/format.h>
+
+#include "core/moe/standard_block.h"
+#include "core/plugin/plugin_error.h"
+#include "core/system/tensor_text.h"
+#include "moelab/sdk/error.h"
+
+namespace moelab::core {
+
+namespace {
+
+// splitmix64: decorrelated seeds for consecutive banks of one layer.
+std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t salt) {
+    std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (salt + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+}  // namespace
+
+LayerHostServices::LayerHostServices(DispatchPolicy policy, double init_std,
+                                     double output_init_std, std::uint64_t seed,
+                                     std::function<at::Tensor()> token_counts)
+    : policy_(policy),
+      init_std_(init_std),
+      output_init_std_(output_init_std),
+      seed_(seed),
+      token_counts_(std::move(token_counts)) {}
+
+std::shared_ptr<sdk::ExpertBank> LayerHostServices::make_expert_bank(
+    const sdk::ExpertBankSpec& spec) {
+    for (const auto& bank : banks_) {
+        if (bank->spec().name == spec.name) {
+            throw sdk::Error(fmt::format("an expert bank named '{}' already exists in this layer; "
+                                         "give each bank its own ExpertBankSpec::name",
+                                         spec.name));
+        }
+    }
+    auto bank = std::make_shared<HostExpertBank>(spec, policy_, init_std_, output_init_std_,
+                                                 mix_seed(seed_, banks_.size()));
+    banks_.push_back(bank);
+    return bank;
+}
+
+at::Tensor LayerHostServices::training_token_counts() {
+    if (!token_counts_) throw sdk::Error("training token counts are not available here");
+    return token_counts_();
+}
+
+MoeLayer::MoeLayer(int layer_index, std::shared_ptr<sdk::MoeBlock> block,
+                   std::vector<std::shared_ptr<HostExpertBank>> banks,
+                   std::shared_ptr<const PluginInfo> plugin)
+    : layer_index_(layer_index),
+      block_(std::move(block)),
+      banks_(std::move(banks)),
+      plugin_(std::move(plugin)) {
+    register_module("block", block_);
+    const auto modules = block_->modules(/*include_self=*/false);
+    for (const auto& bank : banks_) {
+        const bool registered = std::any_of(modules.begin(), modules.end(), [&](const auto& m) {
+            return m.get() == static_cast<const torch::nn::Module*>(bank.get());
+        });
+        if (!registered) {
+            throw PluginError(fmt::format(
+                "{}: layer {} created expert bank '{}' but did not register it as a submodule "
+                "(register_module), so its experts would be neither trained nor saved",
+                describe_plugin(*plugin_), layer_index_, bank->spec().name));
+        }
+    }
+}
+
+sdk::BlockOutput MoeLayer::forward(const sdk::BlockInput& input, LayerRoutingStats* stats) {
+    sdk::BlockOutput output =
+        call_plugin(*plugin_, fmt::format("MoE block of layer {}", layer_index_),
+                    [&] { return block_->forward(input); });
+    try {
+        if (!output.hidden.defined() || output.hidden.sizes() != input.hidden.sizes()) {
+            throw sdk::Error(fmt::format("output hidden must have the input's shape {}, got {}",
+                                         shape_text(input.hidden.sizes()),
+                                         tensor_text(output.hidden)));
+        }
+        for (const sdk::RoutingDecision& decision : output.routing) {
+            check_routing_decision(decision, input.hidden.size(0), -1);
+        }
+    } catch (const sdk::Error& error) {
+        throw PluginError(fmt::format("{}: MoE block of layer {} returned malformed output: {}",
+                                      describe_plugin(*plugin_), layer_index_, error.what()));
+    }
+    for (const auto& bank : banks_) {
+        std::vector<DispatchRecord> records = bank->take_dispatches();
+        if (stats == nullptr) continue;
+        for (const DispatchRecord& record : records) stats->add_dispatch(bank->spec().name, record);
+    }
+    if (stats != nullptr) {
+        for (std::size_t i = 0; i < output.routing.size(); ++i) {
+            stats->add_decision(i, output.routing[i]);
+        }
+        stats->add_scalars("aux", output.aux_losses);
+        stats->add_scalars("stats", output.stats);
+    }
+    return output;
+}
+
+}  // namespace moelab::core

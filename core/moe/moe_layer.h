@@ -1,0 +1,63 @@
+#pragma once
+
+// One MoE layer as the model sees it: the block (a plugin's MoeBlock, or the host's standard
+// block around a plugin's Router), the expert banks the host created for it, and the plugin that
+// provided it. Every call into the block goes through call_plugin(), and its output is checked
+// before the model uses it.
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/moe/host_expert_bank.h"
+#include "core/moe/routing_stats.h"
+#include "core/plugin/plugin_info.h"
+#include "moelab/sdk/host_services.h"
+#include "moelab/sdk/moe_block.h"
+
+namespace moelab::core {
+
+// HostServices for the factories of one MoE layer: banks get the recipe's dispatch policy and the
+// host's initialisation, seeded per layer and bank; the layer keeps track of them for statistics.
+class LayerHostServices final : public sdk::HostServices {
+public:
+    LayerHostServices(DispatchPolicy policy, double init_std, double output_init_std,
+                      std::uint64_t seed, std::function<at::Tensor()> token_counts);
+
+    std::shared_ptr<sdk::ExpertBank> make_expert_bank(const sdk::ExpertBankSpec& spec) override;
+    at::Tensor training_token_counts() override;
+
+    const std::vector<std::shared_ptr<HostExpertBank>>& banks() const { return banks_; }
+
+private:
+    DispatchPolicy policy_;
+    double init_std_;
+    double output_init_std_;
+    std::uint64_t seed_;
+    std::function<at::Tensor()> token_counts_;
+    std::vector<std::shared_ptr<HostExpertBank>> banks_;
+};
+
+class MoeLayer : public torch::nn::Module {
+public:
+    // Throws PluginError if the block did not register one of `banks` as a submodule (its
+    // parameters would silently not be trained or saved).
+    MoeLayer(int layer_index, std::shared_ptr<sdk::MoeBlock> block,
+             std::vector<std::shared_ptr<HostExpertBank>> banks,
+             std::shared_ptr<const PluginInfo> plugin);
+
+    // `stats` may be null. Throws PluginError when the block fails or returns malformed output.
+    sdk::BlockOutput forward(const sdk::BlockInput& input, LayerRoutingStats* stats);
+
+    int layer_index() const { return layer_index_; }
+    const std::vector<std::shared_ptr<HostExpertBank>>& banks() const { return banks_; }
+    sdk::MoeBlock& block() { return *block_; }
+
+private:
+    int layer_index_;
+    std::shared_ptr<sdk::MoeBlock> block_;
+    std::vector<std::shared_ptr<HostExpertBank>> banks_;  // owned through block_'s submodules
+    std::shared_ptr<const PluginInfo> plugin_;
+};
+
+}  // namespace moelab::core

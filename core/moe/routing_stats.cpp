@@ -1,0 +1,111 @@
+#include "core/moe/routing_stats.h"
+
+#include <cmath>
+
+namespace moelab::core {
+
+namespace {
+
+at::Tensor accumulate(const at::Tensor& total, const at::Tensor& value) {
+    return total.defined() ? total + value : value.clone();
+}
+
+}  // namespace
+
+void LayerRoutingStats::add_dispatch(const std::string& bank, const DispatchRecord& record) {
+    BankTotals& totals = banks_[bank];
+    totals.tokens_per_expert = accumulate(totals.tokens_per_expert, record.tokens_per_expert);
+    totals.assignments = accumulate(totals.assignments, record.assignments);
+    totals.dropped = accumulate(totals.dropped, record.dropped);
+    totals.tokens += record.tokens;
+}
+
+std::map<std::string, double> LayerRoutingStats::active_fractions() const {
+    std::map<std::string, double> fractions;
+    for (const auto& [name, totals] : banks_) {
+        const at::Tensor counts = totals.tokens_per_expert.to(at::kCPU).to(at::kDouble);
+        const double denominator = static_cast<double>(totals.tokens) * counts.numel();
+        fractions[name] = denominator > 0 ? counts.sum().item<double>() / denominator : 0.0;
+    }
+    return fractions;
+}
+
+void LayerRoutingStats::add_decision(std::size_t sublayer, const sdk::RoutingDecision& decision) {
+    if (decisions_.size() <= sublayer) decisions_.resize(sublayer + 1);
+    DecisionTotals& totals = decisions_[sublayer];
+    const at::Tensor used = (decision.expert_indices >= 0).sum(1).to(at::kFloat);
+    totals.experts_sum = accumulate(totals.experts_sum, used.sum().detach());
+    totals.tokens += decision.expert_indices.size(0);
+    if (decision.probs.defined()) {
+        const at::Tensor p = decision.probs.detach().to(at::kFloat);
+        // 0 log 0 = 0
+        const at::Tensor entropy = -(p * at::log(p.clamp_min(1e-30))).sum(-1);
+        totals.entropy_sum = accumulate(totals.entropy_sum, entropy.sum());
+        totals.has_probs = true;
+    }
+}
+
+void LayerRoutingStats::add_scalars(const std::string& kind, const sdk::NamedScalars& scalars) {
+    for (const auto& [name, value] : scalars) {
+        ScalarTotals& totals = scalars_[kind][name];
+        totals.sum = accumulate(totals.sum, value.detach().to(at::kFloat).reshape({}));
+        ++totals.count;
+    }
+}
+
+nlohmann::json LayerRoutingStats::summary() const {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [name, totals] : banks_) {
+        const at::Tensor counts = totals.tokens_per_expert.to(at::kCPU).to(at::kDouble);
+        const std::int64_t experts = counts.numel();
+        std::vector<std::int64_t> per_expert(experts);
+        for (std::int64_t e = 0; e < experts; ++e) {
+            per_expert[e] = static_cast<std::int64_t>(counts[e].item<double>());
+        }
+        const double mean = counts.mean().item<double>();
+        const double max = counts.max().item<double>();
+        const double std = experts > 1 ? counts.std(/*unbiased=*/false).item<double>() : 0.0;
+        const double assignments = totals.assignments.to(at::kCPU).item<double>();
+        const double dropped = totals.dropped.to(at::kCPU).item<double>();
+        out["banks"][name] = {
+            {"tokens_per_expert", per_expert},
+            {"load_imbalance", mean > 0 ? max / mean : 0.0},
+            {"cv", mean > 0 ? std / mean : 0.0},
+            {"dead_fraction", (counts == 0).to(at::kDouble).mean().item<double>()},
+            {"dropped_fraction", assignments > 0 ? dropped / assignments : 0.0},
+            {"active_fraction", active_fractions().at(name)},
+        };
+    }
+    for (const DecisionTotals& totals : decisions_) {
+        nlohmann::json router = nlohmann::json::object();
+        if (totals.tokens > 0) {
+            router["experts_per_token"] =
+                totals.experts_sum.to(at::kCPU).item<double>() / static_cast<double>(totals.tokens);
+            if (totals.has_probs) {
+                router["entropy"] = totals.entropy_sum.to(at::kCPU).item<double>() /
+                                    static_cast<double>(totals.tokens);
+            }
+        }
+        out["routers"].push_back(router);
+    }
+    for (const auto& [kind, values] : scalars_) {
+        for (const auto& [name, totals] : values) {
+            out[kind][name] = totals.sum.to(at::kCPU).item<double>() / totals.count;
+        }
+    }
+    return out;
+}
+
+const LayerRoutingStats& RoutingStats::layer_or_empty(int layer_index) const {
+    static const LayerRoutingStats kEmpty;
+    auto it = layers_.find(layer_index);
+    return it == layers_.end() ? kEmpty : it->second;
+}
+
+nlohmann::json RoutingStats::summary() const {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [index, stats] : layers_) out["layer" + std::to_string(index)] = stats.summary();
+    return out;
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,71 @@
+#pragma once
+
+// Routing statistics of the MoE layers over an interval (a logging window or an evaluation):
+// tokens per expert, load imbalance (max/mean), coefficient of variation, dead-expert fraction,
+// dropped-assignment fraction per expert bank; routing entropy and experts per token per routed
+// sub-layer; the mean of every auxiliary loss and router statistic. Accumulates on the device and
+// synchronises only when summarised.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/moe/host_expert_bank.h"
+#include "moelab/sdk/routing.h"
+
+namespace moelab::core {
+
+class LayerRoutingStats {
+public:
+    void add_dispatch(const std::string& bank, const DispatchRecord& record);
+    void add_decision(std::size_t sublayer, const sdk::RoutingDecision& decision);
+    void add_scalars(const std::string& kind, const sdk::NamedScalars& scalars);
+
+    // {"banks": {"experts": {"tokens_per_expert": [...], "load_imbalance": .., "cv": ..,
+    //   "dead_fraction": .., "dropped_fraction": .., "active_fraction": ..}},
+    //  "routers": [{"entropy": .., "experts_per_token": ..}], "aux": {..}, "stats": {..}}
+    nlohmann::json summary() const;
+
+    // Per bank: processed assignments / (tokens x experts), the fraction of the bank's expert
+    // parameters an average token uses.
+    std::map<std::string, double> active_fractions() const;
+
+private:
+    struct BankTotals {
+        at::Tensor tokens_per_expert;  // (experts,) int64
+        at::Tensor assignments;        // ()
+        at::Tensor dropped;            // ()
+        std::int64_t tokens = 0;
+    };
+    struct DecisionTotals {
+        at::Tensor entropy_sum;           // () float: sum over tokens
+        at::Tensor experts_sum;           // () float: sum over tokens of used slots
+        std::int64_t tokens = 0;
+        bool has_probs = false;
+    };
+    struct ScalarTotals {
+        at::Tensor sum;
+        std::int64_t count = 0;
+    };
+    std::map<std::string, BankTotals> banks_;
+    std::vector<DecisionTotals> decisions_;
+    std::map<std::string, std::map<std::string, ScalarTotals>> scalars_;  // kind -> name -> totals
+};
+
+// Statistics of every MoE layer, keyed by layer index.
+class RoutingStats {
+public:
+    LayerRoutingStats& layer(int layer_index) { return layers_[layer_index]; }
+    // The layer's statistics, or empty ones if it reported none.
+    const LayerRoutingStats& layer_or_empty(int layer_index) const;
+    bool empty() const { return layers_.empty(); }
+    nlohmann::json summary() const;  // {"layer1": {...}, ...}
+
+private:
+    std::map<int, LayerRoutingStats> layers_;
+};
+
+}  // namespace moelab::core

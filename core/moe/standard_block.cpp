@@ -1,0 +1,98 @@
+#include "core/moe/standard_block.h"
+
+#include <fmt/format.h>
+
+#include "core/plugin/plugin_error.h"
+#include "core/system/tensor_text.h"
+#include "moelab/sdk/error.h"
+#include "moelab/sdk/no_autocast.h"
+
+namespace moelab::core {
+
+void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t tokens,
+                            std::int64_t expert_count) {
+    const at::Tensor& indices = decision.expert_indices;
+    const at::Tensor& weights = decision.combine_weights;
+    if (!indices.defined() || indices.dim() != 2 || indices.size(0) != tokens ||
+        indices.scalar_type() != at::kLong) {
+        throw sdk::Error(fmt::format(
+            "expert_indices must be an int64 tensor of shape (tokens={}, slots), got {}", tokens,
+            tensor_text(indices)));
+    }
+    if (!weights.defined() || weights.sizes() != indices.sizes() ||
+        !at::isFloatingType(weights.scalar_type())) {
+        throw sdk::Error(fmt::format(
+            "combine_weights must be a floating tensor shaped like expert_indices {}, got {}",
+            shape_text(indices.sizes()), tensor_text(weights)));
+    }
+    auto check_per_expert = [&](const at::Tensor& t, const char* name) {
+        if (!t.defined()) return;
+        if (t.dim() != 2 || t.size(0) != tokens ||
+            (expert_count > 0 && t.size(1) != expert_count)) {
+            throw sdk::Error(fmt::format("{} must have shape (tokens={}, experts={}), got {}",
+                                         name, tokens, expert_count, tensor_text(t)));
+        }
+    };
+    check_per_expert(decision.probs, "probs");
+    check_per_expert(decision.active_mask, "active_mask");
+    if (decision.token_scale.defined() &&
+        (decision.token_scale.dim() != 1 || decision.token_scale.size(0) != tokens)) {
+        throw sdk::Error(fmt::format("token_scale must have shape (tokens={}), got {}", tokens,
+                                     tensor_text(decision.token_scale)));
+    }
+}
+
+StandardMoeBlock::StandardMoeBlock(std::shared_ptr<sdk::Router> router,
+                                   std::shared_ptr<const PluginInfo> router_plugin,
+                                   std::shared_ptr<sdk::ExpertBank> experts,
+                                   std::shared_ptr<sdk::ExpertBank> shared, std::int64_t d_model,
+                                   double norm_eps)
+    : router_(std::move(router)),
+      router_plugin_(std::move(router_plugin)),
+      experts_(std::move(experts)),
+      shared_(std::move(shared)) {
+    norm_ = register_module("norm", std::make_shared<sdk::RmsNorm>(d_model, norm_eps));
+    register_module("router", router_);
+    register_module("experts", experts_);
+    if (shared_) register_module("shared", shared_);
+}
+
+sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
+    const at::Tensor x = norm_->forward(input.hidden);  // (tokens, d_model)
+    sdk::RoutingDecision decision;
+    {
+        // Note [fp32 routing]: routers see fp32 input with autocast off, so logits, softmax or
+        // sigmoid and top-k selection are computed in fp32 whatever the model's dtype.
+        sdk::NoAutocast fp32_routing;
+        sdk::RouterInput router_input;
+        router_input.hidden = x.to(at::kFloat);
+        router_input.token_ids = input.token_ids;
+        router_input.training = input.training;
+        router_input.step = input.step;
+        router_input.perturbation = input.perturbation;
+        decision = call_plugin(*router_plugin_, "routing",
+                               [&] { return router_->route(router_input); });
+    }
+    try {
+        check_routing_decision(decision, x.size(0), experts_->spec().expert_count);
+    } catch (const sdk::Error& error) {
+        throw PluginError(fmt::format("{}: routing returned a malformed decision: {}",
+                                      describe_plugin(*router_plugin_), error.what()));
+    }
+    at::Tensor mixed = experts_->mix(x, decision.expert_indices, decision.combine_weights);
+    if (decision.token_scale.defined()) {
+        mixed = mixed * decision.token_scale.to(mixed.scalar_type()).unsqueeze(1);
+    }
+    if (shared_) mixed = mixed + shared_->run_all(x).squeeze(0);
+
+    sdk::BlockOutput output;
+    output.hidden = input.hidden + mixed.to(input.hidden.scalar_type());
+    output.aux_losses = std::move(decision.aux_losses);
+    output.stats = std::move(decision.stats);
+    decision.aux_losses.clear();
+    decision.stats.clear();
+    output.routing.push_back(std::move(decision));
+    return output;
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,203 @@
+// The host's standard MoE block around a router: end-to-end equality with a hand-written
+// reference (norm, fp32 router, top-k, renormalise, experts, residual) for the built-in topk
+// router, gradients into the router, fp32 routing under bf16 autocast, and the balance loss.
+
+#include <gtest/gtest.h>
+
+#include <torch/autograd.h>
+
+#include "core/moe/host_expert_bank.h"
+#include "core/moe/standard_block.h"
+#include "core/plugin/instantiate.h"
+#include "core/plugin/loader.h"
+#include "core/plugin/plugin_error.h"
+#include "moelab/sdk/routing_ops.h"
+#include "naive_moe.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+namespace moelab::core {
+namespace {
+
+auto test_plugin() {
+    auto info = std::make_shared<PluginInfo>();
+    info->name = "test";
+    info->file = "in-test";
+    return std::shared_ptr<const PluginInfo>(info);
+}
+
+at::Tensor rms_norm(const at::Tensor& x, double eps) {
+    return x * at::rsqrt(x.square().mean(-1, true) + eps);
+}
+
+TEST(SwitchBalanceLoss, EqualsTheFormulaOnAHandComputedExample) {
+    // f = fraction of assignments per expert, P = mean probability; loss = E * sum f * P.
+    const at::Tensor probs = at::tensor({0.7, 0.3, 0.6, 0.4, 0.2, 0.8, 0.9, 0.1}).view({4, 2});
+    const at::Tensor top1 = at::tensor({0, 0, 1, 0}, at::kLong).view({4, 1});
+    // f = (3/4, 1/4), P = (0.6, 0.4): 2 * (0.75 * 0.6 + 0.25 * 0.4) = 1.1
+    EXPECT_NEAR(sdk::switch_balance_loss(probs, top1, 2).item<double>(), 1.1, 1e-6);
+    // Empty slots do not count: assignments (0, 1, 0) -> f = (2/3, 1/3):
+    // 2 * (2/3 * 0.6 + 1/3 * 0.4) = 1.0666...
+    const at::Tensor with_empty = at::tensor({0, -1, 1, -1, -1, -1, 0, -1}, at::kLong).view({4, 2});
+    EXPECT_NEAR(sdk::switch_balance_loss(probs, with_empty, 2).item<double>(), 3.2 / 3, 1e-6);
+    // Perfectly uniform routing gives 1.
+    const at::Tensor uniform = at::full({4, 2}, 0.5);
+    const at::Tensor alternating = at::tensor({0, 1, 0, 1}, at::kLong).view({4, 1});
+    EXPECT_NEAR(sdk::switch_balance_loss(uniform, alternating, 2).item<double>(), 1.0, 1e-6);
+}
+
+class TopKBlock : public ::testing::Test {
+protected:
+    void SetUp() override {
+        registry_ = load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
+        ASSERT_NE(registry_.find_router("topk"), nullptr);
+    }
+
+    std::shared_ptr<sdk::Router> make_topk(std::int64_t k, bool renormalize) {
+        const RegisteredRouter& topk = *registry_.find_router("topk");
+        sdk::MoeLayerContext context;
+        context.model.d_model = kModel;
+        context.model.expert_count = kExperts;
+        context.seed = 17;
+        context.init_std = 0.5;
+        std::map<std::string, sdk::ParamValue, std::less<>> values;
+        for (const auto& spec : topk.component.params.specs()) values[spec.name] = spec.default_value;
+        values["k"] = k;
+        values["renormalize"] = renormalize;
+        values["balance_coef"] = 0.5;
+        return instantiate_router(topk, context, sdk::Params(values));
+    }
+
+    static constexpr std::int64_t kTokens = 20, kExperts = 6, kModel = 8, kFf = 5;
+    PluginRegistry registry_;
+};
+
+TEST_F(TopKBlock, MatchesTheHandWrittenReferenceIncludingRouterGradients) {
+    for (const std::int64_t k : {1, 2}) {
+        auto router = make_topk(k, /*renormalize=*/true);
+        auto bank = std::make_shared<HostExpertBank>(
+            sdk::ExpertBankSpec{"experts", kExperts, kModel, kFf, -1}, DispatchPolicy{}, 0.3, 0.3,
+            4);
+        StandardMoeBlock block(router, registry_.find_router("topk")->plugin, bank, nullptr,
+                               kModel, 1e-5);
+        const at::Tensor hidden = at::randn({kTokens, kModel}).requires_grad_();
+        sdk::BlockInput input;
+        input.hidden = hidden;
+        input.token_ids = at::zeros({kTokens}, at::kLong);
+        input.training = true;
+        const sdk::BlockOutput output = block.forward(input);
+
+        // Reference, written out.
+        const at::Tensor router_weight = router->named_parameters()["weight"];
+        const at::Tensor h = hidden.detach().clone().requires_grad_();
+        const at::Tensor w = router_weight.detach().clone().requires_grad_();
+        const at::Tensor x = rms_norm(h, 1e-5);
+        const at::Tensor probs = at::matmul(x, w.t()).softmax(-1);
+        auto [top_p, top_i] = probs.topk(k, -1);
+        const at::Tensor gates = top_p / top_p.sum(-1, true);
+        const at::Tensor expected =
+            h + tests::naive_mix(x, top_i, gates, bank->w_in.detach(), bank->w_out.detach());
+        EXPECT_TRUE(at::allclose(output.hidden, expected, 1e-5, 1e-5)) << "k=" << k;
+        ASSERT_EQ(output.routing.size(), 1u);
+        EXPECT_TRUE(at::equal(output.routing[0].expert_indices, top_i));
+
+        // Balance loss is reported with its coefficient and equals the formula.
+        ASSERT_EQ(output.aux_losses.size(), 1u);
+        EXPECT_EQ(output.aux_losses[0].first, "balance");
+        EXPECT_NEAR(output.aux_losses[0].second.item<double>(),
+                    0.5 * sdk::switch_balance_loss(probs, top_i, kExperts).item<double>(), 1e-6);
+
+        // Gradients reach the router (through the combine weights) and match the reference.
+        const at::Tensor probe = at::randn({kTokens, kModel});
+        const at::Tensor grad =
+            torch::autograd::grad({(output.hidden * probe).sum()}, {router_weight})[0];
+        const at::Tensor expected_grad = torch::autograd::grad({(expected * probe).sum()}, {w})[0];
+        if (k > 1) EXPECT_GT(grad.abs().max().item<double>(), 0.0);
+        EXPECT_TRUE(at::allclose(grad, expected_grad, 1e-4, 1e-5)) << "k=" << k;
+    }
+}
+
+TEST_F(TopKBlock, PerturbationRemovesEachTokensTopExpertAndRenormalises) {
+    auto router = make_topk(2, true);
+    sdk::RouterInput input;
+    input.hidden = at::randn({kTokens, kModel});
+    const sdk::RoutingDecision normal = router->route(input);
+    input.perturbation.disable_top_experts = 1;
+    const sdk::RoutingDecision perturbed = router->route(input);
+    // The new first choice is the old second choice; the argmax expert never appears.
+    const at::Tensor argmax = normal.probs.argmax(-1);
+    EXPECT_TRUE(at::equal(perturbed.expert_indices.select(1, 0), normal.expert_indices.select(1, 1)));
+    EXPECT_FALSE((perturbed.expert_indices == argmax.unsqueeze(1)).any().item<bool>());
+    EXPECT_TRUE(at::allclose(perturbed.combine_weights.sum(-1), at::ones({kTokens})));
+}
+
+// A router that records what it was given.
+class SpyRouter : public sdk::Router {
+public:
+    sdk::RoutingDecision route(const sdk::RouterInput& input) override {
+        seen_dtype = input.hidden.scalar_type();
+        matmul_dtype = at::matmul(input.hidden, at::ones({input.hidden.size(1), 2})).scalar_type();
+        sdk::RoutingDecision decision;
+        decision.expert_indices = at::zeros({input.hidden.size(0), 1}, at::kLong);
+        decision.combine_weights = at::ones({input.hidden.size(0), 1});
+        return decision;
+    }
+    at::ScalarType seen_dtype = at::kByte;
+    at::ScalarType matmul_dtype = at::kByte;
+};
+
+void set_cpu_autocast(bool enabled) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCPU, enabled);
+#else
+    at::autocast::set_cpu_enabled(enabled);
+#endif
+}
+
+TEST(StandardBlock, RoutesInFp32UnderBf16Autocast) {
+    auto spy = std::make_shared<SpyRouter>();
+    auto bank = std::make_shared<HostExpertBank>(sdk::ExpertBankSpec{"experts", 2, 4, 4, -1},
+                                                 DispatchPolicy{}, 0.1, 0.1, 1);
+    StandardMoeBlock block(spy, test_plugin(), bank, nullptr, 4, 1e-5);
+    sdk::BlockInput input;
+    input.hidden = at::randn({3, 4}).to(at::kBFloat16);
+    input.token_ids = at::zeros({3}, at::kLong);
+    set_cpu_autocast(true);  // CPU autocast defaults to bfloat16
+    // Sanity: autocast really is on outside the router.
+    const at::ScalarType outside = at::matmul(at::randn({2, 2}), at::randn({2, 2})).scalar_type();
+    block.forward(input);
+    set_cpu_autocast(false);
+    EXPECT_EQ(outside, at::kBFloat16);
+    EXPECT_EQ(spy->seen_dtype, at::kFloat);
+    EXPECT_EQ(spy->matmul_dtype, at::kFloat);
+}
+
+TEST(StandardBlock, MalformedDecisionIsAPluginErrorNamingThePlugin) {
+    class BadRouter : public sdk::Router {
+    public:
+        sdk::RoutingDecision route(const sdk::RouterInput& input) override {
+            sdk::RoutingDecision decision;
+            decision.expert_indices = at::zeros({input.hidden.size(0) + 1, 1}, at::kLong);
+            decision.combine_weights = at::ones({input.hidden.size(0) + 1, 1});
+            return decision;
+        }
+    };
+    auto bank = std::make_shared<HostExpertBank>(sdk::ExpertBankSpec{"experts", 2, 4, 4, -1},
+                                                 DispatchPolicy{}, 0.1, 0.1, 1);
+    StandardMoeBlock block(std::make_shared<BadRouter>(), test_plugin(), bank, nullptr, 4, 1e-5);
+    sdk::BlockInput input;
+    input.hidden = at::randn({3, 4});
+    input.token_ids = at::zeros({3}, at::kLong);
+    try {
+        block.forward(input);
+        FAIL();
+    } catch (const PluginError& error) {
+        EXPECT_NE(std::string(error.what()).find("plugin 'test'"), std::string::npos);
+        EXPECT_NE(std::string(error.what()).find("(tokens=3, slots)"), std::string::npos)
+            << error.what();
+    }
+}
+
+}  // namespace
+}  // namespace moelab::core
