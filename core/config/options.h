@@ -64,7 +64,10 @@ struct TrainOptions {
     double beta2 = 0.95;
     double adam_eps = 1e-8;
     double grad_clip = 1.0;  // global L2 norm; 0 disables clipping
-    std::int64_t threads = 0;  // intra-op threads; 0: the measured default (docs/threads.md)
+    // CPU threads of LibTorch's intra-op pool and of OpenBLAS; 0: the measured default
+    // (docs/threads.md).
+    std::int64_t intra_op_threads = 0;
+    std::int64_t blas_threads = 0;
     std::int64_t log_every = 10;
     std::int64_t eval_every = 0;        // 0: evaluate only at the end
     std::int64_t checkpoint_every = 0;  // 0: checkpoint only at the end

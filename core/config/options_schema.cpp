@@ -118,8 +118,11 @@ const OptionsBinding<TrainOptions>& train_binding() {
         b.bind("grad_clip", &TrainOptions::grad_clip,
                "Clip the global gradient L2 norm to this value; 0 disables")
             .at_least(0);
-        b.bind("threads", &TrainOptions::threads,
-               "Intra-op CPU threads; 0 uses the measured default (see docs/threads.md)")
+        b.bind("intra_op_threads", &TrainOptions::intra_op_threads,
+               "LibTorch intra-op CPU threads; 0 uses the measured default (docs/threads.md)")
+            .between(0, 4096);
+        b.bind("blas_threads", &TrainOptions::blas_threads,
+               "OpenBLAS threads; 0 uses the measured default (docs/threads.md)")
             .between(0, 4096);
         b.bind("log_every", &TrainOptions::log_every, "Steps between metric records")
             .at_least(1);

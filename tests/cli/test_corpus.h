@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,13 +15,33 @@ namespace moelab::tests {
 
 class TestCorpus {
 public:
-    TestCorpus() {
+    // `words` > 0 writes that many pseudo-random words per split (documents of 8 sentences),
+    // enough text to train a tiny model on; 0 writes two short documents.
+    explicit TestCorpus(int words = 0) {
         char pattern[] = "/tmp/moelab-corpus-XXXXXX";
         root_ = mkdtemp(pattern);
         std::filesystem::create_directories(root_ / "corpus");
+        std::uint32_t state = 12345;
         for (const char* split : {"train", "validation", "test"}) {
-            std::ofstream(root_ / "corpus" / (std::string(split) + ".txt"))
-                << "The quick brown fox jumps over the lazy dog.\n\nA second document.\n";
+            std::ofstream out(root_ / "corpus" / (std::string(split) + ".txt"));
+            if (words == 0) {
+                out << "The quick brown fox jumps over the lazy dog.\n\nA second document.\n";
+                continue;
+            }
+            static const char* kWords[] = {"the", "a", "model", "expert", "routes", "token",
+                                           "to", "of", "and", "learns", "mixture", "layer",
+                                           "small", "text", "is", "in", "one", "every"};
+            for (int w = 0, sentence = 0; w < words; ++w) {
+                state = state * 1664525u + 1013904223u;
+                out << kWords[(state >> 16) % 18];
+                if ((state >> 8) % 9 == 0) {
+                    out << ".\n";
+                    if (++sentence % 8 == 0) out << "\n";
+                } else {
+                    out << ' ';
+                }
+            }
+            out << ".\n";
         }
     }
     ~TestCorpus() { std::filesystem::remove_all(root_); }

@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "core/plugin/registry.h"
+#include "core/plugin/resolve.h"
+
+#include <memory>
 
 namespace moelab::cli {
 
@@ -31,5 +34,16 @@ int run_guarded(const std::function<int()>& command);
 core::PluginRegistry load_registry(const std::vector<std::string>& extra, bool allow_refusals);
 
 std::string format_refusals(const core::PluginRegistry& registry);
+
+// A recipe loaded, its plugins found and resolved against the run's device. The registry owns
+// what `resolved` points into; keep them together.
+struct LoadedRecipe {
+    core::PluginRegistry registry;
+    core::ResolvedRecipe resolved;
+    std::string device;
+};
+std::unique_ptr<LoadedRecipe> load_and_resolve(const std::string& recipe_file,
+                                               const std::vector<std::string>& overrides,
+                                               const std::vector<std::string>& features = {});
 
 }  // namespace moelab::cli

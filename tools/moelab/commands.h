@@ -19,4 +19,22 @@ struct CheckArgs {
 };
 int check_recipe(const CheckArgs& args);
 
+struct RunArgs {
+    std::string recipe;
+    std::vector<std::string> overrides;
+    std::string out_dir;
+    bool resume = false;
+    long long stop_after_steps = 0;
+};
+int run_recipe(const RunArgs& args);
+
+struct EvalArgs {
+    std::string target;  // run directory or checkpoint
+    std::string split = "validation";
+    long long max_batches = -1;  // -1: the recipe's eval.max_batches
+    int disable_top_experts = 0;
+    bool json = false;
+};
+int evaluate_run(const EvalArgs& args);
+
 }  // namespace moelab::cli

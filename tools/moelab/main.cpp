@@ -39,6 +39,53 @@ void add_check_command(CLI::App& app, int& exit_code) {
     });
 }
 
+void add_run_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<RunArgs>();
+    CLI::App* command = app.add_subcommand(
+        "run", "Train the model a recipe describes; progress on the terminal, metrics, "
+               "checkpoints and a summary in the run directory");
+    command->add_option("recipe", args->recipe, "Recipe file (TOML)")->required();
+    command->add_option("--set", args->overrides,
+                        "Override a key: section.key=value (TOML value; repeatable)");
+    command->add_option("--out", args->out_dir,
+                        "Run directory (default runs/<recipe name>-<timestamp>)");
+    command->add_flag("--resume", args->resume,
+                      "Continue the run in --out from its latest checkpoint");
+    command->add_option("--stop-after", args->stop_after_steps,
+                        "Stop with a checkpoint after this many steps (continue with --resume)")
+        ->check(CLI::NonNegativeNumber);
+    command->callback([&exit_code, args] {
+        if (args->resume && args->out_dir.empty()) {
+            exit_code = run_guarded([]() -> int {
+                throw UsageError("--resume needs --out RUN_DIR naming the run to continue");
+            });
+            return;
+        }
+        exit_code = run_guarded([&] { return run_recipe(*args); });
+    });
+}
+
+void add_eval_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<EvalArgs>();
+    CLI::App* command = app.add_subcommand(
+        "eval", "Evaluate a run's latest checkpoint (or a given one): loss, perplexity and "
+                "routing statistics per MoE layer");
+    command->add_option("target", args->target, "Run directory or checkpoint directory")
+        ->required();
+    command->add_option("--split", args->split, "validation (default), test or train");
+    command->add_option("--max-batches", args->max_batches,
+                        "Evaluate at most this many batches (default: the recipe's "
+                        "eval.max_batches)");
+    command->add_option("--disable-top-experts", args->disable_top_experts,
+                        "Robustness probe: remove each router's N most probable experts per "
+                        "token before selection")
+        ->check(CLI::NonNegativeNumber);
+    command->add_flag("--json", args->json, "Print the result as JSON");
+    command->callback([&exit_code, args] {
+        exit_code = run_guarded([&] { return evaluate_run(*args); });
+    });
+}
+
 }  // namespace
 }  // namespace moelab::cli
 
@@ -51,6 +98,8 @@ int main(int argc, char** argv) {
     int exit_code = kExitOk;
     add_plugins_command(app, exit_code);
     add_check_command(app, exit_code);
+    add_run_command(app, exit_code);
+    add_eval_command(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {

@@ -1,0 +1,92 @@
+#include "core/data/batcher.h"
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+namespace moelab::core {
+
+TrainBatcher::TrainBatcher(const std::vector<std::int32_t>& tokens, std::int64_t seq_len,
+                           std::int64_t batch_size, std::uint64_t seed)
+    : tokens_(tokens), seq_len_(seq_len), batch_size_(batch_size), seed_(seed) {
+    windows_ = tokens.empty() ? 0 : (static_cast<std::int64_t>(tokens.size()) - 1) / seq_len;
+    if (windows_ < 1) {
+        throw std::runtime_error("the training split has " + std::to_string(tokens.size()) +
+                                 " tokens, fewer than one sequence of data.seq_len + 1 = " +
+                                 std::to_string(seq_len + 1));
+    }
+    shuffle_epoch();
+}
+
+void TrainBatcher::shuffle_epoch() {
+    order_.resize(static_cast<std::size_t>(windows_));
+    for (std::int64_t i = 0; i < windows_; ++i) order_[i] = i;
+    // std::mt19937_64 is specified exactly by the standard; the Fisher-Yates below is ours, so the
+    // order does not depend on the standard library's shuffle.
+    std::mt19937_64 rng(seed_ ^ (0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(
+                                                            position_.epoch + 1)));
+    for (std::int64_t i = windows_ - 1; i > 0; --i) {
+        const auto j = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(i + 1));
+        std::swap(order_[i], order_[j]);
+    }
+}
+
+at::Tensor TrainBatcher::next() {
+    at::Tensor batch = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
+    std::int64_t* out = batch.data_ptr<std::int64_t>();
+    for (std::int64_t b = 0; b < batch_size_; ++b) {
+        if (position_.cursor == windows_) {
+            ++position_.epoch;
+            position_.cursor = 0;
+            shuffle_epoch();
+        }
+        const std::int64_t start = order_[position_.cursor++] * seq_len_;
+        for (std::int64_t i = 0; i <= seq_len_; ++i) {
+            out[b * (seq_len_ + 1) + i] = tokens_[start + i];
+        }
+    }
+    return batch;
+}
+
+void TrainBatcher::restore(const DataPosition& position) {
+    position_ = position;
+    shuffle_epoch();
+}
+
+std::vector<at::Tensor> evaluation_batches(const std::vector<std::int32_t>& tokens,
+                                           std::int64_t seq_len, std::int64_t batch_size,
+                                           std::int64_t max_batches) {
+    std::vector<at::Tensor> batches;
+    const std::int64_t total = static_cast<std::int64_t>(tokens.size());
+    std::vector<std::vector<std::int64_t>> pending;
+    auto flush = [&] {
+        if (pending.empty()) return;
+        at::Tensor batch = at::empty({static_cast<std::int64_t>(pending.size()),
+                                      static_cast<std::int64_t>(pending[0].size())},
+                                     at::kLong);
+        for (std::size_t b = 0; b < pending.size(); ++b) {
+            std::copy(pending[b].begin(), pending[b].end(),
+                      batch[static_cast<std::int64_t>(b)].data_ptr<std::int64_t>());
+        }
+        batches.push_back(batch);
+        pending.clear();
+    };
+    for (std::int64_t start = 0; start + 1 < total; start += seq_len) {
+        const std::int64_t length = std::min(seq_len + 1, total - start);
+        if (!pending.empty() && static_cast<std::int64_t>(pending[0].size()) != length) flush();
+        pending.emplace_back(tokens.begin() + start, tokens.begin() + start + length);
+        if (static_cast<std::int64_t>(pending.size()) == batch_size) flush();
+        if (max_batches > 0 && static_cast<std::int64_t>(batches.size()) == max_batches) {
+            pending.clear();
+            return batches;
+        }
+    }
+    flush();
+    if (max_batches > 0 && static_cast<std::int64_t>(batches.size()) > max_batches) {
+        batches.resize(static_cast<std::size_t>(max_batches));
+    }
+    return batches;
+}
+
+}  // namespace moelab::core

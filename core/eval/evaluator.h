@@ -1,0 +1,39 @@
+#pragma once
+
+// Evaluation of a language model on token windows: mean next-token cross-entropy (nats),
+// perplexity, and the MoE layers' routing statistics over the evaluated tokens.
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/model/language_model.h"
+#include "core/moe/routing_stats.h"
+
+namespace moelab::core {
+
+struct EvalSetup {
+    at::Device device = at::kCPU;
+    bool autocast_bf16 = false;
+    sdk::RoutingPerturbation perturbation;
+};
+
+struct EvalResult {
+    double nll_sum = 0;      // nats, summed over predicted tokens
+    std::int64_t tokens = 0; // predicted tokens
+    RoutingStats routing;
+
+    double loss() const { return tokens > 0 ? nll_sum / static_cast<double>(tokens) : 0.0; }
+    double perplexity() const;
+    nlohmann::json to_json() const;  // {"loss", "ppl", "tokens", "moe"}
+};
+
+// Mean (or summed) next-token cross-entropy: windows is (batch, length) with inputs [:, :-1] and
+// targets [:, 1:]; logits (batch, length - 1, vocab). Computed in fp32.
+at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& windows, bool sum);
+
+EvalResult evaluate(LanguageModel& model, const std::vector<at::Tensor>& batches,
+                    const EvalSetup& setup);
+
+}  // namespace moelab::core

@@ -1,0 +1,92 @@
+#include "core/train/adamw.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+#include <torch/autograd.h>
+
+#include "core/system/tensor_text.h"
+
+namespace moelab::core {
+
+AdamW::AdamW(std::vector<NamedParameter> parameters, AdamWOptions options)
+    : parameters_(std::move(parameters)), options_(options) {
+    for (const NamedParameter& p : parameters_) {
+        exp_avg_.push_back(at::zeros_like(p.tensor, at::MemoryFormat::Contiguous));
+        exp_avg_sq_.push_back(at::zeros_like(p.tensor, at::MemoryFormat::Contiguous));
+    }
+}
+
+void AdamW::step(double lr) {
+    torch::NoGradGuard no_grad;
+    ++steps_;
+    const double correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
+    const double correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+        at::Tensor param = parameters_[i].tensor;
+        const at::Tensor& grad = param.grad();
+        if (!grad.defined()) continue;
+        if (parameters_[i].decay && options_.weight_decay > 0) {
+            param.mul_(1.0 - lr * options_.weight_decay);
+        }
+        exp_avg_[i].mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
+        exp_avg_sq_[i].mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
+        const at::Tensor denom =
+            (exp_avg_sq_[i].sqrt() / std::sqrt(correction2)).add_(options_.eps);
+        param.addcdiv_(exp_avg_[i], denom, -lr / correction1);
+    }
+}
+
+void AdamW::zero_grad() {
+    for (NamedParameter& p : parameters_) {
+        if (p.tensor.grad().defined()) p.tensor.mutable_grad() = at::Tensor();
+    }
+}
+
+std::vector<NamedTensor> AdamW::state() const {
+    std::vector<NamedTensor> tensors;
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+        tensors.push_back({"exp_avg/" + parameters_[i].name, exp_avg_[i]});
+        tensors.push_back({"exp_avg_sq/" + parameters_[i].name, exp_avg_sq_[i]});
+    }
+    return tensors;
+}
+
+void AdamW::load_state(const std::map<std::string, at::Tensor>& tensors, std::int64_t steps) {
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+        for (auto [prefix, target] : {std::pair<const char*, at::Tensor*>{"exp_avg/", &exp_avg_[i]},
+                                      {"exp_avg_sq/", &exp_avg_sq_[i]}}) {
+            const std::string key = prefix + parameters_[i].name;
+            auto it = tensors.find(key);
+            if (it == tensors.end()) {
+                throw CheckpointError(fmt::format("optimizer state '{}' is missing", key));
+            }
+            if (it->second.sizes() != target->sizes()) {
+                throw CheckpointError(fmt::format("optimizer state '{}' has shape {}, expected {}",
+                                                  key, shape_text(it->second.sizes()),
+                                                  shape_text(target->sizes())));
+            }
+            target->copy_(it->second);
+        }
+    }
+    steps_ = steps;
+}
+
+double clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_norm) {
+    torch::NoGradGuard no_grad;
+    std::vector<at::Tensor> norms;
+    for (const at::Tensor& p : parameters) {
+        if (p.grad().defined()) norms.push_back(p.grad().detach().to(at::kFloat).norm());
+    }
+    if (norms.empty()) return 0.0;
+    const double total = at::stack(norms).norm().item<double>();
+    if (max_norm > 0 && std::isfinite(total) && total > max_norm) {
+        const double scale = max_norm / (total + 1e-6);
+        for (const at::Tensor& p : parameters) {
+            if (p.grad().defined()) p.grad().mul_(scale);
+        }
+    }
+    return total;
+}
+
+}  // namespace moelab::core

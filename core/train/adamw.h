@@ -1,0 +1,56 @@
+#pragma once
+
+// AdamW (Loshchilov & Hutter), the same update as torch.optim.AdamW: decoupled weight decay,
+// bias-corrected moments. Our own rather than torch::optim::AdamW so that its state has names and
+// serialises identically with every LibTorch version (checkpoint tensors "exp_avg/<param>",
+// "exp_avg_sq/<param>").
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/checkpoint/safetensors.h"
+
+namespace moelab::core {
+
+struct NamedParameter {
+    std::string name;
+    at::Tensor tensor;
+    bool decay = true;
+};
+
+struct AdamWOptions {
+    double beta1 = 0.9;
+    double beta2 = 0.95;
+    double eps = 1e-8;
+    double weight_decay = 0.1;
+};
+
+class AdamW {
+public:
+    AdamW(std::vector<NamedParameter> parameters, AdamWOptions options);
+
+    // One update with learning rate `lr` from the parameters' .grad() (a parameter without a
+    // gradient is left untouched but its step still counts).
+    void step(double lr);
+    void zero_grad();
+
+    std::int64_t steps() const { return steps_; }
+    std::vector<NamedTensor> state() const;
+    // CheckpointError naming the first missing or mis-shaped tensor.
+    void load_state(const std::map<std::string, at::Tensor>& tensors, std::int64_t steps);
+
+private:
+    std::vector<NamedParameter> parameters_;
+    std::vector<at::Tensor> exp_avg_;
+    std::vector<at::Tensor> exp_avg_sq_;
+    AdamWOptions options_;
+    std::int64_t steps_ = 0;
+};
+
+// Scales all gradients so that their global L2 norm is at most `max_norm` (no-op for
+// max_norm <= 0). Returns the norm before clipping (NaN/inf if a gradient is not finite).
+double clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_norm);
+
+}  // namespace moelab::core

@@ -1,0 +1,99 @@
+#include "core/train/model_state.h"
+
+#include <fmt/format.h>
+#include <torch/autograd.h>
+
+#include "core/config/recipe_printer.h"
+#include "core/system/hash.h"
+#include "core/system/tensor_text.h"
+
+namespace moelab::core {
+
+std::vector<NamedTensor> model_tensors(const torch::nn::Module& model) {
+    std::vector<NamedTensor> tensors;
+    for (const auto& item : model.named_parameters()) tensors.push_back({item.key(), item.value()});
+    for (const auto& item : model.named_buffers()) tensors.push_back({item.key(), item.value()});
+    return tensors;
+}
+
+void load_model_tensors(torch::nn::Module& model,
+                        const std::map<std::string, at::Tensor>& tensors) {
+    torch::NoGradGuard no_grad;
+    std::vector<std::string> problems;
+    std::size_t matched = 0;
+    for (const NamedTensor& target : model_tensors(model)) {
+        auto it = tensors.find(target.name);
+        if (it == tensors.end()) {
+            problems.push_back(fmt::format("missing '{}'", target.name));
+            continue;
+        }
+        if (it->second.sizes() != target.tensor.sizes()) {
+            problems.push_back(fmt::format("'{}' has shape {}, the model expects {}", target.name,
+                                           shape_text(it->second.sizes()),
+                                           shape_text(target.tensor.sizes())));
+            continue;
+        }
+        at::Tensor destination = target.tensor;
+        destination.copy_(it->second);
+        ++matched;
+    }
+    if (matched + problems.size() < tensors.size()) {
+        for (const auto& [name, tensor] : tensors) {
+            bool known = false;
+            for (const NamedTensor& target : model_tensors(model)) known |= target.name == name;
+            if (!known) problems.push_back(fmt::format("unexpected '{}'", name));
+        }
+    }
+    if (!problems.empty()) {
+        std::string text;
+        for (const std::string& p : problems) text += "\n  " + p;
+        throw CheckpointError("the checkpoint does not fit this model:" + text);
+    }
+}
+
+std::vector<NamedTensor> rng_state(bool cuda) {
+    std::vector<NamedTensor> tensors{
+        {"rng/cpu", at::detail::getDefaultCPUGenerator().get_state()}};
+    if (cuda) {
+        tensors.push_back(
+            {"rng/cuda", at::globalContext().defaultGenerator(at::Device(at::kCUDA, 0)).get_state()});
+    }
+    return tensors;
+}
+
+void restore_rng_state(const std::map<std::string, at::Tensor>& tensors, bool cuda) {
+    auto it = tensors.find("rng/cpu");
+    if (it == tensors.end()) throw CheckpointError("the checkpoint has no CPU random state");
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();
+    cpu.set_state(it->second);
+    if (!cuda) return;
+    it = tensors.find("rng/cuda");
+    if (it == tensors.end()) throw CheckpointError("the checkpoint has no CUDA random state");
+    at::Generator gpu = at::globalContext().defaultGenerator(at::Device(at::kCUDA, 0));
+    gpu.set_state(it->second);
+}
+
+std::string recipe_hash(const ResolvedRecipe& resolved) {
+    const std::string text = format_recipe(resolved.recipe, resolved.plugin_params());
+    return ContentHash().add(text.substr(text.find('\n') + 1)).hex();
+}
+
+nlohmann::json plugin_records(const ResolvedRecipe& resolved) {
+    nlohmann::json records = nlohmann::json::array();
+    auto add = [&](const std::string& section, const std::string& component,
+                   const PluginInfo& plugin) {
+        records.push_back({{"section", section},
+                           {"component", component},
+                           {"plugin", plugin.name},
+                           {"version", plugin.version},
+                           {"file", plugin.file.string()},
+                           {"sdk_version", plugin.sdk_version},
+                           {"fingerprint", plugin.build_fingerprint}});
+    };
+    add("tokenizer", resolved.tokenizer->component.name, *resolved.tokenizer->plugin);
+    add("attention", resolved.attention->component.name, *resolved.attention->plugin);
+    if (resolved.router) add("router", resolved.router->component.name, *resolved.router->plugin);
+    return records;
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,426 @@
+#include "core/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <torch/autograd.h>
+
+#include "core/config/recipe_printer.h"
+#include "core/data/batcher.h"
+#include "core/data/dataset.h"
+#include "core/eval/evaluator.h"
+#include "core/metrics/metrics_log.h"
+#include "core/model/seeds.h"
+#include "core/system/atomic_file.h"
+#include "core/system/build_info.h"
+#include "core/system/device.h"
+#include "core/system/threads.h"
+#include "core/train/adamw.h"
+#include "core/train/autocast_scope.h"
+#include "core/train/interrupt.h"
+#include "core/train/model_state.h"
+#include "core/train/progress.h"
+#include "core/train/schedule.h"
+
+namespace moelab::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string timestamp() {
+    const std::time_t now = std::time(nullptr);
+    std::tm local{};
+    localtime_r(&now, &local);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", &local);
+    return text;
+}
+
+std::string read_text(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw RunSetupError("cannot read " + file.string());
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+fs::path prepare_run_directory(const Recipe& recipe, const RunOptions& options) {
+    fs::path dir = options.out_dir.empty()
+                       ? fs::path("runs") / fmt::format("{}-{}", recipe.name, timestamp())
+                       : options.out_dir;
+    const bool has_run = fs::exists(dir / "metrics.jsonl");
+    if (options.resume && !has_run) {
+        throw RunSetupError(fmt::format(
+            "--resume: {} holds no run to resume (no metrics.jsonl); name the run directory "
+            "with --out",
+            dir.string()));
+    }
+    if (!options.resume && has_run) {
+        throw RunSetupError(fmt::format(
+            "{} already holds a run; continue it with --resume or choose another --out",
+            dir.string()));
+    }
+    fs::create_directories(dir / "checkpoints");
+    return dir;
+}
+
+// Unigram model of the training split with add-one smoothing, evaluated on `tokens` (every token
+// but the first, like the language model): the baseline a language model must beat.
+double unigram_perplexity(const Dataset& dataset, const std::vector<std::int32_t>& tokens) {
+    const at::Tensor counts = dataset.training_token_counts().to(at::kDouble);
+    const at::Tensor log_prob =
+        at::log((counts + 1.0) / (counts.sum() + static_cast<double>(counts.numel())));
+    const double* lp = log_prob.data_ptr<double>();
+    double nll = 0;
+    for (std::size_t i = 1; i < tokens.size(); ++i) nll -= lp[tokens[i]];
+    return std::exp(nll / static_cast<double>(std::max<std::size_t>(1, tokens.size() - 1)));
+}
+
+class TrainingRun {
+public:
+    TrainingRun(const ResolvedRecipe& resolved, const RunOptions& options)
+        : resolved_(resolved),
+          recipe_(resolved.recipe),
+          train_(recipe_.train),
+          options_(options),
+          progress_(stdout, recipe_.train.steps) {}
+
+    RunResult run();
+
+private:
+    void log(const std::string& line) { progress_.note(line); }
+    void setup();
+    void restore(const fs::path& step_dir);
+    void train_step();
+    void write_train_record(double window_seconds, std::int64_t window_steps);
+    EvalResult evaluate_split(Split split, std::int64_t max_batches);
+    fs::path save(const std::string& why);
+    void diverged(const std::string& what, double value);
+    void finish();
+
+    const ResolvedRecipe& resolved_;
+    const Recipe& recipe_;
+    const TrainOptions& train_;
+    RunOptions options_;
+    ProgressReporter progress_;
+
+    fs::path run_dir_;
+    at::Device device_ = at::kCPU;
+    bool bf16_ = false;
+    std::optional<Dataset> dataset_;
+    std::shared_ptr<LanguageModel> model_;
+    std::vector<at::Tensor> parameters_;
+    std::unique_ptr<AdamW> optimizer_;
+    std::unique_ptr<TrainBatcher> batcher_;
+    std::unique_ptr<MetricsLog> metrics_;
+    std::string recipe_hash_;
+
+    std::int64_t step_ = 0;
+    std::int64_t tokens_seen_ = 0;
+    double elapsed_before_ = 0;  // wall time of earlier invocations (resume)
+    Clock::time_point started_ = Clock::now();
+    std::string last_checkpoint_;
+
+    // The current logging window.
+    RoutingStats window_stats_;
+    double window_loss_ = 0, window_lm_ = 0, window_aux_ = 0, window_grad_norm_ = 0;
+    double last_lr_ = 0;
+};
+
+void TrainingRun::setup() {
+    const std::string device = resolve_device(recipe_);
+    device_ = device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+    bf16_ = device == "cuda" && recipe_.model.dtype == "bfloat16";
+    apply_threads(recipe_threads(train_.intra_op_threads, train_.blas_threads));
+    at::manual_seed(static_cast<std::uint64_t>(recipe_.seed));
+
+    run_dir_ = prepare_run_directory(recipe_, options_);
+    recipe_hash_ = recipe_hash(resolved_);
+    auto say = [this](const std::string& line) { log(line); };
+    if (options_.resume) {
+        dataset_.emplace(Dataset::prepare_with_tokenizer(
+            resolved_, read_text(run_dir_ / "tokenizer.txt"), say));
+    } else {
+        dataset_.emplace(Dataset::prepare(resolved_, say));
+        write_file_atomically(run_dir_ / "recipe.resolved.toml",
+                              format_recipe(recipe_, resolved_.plugin_params()));
+        write_file_atomically(run_dir_ / "tokenizer.txt", dataset_->serialized_tokenizer());
+    }
+    check_support(resolved_, capability_query(recipe_, device, dataset_->vocab_size()));
+
+    const Dataset& data = *dataset_;
+    model_ = std::make_shared<LanguageModel>(resolved_, data.vocab_size(),
+                                             [&data] { return data.training_token_counts(); });
+    model_->to(device_);
+    std::vector<NamedParameter> named;
+    for (const auto& item : model_->named_parameters()) {
+        named.push_back({item.key(), item.value(), item.value().dim() >= 2});
+        parameters_.push_back(item.value());
+    }
+    optimizer_ = std::make_unique<AdamW>(
+        named, AdamWOptions{train_.beta1, train_.beta2, train_.adam_eps, train_.weight_decay});
+    batcher_ = std::make_unique<TrainBatcher>(data.tokens(Split::kTrain), recipe_.data.seq_len,
+                                              train_.batch_size,
+                                              derive_seed(recipe_.seed, "data", 0));
+    if (options_.resume) restore(resolve_checkpoint(run_dir_));
+
+    metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
+    const BuildInfo build = build_info();
+    const ParameterCounts counts = model_->parameter_counts();
+    const ThreadSettings threads = current_threads();
+    metrics_->write({{"type", "run"},
+                     {"recipe", recipe_.name},
+                     {"recipe_hash", recipe_hash_},
+                     {"moelab_version", build.moelab_version},
+                     {"sdk_version", build.sdk_version},
+                     {"build_fingerprint", build.build_fingerprint},
+                     {"torch_version", build.torch_version},
+                     {"device", device},
+                     {"dtype", recipe_.model.dtype},
+                     {"threads", {{"intra_op", threads.intra_op}, {"blas", threads.blas}}},
+                     {"plugins", plugin_records(resolved_)},
+                     {"parameters", {{"total", counts.total}, {"expert", counts.expert}}},
+                     {"tokens",
+                      {{"train", data.tokens(Split::kTrain).size()},
+                       {"validation", data.tokens(Split::kValidation).size()},
+                       {"test", data.tokens(Split::kTest).size()}}},
+                     {"vocab_size", data.vocab_size()},
+                     {"resumed_from_step", options_.resume ? nlohmann::json(step_) : nullptr}});
+    log(fmt::format("run directory: {}", run_dir_.string()));
+    log(fmt::format("model: {:.2f}M parameters ({:.2f}M in experts), vocab {}, device {}, "
+                    "threads {}/{}",
+                    counts.total / 1e6, counts.expert / 1e6, data.vocab_size(), device,
+                    threads.intra_op, threads.blas));
+}
+
+void TrainingRun::restore(const fs::path& step_dir) {
+    const LoadedCheckpoint checkpoint = load_checkpoint(step_dir);
+    const std::string saved_hash = checkpoint.state.value("recipe_hash", "");
+    if (saved_hash != recipe_hash_) {
+        throw RunSetupError(fmt::format(
+            "--resume: the recipe differs from the one {} was trained with (recipe hash {} vs "
+            "{}); compare with {}",
+            step_dir.string(), recipe_hash_, saved_hash,
+            (run_dir_ / "recipe.resolved.toml").string()));
+    }
+    load_model_tensors(*model_, checkpoint.model);
+    step_ = checkpoint.state.at("step").get<std::int64_t>();
+    optimizer_->load_state(checkpoint.optimizer, checkpoint.state.at("optimizer_steps"));
+    restore_rng_state(checkpoint.optimizer, device_.is_cuda());
+    batcher_->restore({checkpoint.state.at("data").at("epoch").get<std::int64_t>(),
+                       checkpoint.state.at("data").at("cursor").get<std::int64_t>()});
+    tokens_seen_ = checkpoint.state.at("tokens_seen").get<std::int64_t>();
+    elapsed_before_ = checkpoint.state.value("elapsed_seconds", 0.0);
+    last_checkpoint_ = step_dir.string();
+    MetricsLog::truncate_after(run_dir_ / "metrics.jsonl", step_);
+    log(fmt::format("resumed from {} (step {})", step_dir.string(), step_));
+}
+
+void TrainingRun::diverged(const std::string& what, double value) {
+    const std::string kept = last_checkpoint_.empty()
+                                 ? "no checkpoint had been written yet"
+                                 : "the last good checkpoint is " + last_checkpoint_;
+    const std::string message = fmt::format(
+        "training diverged at step {}: {} is {}; stopped without saving ({}). Lower "
+        "train.lr_peak, raise train.warmup_steps or set train.grad_clip",
+        step_ + 1, what, value, kept);
+    metrics_->write({{"type", "error"}, {"step", step_ + 1}, {"message", message}});
+    throw TrainingDiverged(message);
+}
+
+void TrainingRun::train_step() {
+    const double lr = learning_rate(train_, step_);
+    at::Tensor lm_sum = at::zeros({}, at::TensorOptions().device(device_));
+    at::Tensor aux_sum = at::zeros({}, at::TensorOptions().device(device_));
+    ForwardOptions forward;
+    forward.training = true;
+    forward.step = step_;
+    forward.stats = &window_stats_;
+    for (std::int64_t micro = 0; micro < train_.grad_accum; ++micro) {
+        const at::Tensor windows = batcher_->next().to(device_);
+        const at::Tensor inputs = windows.narrow(1, 0, windows.size(1) - 1);
+        at::Tensor lm, aux;
+        {
+            CudaAutocastScope autocast(bf16_);
+            ModelOutput output = model_->forward(inputs, forward);
+            lm = next_token_loss(output.logits, windows, /*sum=*/false);
+            aux = output.aux_loss;
+        }
+        ((lm + aux) / static_cast<double>(train_.grad_accum)).backward();
+        lm_sum += lm.detach();
+        aux_sum += aux.detach();
+        tokens_seen_ += inputs.numel();
+    }
+    const double lm_loss = lm_sum.item<double>() / train_.grad_accum;
+    const double aux_loss = aux_sum.item<double>() / train_.grad_accum;
+    if (!std::isfinite(lm_loss)) diverged("the language-model loss", lm_loss);
+    if (!std::isfinite(aux_loss)) diverged("the auxiliary loss", aux_loss);
+    const double grad_norm = clip_grad_norm(parameters_, train_.grad_clip);
+    if (!std::isfinite(grad_norm)) diverged("the gradient norm", grad_norm);
+    optimizer_->step(lr);
+    optimizer_->zero_grad();
+    ++step_;
+    window_loss_ += lm_loss + aux_loss;
+    window_lm_ += lm_loss;
+    window_aux_ += aux_loss;
+    window_grad_norm_ += grad_norm;
+    last_lr_ = lr;
+}
+
+void TrainingRun::write_train_record(double window_seconds, std::int64_t window_steps) {
+    const double n = static_cast<double>(window_steps);
+    const double tokens = static_cast<double>(window_steps * train_.grad_accum *
+                                              train_.batch_size * recipe_.data.seq_len);
+    const double tokens_per_second = tokens / std::max(window_seconds, 1e-9);
+    const double eta = window_seconds / n * static_cast<double>(train_.steps - step_);
+    nlohmann::json record = {{"type", "train"},
+                             {"step", step_},
+                             {"loss", window_loss_ / n},
+                             {"lm_loss", window_lm_ / n},
+                             {"aux_loss", window_aux_ / n},
+                             {"lr", last_lr_},
+                             {"grad_norm", window_grad_norm_ / n},
+                             {"tokens", tokens_seen_},
+                             {"tokens_per_s", tokens_per_second},
+                             {"elapsed_s", elapsed_before_ + seconds_since(started_)}};
+    if (!window_stats_.empty()) record["moe"] = window_stats_.summary();
+    metrics_->write(record);
+    progress_.update(step_, window_loss_ / n, last_lr_, tokens_per_second, eta);
+    window_stats_ = RoutingStats();
+    window_loss_ = window_lm_ = window_aux_ = window_grad_norm_ = 0;
+}
+
+EvalResult TrainingRun::evaluate_split(Split split, std::int64_t max_batches) {
+    const auto batches = evaluation_batches(dataset_->tokens(split), recipe_.data.seq_len,
+                                            recipe_.eval.batch_size, max_batches);
+    EvalResult result = evaluate(*model_, batches, EvalSetup{device_, bf16_, {}});
+    nlohmann::json record = result.to_json();
+    record["type"] = "eval";
+    record["split"] = split_name(split);
+    record["step"] = step_;
+    metrics_->write(record);
+    log(fmt::format("eval {} at step {}: loss {:.4f}, ppl {:.3f} ({} tokens)", split_name(split),
+                    step_, result.loss(), result.perplexity(), result.tokens));
+    return result;
+}
+
+fs::path TrainingRun::save(const std::string& why) {
+    CheckpointContents contents;
+    contents.model = model_tensors(*model_);
+    contents.optimizer = optimizer_->state();
+    for (NamedTensor& rng : rng_state(device_.is_cuda())) contents.optimizer.push_back(rng);
+    const DataPosition position = batcher_->position();
+    contents.state = {{"tokens_seen", tokens_seen_},
+                      {"optimizer_steps", optimizer_->steps()},
+                      {"data", {{"epoch", position.epoch}, {"cursor", position.cursor}}},
+                      {"recipe_hash", recipe_hash_},
+                      {"elapsed_seconds", elapsed_before_ + seconds_since(started_)},
+                      {"moelab_version", build_info().moelab_version},
+                      {"plugins", plugin_records(resolved_)}};
+    const fs::path dir = save_checkpoint(run_dir_ / "checkpoints", step_, contents,
+                                         static_cast<int>(train_.keep_checkpoints));
+    last_checkpoint_ = dir.string();
+    log(fmt::format("checkpoint ({}): {}", why, dir.string()));
+    return dir;
+}
+
+void TrainingRun::finish() {
+    save("final");
+    const EvalResult validation = evaluate_split(Split::kValidation, recipe_.eval.max_batches);
+    const EvalResult test = evaluate_split(Split::kTest, recipe_.eval.max_batches);
+    const ParameterCounts counts = model_->parameter_counts();
+    const double wall = elapsed_before_ + seconds_since(started_);
+    const Dataset& data = *dataset_;
+    auto split_summary = [&](const EvalResult& result, Split split) {
+        nlohmann::json s = {{"loss", result.loss()},
+                            {"ppl", result.perplexity()},
+                            {"tokens", result.tokens},
+                            {"unigram_ppl", unigram_perplexity(data, data.tokens(split))}};
+        if (recipe_.eval.max_batches == 0) {
+            // Whole split: every token but the first is predicted once.
+            s["bits_per_byte"] =
+                result.nll_sum / std::log(2.0) / static_cast<double>(data.bytes(split));
+        }
+        return s;
+    };
+    const nlohmann::json summary = {
+        {"recipe", recipe_.name},
+        {"recipe_hash", recipe_hash_},
+        {"steps", step_},
+        {"tokens_seen", tokens_seen_},
+        {"wall_seconds", wall},
+        {"tokens_per_second", static_cast<double>(tokens_seen_) / std::max(wall, 1e-9)},
+        {"validation", split_summary(validation, Split::kValidation)},
+        {"test", split_summary(test, Split::kTest)},
+        {"parameters",
+         {{"total", counts.total},
+          {"expert", counts.expert},
+          {"active", model_->active_parameters(validation.routing)}}},
+        {"validation_moe", validation.routing.summary()},
+        {"plugins", plugin_records(resolved_)}};
+    write_file_atomically(run_dir_ / "summary.json", summary.dump(2) + "\n");
+    log(fmt::format("done in {}: validation ppl {:.3f} (unigram {:.3f}), test ppl {:.3f}; "
+                    "summary in {}",
+                    format_duration(wall), validation.perplexity(),
+                    summary["validation"]["unigram_ppl"].get<double>(), test.perplexity(),
+                    (run_dir_ / "summary.json").string()));
+}
+
+RunResult TrainingRun::run() {
+    setup();
+    InterruptGuard interrupts;
+    std::int64_t steps_this_invocation = 0;
+    Clock::time_point window_start = Clock::now();
+    double window_paused = 0;  // evaluation and checkpoint time, not training
+    std::int64_t window_steps = 0;
+    while (step_ < train_.steps) {
+        if (InterruptGuard::requested() ||
+            (options_.stop_after_steps > 0 && steps_this_invocation == options_.stop_after_steps)) {
+            const bool interrupted = InterruptGuard::requested();
+            save(interrupted ? "interrupted" : "stop-after");
+            log(fmt::format("stopped at step {}; continue with --resume --out {}", step_,
+                            run_dir_.string()));
+            return {run_dir_, interrupted ? RunOutcome::kInterrupted : RunOutcome::kStopped, step_};
+        }
+        train_step();
+        ++steps_this_invocation;
+        ++window_steps;
+        if (step_ % train_.log_every == 0 || step_ == train_.steps) {
+            write_train_record(seconds_since(window_start) - window_paused, window_steps);
+            window_start = Clock::now();
+            window_paused = 0;
+            window_steps = 0;
+        }
+        const Clock::time_point pause = Clock::now();
+        if (train_.eval_every > 0 && step_ % train_.eval_every == 0 && step_ < train_.steps) {
+            evaluate_split(Split::kValidation, recipe_.eval.max_batches);
+        }
+        if (train_.checkpoint_every > 0 && step_ % train_.checkpoint_every == 0 &&
+            step_ < train_.steps) {
+            save("periodic");
+        }
+        window_paused += seconds_since(pause);
+    }
+    finish();
+    return {run_dir_, RunOutcome::kCompleted, step_};
+}
+
+}  // namespace
+
+RunResult run_training(const ResolvedRecipe& resolved, const RunOptions& options) {
+    TrainingRun run(resolved, options);
+    return run.run();
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,52 @@
+#pragma once
+
+// `moelab run`: trains the model a resolved recipe describes and leaves a run directory:
+//   recipe.resolved.toml   the recipe with every default filled in (reloadable)
+//   tokenizer.txt          the serialized tokenizer
+//   metrics.jsonl          run / train / eval records (metrics_log.h)
+//   checkpoints/           step-N directories and `latest` (checkpoint.h)
+//   summary.json           final validation and test loss/perplexity, tokens, wall time,
+//                          parameter counts (total and active), unigram baseline
+// A run can be resumed from its latest checkpoint with identical results on the CPU.
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+#include "core/plugin/resolve.h"
+
+namespace moelab::core {
+
+struct RunOptions {
+    std::filesystem::path out_dir;  // empty: runs/<recipe name>-<timestamp>
+    bool resume = false;
+    // Stop after this many optimizer steps of this invocation, with a checkpoint (0: run to the
+    // end). For jobs cut into time slices; continue with resume.
+    std::int64_t stop_after_steps = 0;
+};
+
+enum class RunOutcome { kCompleted, kStopped, kInterrupted };
+
+struct RunResult {
+    std::filesystem::path run_dir;
+    RunOutcome outcome = RunOutcome::kCompleted;
+    std::int64_t step = 0;
+};
+
+// A run directory that cannot be used as asked (exists without --resume, nothing to resume, recipe
+// changed since the checkpoint): a usage error.
+class RunSetupError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// The loss became NaN or infinite: training stopped; the last good checkpoint is kept.
+class TrainingDiverged : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+RunResult run_training(const ResolvedRecipe& resolved, const RunOptions& options);
+
+}  // namespace moelab::core

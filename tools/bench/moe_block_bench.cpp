@@ -1,0 +1,155 @@
+// MoE layer vs dense FFN benchmark: forward + backward of
+//   moe:    the host's standard MoE block (RMSNorm, top-k softmax router, expert bank)
+//   dense:  a dense SwiGLU FFN (with its RMSNorm) of equal active FLOPs: d_ff = k * d_ff_expert
+//   naive:  the same MoE computed the "Python way": per expert, find its tokens with a mask,
+//           index_select them, run the expert, index_add back (no permutation, no grouping)
+// The variants run interleaved, round after round, in one process, and the report gives the
+// median time of each and the ratios moe/dense and naive/moe.
+//
+//   moelab_bench_moe [--tokens 8192] [--d-model 512] [--d-ff 1024] [--experts 8] [--k 2]
+//                    [--rounds 7] [--threads N]    (--threads: OpenBLAS threads)
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <torch/autograd.h>
+
+#include "core/moe/grouped_swiglu.h"
+#include "core/moe/host_expert_bank.h"
+#include "core/model/swiglu_ffn.h"
+#include "core/system/blas_probe.h"
+#include "core/system/threads.h"
+#include "moelab/sdk/rms_norm.h"
+#include "moelab/sdk/routing_ops.h"
+
+namespace {
+
+using moelab::core::DispatchPolicy;
+using moelab::core::HostExpertBank;
+
+struct Options {
+    std::int64_t tokens = 8192, d_model = 512, d_ff = 1024, experts = 8, k = 2;
+    int rounds = 7;
+    int threads = 0;
+};
+
+Options parse(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string flag = argv[i];
+        const long long value = std::atoll(argv[i + 1]);
+        if (flag == "--tokens") o.tokens = value;
+        else if (flag == "--d-model") o.d_model = value;
+        else if (flag == "--d-ff") o.d_ff = value;
+        else if (flag == "--experts") o.experts = value;
+        else if (flag == "--k") o.k = value;
+        else if (flag == "--rounds") o.rounds = static_cast<int>(value);
+        else if (flag == "--threads") o.threads = static_cast<int>(value);
+        else {
+            std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+            std::exit(2);
+        }
+    }
+    return o;
+}
+
+double seconds(const std::function<void()>& run) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Options o = parse(argc, argv);
+    const int cores = moelab::core::hardware_threads();
+    moelab::core::apply_threads(moelab::core::recipe_threads(0, o.threads));
+    at::manual_seed(0);
+
+    // Shared pieces: input, upstream gradient, router weight, norms.
+    const at::Tensor hidden = at::randn({o.tokens, o.d_model});
+    const at::Tensor upstream = at::randn({o.tokens, o.d_model});
+    const at::Tensor router = (0.02 * at::randn({o.experts, o.d_model})).requires_grad_();
+    auto norm = std::make_shared<moelab::sdk::RmsNorm>(o.d_model, 1e-5);
+    HostExpertBank bank({"experts", o.experts, o.d_model, o.d_ff, 0.0}, DispatchPolicy{}, 0.02,
+                        0.02, 1);
+    moelab::core::SwiGluFfn dense(o.d_model, o.k * o.d_ff, 1e-5, 0.02, 0.02, 2);
+
+    auto route = [&](const at::Tensor& x) {
+        const at::Tensor probs = at::matmul(x, router.t()).softmax(-1);
+        return moelab::sdk::select_top_k(probs, o.k, /*renormalize=*/true);
+    };
+    auto run_moe = [&] {
+        const at::Tensor h = hidden.clone().requires_grad_();
+        const at::Tensor x = norm->forward(h);
+        auto [indices, weights] = route(x);
+        const at::Tensor y = h + bank.mix(x, indices, weights);
+        y.backward(upstream);
+        bank.take_dispatches();
+    };
+    auto run_dense = [&] {
+        const at::Tensor h = hidden.clone().requires_grad_();
+        dense.forward(h).backward(upstream);
+    };
+    auto run_naive = [&] {
+        const at::Tensor h = hidden.clone().requires_grad_();
+        const at::Tensor x = norm->forward(h);
+        auto [indices, weights] = route(x);
+        at::Tensor y = h;
+        for (std::int64_t e = 0; e < o.experts; ++e) {
+            const at::Tensor hit = (indices == e);                       // (tokens, k)
+            const at::Tensor token = at::nonzero(hit.any(-1)).squeeze(1);
+            if (token.numel() == 0) continue;
+            const at::Tensor gate = (weights * hit).sum(-1).index_select(0, token);
+            const at::Tensor out = moelab::core::swiglu(x.index_select(0, token), bank.w_in[e],
+                                                        bank.w_out[e]);
+            y = y.index_add(0, token, out * gate.unsqueeze(1));
+        }
+        y.backward(upstream);
+    };
+
+    const auto settings = moelab::core::current_threads();
+    std::printf("moe block benchmark: tokens=%lld d_model=%lld d_ff=%lld experts=%lld top-%lld, "
+                "forward+backward, %d rounds\n",
+                static_cast<long long>(o.tokens), static_cast<long long>(o.d_model),
+                static_cast<long long>(o.d_ff), static_cast<long long>(o.experts),
+                static_cast<long long>(o.k), o.rounds);
+    std::printf("threads: intra-op %d, BLAS %d (cores %d); BLAS %s\n", settings.intra_op,
+                settings.blas, cores, moelab::core::probe_blas().description().c_str());
+    std::printf("dense baseline: SwiGLU d_ff=%lld (= k x d_ff, equal active FLOPs)\n",
+                static_cast<long long>(o.k * o.d_ff));
+
+    // Warm-up, then interleaved rounds.
+    run_moe();
+    run_dense();
+    run_naive();
+    std::vector<double> moe, dense_t, naive;
+    for (int r = 0; r < o.rounds; ++r) {
+        moe.push_back(seconds(run_moe));
+        dense_t.push_back(seconds(run_dense));
+        naive.push_back(seconds(run_naive));
+    }
+    const double m = median(moe), d = median(dense_t), n = median(naive);
+    std::printf("%-8s %10s\n", "variant", "median ms");
+    std::printf("%-8s %10.1f\n", "moe", 1e3 * m);
+    std::printf("%-8s %10.1f\n", "dense", 1e3 * d);
+    std::printf("%-8s %10.1f\n", "naive", 1e3 * n);
+    std::printf("ratio moe/dense = %.3f\n", m / d);
+    std::printf("ratio naive/moe = %.3f\n", n / m);
+    std::printf("{\"moe_ms\": %.3f, \"dense_ms\": %.3f, \"naive_ms\": %.3f, \"moe_over_dense\": "
+                "%.4f, \"naive_over_moe\": %.4f}\n",
+                1e3 * m, 1e3 * d, 1e3 * n, m / d, n / m);
+    return 0;
+}

@@ -1,0 +1,144 @@
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli_support.h"
+#include "commands.h"
+#include "core/checkpoint/checkpoint.h"
+#include "core/data/batcher.h"
+#include "core/data/dataset.h"
+#include "core/eval/evaluator.h"
+#include "core/system/threads.h"
+#include "core/train/model_state.h"
+
+namespace moelab::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_text(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw UsageError("cannot read " + file.string());
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// The run directory a target belongs to: the target itself, or <run>/checkpoints/step-N.
+fs::path run_directory_of(const fs::path& target, const fs::path& step_dir) {
+    if (fs::exists(target / "recipe.resolved.toml")) return target;
+    const fs::path run = step_dir.parent_path().parent_path();
+    if (fs::exists(run / "recipe.resolved.toml")) return run;
+    throw UsageError(fmt::format("cannot find recipe.resolved.toml for {} (expected a run "
+                                 "directory or <run>/checkpoints/step-N)",
+                                 target.string()));
+}
+
+}  // namespace
+
+int evaluate_run(const EvalArgs& args) {
+    core::Split split;
+    if (args.split == "validation") {
+        split = core::Split::kValidation;
+    } else if (args.split == "test") {
+        split = core::Split::kTest;
+    } else if (args.split == "train") {
+        split = core::Split::kTrain;
+    } else {
+        throw UsageError(fmt::format("--split: expected validation, test or train, got '{}'",
+                                     args.split));
+    }
+    const fs::path target(args.target);
+    const fs::path step_dir = core::resolve_checkpoint(target);
+    const fs::path run_dir = run_directory_of(target, step_dir);
+
+    std::vector<std::string> features;
+    if (args.disable_top_experts > 0) features.emplace_back(sdk::feature::kRoutingPerturbation);
+    const auto loaded = load_and_resolve((run_dir / "recipe.resolved.toml").string(), {}, features);
+    const core::ResolvedRecipe& resolved = loaded->resolved;
+    const core::Recipe& recipe = resolved.recipe;
+    core::apply_threads(
+        core::recipe_threads(recipe.train.intra_op_threads, recipe.train.blas_threads));
+
+    const core::Dataset dataset = core::Dataset::prepare_with_tokenizer(
+        resolved, read_text(run_dir / "tokenizer.txt"),
+        [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
+    core::check_support(resolved, core::capability_query(recipe, loaded->device,
+                                                         dataset.vocab_size(), features));
+    auto model = std::make_shared<core::LanguageModel>(
+        resolved, dataset.vocab_size(), [&dataset] { return dataset.training_token_counts(); });
+    const core::LoadedCheckpoint checkpoint = core::load_checkpoint(step_dir);
+    core::load_model_tensors(*model, checkpoint.model);
+    const at::Device device =
+        loaded->device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+    model->to(device);
+
+    const std::int64_t max_batches =
+        args.max_batches >= 0 ? args.max_batches : recipe.eval.max_batches;
+    const auto batches = core::evaluation_batches(dataset.tokens(split), recipe.data.seq_len,
+                                                  recipe.eval.batch_size, max_batches);
+    core::EvalSetup setup;
+    setup.device = device;
+    setup.autocast_bf16 = loaded->device == "cuda" && recipe.model.dtype == "bfloat16";
+    setup.perturbation.disable_top_experts = args.disable_top_experts;
+    const core::EvalResult result = core::evaluate(*model, batches, setup);
+
+    nlohmann::json report = result.to_json();
+    report["split"] = args.split;
+    report["checkpoint"] = step_dir.string();
+    report["step"] = checkpoint.state.value("step", 0);
+    report["disable_top_experts"] = args.disable_top_experts;
+    const fs::path summary_file = run_dir / "summary.json";
+    if (fs::exists(summary_file) && args.disable_top_experts == 0 && max_batches == recipe.eval.max_batches) {
+        const nlohmann::json summary = nlohmann::json::parse(read_text(summary_file));
+        if (summary.contains(args.split) && summary.value("steps", -1) == report["step"]) {
+            report["summary_ppl"] = summary[args.split]["ppl"];
+        }
+    }
+    if (args.json) {
+        fmt::print("{}\n", report.dump(2));
+        return kExitOk;
+    }
+    fmt::print("checkpoint: {} (step {})\n", step_dir.string(), report["step"].get<std::int64_t>());
+    fmt::print("{}: loss {:.6f}, ppl {:.6f} over {} tokens{}\n", args.split, result.loss(),
+               result.perplexity(), result.tokens,
+               args.disable_top_experts > 0
+                   ? fmt::format(" (top-{} expert(s) of every router disabled)",
+                                 args.disable_top_experts)
+                   : "");
+    if (report.contains("summary_ppl")) {
+        fmt::print("summary.json {} ppl: {:.6f}\n", args.split, report["summary_ppl"].get<double>());
+    }
+    const nlohmann::json moe = report["moe"];
+    if (!moe.empty()) fmt::print("routing statistics per MoE layer:\n");
+    for (const auto& [layer, stats] : moe.items()) {
+        std::string line = fmt::format("  {}:", layer);
+        if (stats.contains("banks")) {
+            for (const auto& [bank, b] : stats["banks"].items()) {
+                line += fmt::format(" [{}] imbalance {:.3f}, cv {:.3f}, dead {:.3f}, dropped {:.4f}",
+                                    bank, b["load_imbalance"].get<double>(), b["cv"].get<double>(),
+                                    b["dead_fraction"].get<double>(),
+                                    b["dropped_fraction"].get<double>());
+            }
+        }
+        if (stats.contains("routers")) {
+            for (const auto& r : stats["routers"]) {
+                if (r.contains("entropy")) {
+                    line += fmt::format("; entropy {:.3f}", r["entropy"].get<double>());
+                }
+                if (r.contains("experts_per_token")) {
+                    line += fmt::format(", experts/token {:.3f}",
+                                        r["experts_per_token"].get<double>());
+                }
+            }
+        }
+        fmt::print("{}\n", line);
+    }
+    return kExitOk;
+}
+
+}  // namespace moelab::cli

@@ -1,0 +1,24 @@
+#include <fmt/format.h>
+
+#include "cli_support.h"
+#include "commands.h"
+#include "core/train/trainer.h"
+
+namespace moelab::cli {
+
+int run_recipe(const RunArgs& args) {
+    const auto loaded = load_and_resolve(args.recipe, args.overrides);
+    core::RunOptions options;
+    options.out_dir = args.out_dir;
+    options.resume = args.resume;
+    options.stop_after_steps = args.stop_after_steps;
+    const core::RunResult result = core::run_training(loaded->resolved, options);
+    switch (result.outcome) {
+        case core::RunOutcome::kCompleted: return kExitOk;
+        case core::RunOutcome::kStopped: return kExitOk;
+        case core::RunOutcome::kInterrupted: return 130;  // the shell's convention for SIGINT
+    }
+    return kExitOk;
+}
+
+}  // namespace moelab::cli
