@@ -70,6 +70,7 @@ struct TrainOptions {
     std::int64_t blas_threads = 0;
     std::int64_t log_every = 10;
     std::int64_t eval_every = 0;        // 0: evaluate only at the end
+    std::int64_t eval_batches = 0;      // batches of periodic evaluations; 0: the whole split
     std::int64_t checkpoint_every = 0;  // 0: checkpoint only at the end
     std::int64_t keep_checkpoints = 2;
 };

@@ -129,6 +129,10 @@ const OptionsBinding<TrainOptions>& train_binding() {
         b.bind("eval_every", &TrainOptions::eval_every,
                "Steps between validation evaluations; 0 evaluates only at the end")
             .at_least(0);
+        b.bind("eval_batches", &TrainOptions::eval_batches,
+               "Validation batches of each periodic evaluation; 0: the whole split (the final "
+               "evaluation always uses [eval])")
+            .at_least(0);
         b.bind("checkpoint_every", &TrainOptions::checkpoint_every,
                "Steps between checkpoints; 0 checkpoints only at the end")
             .at_least(0);

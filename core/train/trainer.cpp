@@ -404,7 +404,7 @@ RunResult TrainingRun::run() {
         }
         const Clock::time_point pause = Clock::now();
         if (train_.eval_every > 0 && step_ % train_.eval_every == 0 && step_ < train_.steps) {
-            evaluate_split(Split::kValidation, recipe_.eval.max_batches);
+            evaluate_split(Split::kValidation, train_.eval_batches);
         }
         if (train_.checkpoint_every > 0 && step_ % train_.checkpoint_every == 0 &&
             step_ < train_.steps) {

@@ -190,6 +190,26 @@ TEST_F(TinyRun, AThrowingRouterFactoryIsARuntimeErrorNamingThePlugin) {
     EXPECT_NE(run.err.find("factory exploded"), std::string::npos) << run.err;
 }
 
+TEST_F(TinyRun, TrainsOnCudaInBfloat16) {
+    const CommandResult probe = moelab("--version");
+    if (probe.out.find("CUDA devices visible: 0") != std::string::npos) {
+        GTEST_SKIP() << "no CUDA device";
+    }
+    const CommandResult run = moelab("run " + tiny_recipe() +
+                                     " --out gpu --set train.device=cuda --set model.dtype=bfloat16");
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const auto first = records("gpu", "run")[0];
+    EXPECT_EQ(first["device"], "cuda");
+    EXPECT_EQ(first["dtype"], "bfloat16");
+    const nlohmann::json summary = read_json(dir("gpu") / "summary.json");
+    EXPECT_LT(summary["validation"]["ppl"].get<double>(),
+              summary["validation"]["unigram_ppl"].get<double>() * 2);
+    const CommandResult eval = moelab("eval gpu --json");
+    ASSERT_EQ(eval.exit_code, 0) << eval.err;
+    EXPECT_NEAR(nlohmann::json::parse(eval.out)["ppl"].get<double>(),
+                summary["validation"]["ppl"].get<double>(), 1e-6);
+}
+
 TEST_F(TinyRun, DenseModelsTrainToo) {
     const CommandResult run =
         moelab("run " + tiny_recipe() + " --out d --set model.ffn=dense --set train.steps=4");

@@ -7,7 +7,9 @@
 // median time of each and the ratios moe/dense and naive/moe.
 //
 //   moelab_bench_moe [--tokens 8192] [--d-model 512] [--d-ff 1024] [--experts 8] [--k 2]
-//                    [--rounds 7] [--threads N]    (--threads: OpenBLAS threads)
+//                    [--rounds 7] [--threads N] [--device cpu|cuda] [--bf16 1]
+// --threads sets OpenBLAS's threads (CPU); on CUDA the dense peer is cuBLAS through LibTorch and
+// every timed round ends with a device synchronisation.
 
 #include <algorithm>
 #include <chrono>
@@ -19,12 +21,14 @@
 #include <vector>
 
 #include <torch/autograd.h>
+#include <torch/cuda.h>
 
 #include "core/moe/grouped_swiglu.h"
 #include "core/moe/host_expert_bank.h"
 #include "core/model/swiglu_ffn.h"
 #include "core/system/blas_probe.h"
 #include "core/system/threads.h"
+#include "core/train/autocast_scope.h"
 #include "moelab/sdk/rms_norm.h"
 #include "moelab/sdk/routing_ops.h"
 
@@ -37,6 +41,8 @@ struct Options {
     std::int64_t tokens = 8192, d_model = 512, d_ff = 1024, experts = 8, k = 2;
     int rounds = 7;
     int threads = 0;
+    std::string device = "cpu";
+    bool bf16 = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -51,6 +57,8 @@ Options parse(int argc, char** argv) {
         else if (flag == "--k") o.k = value;
         else if (flag == "--rounds") o.rounds = static_cast<int>(value);
         else if (flag == "--threads") o.threads = static_cast<int>(value);
+        else if (flag == "--device") o.device = argv[i + 1];
+        else if (flag == "--bf16") o.bf16 = value != 0;
         else {
             std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
             std::exit(2);
@@ -59,9 +67,11 @@ Options parse(int argc, char** argv) {
     return o;
 }
 
-double seconds(const std::function<void()>& run) {
+double seconds(const std::function<void()>& run, bool cuda) {
+    if (cuda) torch::cuda::synchronize();
     const auto start = std::chrono::steady_clock::now();
     run();
+    if (cuda) torch::cuda::synchronize();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
@@ -77,21 +87,33 @@ int main(int argc, char** argv) {
     const int cores = moelab::core::hardware_threads();
     moelab::core::apply_threads(moelab::core::recipe_threads(0, o.threads));
     at::manual_seed(0);
+    const bool cuda = o.device == "cuda";
+    if (cuda && !torch::cuda::is_available()) {
+        std::fprintf(stderr, "--device cuda: no CUDA device\n");
+        return 2;
+    }
+    const at::Device device = cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
 
     // Shared pieces: input, upstream gradient, router weight, norms.
-    const at::Tensor hidden = at::randn({o.tokens, o.d_model});
-    const at::Tensor upstream = at::randn({o.tokens, o.d_model});
-    const at::Tensor router = (0.02 * at::randn({o.experts, o.d_model})).requires_grad_();
+    const at::Tensor hidden = at::randn({o.tokens, o.d_model}, at::TensorOptions().device(device));
+    const at::Tensor upstream = at::randn({o.tokens, o.d_model}, at::TensorOptions().device(device));
+    const at::Tensor router =
+        (0.02 * at::randn({o.experts, o.d_model}, at::TensorOptions().device(device)))
+            .requires_grad_();
     auto norm = std::make_shared<moelab::sdk::RmsNorm>(o.d_model, 1e-5);
     HostExpertBank bank({"experts", o.experts, o.d_model, o.d_ff, 0.0}, DispatchPolicy{}, 0.02,
                         0.02, 1);
     moelab::core::SwiGluFfn dense(o.d_model, o.k * o.d_ff, 1e-5, 0.02, 0.02, 2);
+    norm->to(device);
+    bank.to(device);
+    dense.to(device);
 
     auto route = [&](const at::Tensor& x) {
         const at::Tensor probs = at::matmul(x, router.t()).softmax(-1);
         return moelab::sdk::select_top_k(probs, o.k, /*renormalize=*/true);
     };
     auto run_moe = [&] {
+        moelab::core::CudaAutocastScope autocast(cuda && o.bf16);
         const at::Tensor h = hidden.clone().requires_grad_();
         const at::Tensor x = norm->forward(h);
         auto [indices, weights] = route(x);
@@ -100,10 +122,12 @@ int main(int argc, char** argv) {
         bank.take_dispatches();
     };
     auto run_dense = [&] {
+        moelab::core::CudaAutocastScope autocast(cuda && o.bf16);
         const at::Tensor h = hidden.clone().requires_grad_();
         dense.forward(h).backward(upstream);
     };
     auto run_naive = [&] {
+        moelab::core::CudaAutocastScope autocast(cuda && o.bf16);
         const at::Tensor h = hidden.clone().requires_grad_();
         const at::Tensor x = norm->forward(h);
         auto [indices, weights] = route(x);
@@ -119,15 +143,21 @@ int main(int argc, char** argv) {
         }
         y.backward(upstream);
     };
+    // Gradients accumulate across rounds; that costs the same in every variant.
 
     const auto settings = moelab::core::current_threads();
-    std::printf("moe block benchmark: tokens=%lld d_model=%lld d_ff=%lld experts=%lld top-%lld, "
-                "forward+backward, %d rounds\n",
+    std::printf("moe block benchmark on %s%s: tokens=%lld d_model=%lld d_ff=%lld experts=%lld "
+                "top-%lld, forward+backward, %d rounds\n",
+                o.device.c_str(), cuda && o.bf16 ? " (bf16 autocast)" : "",
                 static_cast<long long>(o.tokens), static_cast<long long>(o.d_model),
                 static_cast<long long>(o.d_ff), static_cast<long long>(o.experts),
                 static_cast<long long>(o.k), o.rounds);
-    std::printf("threads: intra-op %d, BLAS %d (cores %d); BLAS %s\n", settings.intra_op,
-                settings.blas, cores, moelab::core::probe_blas().description().c_str());
+    if (cuda) {
+        std::printf("dense peer: cuBLAS through LibTorch\n");
+    } else {
+        std::printf("threads: intra-op %d, BLAS %d (cores %d); BLAS %s\n", settings.intra_op,
+                    settings.blas, cores, moelab::core::probe_blas().description().c_str());
+    }
     std::printf("dense baseline: SwiGLU d_ff=%lld (= k x d_ff, equal active FLOPs)\n",
                 static_cast<long long>(o.k * o.d_ff));
 
@@ -137,9 +167,9 @@ int main(int argc, char** argv) {
     run_naive();
     std::vector<double> moe, dense_t, naive;
     for (int r = 0; r < o.rounds; ++r) {
-        moe.push_back(seconds(run_moe));
-        dense_t.push_back(seconds(run_dense));
-        naive.push_back(seconds(run_naive));
+        moe.push_back(seconds(run_moe, cuda));
+        dense_t.push_back(seconds(run_dense, cuda));
+        naive.push_back(seconds(run_naive, cuda));
     }
     const double m = median(moe), d = median(dense_t), n = median(naive);
     std::printf("%-8s %10s\n", "variant", "median ms");
