@@ -36,10 +36,23 @@ target_include_directories(moelab_toml SYSTEM INTERFACE ${_moelab_toml_includes}
 target_compile_definitions(moelab_toml INTERFACE TOML_HEADER_ONLY=1 TOML_EXCEPTIONS=1)
 
 # fmt: the compiled Debian library (its header-only mode costs ~6 s per translation unit), unless
-# LibTorch was built with the pre-C++11 string ABI, which the Debian library cannot link with.
-add_library(moelab_fmt INTERFACE)
+#  - LibTorch's include directories carry their own fmt headers (PyTorch wheels bundle a newer fmt,
+#    and its include directory comes first, so those headers are the ones compiled against), or
+#  - LibTorch was built with the pre-C++11 string ABI, which the Debian library cannot link with.
+# In both cases fmt is used header-only, consistent with whichever headers the compiler finds.
+set(_moelab_fmt_header_only OFF)
+foreach(_dir IN LISTS TORCH_INCLUDE_DIRS)
+    if(EXISTS "${_dir}/fmt/core.h")
+        set(_moelab_fmt_header_only ON)
+    endif()
+endforeach()
 if(TORCH_CXX_FLAGS MATCHES "_GLIBCXX_USE_CXX11_ABI=0")
+    set(_moelab_fmt_header_only ON)
+endif()
+add_library(moelab_fmt INTERFACE)
+if(_moelab_fmt_header_only)
     target_link_libraries(moelab_fmt INTERFACE fmt::fmt-header-only)
+    message(STATUS "moelab: fmt header-only (LibTorch bundles fmt or uses the old string ABI)")
 else()
     target_link_libraries(moelab_fmt INTERFACE fmt::fmt)
 endif()

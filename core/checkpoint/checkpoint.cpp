@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/system/atomic_file.h"
+#include "core/system/remove_tree.h"
 
 namespace moelab::core {
 
@@ -44,7 +45,7 @@ void prune(const fs::path& checkpoints_dir, int keep, const std::string& latest)
     for (const auto& entry : fs::directory_iterator(checkpoints_dir)) {
         const std::string name = entry.path().filename().string();
         if (name.rfind(".tmp-", 0) == 0) {
-            fs::remove_all(entry.path());  // a save that never finished
+            remove_tree(entry.path());  // a save that never finished
         } else if (auto step = step_of(entry.path()); step && entry.is_directory()) {
             steps.emplace_back(*step, entry.path());
         }
@@ -54,7 +55,7 @@ void prune(const fs::path& checkpoints_dir, int keep, const std::string& latest)
                                    ? steps.size() - static_cast<std::size_t>(std::max(1, keep))
                                    : 0;
     for (std::size_t i = 0; i < excess; ++i) {
-        if (steps[i].second.filename() != latest) fs::remove_all(steps[i].second);
+        if (steps[i].second.filename() != latest) remove_tree(steps[i].second);
     }
 }
 
@@ -65,7 +66,7 @@ fs::path save_checkpoint(const fs::path& checkpoints_dir, std::int64_t step,
     fs::create_directories(checkpoints_dir);
     const std::string name = kStepPrefix + std::to_string(step);
     const fs::path tmp = checkpoints_dir / fmt::format(".tmp-{}-{}", name, ::getpid());
-    fs::remove_all(tmp);
+    remove_tree(tmp);
     fs::create_directories(tmp);
 
     nlohmann::json state = contents.state;
@@ -93,7 +94,7 @@ fs::path save_checkpoint(const fs::path& checkpoints_dir, std::int64_t step,
         const fs::path old = checkpoints_dir / fmt::format(".tmp-old-{}-{}", name, ::getpid());
         fs::rename(final_dir, old);
         fs::rename(tmp, final_dir);
-        fs::remove_all(old);
+        remove_tree(old);
     } else {
         fs::rename(tmp, final_dir);
     }

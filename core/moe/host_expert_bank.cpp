@@ -92,8 +92,11 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
     const at::Tensor expert_rows = custom ? grouped_swiglu(rows, w_in_x, w_out_x, group_sizes)
                                           : grouped_swiglu_composed(rows, w_in_x, w_out_x,
                                                                     group_sizes);
-    const at::Tensor scale = weight.index_select(0, order).to(expert_rows.scalar_type());
-    return at::zeros_like(x).index_add(0, sorted_token, expert_rows * scale.unsqueeze(1));
+    // Under autocast the expert rows come back in bfloat16; the weighted combine accumulates in
+    // the dtype of x (the residual stream's).
+    const at::Tensor scale = weight.index_select(0, order).to(x.scalar_type());
+    return at::zeros_like(x).index_add(0, sorted_token,
+                                       expert_rows.to(x.scalar_type()) * scale.unsqueeze(1));
 }
 
 at::Tensor HostExpertBank::run_all(const at::Tensor& x) {

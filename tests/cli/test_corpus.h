@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include "core/system/remove_tree.h"
 
 namespace moelab::tests {
 
@@ -44,7 +45,7 @@ public:
             out << ".\n";
         }
     }
-    ~TestCorpus() { std::filesystem::remove_all(root_); }
+    ~TestCorpus() { moelab::core::remove_tree(root_); }
     TestCorpus(const TestCorpus&) = delete;
     TestCorpus& operator=(const TestCorpus&) = delete;
 

@@ -9,6 +9,7 @@
 
 #include "core/config/recipe_loader.h"
 #include "core/config/recipe_printer.h"
+#include "core/system/remove_tree.h"
 
 namespace moelab::core {
 namespace {
@@ -21,7 +22,7 @@ protected:
         char pattern[] = "/tmp/moelab-recipes-XXXXXX";
         dir_ = mkdtemp(pattern);
     }
-    void TearDown() override { fs::remove_all(dir_); }
+    void TearDown() override { moelab::core::remove_tree(dir_); }
 
     fs::path write(const std::string& name, const std::string& text) {
         const fs::path file = dir_ / name;

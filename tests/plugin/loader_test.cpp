@@ -13,6 +13,7 @@
 #include "moelab/sdk/fingerprint.h"
 #include "moelab/sdk/version.h"
 #include "support/subprocess.h"
+#include "core/system/remove_tree.h"
 
 namespace moelab::core {
 namespace {
@@ -139,7 +140,7 @@ TEST(PluginLoader, IgnoresFilesNotNamedLikePluginsAndMissingDirectories) {
     PluginRegistry registry = load_plugins({dir, dir / "does-not-exist"});
     EXPECT_TRUE(registry.plugins().empty());
     EXPECT_TRUE(registry.refusals().empty());
-    fs::remove_all(dir);
+    moelab::core::remove_tree(dir);
 }
 
 TEST(PluginLoader, CorruptLibraryIsRefusedNotFatal) {
@@ -149,7 +150,7 @@ TEST(PluginLoader, CorruptLibraryIsRefusedNotFatal) {
     PluginRegistry registry = load_plugins({dir});
     ASSERT_EQ(registry.refusals().size(), 1u);
     EXPECT_NE(registry.refusals()[0].reason.find("cannot be loaded"), std::string::npos);
-    fs::remove_all(dir);
+    moelab::core::remove_tree(dir);
 }
 
 TEST(PluginLoader, FingerprintMismatchListsEveryDifferingField) {

@@ -12,6 +12,7 @@
 #include "core/plugin/instantiate.h"
 #include "core/plugin/loader.h"
 #include "core/plugin/plugin_error.h"
+#include "core/system/remove_tree.h"
 
 namespace moelab::core {
 namespace {
@@ -86,7 +87,7 @@ protected:
         char pattern[] = "/tmp/moelab-bpe-XXXXXX";
         dir_ = mkdtemp(pattern);
     }
-    void TearDown() override { fs::remove_all(dir_); }
+    void TearDown() override { moelab::core::remove_tree(dir_); }
 
     sdk::Params params(std::int64_t vocab) const {
         std::map<std::string, sdk::ParamValue, std::less<>> v{{"vocab_size", vocab},

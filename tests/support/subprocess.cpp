@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include "core/system/remove_tree.h"
 
 namespace moelab::tests {
 
@@ -52,7 +53,7 @@ CommandResult run_command(const std::string& command_line) {
     }
     result.out = slurp(out);
     result.err = slurp(err);
-    fs::remove_all(dir);
+    moelab::core::remove_tree(dir);
     return result;
 }
 

@@ -11,6 +11,7 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/system/remove_tree.h"
 
 namespace moelab::core {
 namespace {
@@ -23,7 +24,7 @@ protected:
         char pattern[] = "/tmp/moelab-ckpt-XXXXXX";
         dir_ = mkdtemp(pattern);
     }
-    void TearDown() override { fs::remove_all(dir_); }
+    void TearDown() override { moelab::core::remove_tree(dir_); }
     fs::path dir_;
 };
 

@@ -190,24 +190,30 @@ TEST_F(TinyRun, AThrowingRouterFactoryIsARuntimeErrorNamingThePlugin) {
     EXPECT_NE(run.err.find("factory exploded"), std::string::npos) << run.err;
 }
 
-TEST_F(TinyRun, TrainsOnCudaInBfloat16) {
+TEST_F(TinyRun, TrainsOnCudaInBfloat16LikeOnTheCpu) {
     const CommandResult probe = moelab("--version");
     if (probe.out.find("CUDA devices visible: 0") != std::string::npos) {
         GTEST_SKIP() << "no CUDA device";
     }
-    const CommandResult run = moelab("run " + tiny_recipe() +
+    const CommandResult gpu = moelab("run " + tiny_recipe() +
                                      " --out gpu --set train.device=cuda --set model.dtype=bfloat16");
-    ASSERT_EQ(run.exit_code, 0) << run.err;
+    ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
+    const CommandResult cpu = moelab("run " + tiny_recipe() + " --out cpu --set train.device=cpu");
+    ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
     const auto first = records("gpu", "run")[0];
     EXPECT_EQ(first["device"], "cuda");
     EXPECT_EQ(first["dtype"], "bfloat16");
-    const nlohmann::json summary = read_json(dir("gpu") / "summary.json");
-    EXPECT_LT(summary["validation"]["ppl"].get<double>(),
-              summary["validation"]["unigram_ppl"].get<double>() * 2);
+    // It learns: the loss falls well below its start (about 5.6 nats per byte for this recipe).
+    const auto train = records("gpu", "train");
+    EXPECT_LT(train.back()["lm_loss"].get<double>(), train.front()["lm_loss"].get<double>() - 0.5);
+    // Same model, same data, same schedule: bf16 on the GPU ends within a few percent of fp32 on
+    // the CPU.
+    const double gpu_ppl = read_json(dir("gpu") / "summary.json")["validation"]["ppl"];
+    const double cpu_ppl = read_json(dir("cpu") / "summary.json")["validation"]["ppl"];
+    EXPECT_NEAR(gpu_ppl / cpu_ppl, 1.0, 0.05) << "gpu " << gpu_ppl << " cpu " << cpu_ppl;
     const CommandResult eval = moelab("eval gpu --json");
     ASSERT_EQ(eval.exit_code, 0) << eval.err;
-    EXPECT_NEAR(nlohmann::json::parse(eval.out)["ppl"].get<double>(),
-                summary["validation"]["ppl"].get<double>(), 1e-6);
+    EXPECT_NEAR(nlohmann::json::parse(eval.out)["ppl"].get<double>(), gpu_ppl, 1e-6 * gpu_ppl);
 }
 
 TEST_F(TinyRun, DenseModelsTrainToo) {
