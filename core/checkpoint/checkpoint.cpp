@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/system/atomic_file.h"
+#include "core/system/read_file.h"
 #include "core/system/remove_tree.h"
 
 namespace moelab::core {
@@ -31,13 +32,6 @@ std::optional<std::int64_t> step_of(const fs::path& dir) {
     } catch (const std::exception&) {
         return std::nullopt;
     }
-}
-
-std::string read_all(const fs::path& file) {
-    std::ifstream in(file);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
 }
 
 void prune(const fs::path& checkpoints_dir, int keep, const std::string& latest) {
@@ -109,7 +103,7 @@ fs::path resolve_checkpoint(const fs::path& path) {
     for (const fs::path& dir : {path, path / "checkpoints"}) {
         const fs::path latest = dir / kLatest;
         if (!fs::exists(latest)) continue;
-        std::string name = read_all(latest);
+        std::string name = read_file(latest);
         name.erase(name.find_last_not_of(" \n\r\t") + 1);
         const fs::path step_dir = dir / name;
         if (!fs::exists(step_dir / "model.safetensors")) {
@@ -130,7 +124,7 @@ LoadedCheckpoint load_checkpoint(const fs::path& step_dir) {
     loaded.model = read_safetensors(step_dir / "model.safetensors").tensors;
     loaded.optimizer = read_safetensors(step_dir / "optimizer.safetensors").tensors;
     try {
-        loaded.state = nlohmann::json::parse(read_all(step_dir / "state.json"));
+        loaded.state = nlohmann::json::parse(read_file(step_dir / "state.json"));
     } catch (const nlohmann::json::exception& e) {
         throw CheckpointError(fmt::format("{}: {}", (step_dir / "state.json").string(), e.what()));
     }

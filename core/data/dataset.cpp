@@ -15,6 +15,7 @@
 #include "core/plugin/plugin_error.h"
 #include "core/system/atomic_file.h"
 #include "core/system/hash.h"
+#include "core/system/read_file.h"
 
 namespace moelab::core {
 
@@ -23,14 +24,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kTokenFileMagic[8] = {'M', 'L', 'T', 'O', 'K', 'E', 'N', '1'};
-
-std::string read_text(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read " + file.string());
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
 
 std::string params_text(const sdk::Params& params) {
     std::string text;
@@ -138,7 +131,7 @@ Dataset Dataset::prepare(const ResolvedRecipe& resolved,
                             (component.component.name + "-" + key.hex() + ".txt");
     std::string serialized;
     if (fs::exists(cached)) {
-        serialized = read_text(cached);
+        serialized = read_file(cached);
         log(fmt::format("tokenizer '{}': loaded from {}", component.component.name,
                         cached.string()));
     } else {
@@ -184,7 +177,7 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
             ids = std::move(*loaded);
             continue;
         }
-        const std::vector<std::string> documents = split_documents(read_text(file));
+        const std::vector<std::string> documents = split_documents(read_file(file));
         ids = call_plugin(*component.plugin, "encoding the corpus",
                           [&] { return encode_documents(*dataset.tokenizer_, documents); });
         for (std::int32_t id : ids) {

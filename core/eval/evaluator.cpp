@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include <nlohmann/json.hpp>
 #include <torch/autograd.h>
 
 #include "core/train/autocast_scope.h"

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "core/model/language_model.h"
 #include "core/moe/routing_stats.h"

@@ -1,6 +1,8 @@
 #include "core/metrics/metrics_log.h"
 
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "core/system/atomic_file.h"

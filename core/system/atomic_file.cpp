@@ -26,8 +26,11 @@ void sync_path(const std::filesystem::path& path) {
 void write_file_atomically(const std::filesystem::path& file, std::string_view contents) {
     const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : ".";
     std::filesystem::create_directories(dir);
-    const std::filesystem::path tmp =
-        dir / ("." + file.filename().string() + ".tmp." + std::to_string(::getpid()));
+    std::string tmp_name = ".";  // appended, not "." + ...: GCC 12 -O3 false -Wstringop-overflow
+    tmp_name += file.filename().string();
+    tmp_name += ".tmp.";
+    tmp_name += std::to_string(::getpid());
+    const std::filesystem::path tmp = dir / tmp_name;
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         throw std::runtime_error("cannot create " + tmp.string() + ": " + std::strerror(errno));

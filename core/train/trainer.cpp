@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <torch/autograd.h>
 
 #include "core/config/recipe_printer.h"
@@ -18,6 +19,7 @@
 #include "core/system/atomic_file.h"
 #include "core/system/build_info.h"
 #include "core/system/device.h"
+#include "core/system/read_file.h"
 #include "core/system/threads.h"
 #include "core/train/adamw.h"
 #include "core/train/autocast_scope.h"
@@ -45,14 +47,6 @@ std::string timestamp() {
     char text[32];
     std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", &local);
     return text;
-}
-
-std::string read_text(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw RunSetupError("cannot read " + file.string());
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
 }
 
 fs::path prepare_run_directory(const Recipe& recipe, const RunOptions& options) {
@@ -149,8 +143,13 @@ void TrainingRun::setup() {
     recipe_hash_ = recipe_hash(resolved_);
     auto say = [this](const std::string& line) { log(line); };
     if (options_.resume) {
-        dataset_.emplace(Dataset::prepare_with_tokenizer(
-            resolved_, read_text(run_dir_ / "tokenizer.txt"), say));
+        const fs::path tokenizer_file = run_dir_ / "tokenizer.txt";
+        if (!fs::exists(tokenizer_file)) {
+            throw RunSetupError(fmt::format("--resume: {} is missing; the run directory is "
+                                            "incomplete",
+                                            tokenizer_file.string()));
+        }
+        dataset_.emplace(Dataset::prepare_with_tokenizer(resolved_, read_file(tokenizer_file), say));
     } else {
         dataset_.emplace(Dataset::prepare(resolved_, say));
         write_file_atomically(run_dir_ / "recipe.resolved.toml",

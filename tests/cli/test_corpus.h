@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include "core/system/remove_tree.h"
+#include "support/temp_dir.h"
 
 namespace moelab::tests {
 
@@ -19,8 +19,6 @@ public:
     // `words` > 0 writes that many pseudo-random words per split (documents of 8 sentences),
     // enough text to train a tiny model on; 0 writes two short documents.
     explicit TestCorpus(int words = 0) {
-        char pattern[] = "/tmp/moelab-corpus-XXXXXX";
-        root_ = mkdtemp(pattern);
         std::filesystem::create_directories(root_ / "corpus");
         std::uint32_t state = 12345;
         for (const char* split : {"train", "validation", "test"}) {
@@ -45,14 +43,11 @@ public:
             out << ".\n";
         }
     }
-    ~TestCorpus() { moelab::core::remove_tree(root_); }
-    TestCorpus(const TestCorpus&) = delete;
-    TestCorpus& operator=(const TestCorpus&) = delete;
-
-    const std::filesystem::path& root() const { return root_; }
+    const std::filesystem::path& root() const { return temp_.path(); }
 
 private:
-    std::filesystem::path root_;
+    TempDir temp_{"moelab-corpus"};
+    const std::filesystem::path& root_ = temp_.path();
 };
 
 }  // namespace moelab::tests

@@ -9,7 +9,7 @@
 
 #include "core/config/recipe_loader.h"
 #include "core/config/recipe_printer.h"
-#include "core/system/remove_tree.h"
+#include "support/temp_dir.h"
 
 namespace moelab::core {
 namespace {
@@ -18,12 +18,6 @@ namespace fs = std::filesystem;
 
 class RecipeFiles : public ::testing::Test {
 protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/moelab-recipes-XXXXXX";
-        dir_ = mkdtemp(pattern);
-    }
-    void TearDown() override { moelab::core::remove_tree(dir_); }
-
     fs::path write(const std::string& name, const std::string& text) {
         const fs::path file = dir_ / name;
         fs::create_directories(file.parent_path());
@@ -31,7 +25,7 @@ protected:
         return file;
     }
 
-    fs::path dir_;
+    tests::TempDir dir_{"moelab-recipes"};
 };
 
 constexpr char kMinimal[] = R"(

@@ -4,23 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/plugin/instantiate.h"
 #include "core/plugin/loader.h"
+#include "core/system/read_file.h"
 
 namespace moelab::core {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
 
 TEST(CorpusRoundTrip, ByteTokenizerIsLosslessOnTheWholeBrownCorpus) {
     const fs::path corpus = fs::path(MOELAB_SOURCE_DIR) / "data" / "brown";
@@ -31,7 +23,7 @@ TEST(CorpusRoundTrip, ByteTokenizerIsLosslessOnTheWholeBrownCorpus) {
     ASSERT_NE(bytes, nullptr);
     const auto tokenizer = train_tokenizer(*bytes, {{(corpus / "train.txt").string()}}, {});
     for (const char* split : {"train.txt", "validation.txt", "test.txt"}) {
-        const std::string text = read(corpus / split);
+        const std::string text = read_file(corpus / split);
         ASSERT_GT(text.size(), 100000u) << split;
         std::vector<std::int32_t> ids;
         tokenizer->encode(text, ids);

@@ -13,7 +13,7 @@
 #include "moelab/sdk/fingerprint.h"
 #include "moelab/sdk/version.h"
 #include "support/subprocess.h"
-#include "core/system/remove_tree.h"
+#include "support/temp_dir.h"
 
 namespace moelab::core {
 namespace {
@@ -131,26 +131,22 @@ TEST(PluginLoader, SameDirectoryTwiceLoadsOnce) {
 }
 
 TEST(PluginLoader, IgnoresFilesNotNamedLikePluginsAndMissingDirectories) {
-    const fs::path dir = fs::temp_directory_path() / "moelab-loader-ignore";
-    fs::create_directories(dir);
+    const tests::TempDir dir("moelab-loader-ignore");
     {
         std::ofstream(dir / "libsomething.so") << "not even an ELF file";
         std::ofstream(dir / "moelab-plugin-readme.txt") << "text";
     }
-    PluginRegistry registry = load_plugins({dir, dir / "does-not-exist"});
+    PluginRegistry registry = load_plugins({dir.path(), dir / "does-not-exist"});
     EXPECT_TRUE(registry.plugins().empty());
     EXPECT_TRUE(registry.refusals().empty());
-    moelab::core::remove_tree(dir);
 }
 
 TEST(PluginLoader, CorruptLibraryIsRefusedNotFatal) {
-    const fs::path dir = fs::temp_directory_path() / "moelab-loader-corrupt";
-    fs::create_directories(dir);
+    const tests::TempDir dir("moelab-loader-corrupt");
     { std::ofstream(dir / "moelab-plugin-corrupt.so") << "not an ELF file"; }
-    PluginRegistry registry = load_plugins({dir});
+    PluginRegistry registry = load_plugins({dir.path()});
     ASSERT_EQ(registry.refusals().size(), 1u);
     EXPECT_NE(registry.refusals()[0].reason.find("cannot be loaded"), std::string::npos);
-    moelab::core::remove_tree(dir);
 }
 
 TEST(PluginLoader, FingerprintMismatchListsEveryDifferingField) {

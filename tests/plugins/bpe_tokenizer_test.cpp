@@ -12,7 +12,7 @@
 #include "core/plugin/instantiate.h"
 #include "core/plugin/loader.h"
 #include "core/plugin/plugin_error.h"
-#include "core/system/remove_tree.h"
+#include "support/temp_dir.h"
 
 namespace moelab::core {
 namespace {
@@ -84,10 +84,7 @@ protected:
         registry_ = load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
         bpe_ = registry_.find_tokenizer("bpe");
         ASSERT_NE(bpe_, nullptr);
-        char pattern[] = "/tmp/moelab-bpe-XXXXXX";
-        dir_ = mkdtemp(pattern);
     }
-    void TearDown() override { moelab::core::remove_tree(dir_); }
 
     sdk::Params params(std::int64_t vocab) const {
         std::map<std::string, sdk::ParamValue, std::less<>> v{{"vocab_size", vocab},
@@ -97,7 +94,8 @@ protected:
 
     PluginRegistry registry_;
     const RegisteredTokenizer* bpe_ = nullptr;
-    fs::path dir_;
+    tests::TempDir temp_{"moelab-bpe"};
+    const fs::path& dir_ = temp_.path();
 };
 
 TEST_F(BpePlugin, MergesEqualTheTextbookAlgorithm) {
@@ -109,7 +107,8 @@ TEST_F(BpePlugin, MergesEqualTheTextbookAlgorithm) {
     std::vector<std::string> pretokens;
     for (int i = 0; i < 600; ++i) {
         state = state * 1103515245u + 12345u;
-        const std::string word = (i ? " " : "") + std::string(words[(state >> 16) % 9]);
+        std::string word = i ? " " : "";
+        word += words[(state >> 16) % 9];
         text += word;
         pretokens.push_back(word);
     }

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include "core/system/remove_tree.h"
+#include "temp_dir.h"
 
 namespace moelab::tests {
 
@@ -35,8 +35,7 @@ std::string shell_quote(const std::string& text) {
 
 CommandResult run_command(const std::string& command_line) {
     namespace fs = std::filesystem;
-    char pattern[] = "/tmp/moelab-test-XXXXXX";
-    const fs::path dir = mkdtemp(pattern);
+    const TempDir dir("moelab-command");
     const fs::path out = dir / "out";
     const fs::path err = dir / "err";
     // A subshell so that a crash of the command is reported as a signal, not as a shell status.
@@ -53,7 +52,6 @@ CommandResult run_command(const std::string& command_line) {
     }
     result.out = slurp(out);
     result.err = slurp(err);
-    moelab::core::remove_tree(dir);
     return result;
 }
 

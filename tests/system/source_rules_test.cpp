@@ -35,8 +35,9 @@ TEST(SourceRules, NothingCallsStdFilesystemRemoveAll) {
 }
 
 TEST(RemoveTree, RemovesNestedTreesButNotWhatLinksPointTo) {
-    char pattern[] = "/tmp/moelab-rm-XXXXXX";
-    const fs::path root = mkdtemp(pattern);
+    char pattern[] = "/tmp/moelab-rm-XXXXXX";  // not TempDir: remove_tree is under test
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    const fs::path root = pattern;
     fs::create_directories(root / "tree" / "a" / "b");
     fs::create_directories(root / "outside");
     std::ofstream(root / "tree" / "a" / "b" / "file") << "x";

@@ -11,21 +11,17 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "core/checkpoint/safetensors.h"
-#include "core/system/remove_tree.h"
+#include "support/temp_dir.h"
 
 namespace moelab::core {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir : public ::testing::Test {
+class CheckpointFiles : public ::testing::Test {
 protected:
-    void SetUp() override {
-        char pattern[] = "/tmp/moelab-ckpt-XXXXXX";
-        dir_ = mkdtemp(pattern);
-    }
-    void TearDown() override { moelab::core::remove_tree(dir_); }
-    fs::path dir_;
+    tests::TempDir temp_{"moelab-ckpt"};
+    const fs::path& dir_ = temp_.path();
 };
 
 std::string read_bytes(const fs::path& file) {
@@ -33,7 +29,7 @@ std::string read_bytes(const fs::path& file) {
     return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-TEST_F(TempDir, SafetensorsLayoutFollowsTheSpec) {
+TEST_F(CheckpointFiles, SafetensorsLayoutFollowsTheSpec) {
     const at::Tensor a = at::arange(6, at::kFloat).view({2, 3});
     const at::Tensor b = at::tensor({7, -8}, at::kLong);
     const at::Tensor c = at::ones({3}, at::kBFloat16);
@@ -68,7 +64,7 @@ TEST_F(TempDir, SafetensorsLayoutFollowsTheSpec) {
     EXPECT_EQ(back.metadata.at("k"), "v");
 }
 
-TEST_F(TempDir, CorruptSafetensorsAreRejectedWithTheFileName) {
+TEST_F(CheckpointFiles, CorruptSafetensorsAreRejectedWithTheFileName) {
     write_safetensors(dir_ / "t.safetensors", {{"a", at::ones({4})}});
     std::string bytes = read_bytes(dir_ / "t.safetensors");
     const fs::path truncated = dir_ / "truncated.safetensors";
@@ -92,7 +88,7 @@ CheckpointContents contents_for(std::int64_t step) {
     return contents;
 }
 
-TEST_F(TempDir, LatestPointsAtTheNewestAndOldOnesArePruned) {
+TEST_F(CheckpointFiles, LatestPointsAtTheNewestAndOldOnesArePruned) {
     for (std::int64_t step : {10, 20, 30}) save_checkpoint(dir_, step, contents_for(step), 2);
     EXPECT_FALSE(fs::exists(dir_ / "step-10"));
     EXPECT_TRUE(fs::exists(dir_ / "step-20"));
@@ -105,7 +101,7 @@ TEST_F(TempDir, LatestPointsAtTheNewestAndOldOnesArePruned) {
     EXPECT_EQ(resolve_checkpoint(dir_ / "step-20").filename(), "step-20");
 }
 
-TEST_F(TempDir, AFailureBeforePublishingLeavesThePreviousCheckpointUsable) {
+TEST_F(CheckpointFiles, AFailureBeforePublishingLeavesThePreviousCheckpointUsable) {
     save_checkpoint(dir_, 1, contents_for(1), 3);
     SaveHooks crash;
     crash.before_publish = [] { throw std::runtime_error("simulated crash"); };
@@ -122,7 +118,7 @@ TEST_F(TempDir, AFailureBeforePublishingLeavesThePreviousCheckpointUsable) {
     EXPECT_EQ(resolve_checkpoint(dir_).filename(), "step-3");
 }
 
-TEST_F(TempDir, SavingTheSameStepTwiceReplacesIt) {
+TEST_F(CheckpointFiles, SavingTheSameStepTwiceReplacesIt) {
     save_checkpoint(dir_, 5, contents_for(5), 2);
     CheckpointContents again = contents_for(5);
     again.model[0].tensor.fill_(55.0f);
@@ -130,7 +126,7 @@ TEST_F(TempDir, SavingTheSameStepTwiceReplacesIt) {
     EXPECT_EQ(load_checkpoint(resolve_checkpoint(dir_)).model.at("w")[0][0].item<float>(), 55.0f);
 }
 
-TEST_F(TempDir, MissingCheckpointIsAClearError) {
+TEST_F(CheckpointFiles, MissingCheckpointIsAClearError) {
     try {
         resolve_checkpoint(dir_ / "nothing-here");
         FAIL();

@@ -1,6 +1,4 @@
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -11,6 +9,7 @@
 #include "core/data/batcher.h"
 #include "core/data/dataset.h"
 #include "core/eval/evaluator.h"
+#include "core/system/read_file.h"
 #include "core/system/threads.h"
 #include "core/train/model_state.h"
 
@@ -19,14 +18,6 @@ namespace moelab::cli {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_text(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw UsageError("cannot read " + file.string());
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
 
 // The run directory a target belongs to: the target itself, or <run>/checkpoints/step-N.
 fs::path run_directory_of(const fs::path& target, const fs::path& step_dir) {
@@ -65,7 +56,7 @@ int evaluate_run(const EvalArgs& args) {
         core::recipe_threads(recipe.train.intra_op_threads, recipe.train.blas_threads));
 
     const core::Dataset dataset = core::Dataset::prepare_with_tokenizer(
-        resolved, read_text(run_dir / "tokenizer.txt"),
+        resolved, core::read_file(run_dir / "tokenizer.txt"),
         [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
     core::check_support(resolved, core::capability_query(recipe, loaded->device,
                                                          dataset.vocab_size(), features));
@@ -94,7 +85,7 @@ int evaluate_run(const EvalArgs& args) {
     report["disable_top_experts"] = args.disable_top_experts;
     const fs::path summary_file = run_dir / "summary.json";
     if (fs::exists(summary_file) && args.disable_top_experts == 0 && max_batches == recipe.eval.max_batches) {
-        const nlohmann::json summary = nlohmann::json::parse(read_text(summary_file));
+        const nlohmann::json summary = nlohmann::json::parse(core::read_file(summary_file));
         if (summary.contains(args.split) && summary.value("steps", -1) == report["step"]) {
             report["summary_ppl"] = summary[args.split]["ppl"];
         }
