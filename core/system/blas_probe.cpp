@@ -10,17 +10,23 @@ namespace moelab::core {
 
 namespace {
 
+std::string resolved(const char* path) {
+    std::error_code error;
+    const auto canonical = std::filesystem::canonical(path, error);
+    return error ? std::string(path) : canonical.string();
+}
+
+bool contains(const std::string& text, const char* needle) {
+    return text.find(needle) != std::string::npos;
+}
+
 int collect_library(dl_phdr_info* info, std::size_t, void* data) {
     auto* libraries = static_cast<std::vector<std::string>*>(data);
     if (info->dlpi_name == nullptr || info->dlpi_name[0] == '\0') return 0;
     const std::string name = std::filesystem::path(info->dlpi_name).filename().string();
-    const bool blas_like = name.find("blas") != std::string::npos ||
-                           name.find("mkl") != std::string::npos ||
-                           name.find("blis") != std::string::npos;
-    if (!blas_like) return 0;
-    std::error_code error;
-    const auto resolved = std::filesystem::canonical(info->dlpi_name, error);
-    libraries->push_back(error ? std::string(info->dlpi_name) : resolved.string());
+    if (contains(name, "blas") || contains(name, "mkl") || contains(name, "blis")) {
+        libraries->push_back(resolved(info->dlpi_name));
+    }
     return 0;
 }
 
@@ -28,34 +34,32 @@ int collect_library(dl_phdr_info* info, std::size_t, void* data) {
 
 BlasInfo probe_blas() {
     BlasInfo info;
-    dl_iterate_phdr(collect_library, &info.libraries);
-    std::sort(info.libraries.begin(), info.libraries.end());
-    info.libraries.erase(std::unique(info.libraries.begin(), info.libraries.end()),
-                         info.libraries.end());
+    dl_iterate_phdr(collect_library, &info.loaded);
+    std::sort(info.loaded.begin(), info.loaded.end());
+    info.loaded.erase(std::unique(info.loaded.begin(), info.loaded.end()), info.loaded.end());
 
-    using ConfigFn = const char* (*)();
-    if (auto config = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
-        info.openblas_config = config();
+    // The sgemm_ every caller resolves to: the global scope's first definition.
+    void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
+    Dl_info where{};
+    if (sgemm == nullptr || dladdr(sgemm, &where) == 0 || where.dli_fname == nullptr) return info;
+    info.gemm_library = resolved(where.dli_fname);
+    if (void* handle = dlopen(where.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) {
+        using ConfigFn = const char* (*)();
+        if (auto config = reinterpret_cast<ConfigFn>(dlsym(handle, "openblas_get_config"))) {
+            info.openblas_config = config();
+        }
+        dlclose(handle);
     }
-    const bool optimized = !info.openblas_config.empty() ||
-                           std::any_of(info.libraries.begin(), info.libraries.end(),
-                                       [](const std::string& path) {
-                                           return path.find("openblas") != std::string::npos ||
-                                                  path.find("mkl") != std::string::npos ||
-                                                  path.find("blis") != std::string::npos;
-                                       });
-    // Debian installs the reference implementation as .../blas/libblas.so.3.
-    const bool has_reference = std::any_of(
-        info.libraries.begin(), info.libraries.end(),
-        [](const std::string& path) { return path.find("/blas/libblas") != std::string::npos; });
-    info.reference = has_reference && !optimized;
+    const bool optimized = !info.openblas_config.empty() || contains(info.gemm_library, "openblas") ||
+                           contains(info.gemm_library, "mkl") || contains(info.gemm_library, "blis");
+    info.reference = !optimized && contains(info.gemm_library, "libblas");
     return info;
 }
 
 std::string BlasInfo::description() const {
-    std::string text;
-    for (const std::string& library : libraries) text += (text.empty() ? "" : ", ") + library;
-    if (text.empty()) text = "none loaded (LibTorch may use its own kernels)";
+    std::string text = gemm_library.empty()
+                           ? std::string("no BLAS sgemm_ in the process (LibTorch's own GEMM)")
+                           : "sgemm from " + gemm_library;
     if (!openblas_config.empty()) text += " [" + openblas_config + "]";
     if (reference) text += " [reference BLAS]";
     return text;

@@ -56,6 +56,21 @@ TEST(Cli, VersionReportsVersionsAndBlas) {
     EXPECT_NE(result.out.find("BLAS: "), std::string::npos);
 }
 
+TEST(Cli, VersionWarnsWhenTheReferenceBlasDoesTheMatrixProducts) {
+    const CommandResult normal = run_command(moelab() + " --version");
+    EXPECT_EQ(normal.out.find("warning: the reference BLAS"), std::string::npos) << normal.out;
+    // Debian installs the reference implementation here; putting it first on the library path makes
+    // it provide sgemm_ even though OpenBLAS is loaded too (through LAPACK).
+    const std::string reference_dir = "/usr/lib/x86_64-linux-gnu/blas";
+    if (!fs::exists(reference_dir + "/libblas.so.3")) GTEST_SKIP() << "no reference BLAS installed";
+    const CommandResult slow =
+        run_command("LD_LIBRARY_PATH=" + reference_dir + " " + moelab() + " --version");
+    EXPECT_EQ(slow.exit_code, 0);
+    EXPECT_NE(slow.out.find("sgemm from " + reference_dir + "/libblas.so.3"), std::string::npos)
+        << slow.out;
+    EXPECT_NE(slow.out.find("warning: the reference BLAS is loaded"), std::string::npos) << slow.out;
+}
+
 TEST(Cli, PluginsListsBuiltinsWithKindVersionAndFile) {
     const CommandResult result = run_command("env -u MOELAB_PLUGIN_PATH " + moelab() + " plugins");
     ASSERT_EQ(result.exit_code, 0) << result.err;

@@ -118,6 +118,53 @@ TEST_F(TopKBlock, MatchesTheHandWrittenReferenceIncludingRouterGradients) {
     }
 }
 
+TEST_F(TopKBlock, SharedExpertsAreAddedForEveryToken) {
+    auto router = make_topk(2, true);
+    auto bank = std::make_shared<HostExpertBank>(
+        sdk::ExpertBankSpec{"experts", kExperts, kModel, kFf, -1}, DispatchPolicy{}, 0.3, 0.3, 4);
+    auto shared = std::make_shared<HostExpertBank>(
+        sdk::ExpertBankSpec{"shared", 1, kModel, 2 * kFf, 0.0}, DispatchPolicy{}, 0.3, 0.3, 8);
+    StandardMoeBlock block(router, registry_.find_router("topk")->plugin, bank, shared, kModel,
+                           1e-5);
+    sdk::BlockInput input;
+    input.hidden = at::randn({kTokens, kModel});
+    input.token_ids = at::zeros({kTokens}, at::kLong);
+    const sdk::BlockOutput output = block.forward(input);
+    const at::Tensor x = rms_norm(input.hidden, 1e-5);
+    const sdk::RoutingDecision& d = output.routing[0];
+    const at::Tensor expected =
+        input.hidden +
+        tests::naive_mix(x, d.expert_indices, d.combine_weights, bank->w_in, bank->w_out) +
+        tests::naive_swiglu(x, shared->w_in[0], shared->w_out[0]);
+    EXPECT_TRUE(at::allclose(output.hidden, expected, 1e-5, 1e-5));
+}
+
+TEST_F(TopKBlock, TopKThenSoftmaxAndTheZLossFollowTheirDefinitions) {
+    const RegisteredRouter& topk = *registry_.find_router("topk");
+    sdk::MoeLayerContext context;
+    context.model.d_model = kModel;
+    context.model.expert_count = kExperts;
+    context.seed = 3;
+    context.init_std = 0.5;
+    std::map<std::string, sdk::ParamValue, std::less<>> values;
+    for (const auto& spec : topk.component.params.specs()) values[spec.name] = spec.default_value;
+    values["selection"] = std::string("topk_softmax");
+    values["z_loss_coef"] = 0.25;
+    values["balance_coef"] = 0.0;
+    auto router = instantiate_router(topk, context, sdk::Params(values));
+    sdk::RouterInput input;
+    input.hidden = at::randn({kTokens, kModel});
+    const sdk::RoutingDecision d = router->route(input);
+    const at::Tensor logits = at::matmul(input.hidden, router->named_parameters()["weight"].t());
+    auto [top_logits, top_i] = logits.topk(2, -1);
+    EXPECT_TRUE(at::equal(d.expert_indices, top_i));
+    EXPECT_TRUE(at::allclose(d.combine_weights, top_logits.softmax(-1), 1e-6, 1e-6));
+    ASSERT_EQ(d.aux_losses.size(), 1u);
+    EXPECT_EQ(d.aux_losses[0].first, "z_loss");
+    EXPECT_NEAR(d.aux_losses[0].second.item<double>(),
+                0.25 * logits.logsumexp(-1).square().mean().item<double>(), 1e-5);
+}
+
 TEST_F(TopKBlock, PerturbationRemovesEachTokensTopExpertAndRenormalises) {
     auto router = make_topk(2, true);
     sdk::RouterInput input;

@@ -216,6 +216,39 @@ TEST_F(TinyRun, TrainsOnCudaInBfloat16LikeOnTheCpu) {
     EXPECT_NEAR(nlohmann::json::parse(eval.out)["ppl"].get<double>(), gpu_ppl, 1e-6 * gpu_ppl);
 }
 
+TEST_F(TinyRun, ModelAndTrainingOptionsTakeEffect) {
+    // Untied head, grouped-query attention, gradient accumulation, a shared expert, capacity
+    // dropping, top-k-then-softmax routing with a z-loss, every other layer MoE.
+    const CommandResult run = moelab(
+        "run " + tiny_recipe() +
+        " --out opts --set train.steps=4 --set model.tie_embeddings=false --set model.kv_heads=2"
+        " --set train.grad_accum=2 --set moe.shared_experts=1 --set moe.capacity_factor=0.5"
+        " --set router.selection=topk_softmax --set router.z_loss_coef=0.001"
+        " --set moe.first_layer=1 --set moe.interval=2");
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const auto train = records("opts", "train");
+    ASSERT_EQ(train.size(), 4u);
+    EXPECT_EQ(train.back()["tokens"], 4 * 2 * 4 * 16) << "grad_accum micro-batches per step";
+    const nlohmann::json& moe = train.back()["moe"];
+    EXPECT_FALSE(moe.contains("layer0")) << "layer 0 is dense with first_layer = 1";
+    ASSERT_TRUE(moe.contains("layer1"));
+    EXPECT_TRUE(moe["layer1"]["banks"].contains("shared"));
+    EXPECT_GT(moe["layer1"]["banks"]["experts"]["dropped_fraction"].get<double>(), 0.0);
+    EXPECT_TRUE(moe["layer1"]["aux"].contains("z_loss"));
+    // The untied head is a parameter of its own: vocab x d_model more than the tied model.
+    const nlohmann::json summary = read_json(dir("opts") / "summary.json");
+    const CommandResult tied = moelab(
+        "run " + tiny_recipe() +
+        " --out tied --set train.steps=4 --set model.kv_heads=2 --set train.grad_accum=2"
+        " --set moe.shared_experts=1 --set moe.capacity_factor=0.5"
+        " --set router.selection=topk_softmax --set router.z_loss_coef=0.001"
+        " --set moe.first_layer=1 --set moe.interval=2");
+    ASSERT_EQ(tied.exit_code, 0) << tied.err;
+    EXPECT_EQ(summary["parameters"]["total"].get<std::int64_t>() -
+                  read_json(dir("tied") / "summary.json")["parameters"]["total"].get<std::int64_t>(),
+              257 * 32);
+}
+
 TEST_F(TinyRun, DenseModelsTrainToo) {
     const CommandResult run =
         moelab("run " + tiny_recipe() + " --out d --set model.ffn=dense --set train.steps=4");
