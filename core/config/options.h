@@ -75,6 +75,16 @@ struct TrainOptions {
     std::int64_t keep_checkpoints = 2;
 };
 
+// Starting from a trained model instead of random weights (DSMoE's dense -> MoE conversion,
+// methods.md §3.1). Tensors are copied by name; with partition_ffn = n each dense SwiGLU FFN of
+// the source becomes the n experts of the MoE block at the same layer, split along the
+// intermediate dimension in contiguous slices. Everything the source lacks (routers, gates) keeps
+// its fresh initialisation.
+struct InitOptions {
+    std::string from;                // run directory or checkpoint; "" starts from scratch
+    std::int64_t partition_ffn = 0;  // 0: copy tensors as they are; n: split dense FFNs into n
+};
+
 struct EvalOptions {
     std::int64_t batch_size = 16;
     std::int64_t max_batches = 0;  // 0: the whole split
@@ -112,6 +122,7 @@ struct Recipe {
     PluginSelection attention;
     MoeOptions moe;
     std::optional<PluginSelection> router;  // present iff model.ffn == "moe"
+    InitOptions init;
     TrainOptions train;
     EvalOptions eval;
 

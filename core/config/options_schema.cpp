@@ -144,6 +144,21 @@ const OptionsBinding<TrainOptions>& train_binding() {
     return binding;
 }
 
+const OptionsBinding<InitOptions>& init_binding() {
+    static const OptionsBinding<InitOptions> binding = [] {
+        OptionsBinding<InitOptions> b;
+        b.bind("from", &InitOptions::from,
+               "Run directory or checkpoint whose tensors initialise the model (copied by name); "
+               "\"\" starts from scratch");
+        b.bind("partition_ffn", &InitOptions::partition_ffn,
+               "Split each dense SwiGLU FFN of init.from into this many experts along the "
+               "intermediate dimension (DSMoE conversion); must equal [moe] experts. 0: no split")
+            .between(0, 4096);
+        return b;
+    }();
+    return binding;
+}
+
 const OptionsBinding<EvalOptions>& eval_binding() {
     static const OptionsBinding<EvalOptions> binding = [] {
         OptionsBinding<EvalOptions> b;
@@ -158,8 +173,8 @@ const OptionsBinding<EvalOptions>& eval_binding() {
 }
 
 const std::vector<std::string>& host_section_names() {
-    static const std::vector<std::string> names = {"plugins", "data",  "model",
-                                                   "moe",     "train", "eval"};
+    static const std::vector<std::string> names = {"plugins", "data",  "model", "moe",
+                                                   "init",    "train", "eval"};
     return names;
 }
 

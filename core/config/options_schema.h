@@ -17,6 +17,7 @@ const OptionsBinding<PluginsOptions>& plugins_binding();
 const OptionsBinding<DataOptions>& data_binding();
 const OptionsBinding<ModelOptions>& model_binding();
 const OptionsBinding<MoeOptions>& moe_binding();
+const OptionsBinding<InitOptions>& init_binding();
 const OptionsBinding<TrainOptions>& train_binding();
 const OptionsBinding<EvalOptions>& eval_binding();
 

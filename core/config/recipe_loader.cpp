@@ -281,6 +281,24 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                         "bfloat16 autocast is supported on CUDA only; use float32 with "
                         "train.device = \"cpu\"");
     }
+    const InitOptions& init = recipe.init;
+    if (init.partition_ffn > 0 && init.from.empty()) {
+        diagnostics.add(at("init.partition_ffn"), "init.partition_ffn",
+                        "needs init.from = \"<run directory or checkpoint>\" holding the dense "
+                        "model to partition");
+    }
+    if (init.partition_ffn > 0 && (model.ffn != "moe" || init.partition_ffn != recipe.moe.experts)) {
+        diagnostics.add(at("init.partition_ffn"), "init.partition_ffn",
+                        fmt::format("must equal [moe] experts = {} of an MoE model (model.ffn = "
+                                    "\"moe\"), got {}",
+                                    recipe.moe.experts, init.partition_ffn));
+    }
+    if (!init.from.empty() && !std::filesystem::exists(init.from)) {
+        diagnostics.add(at("init.from"), "init.from",
+                        fmt::format("no run directory or checkpoint at '{}' (relative paths are "
+                                    "relative to the working directory)",
+                                    init.from));
+    }
     if (recipe.name.find_first_of("/\\") != std::string::npos) {
         diagnostics.add(at("name"), "name",
                         fmt::format("must not contain path separators (it names the run "
@@ -323,6 +341,7 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
     read_host_section(root, "data", data_binding(), recipe.data, recipe, diagnostics);
     read_host_section(root, "model", model_binding(), recipe.model, recipe, diagnostics);
     read_host_section(root, "moe", moe_binding(), recipe.moe, recipe, diagnostics);
+    read_host_section(root, "init", init_binding(), recipe.init, recipe, diagnostics);
     read_host_section(root, "train", train_binding(), recipe.train, recipe, diagnostics);
     read_host_section(root, "eval", eval_binding(), recipe.eval, recipe, diagnostics);
 

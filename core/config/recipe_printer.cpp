@@ -107,6 +107,7 @@ std::string format_recipe(const Recipe& recipe,
         append_section(out, "moe", moe_binding(), recipe.moe);
         append_plugin_section(out, *recipe.router, plugin_params);
     }
+    if (!recipe.init.from.empty()) append_section(out, "init", init_binding(), recipe.init);
     append_section(out, "train", train_binding(), recipe.train);
     append_section(out, "eval", eval_binding(), recipe.eval);
     return out;

@@ -8,6 +8,7 @@
 #include "core/model/transformer_layer.h"
 #include "core/moe/standard_block.h"
 #include "core/plugin/instantiate.h"
+#include "core/plugin/resolve.h"
 #include "moelab/sdk/init.h"
 
 namespace moelab::core {
@@ -20,24 +21,6 @@ bool is_moe_layer(const Recipe& recipe, std::int64_t layer) {
            (layer - moe.first_layer) % moe.interval == 0;
 }
 
-sdk::ModelShape model_shape(const Recipe& recipe, std::int64_t vocab_size) {
-    sdk::ModelShape shape;
-    const ModelOptions& m = recipe.model;
-    shape.d_model = m.d_model;
-    shape.layer_count = m.layers;
-    shape.vocab_size = vocab_size;
-    shape.head_count = m.heads;
-    shape.kv_head_count = m.kv_heads == 0 ? m.heads : m.kv_heads;
-    shape.head_dim = m.d_model / m.heads;
-    shape.max_seq_len = recipe.data.seq_len;
-    shape.d_ff = m.d_ff;
-    if (recipe.model.ffn == "moe") {
-        shape.expert_count = recipe.moe.experts;
-        shape.d_ff_expert = recipe.moe.d_ff_expert;
-    }
-    return shape;
-}
-
 }  // namespace
 
 LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_size,
@@ -48,7 +31,8 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
     const auto seed = static_cast<std::uint64_t>(recipe.seed);
     const double init_std = m.init_std;
     const double output_std = sdk::residual_init_std(init_std, m.layers);
-    const sdk::ModelShape shape = model_shape(recipe, vocab_size);
+    // The shape plugins were asked about when the recipe was resolved.
+    const sdk::ModelShape shape = capability_query(recipe, "", vocab_size, {}).model;
 
     at::Generator generator = sdk::make_generator(derive_seed(seed, "embedding", 0));
     embedding_ = register_parameter("embedding",
@@ -87,6 +71,7 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
             context.moe_layer_index = moe_index++;
             context.moe_layer_count = static_cast<int>(moe_count);
             context.seed = derive_seed(seed, "router", l);
+            context.model_seed = derive_seed(seed, "router-model", 0);
             context.init_std = init_std;
             context.host = &host;
             const RegisteredRouter& router = *resolved.router;

@@ -102,10 +102,14 @@ at::Tensor grouped_swiglu_composed(const at::Tensor& rows, const at::Tensor& w_i
     return at::cat(pieces, 0);
 }
 
-at::Tensor swiglu(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& w_out) {
-    const std::int64_t d_ff = w_out.size(-2);
+at::Tensor swiglu_activation(const at::Tensor& x, const at::Tensor& w_in) {
+    const std::int64_t d_ff = w_in.size(-1) / 2;
     const at::Tensor pre = at::matmul(x, w_in);
-    return at::matmul(at::silu(pre.narrow(-1, 0, d_ff)) * pre.narrow(-1, d_ff, d_ff), w_out);
+    return at::silu(pre.narrow(-1, 0, d_ff)) * pre.narrow(-1, d_ff, d_ff);
+}
+
+at::Tensor swiglu(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& w_out) {
+    return at::matmul(swiglu_activation(x, w_in), w_out);
 }
 
 }  // namespace moelab::core

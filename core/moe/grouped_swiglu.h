@@ -35,4 +35,7 @@ at::Tensor grouped_swiglu_composed(const at::Tensor& rows, const at::Tensor& w_i
 // leading dimensions of w_in/w_out, so (E, d, 2f) weights give (E, rows, d).
 at::Tensor swiglu(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& w_out);
 
+// The intermediate activation SiLU(x W_gate) * (x W_up) of swiglu(): (..., rows, d_ff).
+at::Tensor swiglu_activation(const at::Tensor& x, const at::Tensor& w_in);
+
 }  // namespace moelab::core

@@ -102,10 +102,16 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
 at::Tensor HostExpertBank::run_all(const at::Tensor& x) {
     const std::int64_t tokens = x.size(0);
     const at::TensorOptions counts = at::TensorOptions().dtype(at::kLong).device(x.device());
-    dispatches_.push_back(DispatchRecord{at::full({spec_.expert_count}, tokens, counts),
-                                         at::full({}, tokens * spec_.expert_count, counts),
-                                         at::zeros({}, counts), tokens});
-    return swiglu(x.unsqueeze(0), w_in.to(x.scalar_type()), w_out.to(x.scalar_type()));
+    DispatchRecord record{at::full({spec_.expert_count}, tokens, counts),
+                          at::full({}, tokens * spec_.expert_count, counts), at::zeros({}, counts),
+                          tokens};
+    const at::Tensor activation = swiglu_activation(x.unsqueeze(0), w_in.to(x.scalar_type()));
+    if (spec_.activation_threshold >= 0) {
+        record.probed_active = (activation.detach().abs() > spec_.activation_threshold).sum();
+        record.probed = activation.numel();
+    }
+    dispatches_.push_back(std::move(record));
+    return at::matmul(activation, w_out.to(x.scalar_type()));
 }
 
 std::vector<DispatchRecord> HostExpertBank::take_dispatches() {

@@ -25,6 +25,10 @@ struct DispatchRecord {
     at::Tensor assignments;        // () int64: valid (token, expert) assignments requested
     at::Tensor dropped;            // () int64: assignments dropped for capacity
     std::int64_t tokens = 0;       // tokens in the call
+    // Activation probe (ExpertBankSpec::activation_threshold): intermediate activations with
+    // |a| > threshold, out of `probed`. Undefined and 0 when the probe is off.
+    at::Tensor probed_active;  // () int64
+    std::int64_t probed = 0;
 };
 
 // Which grouped-GEMM implementation mix() uses (grouped_swiglu.h). kAuto picks the custom autograd

@@ -20,6 +20,10 @@ void LayerRoutingStats::add_dispatch(const std::string& bank, const DispatchReco
     totals.assignments = accumulate(totals.assignments, record.assignments);
     totals.dropped = accumulate(totals.dropped, record.dropped);
     totals.tokens += record.tokens;
+    if (record.probed > 0) {
+        totals.probed_active = accumulate(totals.probed_active, record.probed_active);
+        totals.probed += record.probed;
+    }
 }
 
 std::map<std::string, double> LayerRoutingStats::active_fractions() const {
@@ -39,7 +43,9 @@ void LayerRoutingStats::add_decision(std::size_t sublayer, const sdk::RoutingDec
     totals.experts_sum = accumulate(totals.experts_sum, used.sum().detach());
     totals.tokens += decision.expert_indices.size(0);
     if (decision.probs.defined()) {
-        const at::Tensor p = decision.probs.detach().to(at::kFloat);
+        // Scores that are not a distribution (sigmoid gates) are normalised per token first.
+        at::Tensor p = decision.probs.detach().to(at::kFloat);
+        p = p / p.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
         // 0 log 0 = 0
         const at::Tensor entropy = -(p * at::log(p.clamp_min(1e-30))).sum(-1);
         totals.entropy_sum = accumulate(totals.entropy_sum, entropy.sum());
@@ -77,6 +83,10 @@ nlohmann::json LayerRoutingStats::summary() const {
             {"dropped_fraction", assignments > 0 ? dropped / assignments : 0.0},
             {"active_fraction", active_fractions().at(name)},
         };
+        if (totals.probed > 0) {
+            out["banks"][name]["nsar"] = totals.probed_active.to(at::kCPU).item<double>() /
+                                         static_cast<double>(totals.probed);
+        }
     }
     for (const DecisionTotals& totals : decisions_) {
         nlohmann::json router = nlohmann::json::object();

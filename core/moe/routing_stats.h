@@ -25,7 +25,8 @@ public:
     void add_scalars(const std::string& kind, const sdk::NamedScalars& scalars);
 
     // {"banks": {"experts": {"tokens_per_expert": [...], "load_imbalance": .., "cv": ..,
-    //   "dead_fraction": .., "dropped_fraction": .., "active_fraction": ..}},
+    //   "dead_fraction": .., "dropped_fraction": .., "active_fraction": ..,
+    //   "nsar": .. (only with the activation probe)}},
     //  "routers": [{"entropy": .., "experts_per_token": ..}], "aux": {..}, "stats": {..}}
     nlohmann::json summary() const;
 
@@ -39,6 +40,8 @@ private:
         at::Tensor assignments;        // ()
         at::Tensor dropped;            // ()
         std::int64_t tokens = 0;
+        at::Tensor probed_active;  // () int64, activation probe
+        std::int64_t probed = 0;
     };
     struct DecisionTotals {
         at::Tensor entropy_sum;           // () float: sum over tokens

@@ -35,11 +35,14 @@ void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t t
     };
     check_per_expert(decision.probs, "probs");
     check_per_expert(decision.active_mask, "active_mask");
-    if (decision.token_scale.defined() &&
-        (decision.token_scale.dim() != 1 || decision.token_scale.size(0) != tokens)) {
-        throw sdk::Error(fmt::format("token_scale must have shape (tokens={}), got {}", tokens,
-                                     tensor_text(decision.token_scale)));
-    }
+    auto check_per_token = [&](const at::Tensor& t, const char* name) {
+        if (t.defined() && (t.dim() != 1 || t.size(0) != tokens)) {
+            throw sdk::Error(
+                fmt::format("{} must have shape (tokens={}), got {}", name, tokens, tensor_text(t)));
+        }
+    };
+    check_per_token(decision.token_scale, "token_scale");
+    check_per_token(decision.shared_scale, "shared_scale");
 }
 
 StandardMoeBlock::StandardMoeBlock(std::shared_ptr<sdk::Router> router,
@@ -83,7 +86,17 @@ sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
     if (decision.token_scale.defined()) {
         mixed = mixed * decision.token_scale.to(mixed.scalar_type()).unsqueeze(1);
     }
-    if (shared_) mixed = mixed + shared_->run_all(x).squeeze(0);
+    if (shared_) {
+        at::Tensor shared = shared_->run_all(x).squeeze(0);
+        if (decision.shared_scale.defined()) {
+            shared = shared * decision.shared_scale.to(shared.scalar_type()).unsqueeze(1);
+        }
+        mixed = mixed + shared.to(mixed.scalar_type());
+    } else if (decision.shared_scale.defined()) {
+        throw PluginError(fmt::format("{}: routing returned shared_scale but the recipe has no "
+                                      "shared experts ([moe] shared_experts = 0)",
+                                      describe_plugin(*router_plugin_)));
+    }
 
     sdk::BlockOutput output;
     output.hidden = input.hidden + mixed.to(input.hidden.scalar_type());

@@ -2,7 +2,7 @@
 
 // The host's MoE block for routers in gate form (sdk::Router):
 //   x = RMSNorm(h);  decision = router(x in fp32, autocast off)
-//   y = h + token_scale * experts.mix(x, decision) + shared(x)
+//   y = h + token_scale * experts.mix(x, decision) + shared_scale * shared(x)
 
 #include <memory>
 

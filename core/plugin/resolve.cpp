@@ -27,9 +27,11 @@ sdk::CapabilityQuery capability_query(const Recipe& recipe, const std::string& d
     query.model.head_dim = m.d_model / m.heads;
     query.model.max_seq_len = recipe.data.seq_len;
     query.model.d_ff = m.d_ff;
+    query.model.norm_eps = m.norm_eps;
     if (recipe.router) {
         query.model.expert_count = recipe.moe.experts;
         query.model.d_ff_expert = recipe.moe.d_ff_expert;
+        query.model.shared_expert_count = recipe.moe.shared_experts;
     }
     query.device = device;
     query.dtype = m.dtype;

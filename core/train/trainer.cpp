@@ -24,6 +24,7 @@
 #include "core/train/adamw.h"
 #include "core/train/autocast_scope.h"
 #include "core/train/interrupt.h"
+#include "core/train/init_from.h"
 #include "core/train/model_state.h"
 #include "core/train/progress.h"
 #include "core/train/schedule.h"
@@ -161,6 +162,17 @@ void TrainingRun::setup() {
     const Dataset& data = *dataset_;
     model_ = std::make_shared<LanguageModel>(resolved_, data.vocab_size(),
                                              [&data] { return data.training_token_counts(); });
+    if (!recipe_.init.from.empty() && !options_.resume) {
+        const InitReport init = initialize_from(*model_, recipe_);
+        std::string fresh;
+        for (const std::string& name : init.fresh) fresh += (fresh.empty() ? "" : ", ") + name;
+        log(fmt::format("initialised from {}: {} tensors copied, {} dense FFNs split into {} "
+                        "experts, {} source tensors unused, {} tensors keep their fresh "
+                        "initialisation{}{}",
+                        init.checkpoint, init.copied, init.partitioned_layers,
+                        recipe_.init.partition_ffn, init.unused.size(), init.fresh.size(),
+                        fresh.empty() ? "" : ": ", fresh));
+    }
     model_->to(device_);
     std::vector<NamedParameter> named;
     for (const auto& item : model_->named_parameters()) {

@@ -16,6 +16,7 @@ TopKOptions TopKOptions::from(const sdk::Params& params) {
     options.balance_coef = params.get_float("balance_coef");
     options.z_loss_coef = params.get_float("z_loss_coef");
     options.jitter = params.get_float("jitter");
+    options.shared_gate = params.get_bool("shared_gate");
     return options;
 }
 
@@ -25,6 +26,12 @@ TopKRouter::TopKRouter(const sdk::MoeLayerContext& context, const TopKOptions& o
     weight_ = register_parameter(
         "weight",
         sdk::normal_weight({expert_count_, context.model.d_model}, context.init_std, generator));
+    if (options_.shared_gate) {
+        shared_gate_weight_ = register_parameter(
+            "shared_gate_weight",
+            sdk::normal_weight({2, context.model.d_model}, context.init_std, generator));
+        shared_gate_bias_ = register_parameter("shared_gate_bias", at::zeros({2}));
+    }
 }
 
 sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
@@ -51,6 +58,12 @@ sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
         decision.combine_weights = top_logits.softmax(-1);
     }
 
+    if (options_.shared_gate) {
+        const at::Tensor mixing =
+            at::linear(hidden, shared_gate_weight_, shared_gate_bias_).softmax(-1);  // (tokens, 2)
+        decision.token_scale = mixing.select(1, 0);
+        decision.shared_scale = mixing.select(1, 1);
+    }
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
             "balance", options_.balance_coef * sdk::switch_balance_loss(

@@ -26,8 +26,12 @@ struct ModelShape {
     std::int64_t head_dim = 0;
     std::int64_t max_seq_len = 0;
     std::int64_t d_ff = 0;          // dense SwiGLU intermediate size
+    double norm_eps = 1e-5;         // epsilon of the model's RMSNorms; blocks use it for theirs
     std::int64_t expert_count = 0;  // experts per MoE layer, from the recipe's [moe] table
     std::int64_t d_ff_expert = 0;   // intermediate size of one expert
+    // Always-active shared experts the host's standard block adds ([moe] shared_experts); each has
+    // d_ff_expert. Routers in gate form can weigh them through RoutingDecision::shared_scale.
+    std::int64_t shared_expert_count = 0;
 };
 
 // Names of optional features a run may need. New features are new strings: the query grows

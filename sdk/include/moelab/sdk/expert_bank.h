@@ -21,6 +21,10 @@ struct ExpertBankSpec {
     // Token dropping: < 0 follows the recipe's [moe] capacity_factor; 0 is dropless; c > 0 keeps at
     // most ceil(c * assignments / expert_count) assignments per expert.
     double capacity_factor = -1.0;
+    // Activation probe: when >= 0, run_all() counts the intermediate activations
+    // a = SiLU(W_gate x) * (W_up x) with |a| > activation_threshold, and the host reports their
+    // fraction (the non-sparse activation rate, "nsar") with the bank's statistics. < 0: off.
+    double activation_threshold = -1.0;
 };
 
 // Thread-safety: like any torch::nn::Module, one forward at a time per bank.

@@ -17,6 +17,9 @@ struct MoeLayerContext {
     // Seed for any randomness of this layer (mask tables, hash tables, initialisation), derived
     // from the recipe seed and the layer index. Using it keeps runs reproducible.
     std::uint64_t seed = 0;
+    // Seed shared by all MoE layers of the model, derived from the recipe seed only: for state
+    // that every layer must build identically (a MaskMoE mask table shared across layers).
+    std::uint64_t model_seed = 0;
     // The host's initialisation convention (Note [Initialisation] in sdk/README.md): weight
     // matrices ~ N(0, init_std^2); matrices writing into the residual stream use
     // init_std / sqrt(2 * layer_count). Plugins follow it for their own weights.

@@ -36,8 +36,13 @@ struct RoutingDecision {
     at::Tensor probs;
     // Optional (tokens, experts) bool: which experts a threshold router activated.
     at::Tensor active_mask;
-    // Optional (tokens,) float32: multiplies each token's mixed expert output (DSMoE's n/#active).
+    // Optional (tokens,) float32: multiplies each token's mixed routed-expert output (DSMoE's
+    // n/#active, or the routed share c_0 of a gated shared expert).
     at::Tensor token_scale;
+    // Optional (tokens,) float32: multiplies the output of the host's shared experts ([moe]
+    // shared_experts) for each token; without it they are added with weight 1. SMoE-Share mixes
+    // routed and shared outputs with a 2-way softmax c: token_scale = c_0, shared_scale = c_1.
+    at::Tensor shared_scale;
     // Differentiable scalars, already multiplied by their coefficients, added to the loss.
     NamedScalars aux_losses;
     // Detached scalars reported in the metrics (e.g. "active_experts_mean").

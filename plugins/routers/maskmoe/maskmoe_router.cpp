@@ -1,0 +1,104 @@
+#include "maskmoe_router.h"
+
+#include <cmath>
+#include <limits>
+
+#include "moelab/sdk/error.h"
+#include "moelab/sdk/init.h"
+#include "moelab/sdk/routing_ops.h"
+
+namespace moelab::plugins::maskmoe {
+
+MaskMoeOptions MaskMoeOptions::from(const sdk::Params& params) {
+    MaskMoeOptions options;
+    options.k = params.get_int("k");
+    options.visible_frequent = params.get_int("visible_frequent");
+    options.split_by_count = params.get_string("frequent_by") == "count";
+    options.frequent_fraction = params.get_float("frequent_fraction");
+    options.frequent_min_count = params.get_int("frequent_min_count");
+    options.per_layer = params.get_bool("per_layer");
+    options.balance_coef = params.get_float("balance_coef");
+    options.z_loss_coef = params.get_float("z_loss_coef");
+    return options;
+}
+
+at::Tensor frequent_ids(const at::Tensor& counts, const MaskMoeOptions& options) {
+    const at::Tensor c = counts.to(at::kLong);
+    if (options.split_by_count) return c >= options.frequent_min_count;
+    const std::int64_t vocab = c.numel();
+    const auto top = static_cast<std::int64_t>(
+        std::llround(options.frequent_fraction * static_cast<double>(vocab)));
+    // Stable sort by descending count: equal counts keep id order.
+    const at::Tensor order = std::get<1>(c.sort(/*stable=*/true, 0, /*descending=*/true));
+    at::Tensor frequent = at::zeros({vocab}, at::kBool);
+    frequent.index_fill_(0, order.narrow(0, 0, top), true);
+    return frequent;
+}
+
+at::Tensor build_mask(const at::Tensor& frequent, std::int64_t experts,
+                      std::int64_t visible_frequent, std::uint64_t seed) {
+    const std::int64_t vocab = frequent.numel();
+    at::Generator generator = sdk::make_generator(seed);
+    // A uniformly random ranking of the experts per id; the first V of it are visible.
+    const at::Tensor rank = std::get<1>(std::get<1>(at::rand({vocab, experts}, generator).sort(-1)).sort(-1));
+    const at::Tensor visible_count =
+        at::where(frequent, at::full({vocab}, visible_frequent, at::kLong),
+                  at::ones({vocab}, at::kLong));
+    return rank < visible_count.unsqueeze(1);
+}
+
+MaskMoeRouter::MaskMoeRouter(const sdk::MoeLayerContext& context, const MaskMoeOptions& options)
+    : options_(options), expert_count_(context.model.expert_count) {
+    at::Generator generator = sdk::make_generator(context.seed);
+    weight_ = register_parameter(
+        "weight",
+        sdk::normal_weight({expert_count_, context.model.d_model}, context.init_std, generator));
+    const at::Tensor counts = context.host->training_token_counts();
+    if (counts.numel() != context.model.vocab_size) {
+        throw sdk::Error("training token counts cover " + std::to_string(counts.numel()) +
+                         " ids, the vocabulary has " + std::to_string(context.model.vocab_size));
+    }
+    visible = register_buffer(
+        "visible", build_mask(frequent_ids(counts, options_), expert_count_,
+                              options_.visible_frequent,
+                              options_.per_layer ? context.seed : context.model_seed));
+}
+
+sdk::RoutingDecision MaskMoeRouter::route(const sdk::RouterInput& input) {
+    constexpr double kMasked = -std::numeric_limits<double>::infinity();
+    const at::Tensor logits = input.hidden.matmul(weight_.t());          // (tokens, experts)
+    const at::Tensor token_visible = visible.index_select(0, input.token_ids);
+    at::Tensor masked = logits.masked_fill(token_visible.logical_not(), kMasked);
+    if (input.perturbation.disable_top_experts > 0) {
+        masked = sdk::mask_top_experts(masked, input.perturbation.disable_top_experts, kMasked);
+    }
+    const at::Tensor selectable = masked.isfinite();
+    // A token whose every expert is masked (a rare token under perturbation) routes to no expert;
+    // its all -inf row is neutralised before the softmax, which would give NaN.
+    const at::Tensor none_left = selectable.any(1, /*keepdim=*/true).logical_not();
+    sdk::RoutingDecision decision;
+    decision.probs = masked.masked_fill(none_left, 0.0).softmax(-1).masked_fill(
+        selectable.logical_not(), 0.0);
+    auto [weights, indices] = decision.probs.topk(options_.k, -1);
+    const at::Tensor valid = selectable.gather(1, indices);
+    weights = weights * valid;
+    decision.combine_weights = weights / weights.sum(1, /*keepdim=*/true).clamp_min(1e-9);
+    decision.expert_indices = indices.masked_fill(valid.logical_not(), -1);
+
+    if (options_.balance_coef > 0) {
+        decision.aux_losses.emplace_back(
+            "balance", options_.balance_coef * sdk::switch_balance_loss(
+                                                   decision.probs, decision.expert_indices,
+                                                   expert_count_));
+    }
+    if (options_.z_loss_coef > 0) {
+        decision.aux_losses.emplace_back("z_loss",
+                                         options_.z_loss_coef * sdk::router_z_loss(logits));
+    }
+    decision.stats.emplace_back(
+        "rare_token_fraction",
+        (token_visible.sum(1) == 1).to(at::kFloat).mean().detach());
+    return decision;
+}
+
+}  // namespace moelab::plugins::maskmoe
