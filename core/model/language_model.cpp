@@ -74,24 +74,7 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
             context.model_seed = derive_seed(seed, "router-model", 0);
             context.init_std = init_std;
             context.host = &host;
-            const RegisteredRouter& router = *resolved.router;
-            std::shared_ptr<sdk::MoeBlock> block;
-            if (router.component.make_block) {
-                block = instantiate_block(router, context, resolved.router_params);
-            } else {
-                auto gate = instantiate_router(router, context, resolved.router_params);
-                auto experts = host.make_expert_bank(
-                    {"experts", recipe.moe.experts, m.d_model, recipe.moe.d_ff_expert, -1.0});
-                std::shared_ptr<sdk::ExpertBank> shared;
-                if (recipe.moe.shared_experts > 0) {
-                    shared = host.make_expert_bank(
-                        {"shared", 1, m.d_model,
-                         recipe.moe.shared_experts * recipe.moe.d_ff_expert, 0.0});
-                }
-                block = std::make_shared<StandardMoeBlock>(gate, router.plugin, experts, shared,
-                                                           m.d_model, m.norm_eps);
-            }
-            moe = std::make_shared<MoeLayer>(layer, block, host.banks(), router.plugin);
+            moe = make_moe_layer(*resolved.router, resolved.router_params, context, host);
         } else {
             dense = std::make_shared<SwiGluFfn>(m.d_model, m.d_ff, m.norm_eps, init_std,
                                                 output_std, derive_seed(seed, "ffn", l));

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/moe/standard_block.h"
+#include "core/plugin/instantiate.h"
 #include "core/plugin/plugin_error.h"
 #include "core/system/tensor_text.h"
 #include "moelab/sdk/error.h"
@@ -102,6 +103,28 @@ sdk::BlockOutput MoeLayer::forward(const sdk::BlockInput& input, LayerRoutingSta
         stats->add_scalars("stats", output.stats);
     }
     return output;
+}
+
+std::shared_ptr<MoeLayer> make_moe_layer(const RegisteredRouter& router, const sdk::Params& params,
+                                         const sdk::MoeLayerContext& context,
+                                         LayerHostServices& host) {
+    const sdk::ModelShape& m = context.model;
+    std::shared_ptr<sdk::MoeBlock> block;
+    if (router.component.make_block) {
+        block = instantiate_block(router, context, params);
+    } else {
+        auto gate = instantiate_router(router, context, params);
+        auto experts =
+            host.make_expert_bank({"experts", m.expert_count, m.d_model, m.d_ff_expert, -1.0});
+        std::shared_ptr<sdk::ExpertBank> shared;
+        if (m.shared_expert_count > 0) {
+            shared = host.make_expert_bank(
+                {"shared", 1, m.d_model, m.shared_expert_count * m.d_ff_expert, 0.0});
+        }
+        block = std::make_shared<StandardMoeBlock>(gate, router.plugin, experts, shared, m.d_model,
+                                                   m.norm_eps);
+    }
+    return std::make_shared<MoeLayer>(context.layer_index, block, host.banks(), router.plugin);
 }
 
 }  // namespace moelab::core

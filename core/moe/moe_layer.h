@@ -12,6 +12,7 @@
 #include "core/moe/host_expert_bank.h"
 #include "core/moe/routing_stats.h"
 #include "core/plugin/plugin_info.h"
+#include "core/plugin/registry.h"
 #include "moelab/sdk/host_services.h"
 #include "moelab/sdk/moe_block.h"
 
@@ -59,5 +60,13 @@ private:
     std::vector<std::shared_ptr<HostExpertBank>> banks_;  // owned through block_'s submodules
     std::shared_ptr<const PluginInfo> plugin_;
 };
+
+// The MoE layer a router component provides at one position: its own block (make_block), or the
+// host's standard block around its gate (make_router) with a bank of context.model.expert_count
+// experts and, when context.model.shared_expert_count > 0, a shared bank. `host` must be the
+// services in context.host.
+std::shared_ptr<MoeLayer> make_moe_layer(const RegisteredRouter& router, const sdk::Params& params,
+                                         const sdk::MoeLayerContext& context,
+                                         LayerHostServices& host);
 
 }  // namespace moelab::core

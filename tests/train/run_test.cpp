@@ -48,6 +48,18 @@ protected:
         return nlohmann::json::parse(in);
     }
 
+    // dense.toml in the run directory: the tiny recipe with dense FFNs and no [router] (which
+    // --set cannot remove).
+    void write_dense_recipe() const {
+        std::ifstream in(fs::path(MOELAB_SOURCE_DIR) / "tests" / "recipes" / "tiny.toml");
+        std::stringstream text;
+        text << in.rdbuf();
+        std::string dense = text.str();
+        dense = dense.substr(0, dense.find("[router]")) + dense.substr(dense.find("[train]"));
+        dense.replace(dense.find("ffn = \"moe\""), 11, "ffn = \"dense\"");
+        std::ofstream(dir("dense.toml")) << dense;
+    }
+
     TestCorpus corpus_;
 };
 
@@ -253,22 +265,43 @@ TEST_F(TinyRun, DenseModelsTrainToo) {
     const CommandResult run =
         moelab("run " + tiny_recipe() + " --out d --set model.ffn=dense --set train.steps=4");
     EXPECT_EQ(run.exit_code, 2) << "a [router] with a dense model is refused";
-    const fs::path recipe = dir("dense.toml");
-    std::ofstream(recipe) << "extends = " << tiny_recipe().substr(0) << "\n";
-    // The tiny recipe has a [router]; a dense variant must drop it, which --set cannot do, so
-    // write one.
-    std::ifstream in(fs::path(MOELAB_SOURCE_DIR) / "tests" / "recipes" / "tiny.toml");
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string dense = text.str();
-    dense = dense.substr(0, dense.find("[router]")) + dense.substr(dense.find("[train]"));
-    dense.replace(dense.find("ffn = \"moe\""), 11, "ffn = \"dense\"");
-    std::ofstream(recipe, std::ios::trunc) << dense;
+    write_dense_recipe();
     const CommandResult ok = moelab("run dense.toml --out d --set train.steps=4");
     ASSERT_EQ(ok.exit_code, 0) << ok.err;
     const nlohmann::json summary = read_json(dir("d") / "summary.json");
     EXPECT_EQ(summary["parameters"]["expert"], 0);
     EXPECT_EQ(summary["parameters"]["active"], summary["parameters"]["total"]);
+}
+
+TEST_F(TinyRun, ADenseRunConvertsExactlyIntoDsMoe) {
+    write_dense_recipe();
+    ASSERT_EQ(moelab("run dense.toml --out dense --set train.steps=4").exit_code, 0);
+    // Partition the dense FFNs (d_ff 64) into 4 experts of 16; with every gate open at weight 1,
+    // no rescale and a learning rate of 0, the converted model is the dense model.
+    const std::string convert =
+        "run " + tiny_recipe() +
+        " --set router.plugin=dsmoe --set moe.experts=4 --set moe.d_ff_expert=16"
+        " --set init.from=dense --set init.partition_ffn=4 --set router.force_open=true"
+        " --set router.rescale=false --set router.sparsity_coef=0 --set train.steps=1"
+        " --set train.warmup_steps=0 --set train.lr_peak=0 --set train.lr_min=0";
+    const CommandResult converted = moelab(convert + " --out converted");
+    ASSERT_EQ(converted.exit_code, 0) << converted.err << converted.out;
+    EXPECT_NE(converted.out.find("2 dense FFNs split into 4 experts"), std::string::npos)
+        << converted.out;
+    const double dense_ppl = read_json(dir("dense") / "summary.json")["validation"]["ppl"];
+    const double converted_ppl = read_json(dir("converted") / "summary.json")["validation"]["ppl"];
+    EXPECT_NEAR(converted_ppl / dense_ppl, 1.0, 1e-5);
+
+    // A partition that does not fit is a recipe error naming the key.
+    const CommandResult uneven = moelab(convert + " --out uneven --set moe.d_ff_expert=8");
+    EXPECT_EQ(uneven.exit_code, 2);
+    EXPECT_NE(uneven.err.find("init.partition_ffn"), std::string::npos) << uneven.err;
+    EXPECT_NE(uneven.err.find("does not split"), std::string::npos) << uneven.err;
+    const CommandResult missing = moelab(convert + " --out missing --set init.from=nowhere");
+    EXPECT_EQ(missing.exit_code, 2);
+    EXPECT_NE(missing.err.find("init.from: no run directory or checkpoint at 'nowhere'"),
+              std::string::npos)
+        << missing.err;
 }
 
 }  // namespace
