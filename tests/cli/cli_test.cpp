@@ -40,7 +40,11 @@ TEST_P(ShippedRecipe, PassesCheckAndItsResolvedFormResolvesIdentically) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Recipes, ShippedRecipe,
-                         ::testing::Values("quickstart.toml", "dense-baseline.toml"),
+                         ::testing::Values("quickstart.toml", "dense-baseline.toml",
+                                           "routers/topk.toml", "routers/smoe-share.toml",
+                                           "routers/topp.toml", "routers/hash.toml",
+                                           "routers/maskmoe.toml", "routers/cartesian.toml",
+                                           "routers/finedeep.toml"),
                          [](const auto& info) {
                              std::string name = info.param.substr(0, info.param.find('.'));
                              for (char& c : name) c = std::isalnum(c) ? c : '_';
