@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains every router of recipes/routers/ side by side on this machine and prints the comparison
 # table of docs/routers.md: the dense baseline, the MoE routers, and the DSMoE threshold sweep
-# (which starts from the dense baseline's checkpoint).
+# (which starts from the dense baseline's checkpoint). Every MoE run is also evaluated with each
+# router's top expert disabled (the routing-robustness probe, methods.md §2.7).
 #
 # Usage: tools/compare_routers.sh [--steps N] [--out DIR]
 #   --steps N  train every recipe for N steps instead of its own schedule (a quicker table)
@@ -46,5 +47,13 @@ done
 for tau in 0.3 0.5 0.7 0.9; do
     run "dsmoe-tau-$tau" "recipes/routers/dsmoe-tau/tau-$tau.toml" \
         --set "init.from=$out/dense-baseline"
+done
+for dir in "$out"/*/; do
+    name=$(basename "$dir")
+    if [ "$name" != dense-baseline ] && [ -f "$dir/summary.json" ] && [ ! -f "$dir/top1-disabled.json" ]; then
+        echo "== $name: validation with the top expert disabled"
+        "$moelab" eval "$dir" --disable-top-experts 1 --json >"$dir/top1-disabled.json.tmp"
+        mv "$dir/top1-disabled.json.tmp" "$dir/top1-disabled.json"
+    fi
 done
 python3 tools/routers_table.py "$out"

@@ -4,7 +4,8 @@
 Usage: tools/routers_table.py RUNS_DIR
 
 Reads each run's summary.json (final validation perplexity, parameters, throughput, and the
-routing statistics of the final validation pass) and recipe.resolved.toml (its router).
+routing statistics of the final validation pass) and top1-disabled.json (`moelab eval
+--disable-top-experts 1 --json`: the validation perplexity with each router's top expert removed).
 """
 import json
 import pathlib
@@ -49,14 +50,16 @@ def main():
     names = [n for n in ORDER if (root / n / "summary.json").exists()]
     names += sorted(p.name for p in root.iterdir()
                     if (p / "summary.json").exists() and p.name not in ORDER)
-    print("| run | steps | val ppl | active / total params | tokens/s | experts per token "
-          "| load imbalance | notes |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| run | steps | val ppl | val ppl, top-1 disabled | active / total params | tokens/s "
+          "| experts per token | load imbalance | notes |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for name in names:
         summary = json.loads((root / name / "summary.json").read_text())
         params = summary["parameters"]
         per_token, imbalance, notes = routing_columns(summary.get("validation_moe"))
-        print(f"| {name} | {summary['steps']} | {summary['validation']['ppl']:.3f} "
+        probe = root / name / "top1-disabled.json"
+        disabled = f"{json.loads(probe.read_text())['ppl']:.3f}" if probe.exists() else "-"
+        print(f"| {name} | {summary['steps']} | {summary['validation']['ppl']:.3f} | {disabled} "
               f"| {params['active'] / 1e6:.2f}M / {params['total'] / 1e6:.2f}M "
               f"| {summary['tokens_per_second']:.0f} | {per_token} | {imbalance} | {notes} |")
 

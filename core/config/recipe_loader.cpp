@@ -293,12 +293,6 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                                     "\"moe\"), got {}",
                                     recipe.moe.experts, init.partition_ffn));
     }
-    if (!init.from.empty() && !std::filesystem::exists(init.from)) {
-        diagnostics.add(at("init.from"), "init.from",
-                        fmt::format("no run directory or checkpoint at '{}' (relative paths are "
-                                    "relative to the working directory)",
-                                    init.from));
-    }
     if (recipe.name.find_first_of("/\\") != std::string::npos) {
         diagnostics.add(at("name"), "name",
                         fmt::format("must not contain path separators (it names the run "

@@ -108,6 +108,9 @@ sdk::BlockOutput MoeLayer::forward(const sdk::BlockInput& input, LayerRoutingSta
 std::shared_ptr<MoeLayer> make_moe_layer(const RegisteredRouter& router, const sdk::Params& params,
                                          const sdk::MoeLayerContext& context,
                                          LayerHostServices& host) {
+    if (context.host != &host) {
+        throw sdk::Error("make_moe_layer: context.host must be the layer's host services");
+    }
     const sdk::ModelShape& m = context.model;
     std::shared_ptr<sdk::MoeBlock> block;
     if (router.component.make_block) {

@@ -9,23 +9,11 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "core/config/diagnostics.h"
+#include "core/system/read_file.h"
 #include "core/system/tensor_text.h"
 #include "core/train/model_state.h"
 
 namespace moelab::core {
-
-namespace {
-
-bool starts_with(const std::string& text, const std::string& prefix) {
-    return text.compare(0, prefix.size(), prefix) == 0;
-}
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-    return text.size() >= suffix.size() &&
-           text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
 
 std::pair<at::Tensor, at::Tensor> partition_swiglu(const at::Tensor& w_in, const at::Tensor& w_out,
                                                    std::int64_t n) {
@@ -39,11 +27,17 @@ std::pair<at::Tensor, at::Tensor> partition_swiglu(const at::Tensor& w_in, const
     return {experts_in.contiguous(), experts_out.contiguous()};
 }
 
-InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe) {
+InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe,
+                           const std::string& tokenizer) {
     const InitOptions& init = recipe.init;
     auto fail = [&](const std::string& key, const std::string& message) {
         throw ConfigError(ConfigIssue{recipe.location_of(key), key, message});
     };
+    if (!std::filesystem::exists(init.from)) {
+        fail("init.from", fmt::format("no run directory or checkpoint at '{}' (relative paths are "
+                                      "relative to the working directory)",
+                                      init.from));
+    }
     InitReport report;
     LoadedCheckpoint source;
     try {
@@ -52,6 +46,14 @@ InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe) {
         report.checkpoint = step_dir.string();
     } catch (const CheckpointError& error) {
         fail("init.from", error.what());
+    }
+    // A checkpoint lives in RUN/checkpoints/step-N; the run keeps its tokenizer next to them.
+    const std::filesystem::path source_tokenizer =
+        std::filesystem::path(report.checkpoint).parent_path().parent_path() / "tokenizer.txt";
+    if (std::filesystem::exists(source_tokenizer) && read_file(source_tokenizer) != tokenizer) {
+        fail("init.from", fmt::format("{} was trained with another tokenizer ({}); its embeddings "
+                                      "would mean other tokens here",
+                                      report.checkpoint, source_tokenizer.string()));
     }
     std::set<std::string> used;
     torch::NoGradGuard no_grad;
@@ -64,7 +66,7 @@ InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe) {
         for (const NamedTensor& t : model_tensors(model)) targets[t.name] = t.tensor;
         for (const auto& [name, w_in] : source.model) {
             // "layer3.ffn.w_in" -> layer prefix "layer3."
-            if (!ends_with(name, ".ffn.w_in")) continue;
+            if (!name.ends_with(".ffn.w_in")) continue;
             const std::string layer = name.substr(0, name.size() - std::string("ffn.w_in").size());
             const std::string bank = layer + "moe.block.experts.";
             auto in = targets.find(bank + "w_in");
@@ -72,7 +74,7 @@ InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe) {
             auto norm = targets.find(layer + "moe.block.norm.weight");
             if (in == targets.end() || out == targets.end() || norm == targets.end()) {
                 if (std::any_of(targets.begin(), targets.end(), [&](const auto& t) {
-                        return starts_with(t.first, layer + "moe.");
+                        return t.first.starts_with(layer + "moe.");
                     })) {
                     fail("init.partition_ffn",
                          fmt::format("the router's block at {} has no bank 'experts' and norm "
@@ -84,8 +86,8 @@ InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe) {
             }
             const at::Tensor& w_out = source.model.at(layer + "ffn.w_out");
             const std::int64_t d_ff = w_out.size(0);
-            if (d_ff % n != 0 || in->second.size(0) != n ||
-                in->second.size(2) != 2 * (d_ff / n) || in->second.size(1) != w_in.size(0)) {
+            if (d_ff % n != 0 || in->second.size(0) != n || in->second.size(2) != 2 * (d_ff / n) ||
+                in->second.size(1) != w_in.size(0)) {
                 fail("init.partition_ffn",
                      fmt::format("{}: the dense FFN (d_model {}, d_ff {}) does not split into the "
                                  "MoE layer's experts {}: need d_ff = experts x d_ff_expert",

@@ -25,9 +25,12 @@ struct InitReport {
 };
 
 // Throws ConfigError (naming init.from / init.partition_ffn and where the recipe set them) when
-// the checkpoint cannot initialise `model`: a tensor of the same name with another shape, a dense
-// FFN whose size does not split into the MoE layer's experts, or no dense FFN to split.
-InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe);
+// the checkpoint cannot initialise `model`: no checkpoint there, a source run whose tokenizer
+// differs from `tokenizer` (the serialized tokenizer of this run: embeddings of another
+// vocabulary would be copied silently), a tensor of the same name with another shape, a dense FFN
+// whose size does not split into the MoE layer's experts, or no dense FFN to split.
+InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe,
+                           const std::string& tokenizer);
 
 // Expert slices of a dense SwiGLU FFN, exactly: with w_in = [gate | up] (d_model, 2 D) and w_out
 // (D, d_model), expert i gets gate/up columns and w_out rows [i D/n, (i+1) D/n). Returns

@@ -163,7 +163,8 @@ void TrainingRun::setup() {
     model_ = std::make_shared<LanguageModel>(resolved_, data.vocab_size(),
                                              [&data] { return data.training_token_counts(); });
     if (!recipe_.init.from.empty() && !options_.resume) {
-        const InitReport init = initialize_from(*model_, recipe_);
+        const InitReport init =
+            initialize_from(*model_, recipe_, dataset_->serialized_tokenizer());
         std::string fresh;
         for (const std::string& name : init.fresh) fresh += (fresh.empty() ? "" : ", ") + name;
         log(fmt::format("initialised from {}: {} tensors copied, {} dense FFNs split into {} "

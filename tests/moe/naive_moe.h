@@ -12,6 +12,11 @@
 
 namespace moelab::tests {
 
+// RMSNorm written out, epsilon 1e-5 on the mean square (the default of every recipe).
+inline at::Tensor naive_rms_norm(const at::Tensor& x, const at::Tensor& weight) {
+    return x * at::rsqrt(x.square().mean(-1, true) + 1e-5) * weight;
+}
+
 inline at::Tensor naive_swiglu(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& w_out) {
     const std::int64_t d_ff = w_out.size(0);
     const at::Tensor pre = at::matmul(x, w_in);

@@ -9,16 +9,14 @@
 namespace moelab::tests {
 namespace {
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) {
-    return x * at::rsqrt(x.square().mean(-1, true) + 1e-5) * weight;
-}
-
 // One sub-layer written out per token: softmax over all experts, top-k, renormalise, weighted
 // experts, shared expert mixed by the 2-way softmax.
 at::Tensor reference_sublayer(const BuiltLayer& built, const std::string& which,
                               const at::Tensor& h, std::int64_t k, at::Tensor* probs_out) {
-    auto p = [&](const std::string& name) { return built.parameter("block." + which + "." + name); };
-    const at::Tensor x = rms_norm(h, p("norm.weight"));
+    auto p = [&](const std::string& name) {
+        return built.parameter("block." + which + "." + name);
+    };
+    const at::Tensor x = naive_rms_norm(h, p("norm.weight"));
     const at::Tensor probs = x.matmul(p("router").t()).softmax(-1);
     *probs_out = probs;
     const at::Tensor w_in = p("experts.w_in"), w_out = p("experts.w_out");

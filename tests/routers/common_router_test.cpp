@@ -12,7 +12,7 @@ namespace moelab::tests {
 namespace {
 
 class EveryRouter : public ::testing::TestWithParam<std::string> {
-protected:
+  protected:
     static bool in_bank(const std::string& name) {
         return name.find("w_in") != std::string::npos || name.find("w_out") != std::string::npos;
     }

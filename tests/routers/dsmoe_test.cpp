@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
 #include <torch/autograd.h>
+#include <nlohmann/json.hpp>
 
 #include "core/model/swiglu_ffn.h"
 #include "core/train/init_from.h"
@@ -15,13 +15,9 @@
 namespace moelab::tests {
 namespace {
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) {
-    return x * at::rsqrt(x.square().mean(-1, true) + 1e-5) * weight;
-}
-
 // h + n / #active * sum_i G(q_i) o_i, with G(q) = q if q > tau else 0 (and 0 when none is active).
 at::Tensor thresholded_reference(const BuiltLayer& built, const at::Tensor& h, double tau) {
-    const at::Tensor x = rms_norm(h, built.parameter("block.norm.weight"));
+    const at::Tensor x = naive_rms_norm(h, built.parameter("block.norm.weight"));
     const at::Tensor q = at::sigmoid(x.matmul(built.parameter("block.gate").t()));
     const at::Tensor w_in = built.parameter("block.experts.w_in");
     const at::Tensor w_out = built.parameter("block.experts.w_out");
@@ -101,6 +97,33 @@ TEST(DsMoe, InferenceComputesOnlyTheActiveExperts) {
     }
     EXPECT_LT(total, 64 * 4);  // some pairs were skipped
     EXPECT_GT(total, 0);
+}
+
+TEST(DsMoe, SparsityLossIsTheMeanThresholdedGateAndGReachesOnlyActiveGates) {
+    at::manual_seed(7);
+    const at::Tensor h = at::randn({32, 8});
+    for (const std::string form : {"G", "S"}) {
+        BuiltLayer built = build_layer("dsmoe", {{"tau", 0.5}, {"sparsity_loss", form}});
+        {
+            torch::NoGradGuard no_grad;
+            built.parameter("block.gate")[3].zero_();  // q_3 = 0.5: inactive everywhere
+        }
+        const sdk::BlockOutput out = built.forward(h, at::zeros({32}, at::kLong), true);
+        ASSERT_EQ(out.aux_losses.size(), 1u);
+        ASSERT_EQ(out.aux_losses[0].first, "sparsity");
+        // (1 / (L N)) sum_i G(q_i), mean over tokens; L = 2 MoE layers, N = 4 experts.
+        const at::Tensor q = out.routing[0].probs;
+        const double expected = (q * (q > 0.5)).sum(1).mean().item<double>() / (2.0 * 4.0);
+        EXPECT_NEAR(out.aux_losses[0].second.item<double>(), expected, 1e-7) << form;
+        out.aux_losses[0].second.backward();
+        const at::Tensor gate_grad = built.parameter("block.gate").grad();
+        // G: the inactive gate gets nothing from the loss; S: every gate does.
+        if (form == "G") {
+            EXPECT_EQ(gate_grad[3].abs().max().item<double>(), 0.0);
+        } else {
+            EXPECT_GT(gate_grad[3].abs().sum().item<double>(), 0.0);
+        }
+    }
 }
 
 TEST(DsMoe, NoActiveExpertLeavesTheStreamUnchanged) {

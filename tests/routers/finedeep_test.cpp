@@ -12,10 +12,6 @@
 namespace moelab::tests {
 namespace {
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) {
-    return x * at::rsqrt(x.square().mean(-1, true) + 1e-5) * weight;
-}
-
 std::int64_t numel(const std::vector<at::Tensor>& tensors) {
     std::int64_t n = 0;
     for (const auto& t : tensors) n += t.numel();
@@ -24,7 +20,8 @@ std::int64_t numel(const std::vector<at::Tensor>& tensors) {
 
 TEST(Finedeep, HasTheParametersOfTheDenseFfnPlusItsGatesAndNorms) {
     // d_ff 24 = M 2 x K 3 x 4.
-    const Options options = {{"sublayers", std::int64_t{2}}, {"experts_per_sublayer", std::int64_t{3}}};
+    const Options options = {{"sublayers", std::int64_t{2}},
+                             {"experts_per_sublayer", std::int64_t{3}}};
     for (const std::string gate_input : {"output", "input"}) {
         Options o = options;
         o["gate_input"] = gate_input;
@@ -42,16 +39,17 @@ TEST(Finedeep, HasTheParametersOfTheDenseFfnPlusItsGatesAndNorms) {
 
 TEST(Finedeep, BothGateInputsMatchTheReference) {
     for (const std::string gate_input : {"output", "input"}) {
-        BuiltLayer built = build_layer(
-            "finedeep", {{"sublayers", std::int64_t{2}}, {"experts_per_sublayer", std::int64_t{3}},
-                         {"gate_input", gate_input}},
-            LayerSpec{.d_ff = 24});
+        BuiltLayer built = build_layer("finedeep",
+                                       {{"sublayers", std::int64_t{2}},
+                                        {"experts_per_sublayer", std::int64_t{3}},
+                                        {"gate_input", gate_input}},
+                                       LayerSpec{.d_ff = 24});
         at::manual_seed(5);
         const at::Tensor h = at::randn({12, 8});
         at::Tensor z = h;
         for (int m = 0; m < 2; ++m) {
             const std::string i = std::to_string(m);
-            const at::Tensor x = rms_norm(z, built.parameter("block.norm" + i + ".weight"));
+            const at::Tensor x = naive_rms_norm(z, built.parameter("block.norm" + i + ".weight"));
             const at::Tensor w_in = built.parameter("block.experts" + i + ".w_in");
             const at::Tensor w_out = built.parameter("block.experts" + i + ".w_out");
             const at::Tensor gate = built.parameter("block.gate" + i);
@@ -79,7 +77,7 @@ TEST(Finedeep, ReportsTheNonSparseActivationRate) {
     core::LayerRoutingStats stats;
     built.forward(h, at::zeros({30}, at::kLong), false, 0, &stats);
     // The first sub-layer's rate from its own weights.
-    const at::Tensor x = rms_norm(h, built.parameter("block.norm0.weight"));
+    const at::Tensor x = naive_rms_norm(h, built.parameter("block.norm0.weight"));
     const at::Tensor w_in = built.parameter("block.experts0.w_in");  // (K, d, 2 f)
     const std::int64_t f = w_in.size(2) / 2;
     const at::Tensor pre = at::matmul(x.unsqueeze(0), w_in);

@@ -12,9 +12,8 @@ namespace moelab::tests {
 namespace {
 
 // 16 ids where id v occurs v times; the top quarter (ids 12..15) is frequent.
-const Options kOptions = {{"k", std::int64_t{2}},
-                          {"visible_frequent", std::int64_t{3}},
-                          {"frequent_fraction", 0.25}};
+const Options kOptions = {
+    {"k", std::int64_t{2}}, {"visible_frequent", std::int64_t{3}}, {"frequent_fraction", 0.25}};
 
 TEST(MaskMoe, RareTokensUseOnlyTheirVisibleExpertAndFrequentOnesNeverAMaskedOne) {
     BuiltLayer built = build_layer("maskmoe", kOptions, LayerSpec{.experts = 6});
@@ -99,7 +98,8 @@ TEST(MaskMoe, TheMaskSurvivesACheckpointRoundTrip) {
     at::manual_seed(4);
     const at::Tensor x = at::randn({48, 8});
     const at::Tensor ids = at::arange(48, at::kLong) % 16;
-    EXPECT_TRUE(at::equal(saved.forward(x, ids, false).hidden, restored.forward(x, ids, false).hidden));
+    EXPECT_TRUE(
+        at::equal(saved.forward(x, ids, false).hidden, restored.forward(x, ids, false).hidden));
 }
 
 }  // namespace

@@ -38,9 +38,7 @@ struct BuiltLayer {
         input.perturbation.disable_top_experts = disable_top_experts;
         return layer->forward(input, stats);
     }
-    at::Tensor parameter(const std::string& name) const {
-        return layer->named_parameters()[name];
-    }
+    at::Tensor parameter(const std::string& name) const { return layer->named_parameters()[name]; }
     at::Tensor buffer(const std::string& name) const { return layer->named_buffers()[name]; }
 };
 
@@ -53,7 +51,7 @@ struct LayerSpec {
     std::int64_t shared_experts = 0;
     std::uint64_t seed = 5;         // the layer's seed (and its host's)
     std::uint64_t model_seed = 99;  // shared by all layers of a model
-    at::Tensor token_counts;  // (vocab,) int64; default: id v occurs v times
+    at::Tensor token_counts;        // (vocab,) int64; default: id v occurs v times
 };
 
 inline BuiltLayer build_layer(const std::string& router, const Options& overrides,

@@ -16,8 +16,7 @@ TEST(TopKSharedGate, MixesRoutedAndSharedExpertsWithATwoWaySoftmax) {
     const at::Tensor h = at::randn({10, 8});
     const sdk::BlockOutput out = built.forward(h, at::zeros({10}, at::kLong), false);
 
-    const at::Tensor x = h * at::rsqrt(h.square().mean(-1, true) + 1e-5) *
-                         built.parameter("block.norm.weight");
+    const at::Tensor x = naive_rms_norm(h, built.parameter("block.norm.weight"));
     const at::Tensor probs = x.matmul(built.parameter("block.router.weight").t()).softmax(-1);
     const at::Tensor c = at::linear(x, built.parameter("block.router.shared_gate_weight"),
                                     built.parameter("block.router.shared_gate_bias"))
@@ -38,6 +37,13 @@ TEST(TopKSharedGate, MixesRoutedAndSharedExpertsWithATwoWaySoftmax) {
         rows.push_back(h[t] + c[t][0] * routed + c[t][1] * shared);
     }
     EXPECT_LT((out.hidden - at::stack(rows)).abs().max().item<double>(), 1e-5);
+
+    // The mixing gate learns.
+    const sdk::BlockOutput trained = built.forward(h, at::zeros({10}, at::kLong), true);
+    (trained.hidden * at::randn_like(trained.hidden)).sum().backward();
+    for (const char* name : {"block.router.shared_gate_weight", "block.router.shared_gate_bias"}) {
+        EXPECT_GT(built.parameter(name).grad().abs().sum().item<double>(), 0.0) << name;
+    }
 }
 
 TEST(TopKSharedGate, IsRefusedWithoutSharedExperts) {

@@ -29,11 +29,12 @@ sdk::RoutingDecision route_probabilities(BuiltLayer& built, const at::Tensor& pr
 
 TEST(TopP, KeepsTheShortestPrefixAboveP) {
     BuiltLayer built = build_layer("topp", {{"p", 0.4}}, LayerSpec{.d_model = 4, .experts = 4});
-    const at::Tensor probs = at::tensor({0.50, 0.30, 0.15, 0.05,    // 0.50 > 0.4 at once: {0}
-                                         0.25, 0.30, 0.20, 0.25,    // 0.30 + 0.25 crosses: {1, 0 or 3}
-                                         0.05, 0.15, 0.35, 0.45,    // {3}
-                                         0.10, 0.20, 0.32, 0.38})   // 0.38 + 0.32 crosses: {3, 2}
-                                  .view({4, 4});
+    const at::Tensor probs =
+        at::tensor({0.50, 0.30, 0.15, 0.05,   // 0.50 > 0.4 at once: {0}
+                    0.25, 0.30, 0.20, 0.25,   // 0.30 + 0.25 crosses: {1, 0 or 3}
+                    0.05, 0.15, 0.35, 0.45,   // {3}
+                    0.10, 0.20, 0.32, 0.38})  // 0.38 + 0.32 crosses: {3, 2}
+            .view({4, 4});
     const sdk::RoutingDecision d = route_probabilities(built, probs);
     auto experts_of = [&](std::int64_t t) {
         std::vector<std::int64_t> out;
@@ -73,6 +74,15 @@ TEST(Hash, EveryOccurrenceOfATokenGoesToItsFixedExperts) {
     for (const auto& item : built.layer->named_parameters()) {
         EXPECT_TRUE(item.key().find("router") == std::string::npos) << item.key();
     }
+}
+
+TEST(Hash, OneRandomTableForAllLayersUnlessPerLayer) {
+    auto table = [](bool per_layer, std::uint64_t layer_seed) {
+        return build_layer("hash", {{"per_layer", per_layer}}, LayerSpec{.seed = layer_seed})
+            .buffer("block.router.table");
+    };
+    EXPECT_TRUE(at::equal(table(false, 1), table(false, 2)));
+    EXPECT_FALSE(at::equal(table(true, 1), table(true, 2)));
 }
 
 TEST(Hash, BalancedAssignmentGivesFrequentIdsTheLeastLoadedExperts) {

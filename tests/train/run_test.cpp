@@ -297,6 +297,11 @@ TEST_F(TinyRun, ADenseRunConvertsExactlyIntoDsMoe) {
     EXPECT_EQ(uneven.exit_code, 2);
     EXPECT_NE(uneven.err.find("init.partition_ffn"), std::string::npos) << uneven.err;
     EXPECT_NE(uneven.err.find("does not split"), std::string::npos) << uneven.err;
+    // The source must have been trained with this run's tokenizer.
+    std::ofstream(dir("dense") / "tokenizer.txt", std::ios::app) << "another vocabulary";
+    const CommandResult other = moelab(convert + " --out other");
+    EXPECT_EQ(other.exit_code, 2);
+    EXPECT_NE(other.err.find("was trained with another tokenizer"), std::string::npos) << other.err;
     const CommandResult missing = moelab(convert + " --out missing --set init.from=nowhere");
     EXPECT_EQ(missing.exit_code, 2);
     EXPECT_NE(missing.err.find("init.from: no run directory or checkpoint at 'nowhere'"),

@@ -18,20 +18,19 @@ CartesianOptions CartesianOptions::from(const sdk::Params& params) {
     return options;
 }
 
-RoutedSublayer::RoutedSublayer(const sdk::MoeLayerContext& context,
-                               const CartesianOptions& options, const std::string& suffix,
-                               std::uint64_t seed)
+RoutedSublayer::RoutedSublayer(const sdk::MoeLayerContext& context, const CartesianOptions& options,
+                               const std::string& suffix, std::uint64_t seed)
     : options_(options), expert_count_(context.model.expert_count) {
     const std::int64_t d_model = context.model.d_model;
     const std::int64_t d_ff = context.model.d_ff_expert / options.grain_level;
-    norm_ = register_module("norm",
-                            std::make_shared<sdk::RmsNorm>(d_model, context.model.norm_eps));
+    norm_ =
+        register_module("norm", std::make_shared<sdk::RmsNorm>(d_model, context.model.norm_eps));
     at::Generator generator = sdk::make_generator(seed);
     router_ = register_parameter(
         "router", sdk::normal_weight({expert_count_, d_model}, context.init_std, generator));
     experts_ = register_module(
-        "experts", context.host->make_expert_bank({"experts_" + suffix, expert_count_, d_model,
-                                                   d_ff, -1.0}));
+        "experts",
+        context.host->make_expert_bank({"experts_" + suffix, expert_count_, d_model, d_ff, -1.0}));
     if (options.shared) {
         shared_ = register_module(
             "shared", context.host->make_expert_bank({"shared_" + suffix, 1, d_model, d_ff, 0.0}));
@@ -71,9 +70,9 @@ at::Tensor RoutedSublayer::forward(const at::Tensor& hidden,
     }
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
-            "balance", options_.balance_coef * sdk::switch_balance_loss(
-                                                   decision.probs, decision.expert_indices,
-                                                   expert_count_));
+            "balance",
+            options_.balance_coef *
+                sdk::switch_balance_loss(decision.probs, decision.expert_indices, expert_count_));
     }
     return update;
 }
@@ -90,10 +89,11 @@ sdk::BlockOutput CartesianBlock::forward(const sdk::BlockInput& input) {
     sdk::BlockOutput output;
     sdk::RoutingDecision first, second;
     const at::Tensor middle =
-        input.hidden + first_->forward(input.hidden, input.perturbation, first)
-                           .to(input.hidden.scalar_type());
-    output.hidden = middle + second_->forward(middle, input.perturbation, second)
-                                 .to(input.hidden.scalar_type());
+        input.hidden +
+        first_->forward(input.hidden, input.perturbation, first).to(input.hidden.scalar_type());
+    output.hidden =
+        middle +
+        second_->forward(middle, input.perturbation, second).to(input.hidden.scalar_type());
     for (auto& [name, loss] : first.aux_losses) output.aux_losses.emplace_back(name + "_a", loss);
     for (auto& [name, loss] : second.aux_losses) output.aux_losses.emplace_back(name + "_b", loss);
     first.aux_losses.clear();

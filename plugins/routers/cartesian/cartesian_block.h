@@ -37,14 +37,14 @@ struct CartesianOptions {
 // One routed sub-layer: norm, router, sub-experts, optional shared sub-expert. Returns the
 // update to add to the residual stream and fills `decision` (balance loss included).
 class RoutedSublayer : public torch::nn::Module {
-public:
+  public:
     RoutedSublayer(const sdk::MoeLayerContext& context, const CartesianOptions& options,
                    const std::string& suffix, std::uint64_t seed);
 
     at::Tensor forward(const at::Tensor& hidden, const sdk::RoutingPerturbation& perturbation,
                        sdk::RoutingDecision& decision);
 
-private:
+  private:
     CartesianOptions options_;
     std::int64_t expert_count_;
     std::shared_ptr<sdk::RmsNorm> norm_;
@@ -56,12 +56,12 @@ private:
 };
 
 class CartesianBlock : public sdk::MoeBlock {
-public:
+  public:
     CartesianBlock(const sdk::MoeLayerContext& context, const CartesianOptions& options);
 
     sdk::BlockOutput forward(const sdk::BlockInput& input) override;
 
-private:
+  private:
     std::shared_ptr<RoutedSublayer> first_;
     std::shared_ptr<RoutedSublayer> second_;
 };

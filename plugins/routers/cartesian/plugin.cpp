@@ -30,10 +30,15 @@ sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& para
                                 std::to_string(query.model.expert_count) +
                                 " sub-experts per sub-layer ([moe] experts)");
     }
+    if (query.model.shared_expert_count > 0) {
+        return sdk::Support::no(
+            "the block has its own shared sub-experts (shared = true); set "
+            "[moe] shared_experts = 0");
+    }
     if (query.model.d_ff_expert > 0 && query.model.d_ff_expert % grain != 0) {
-        return sdk::Support::no("grain_level = " + std::to_string(grain) +
-                                " must divide [moe] d_ff_expert = " +
-                                std::to_string(query.model.d_ff_expert));
+        return sdk::Support::no(
+            "grain_level = " + std::to_string(grain) +
+            " must divide [moe] d_ff_expert = " + std::to_string(query.model.d_ff_expert));
     }
     return sdk::Support::yes();
 }
@@ -41,7 +46,8 @@ sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& para
 void register_components(sdk::Registrar& registrar) {
     sdk::RouterComponent component;
     component.name = "cartesian";
-    component.summary = "CartesianMoE: two routed sub-layers in sequence (Cartesian product experts)";
+    component.summary =
+        "CartesianMoE: two routed sub-layers in sequence (Cartesian product experts)";
     component.params = schema();
     component.supports = supports;
     component.make_block = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {

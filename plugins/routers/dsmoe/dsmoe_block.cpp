@@ -23,11 +23,11 @@ DsMoeBlock::DsMoeBlock(const sdk::MoeLayerContext& context, const DsMoeOptions& 
       expert_count_(context.model.expert_count),
       moe_layer_count_(std::max(1, context.moe_layer_count)) {
     const std::int64_t d_model = context.model.d_model;
-    norm_ = register_module("norm",
-                            std::make_shared<sdk::RmsNorm>(d_model, context.model.norm_eps));
+    norm_ =
+        register_module("norm", std::make_shared<sdk::RmsNorm>(d_model, context.model.norm_eps));
     experts_ = register_module(
         "experts", context.host->make_expert_bank(
-                       {"experts", expert_count_, d_model, context.model.d_ff_expert, -1.0}));
+                       {"experts", expert_count_, d_model, context.model.d_ff_expert, 0.0}));
     at::Generator generator = sdk::make_generator(context.seed);
     gate_ = register_parameter(
         "gate", sdk::normal_weight({expert_count_, d_model}, context.init_std, generator));
@@ -45,16 +45,16 @@ sdk::BlockOutput DsMoeBlock::forward(const sdk::BlockInput& input) {
             q = sdk::mask_top_experts(q, input.perturbation.disable_top_experts, 0.0);
         }
         active = options_.force_open ? at::ones_like(q, at::kBool) : q > options_.tau;
-        gated = options_.force_open ? at::ones_like(q) : q * active;  // G(q)
-        straight_through = gated.detach() + q - q.detach();          // S(q)
-        active_count = active.sum(1).to(at::kFloat);                 // a constant (Eq. 8)
+        gated = options_.force_open ? at::ones_like(q) : q * active;                       // G(q)
+        straight_through = options_.force_open ? gated : gated.detach() + q - q.detach();  // S(q)
+        active_count = active.sum(1).to(at::kFloat);  // a constant (Eq. 8)
     }
 
     at::Tensor mixed;
     const at::Tensor all_experts = at::arange(expert_count_, x.options().dtype(at::kLong));
     const at::Tensor indices = at::where(active, all_experts.expand({tokens, expert_count_}),
                                          at::full({}, -1, all_experts.options()));
-    if (input.training && !options_.force_open) {
+    if (input.training) {
         // Dense compute: (experts, tokens, d_model) weighted by S(q).
         const at::Tensor outputs = experts_->run_all(x);
         mixed = at::einsum("te,etd->td", {straight_through.to(outputs.scalar_type()), outputs});
@@ -73,9 +73,9 @@ sdk::BlockOutput DsMoeBlock::forward(const sdk::BlockInput& input) {
     if (options_.sparsity_coef > 0) {
         const at::Tensor penalised = options_.sparsity_ste ? straight_through : gated;
         // (1 / (L N)) sum over layers and experts, mean over tokens; this layer's share.
-        output.aux_losses.emplace_back(
-            "sparsity", options_.sparsity_coef * penalised.sum(1).mean() /
-                            static_cast<double>(expert_count_ * moe_layer_count_));
+        output.aux_losses.emplace_back("sparsity",
+                                       options_.sparsity_coef * penalised.sum(1).mean() /
+                                           static_cast<double>(expert_count_ * moe_layer_count_));
     }
     output.stats.emplace_back("active_experts_mean", active_count.mean().detach());
 

@@ -8,6 +8,7 @@
 //   S(q) = sg(G(q)) + q - sg(q)       forward G(q), d/dq 1: every gate learns, active or not
 //   y = h + n / #active * sum_i S(q_i) o_i          (0 when no expert is active)
 //
+// The bank is dropless whatever the recipe's capacity factor: Eq. 7 has no capacity.
 // Training computes all n experts (the gates' gradient needs every o_i, Eq. 16) and multiplies
 // by S, so an inactive expert's weights get exactly zero gradient. Inference computes only the
 // active (token, expert) pairs through the bank's sparse mix(). The sparsity loss is the L1 of
@@ -30,21 +31,21 @@ namespace moelab::plugins::dsmoe {
 
 struct DsMoeOptions {
     double tau = 0.5;
-    bool rescale = true;             // n / #active (Eq. 8)
-    double sparsity_coef = 1.0;      // the paper has no coefficient (1)
-    bool sparsity_ste = false;       // sparsity loss on S instead of G
-    bool force_open = false;         // diagnostic: every expert active with weight 1
+    bool rescale = true;         // n / #active (Eq. 8)
+    double sparsity_coef = 1.0;  // the paper has no coefficient (1)
+    bool sparsity_ste = false;   // sparsity loss on S instead of G
+    bool force_open = false;     // diagnostic: every expert active with weight 1
 
     static DsMoeOptions from(const sdk::Params& params);
 };
 
 class DsMoeBlock : public sdk::MoeBlock {
-public:
+  public:
     DsMoeBlock(const sdk::MoeLayerContext& context, const DsMoeOptions& options);
 
     sdk::BlockOutput forward(const sdk::BlockInput& input) override;
 
-private:
+  private:
     DsMoeOptions options_;
     std::int64_t expert_count_;
     int moe_layer_count_;

@@ -1,7 +1,7 @@
 // Registers the `dsmoe` router (an MoE block).
 
-#include "dsmoe_block.h"
 #include "moelab/sdk/plugin.h"
+#include "dsmoe_block.h"
 
 namespace moelab::plugins::dsmoe {
 namespace {
@@ -18,9 +18,16 @@ sdk::ParamSchema schema() {
                  "G: L1 of the thresholded gates as written in the paper (gradient reaches active "
                  "gates only); S: through the straight-through estimator (every gate)");
     s.add_bool("force_open", false,
-               "Diagnostic: every expert active with weight 1; with rescale = false the block then "
-               "equals the dense FFN it was partitioned from");
+               "Diagnostic: every expert active with weight 1 (no gate, and the rescale is n/n = "
+               "1), so a converted block equals the dense FFN it was partitioned from");
     return s;
+}
+
+sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params&) {
+    if (query.model.shared_expert_count > 0) {
+        return sdk::Support::no("DSMoE has no shared experts; set [moe] shared_experts = 0");
+    }
+    return sdk::Support::yes();
 }
 
 void register_components(sdk::Registrar& registrar) {
@@ -29,6 +36,7 @@ void register_components(sdk::Registrar& registrar) {
     component.summary =
         "DSMoE: sigmoid gates with a threshold and a straight-through estimator, sparsity loss";
     component.params = schema();
+    component.supports = supports;
     component.make_block = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<DsMoeBlock>(context, DsMoeOptions::from(params));
     };

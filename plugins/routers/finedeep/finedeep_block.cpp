@@ -30,9 +30,9 @@ FinedeepBlock::FinedeepBlock(const sdk::MoeLayerContext& context, const Finedeep
         sdk::ExpertBankSpec spec{"sublayer" + index, k, d_model, d_ff, 0.0};
         spec.activation_threshold = options.nsar_epsilon;
         banks_.push_back(register_module("experts" + index, context.host->make_expert_bank(spec)));
-        const std::vector<std::int64_t> shape =
-            options.output_guided ? std::vector<std::int64_t>{d_model}
-                                  : std::vector<std::int64_t>{k, d_model};
+        const std::vector<std::int64_t> shape = options.output_guided
+                                                    ? std::vector<std::int64_t>{d_model}
+                                                    : std::vector<std::int64_t>{k, d_model};
         gates_.push_back(register_parameter(
             "gate" + index, sdk::normal_weight(shape, context.init_std, generator)));
     }
@@ -46,7 +46,7 @@ sdk::BlockOutput FinedeepBlock::forward(const sdk::BlockInput& input) {
     for (std::size_t m = 0; m < banks_.size(); ++m) {
         const at::Tensor x = norms_[m]->forward(z);
         const at::Tensor experts = banks_[m]->run_all(x);  // (K, tokens, d_model)
-        at::Tensor gates;                                   // (tokens, K)
+        at::Tensor gates;                                  // (tokens, K)
         {
             sdk::NoAutocast fp32_routing;
             const at::Tensor logits =

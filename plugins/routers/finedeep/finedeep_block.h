@@ -30,7 +30,7 @@
 namespace moelab::plugins::finedeep {
 
 struct FinedeepOptions {
-    std::int64_t sublayers = 2;          // M
+    std::int64_t sublayers = 2;             // M
     std::int64_t experts_per_sublayer = 4;  // K
     bool output_guided = true;
     double nsar_epsilon = 0.01;
@@ -39,12 +39,12 @@ struct FinedeepOptions {
 };
 
 class FinedeepBlock : public sdk::MoeBlock {
-public:
+  public:
     FinedeepBlock(const sdk::MoeLayerContext& context, const FinedeepOptions& options);
 
     sdk::BlockOutput forward(const sdk::BlockInput& input) override;
 
-private:
+  private:
     FinedeepOptions options_;
     std::vector<std::shared_ptr<sdk::RmsNorm>> norms_;
     std::vector<std::shared_ptr<sdk::ExpertBank>> banks_;

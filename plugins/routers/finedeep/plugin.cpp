@@ -27,6 +27,11 @@ sdk::ParamSchema schema() {
 
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
     const std::int64_t parts = params.get_int("sublayers") * params.get_int("experts_per_sublayer");
+    if (query.model.shared_expert_count > 0) {
+        return sdk::Support::no(
+            "Finedeep has no shared experts (all experts are active); set "
+            "[moe] shared_experts = 0");
+    }
     if (query.model.d_ff > 0 && query.model.d_ff % parts != 0) {
         return sdk::Support::no("sublayers x experts_per_sublayer = " + std::to_string(parts) +
                                 " must divide [model] d_ff = " + std::to_string(query.model.d_ff) +
@@ -39,7 +44,8 @@ void register_components(sdk::Registrar& registrar) {
     sdk::RouterComponent component;
     component.name = "finedeep";
     component.summary =
-        "Finedeep: M sub-layers of K dense fine-grained experts with sigmoid gates (interpretation)";
+        "Finedeep: M sub-layers of K dense fine-grained experts with sigmoid gates "
+        "(interpretation)";
     component.params = schema();
     component.supports = supports;
     component.make_block = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {

@@ -26,7 +26,7 @@ at::Tensor random_table(std::int64_t vocab, std::int64_t experts, std::int64_t k
 }
 
 at::Tensor balanced_table(const at::Tensor& counts, std::int64_t experts, std::int64_t k) {
-    const at::Tensor c = counts.to(at::kLong).contiguous();
+    const at::Tensor c = counts.to(at::kCPU).to(at::kLong).contiguous();
     const std::int64_t vocab = c.numel();
     const std::int64_t* count = c.data_ptr<std::int64_t>();
     std::vector<std::int64_t> ids(vocab);
@@ -72,8 +72,8 @@ sdk::RoutingDecision HashRouter::route(const sdk::RouterInput& input) {
     sdk::RoutingDecision decision;
     at::Tensor indices = table.index_select(0, input.token_ids);  // (tokens, k)
     // Perturbation: the table's order is the token's expert priority; drop its first entries.
-    const int disabled = std::min<int>(input.perturbation.disable_top_experts,
-                                       static_cast<int>(table.size(1)));
+    const int disabled =
+        std::min<int>(input.perturbation.disable_top_experts, static_cast<int>(table.size(1)));
     if (disabled > 0) indices.narrow(1, 0, disabled).fill_(-1);
     const at::Tensor used = (indices >= 0).to(at::kFloat);
     decision.expert_indices = indices;

@@ -20,7 +20,7 @@ namespace moelab::plugins::hash {
 
 struct HashOptions {
     std::int64_t k = 1;
-    bool balanced = false;  // else uniformly random
+    bool balanced = false;   // else uniformly random
     bool per_layer = false;  // one table per MoE layer, else one shared by all layers
 
     static HashOptions from(const sdk::Params& params);
@@ -36,7 +36,7 @@ at::Tensor random_table(std::int64_t vocab, std::int64_t experts, std::int64_t k
 at::Tensor balanced_table(const at::Tensor& counts, std::int64_t experts, std::int64_t k);
 
 class HashRouter : public sdk::Router {
-public:
+  public:
     HashRouter(const sdk::MoeLayerContext& context, const HashOptions& options);
 
     sdk::RoutingDecision route(const sdk::RouterInput& input) override;

@@ -15,7 +15,8 @@ sdk::ParamSchema schema() {
                  "random: k distinct experts per vocabulary id, uniformly from the seed; "
                  "balanced: ids by decreasing training-split count go to the least-loaded experts");
     s.add_bool("per_layer", false,
-               "A different random table in every MoE layer; off: one table for all layers");
+               "A different random table in every MoE layer; off: one table for all layers (the "
+               "balanced table is the same in every layer)");
     return s;
 }
 

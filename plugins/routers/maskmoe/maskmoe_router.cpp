@@ -40,12 +40,15 @@ at::Tensor build_mask(const at::Tensor& frequent, std::int64_t experts,
     const std::int64_t vocab = frequent.numel();
     at::Generator generator = sdk::make_generator(seed);
     // A uniformly random ranking of the experts per id; the first V of it are visible.
-    const at::Tensor rank = std::get<1>(std::get<1>(at::rand({vocab, experts}, generator).sort(-1)).sort(-1));
-    const at::Tensor visible_count =
-        at::where(frequent, at::full({vocab}, visible_frequent, at::kLong),
-                  at::ones({vocab}, at::kLong));
+    const at::Tensor rank =
+        std::get<1>(std::get<1>(at::rand({vocab, experts}, generator).sort(-1)).sort(-1));
+    const at::Tensor visible_count = at::where(
+        frequent, at::full({vocab}, visible_frequent, at::kLong), at::ones({vocab}, at::kLong));
     return rank < visible_count.unsqueeze(1);
 }
+
+// The router weight already draws from the layer's seed; the per-layer mask must not reuse it.
+constexpr std::uint64_t kPerLayerSalt = 0x6d61736b5f6d6f65ULL;
 
 MaskMoeRouter::MaskMoeRouter(const sdk::MoeLayerContext& context, const MaskMoeOptions& options)
     : options_(options), expert_count_(context.model.expert_count) {
@@ -59,14 +62,14 @@ MaskMoeRouter::MaskMoeRouter(const sdk::MoeLayerContext& context, const MaskMoeO
                          " ids, the vocabulary has " + std::to_string(context.model.vocab_size));
     }
     visible = register_buffer(
-        "visible", build_mask(frequent_ids(counts, options_), expert_count_,
-                              options_.visible_frequent,
-                              options_.per_layer ? context.seed : context.model_seed));
+        "visible",
+        build_mask(frequent_ids(counts, options_), expert_count_, options_.visible_frequent,
+                   options_.per_layer ? context.seed ^ kPerLayerSalt : context.model_seed));
 }
 
 sdk::RoutingDecision MaskMoeRouter::route(const sdk::RouterInput& input) {
     constexpr double kMasked = -std::numeric_limits<double>::infinity();
-    const at::Tensor logits = input.hidden.matmul(weight_.t());          // (tokens, experts)
+    const at::Tensor logits = input.hidden.matmul(weight_.t());  // (tokens, experts)
     const at::Tensor token_visible = visible.index_select(0, input.token_ids);
     at::Tensor masked = logits.masked_fill(token_visible.logical_not(), kMasked);
     if (input.perturbation.disable_top_experts > 0) {
@@ -77,8 +80,8 @@ sdk::RoutingDecision MaskMoeRouter::route(const sdk::RouterInput& input) {
     // its all -inf row is neutralised before the softmax, which would give NaN.
     const at::Tensor none_left = selectable.any(1, /*keepdim=*/true).logical_not();
     sdk::RoutingDecision decision;
-    decision.probs = masked.masked_fill(none_left, 0.0).softmax(-1).masked_fill(
-        selectable.logical_not(), 0.0);
+    decision.probs =
+        masked.masked_fill(none_left, 0.0).softmax(-1).masked_fill(selectable.logical_not(), 0.0);
     auto [weights, indices] = decision.probs.topk(options_.k, -1);
     const at::Tensor valid = selectable.gather(1, indices);
     weights = weights * valid;
@@ -87,17 +90,16 @@ sdk::RoutingDecision MaskMoeRouter::route(const sdk::RouterInput& input) {
 
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
-            "balance", options_.balance_coef * sdk::switch_balance_loss(
-                                                   decision.probs, decision.expert_indices,
-                                                   expert_count_));
+            "balance",
+            options_.balance_coef *
+                sdk::switch_balance_loss(decision.probs, decision.expert_indices, expert_count_));
     }
     if (options_.z_loss_coef > 0) {
         decision.aux_losses.emplace_back("z_loss",
                                          options_.z_loss_coef * sdk::router_z_loss(logits));
     }
-    decision.stats.emplace_back(
-        "rare_token_fraction",
-        (token_visible.sum(1) == 1).to(at::kFloat).mean().detach());
+    decision.stats.emplace_back("rare_token_fraction",
+                                (token_visible.sum(1) == 1).to(at::kFloat).mean().detach());
     return decision;
 }
 

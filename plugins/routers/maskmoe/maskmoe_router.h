@@ -43,14 +43,14 @@ at::Tensor build_mask(const at::Tensor& frequent, std::int64_t experts,
                       std::int64_t visible_frequent, std::uint64_t seed);
 
 class MaskMoeRouter : public sdk::Router {
-public:
+  public:
     MaskMoeRouter(const sdk::MoeLayerContext& context, const MaskMoeOptions& options);
 
     sdk::RoutingDecision route(const sdk::RouterInput& input) override;
 
     at::Tensor visible;  // (vocab, experts) bool buffer
 
-private:
+  private:
     MaskMoeOptions options_;
     std::int64_t expert_count_;
     at::Tensor weight_;  // (experts, d_model) float32

@@ -19,8 +19,9 @@ sdk::ParamSchema schema() {
                  "are frequent; count: ids with at least frequent_min_count occurrences");
     s.add_float("frequent_fraction", 0.2, "Share of the vocabulary that is frequent (by count)")
         .between(0, 1);
-    s.add_int("frequent_min_count", 100, "Occurrences that make an id frequent (frequent_by = "
-                                         "\"count\")")
+    s.add_int("frequent_min_count", 100,
+              "Occurrences that make an id frequent (frequent_by = "
+              "\"count\")")
         .at_least(0);
     s.add_bool("per_layer", false,
                "A different random mask in every MoE layer; off: one table for all layers");
@@ -41,9 +42,8 @@ sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& para
                                 std::to_string(experts) + " experts per layer ([moe] experts)");
     }
     if (visible < k) {
-        return sdk::Support::no("visible_frequent = " + std::to_string(visible) +
-                                " is below k = " + std::to_string(k) +
-                                ": frequent tokens would never use k experts");
+        return sdk::Support::no("visible_frequent = " + std::to_string(visible) + " is below k = " +
+                                std::to_string(k) + ": frequent tokens would never use k experts");
     }
     return sdk::Support::yes();
 }
@@ -63,5 +63,4 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::maskmoe
 
-MOELAB_PLUGIN("maskmoe", "1.0.0", "MaskMoE router",
-              moelab::plugins::maskmoe::register_components)
+MOELAB_PLUGIN("maskmoe", "1.0.0", "MaskMoE router", moelab::plugins::maskmoe::register_components)

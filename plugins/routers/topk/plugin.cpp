@@ -38,8 +38,9 @@ sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& para
                                 " experts per layer ([moe] experts)");
     }
     if (params.get_bool("shared_gate") && query.model.shared_expert_count == 0) {
-        return sdk::Support::no("shared_gate = true needs shared experts: set [moe] "
-                                "shared_experts >= 1");
+        return sdk::Support::no(
+            "shared_gate = true needs shared experts: set [moe] "
+            "shared_experts >= 1");
     }
     return sdk::Support::yes();
 }
@@ -59,5 +60,4 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::topk
 
-MOELAB_PLUGIN("topk", "1.0.0", "Top-k softmax router",
-              moelab::plugins::topk::register_components)
+MOELAB_PLUGIN("topk", "1.0.0", "Top-k softmax router", moelab::plugins::topk::register_components)

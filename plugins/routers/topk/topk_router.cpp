@@ -37,8 +37,8 @@ TopKRouter::TopKRouter(const sdk::MoeLayerContext& context, const TopKOptions& o
 sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
     at::Tensor hidden = input.hidden;  // (tokens, d_model) float32
     if (input.training && options_.jitter > 0) {
-        hidden = hidden * at::empty_like(hidden).uniform_(1.0 - options_.jitter,
-                                                          1.0 + options_.jitter);
+        hidden =
+            hidden * at::empty_like(hidden).uniform_(1.0 - options_.jitter, 1.0 + options_.jitter);
     }
     const at::Tensor logits = hidden.matmul(weight_.t());  // (tokens, experts)
     at::Tensor selectable = logits;
@@ -59,16 +59,16 @@ sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
     }
 
     if (options_.shared_gate) {
-        const at::Tensor mixing =
-            at::linear(hidden, shared_gate_weight_, shared_gate_bias_).softmax(-1);  // (tokens, 2)
+        const at::Tensor mixing = at::linear(input.hidden, shared_gate_weight_, shared_gate_bias_)
+                                      .softmax(-1);  // (tokens, 2)
         decision.token_scale = mixing.select(1, 0);
         decision.shared_scale = mixing.select(1, 1);
     }
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
-            "balance", options_.balance_coef * sdk::switch_balance_loss(
-                                                   decision.probs, decision.expert_indices,
-                                                   expert_count_));
+            "balance",
+            options_.balance_coef *
+                sdk::switch_balance_loss(decision.probs, decision.expert_indices, expert_count_));
     }
     if (options_.z_loss_coef > 0) {
         decision.aux_losses.emplace_back("z_loss",

@@ -22,22 +22,22 @@ struct TopKOptions {
     bool renormalize = true;    // rescale the k selected probabilities to sum to 1
     double balance_coef = 0.01;
     double z_loss_coef = 0.0;
-    double jitter = 0.0;  // training only: hidden *= U(1 - jitter, 1 + jitter)
+    double jitter = 0.0;       // training only: hidden *= U(1 - jitter, 1 + jitter)
     bool shared_gate = false;  // mix routed and shared experts with a learned 2-way softmax
 
     static TopKOptions from(const sdk::Params& params);
 };
 
 class TopKRouter : public sdk::Router {
-public:
+  public:
     TopKRouter(const sdk::MoeLayerContext& context, const TopKOptions& options);
 
     sdk::RoutingDecision route(const sdk::RouterInput& input) override;
 
-private:
+  private:
     TopKOptions options_;
     std::int64_t expert_count_;
-    at::Tensor weight_;  // (experts, d_model) float32
+    at::Tensor weight_;              // (experts, d_model) float32
     at::Tensor shared_gate_weight_;  // (2, d_model), with shared_gate
     at::Tensor shared_gate_bias_;    // (2,)
 };

@@ -55,9 +55,9 @@ sdk::RoutingDecision TopPRouter::route(const sdk::RouterInput& input) {
         select_top_p(decision.probs, options_.p, options_.max_experts);
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
-            "balance", options_.balance_coef * sdk::switch_balance_loss(
-                                                   decision.probs, decision.expert_indices,
-                                                   expert_count_));
+            "balance",
+            options_.balance_coef *
+                sdk::switch_balance_loss(decision.probs, decision.expert_indices, expert_count_));
     }
     return decision;
 }

@@ -28,12 +28,12 @@ std::pair<at::Tensor, at::Tensor> select_top_p(const at::Tensor& probs, double p
                                                std::int64_t max_experts);
 
 class TopPRouter : public sdk::Router {
-public:
+  public:
     TopPRouter(const sdk::MoeLayerContext& context, const TopPOptions& options);
 
     sdk::RoutingDecision route(const sdk::RouterInput& input) override;
 
-private:
+  private:
     TopPOptions options_;
     std::int64_t expert_count_;
     at::Tensor weight_;  // (experts, d_model) float32

@@ -12,8 +12,10 @@
 namespace moelab::sdk {
 
 // Removes the `count` highest-scoring experts of every token by setting their scores to `fill`
-// (-inf for logits, 0 for probabilities). Used for RoutingPerturbation.
+// (-inf for logits, 0 for probabilities). Used for RoutingPerturbation. At least one expert stays,
+// so that a softmax over the rest is defined.
 inline at::Tensor mask_top_experts(const at::Tensor& scores, int count, double fill) {
+    count = std::min<int>(count, static_cast<int>(scores.size(-1)) - 1);
     if (count <= 0) return scores;
     const at::Tensor top = std::get<1>(scores.topk(count, /*dim=*/-1));
     return scores.scatter(-1, top, fill);
