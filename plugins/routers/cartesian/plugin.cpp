@@ -25,11 +25,7 @@ sdk::ParamSchema schema() {
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
     const std::int64_t k = params.get_int("k");
     const std::int64_t grain = params.get_int("grain_level");
-    if (query.model.expert_count > 0 && k > query.model.expert_count) {
-        return sdk::Support::no("k = " + std::to_string(k) + " exceeds the " +
-                                std::to_string(query.model.expert_count) +
-                                " sub-experts per sub-layer ([moe] experts)");
-    }
+    if (sdk::Support fit = sdk::experts_fit(k, "k", query); !fit.ok) return fit;
     if (query.model.shared_expert_count > 0) {
         return sdk::Support::no(
             "the block has its own shared sub-experts (shared = true); set "

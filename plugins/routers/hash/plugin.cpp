@@ -22,11 +22,7 @@ sdk::ParamSchema schema() {
 
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
     const std::int64_t k = params.get_int("k");
-    if (query.model.expert_count > 0 && k > query.model.expert_count) {
-        return sdk::Support::no("k = " + std::to_string(k) + " exceeds the " +
-                                std::to_string(query.model.expert_count) +
-                                " experts per layer ([moe] experts)");
-    }
+    if (sdk::Support fit = sdk::experts_fit(k, "k", query); !fit.ok) return fit;
     return sdk::Support::yes();
 }
 

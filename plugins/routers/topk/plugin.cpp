@@ -32,11 +32,7 @@ sdk::ParamSchema schema() {
 
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
     const std::int64_t k = params.get_int("k");
-    if (query.model.expert_count > 0 && k > query.model.expert_count) {
-        return sdk::Support::no("k = " + std::to_string(k) + " exceeds the " +
-                                std::to_string(query.model.expert_count) +
-                                " experts per layer ([moe] experts)");
-    }
+    if (sdk::Support fit = sdk::experts_fit(k, "k", query); !fit.ok) return fit;
     if (params.get_bool("shared_gate") && query.model.shared_expert_count == 0) {
         return sdk::Support::no(
             "shared_gate = true needs shared experts: set [moe] "

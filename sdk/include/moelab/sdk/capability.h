@@ -64,6 +64,19 @@ struct Support {
     static Support no(std::string why) { return {false, std::move(why)}; }
 };
 
+// The usual check of a router option that picks `count` experts per token (k): at most the
+// [moe] experts of each layer. Support::no names the option and both values.
+inline Support experts_fit(std::int64_t count, std::string_view option,
+                           const CapabilityQuery& query) {
+    const std::int64_t experts = query.model.expert_count;
+    if (experts > 0 && count > experts) {
+        return Support::no(std::string(option) + " = " + std::to_string(count) +
+                           " exceeds the " + std::to_string(experts) +
+                           " experts per layer ([moe] experts)");
+    }
+    return Support::yes();
+}
+
 // Optional on every component; an empty function means "supports everything the schema allows".
 using SupportsFn = std::function<Support(const CapabilityQuery& query, const Params& params)>;
 
