@@ -371,4 +371,24 @@ sdk::Params resolve_plugin_params(const PluginSelection& selection,
     return params;
 }
 
+sdk::Params params_from_assignments(const std::vector<std::string>& assignments,
+                                    const sdk::ParamSchema& schema, const std::string& section) {
+    Diagnostics diagnostics;
+    toml::table root;
+    root.insert(section, toml::table{});
+    for (const std::string& assignment : assignments) {
+        apply_override(root, section + "." + assignment, diagnostics);
+    }
+    diagnostics.throw_if_any();
+    std::map<std::string, SourceLocation> locations;
+    const toml::table* table = root.get_as<toml::table>(section);
+    if (table == nullptr) {
+        throw ConfigError(ConfigIssue{{"command line", 0, 0}, section,
+                                      "expected key=value assignments"});
+    }
+    sdk::Params params = detail::read_params(*table, schema, section, {}, diagnostics, locations);
+    diagnostics.throw_if_any();
+    return params;
+}
+
 }  // namespace moelab::core

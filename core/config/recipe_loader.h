@@ -23,4 +23,10 @@ Recipe load_recipe(const std::filesystem::path& file,
 // types, ranges; fills defaults. Throws ConfigError.
 sdk::Params resolve_plugin_params(const PluginSelection& selection, const sdk::ParamSchema& schema);
 
+// Reads command-line "key=value" assignments (value in TOML syntax; a bare word is a string)
+// against a plugin's schema, as if they were the recipe table `section`: the same checks and
+// messages as a recipe, each naming the assignment. Throws ConfigError.
+sdk::Params params_from_assignments(const std::vector<std::string>& assignments,
+                                    const sdk::ParamSchema& schema, const std::string& section);
+
 }  // namespace moelab::core

@@ -37,4 +37,38 @@ struct EvalArgs {
 };
 int evaluate_run(const EvalArgs& args);
 
+struct TokenizerTrainArgs {
+    std::string algo = "bpe";  // tokenizer component
+    long long vocab = 0;       // 0: the component's default
+    std::string pretokenizer;  // empty: the component's default
+    bool split_digits = false;
+    std::vector<std::string> options;  // --set key=value (component options)
+    std::vector<std::string> corpus;
+    std::string out;
+    std::vector<std::string> exports;  // --export FORMAT
+};
+int train_tokenizer_file(const TokenizerTrainArgs& args);
+
+struct TokenizerUseArgs {
+    std::string tokenizer;  // tokenizer file
+    std::vector<std::string> files;
+    std::string out;  // empty: stdout
+    std::string as;   // component that loads the file; empty: the file's "tokenizer" key
+    std::vector<std::string> options;
+    int threads = 0;  // 0: one per hardware thread (at most 16)
+    bool json = false;
+};
+int encode_with_tokenizer(const TokenizerUseArgs& args);
+int decode_with_tokenizer(const TokenizerUseArgs& args);
+int tokenizer_stats(const TokenizerUseArgs& args);
+
+struct TokenizerExportArgs {
+    std::string tokenizer;
+    std::string format = "hf";
+    std::string out;
+    std::string as;
+    std::vector<std::string> options;
+};
+int export_tokenizer(const TokenizerExportArgs& args);
+
 }  // namespace moelab::cli

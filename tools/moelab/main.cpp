@@ -86,6 +86,86 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     });
 }
 
+void add_use_options(CLI::App& command, TokenizerUseArgs& args, bool output) {
+    command.add_option("tokenizer", args.tokenizer, "Tokenizer file (JSON)")->required();
+    command.add_option("files", args.files, "Text files")->required();
+    if (output) command.add_option("-o,--output", args.out, "Output file (default: stdout)");
+    command.add_option("--as", args.as,
+                       "Tokenizer component that loads the file (default: the file's own; e.g. "
+                       "lbpe to encode a bpe vocabulary long token first)");
+    command.add_option("--set", args.options,
+                       "Component option key=value (TOML value; repeatable)")
+        ->allow_extra_args(false);
+}
+
+void add_tokenizer_command(CLI::App& app, int& exit_code) {
+    CLI::App* tokenizer = app.add_subcommand(
+        "tokenizer", "Train, apply and measure tokenizers outside a recipe");
+    tokenizer->require_subcommand(1);
+
+    auto train = std::make_shared<TokenizerTrainArgs>();
+    CLI::App* train_cmd = tokenizer->add_subcommand(
+        "train", "Train a tokenizer on text files and write it as JSON");
+    train_cmd->add_option("--algo", train->algo,
+                          "Tokenizer component: bpe, scaffold-bpe, lbpe, ... (default bpe)");
+    train_cmd->add_option("--vocab", train->vocab, "Vocabulary size (the component's vocab_size)")
+        ->check(CLI::PositiveNumber);
+    train_cmd->add_option("--pretokenizer", train->pretokenizer, "gpt2 (default) or whitespace");
+    train_cmd->add_flag("--split-digits", train->split_digits, "Every digit is its own piece");
+    train_cmd->add_option("--set", train->options,
+                          "Component option key=value (TOML value; repeatable)")
+        ->allow_extra_args(false);
+    train_cmd->add_option("-o,--output", train->out, "Tokenizer file to write")->required();
+    train_cmd->add_option("--export", train->exports,
+                          "Also write another format next to it (hf: Hugging Face tokenizer.json "
+                          "layout, as OUT.hf.json)")
+        ->allow_extra_args(false);
+    train_cmd->add_option("corpus", train->corpus, "Training text files")->required();
+    train_cmd->callback([&exit_code, train] {
+        exit_code = run_guarded([&] { return train_tokenizer_file(*train); });
+    });
+
+    auto encode = std::make_shared<TokenizerUseArgs>();
+    CLI::App* encode_cmd = tokenizer->add_subcommand(
+        "encode", "Encode text: one line of space-separated ids per input line");
+    add_use_options(*encode_cmd, *encode, true);
+    encode_cmd->add_option("--threads", encode->threads, "Threads (default: one per core)");
+    encode_cmd->callback([&exit_code, encode] {
+        exit_code = run_guarded([&] { return encode_with_tokenizer(*encode); });
+    });
+
+    auto decode = std::make_shared<TokenizerUseArgs>();
+    CLI::App* decode_cmd = tokenizer->add_subcommand(
+        "decode", "Decode lines of space-separated ids back to text, one line each");
+    add_use_options(*decode_cmd, *decode, true);
+    decode_cmd->callback([&exit_code, decode] {
+        exit_code = run_guarded([&] { return decode_with_tokenizer(*decode); });
+    });
+
+    auto stats = std::make_shared<TokenizerUseArgs>();
+    CLI::App* stats_cmd = tokenizer->add_subcommand(
+        "stats", "Bytes per token, token-frequency entropy and redundancy on text files");
+    add_use_options(*stats_cmd, *stats, false);
+    stats_cmd->add_option("--threads", stats->threads, "Threads (default: one per core)");
+    stats_cmd->add_flag("--json", stats->json, "Print JSON");
+    stats_cmd->callback([&exit_code, stats] {
+        exit_code = run_guarded([&] { return tokenizer_stats(*stats); });
+    });
+
+    auto exported = std::make_shared<TokenizerExportArgs>();
+    CLI::App* export_cmd = tokenizer->add_subcommand(
+        "export", "Write a tokenizer in another format (hf: Hugging Face tokenizer.json)");
+    export_cmd->add_option("tokenizer", exported->tokenizer, "Tokenizer file (JSON)")->required();
+    export_cmd->add_option("--format", exported->format, "Format (default hf)");
+    export_cmd->add_option("-o,--output", exported->out, "File to write")->required();
+    export_cmd->add_option("--as", exported->as, "Tokenizer component that loads the file");
+    export_cmd->add_option("--set", exported->options, "Component option key=value")
+        ->allow_extra_args(false);
+    export_cmd->callback([&exit_code, exported] {
+        exit_code = run_guarded([&] { return export_tokenizer(*exported); });
+    });
+}
+
 }  // namespace
 }  // namespace moelab::cli
 
@@ -100,6 +180,7 @@ int main(int argc, char** argv) {
     add_check_command(app, exit_code);
     add_run_command(app, exit_code);
     add_eval_command(app, exit_code);
+    add_tokenizer_command(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {

@@ -12,9 +12,16 @@
 #include <vector>
 
 #include "moelab/sdk/capability.h"
+#include "moelab/sdk/error.h"
 #include "moelab/sdk/params.h"
 
 namespace moelab::sdk {
+
+// One line of `moelab tokenizer stats`, e.g. {"scaffold tokens", "412 (4.9% of 8412)"}.
+struct TokenizerFact {
+    std::string name;
+    std::string value;
+};
 
 struct SpecialTokens {
     std::int32_t eos = -1;  // appended after every document by the host's data pipeline; -1: none
@@ -38,6 +45,17 @@ public:
     // Self-contained text (JSON recommended) from which the component's `load` rebuilds an
     // identical tokenizer. The host hashes it to key its token cache.
     virtual std::string serialize() const = 0;
+
+    // What the tokenizer wants a user comparing vocabularies to know beyond its size (algorithm,
+    // pre-tokenizer, counts of special kinds of tokens).
+    virtual std::vector<TokenizerFact> facts() const { return {}; }
+
+    // The tokenizer in another tool's file format ("hf": Hugging Face tokenizer.json). Throws
+    // sdk::Error when the format is unknown or cannot express this tokenizer.
+    virtual std::string export_as(std::string_view format) const {
+        throw Error("this tokenizer cannot be exported (asked for format '" + std::string(format) +
+                    "')");
+    }
 };
 
 struct TokenizerTrainingData {

@@ -1,0 +1,270 @@
+// Encoding policies on constructed vocabularies (merge rank, LBPE's longest first with both
+// tie-breaks, Scaffold-BPE's demolition), the tokenizer file format, and the Hugging Face export
+// checked by an independent byte-level decoder and merge-applier written here.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "encoder.h"
+#include "moelab/sdk/error.h"
+#include "tokenizer_file.h"
+#include "trainer.h"
+
+namespace moelab::plugins::bpe_family {
+namespace {
+
+using Ids = std::vector<std::int32_t>;
+
+// Bytes, end of document, then the given merges of byte strings, in rank order.
+Vocabulary vocabulary_of(std::initializer_list<std::pair<const char*, const char*>> merges) {
+    Vocabulary v = Vocabulary::bytes_only();
+    std::map<std::string, std::int32_t> id_of;
+    for (std::int32_t b = 0; b < 256; ++b) id_of[v.tokens[b]] = b;
+    for (const auto& [left, right] : merges) {
+        const std::string bytes = std::string(left) + right;
+        std::int32_t result;
+        if (auto it = id_of.find(bytes); it != id_of.end()) {
+            result = it->second;
+        } else {
+            result = v.expanded_size();
+            v.tokens.push_back(bytes);
+            v.scaffold.push_back(0);
+            id_of[bytes] = result;
+        }
+        v.merges.push_back({id_of.at(left), id_of.at(right), result});
+    }
+    v.validate();
+    return v;
+}
+
+Ids encode(const Encoder& encoder, std::string_view text) {
+    Ids ids;
+    encoder.encode(text, ids);
+    return ids;
+}
+
+const EncodingOptions kMergeRank{};
+const EncodingOptions kLongestByRank{EncodingPolicy::kLongestFirst, LengthUnit::kBytes, TieBreak::kRank};
+const EncodingOptions kLongestByPosition{EncodingPolicy::kLongestFirst, LengthUnit::kBytes,
+                                         TieBreak::kPosition};
+
+TEST(Lbpe, AppliesTheLongestAvailableMergeFirst) {
+    // 257 "cd", 258 "ab", 259 "bcd". BPE: cd, then ab (rank 1 before bcd's 2) -> [ab, cd].
+    // LBPE: cd (all candidates have length 2; rank decides), then bcd (3 bytes) beats ab.
+    const Vocabulary v = vocabulary_of({{"c", "d"}, {"a", "b"}, {"b", "cd"}});
+    EXPECT_EQ(encode(Encoder(v, {}, kMergeRank), "abcd"), (Ids{258, 257}));
+    EXPECT_EQ(encode(Encoder(v, {}, kLongestByRank), "abcd"), (Ids{'a', 259}));
+}
+
+TEST(Lbpe, EqualLengthsFallBackToRankOrPosition) {
+    // 257 "ab" (rank 0), 258 "xa" (rank 1): both candidates in "xab" have length 2.
+    const Vocabulary v = vocabulary_of({{"a", "b"}, {"x", "a"}});
+    EXPECT_EQ(encode(Encoder(v, {}, kLongestByRank), "xab"), (Ids{'x', 257}));
+    EXPECT_EQ(encode(Encoder(v, {}, kLongestByPosition), "xab"), (Ids{258, 'b'}));
+    // Every occurrence of the chosen pair is applied, left to right.
+    EXPECT_EQ(encode(Encoder(v, {}, kLongestByRank), "abxab"), (Ids{257, 'x', 257}));
+}
+
+TEST(Lbpe, UsesAnyAdjacentPairThatSpellsAVocabularyToken) {
+    // "abc" was learned as (ab, c); LBPE may also build it from (a, bc) once bc exists.
+    const Vocabulary v = vocabulary_of({{"b", "c"}, {"a", "b"}, {"ab", "c"}});
+    // 257 "bc", 258 "ab", 259 "abc". BPE: bc first -> [a, bc]; (a, bc) is no merge -> stuck.
+    EXPECT_EQ(encode(Encoder(v, {}, kMergeRank), "abc"), (Ids{'a', 257}));
+    EXPECT_EQ(encode(Encoder(v, {}, kLongestByRank), "abc"), (Ids{259}));
+    const EncodingOptions chars{EncodingPolicy::kLongestFirst, LengthUnit::kChars, TieBreak::kRank};
+    EXPECT_EQ(encode(Encoder(v, {}, chars), "abc"), (Ids{259}));
+}
+
+TEST(ScaffoldEncoding, DemolitionGivesTheShortestNormalDecomposition) {
+    // 257 "ab", 258 "bc", 259 "abc" (made by (ab, c) and by (a, bc)); ab and abc are scaffold.
+    Vocabulary v = vocabulary_of({{"a", "b"}, {"b", "c"}, {"ab", "c"}, {"a", "bc"}});
+    v.scaffold[257] = v.scaffold[259] = 1;
+    const auto demolition = demolition_sequences(v);
+    EXPECT_EQ(demolition[259], (Ids{'a', 258})) << "2 pieces beat [a, b, c]";
+    EXPECT_EQ(demolition[257], (Ids{'a', 'b'}));
+    EXPECT_EQ(demolition[258], (Ids{258}));
+    // Model ids skip scaffold tokens: bc (258) is model id 257.
+    const Encoder encoder(v, {}, kMergeRank);
+    EXPECT_EQ(encoder.model_vocab_size(), 258);
+    EXPECT_EQ(encoder.merge_pretoken("abc"), (Ids{259}));
+    EXPECT_EQ(encode(encoder, "abc"), (Ids{'a', 257}));
+    EXPECT_EQ(encode(encoder, "abab"), (Ids{'a', 'b', 'a', 'b'}));
+    EXPECT_EQ(encoder.decode(encode(encoder, "abcab").data(), 4), "abcab");
+}
+
+TEST(TokenizerFile, RoundTripsAndNamesWhatIsWrong) {
+    TokenizerFile file;
+    file.component = "scaffold-bpe";
+    file.algorithm = "scaffold-bpe";
+    file.pretokenizer = {PretokenizerKind::kWhitespace, true};
+    file.vocabulary = vocabulary_of({{"a", "b"}, {"b", "c"}, {"ab", "c"}, {"a", "bc"}});
+    file.vocabulary.scaffold[257] = file.vocabulary.scaffold[259] = 1;
+    const std::string text = write_tokenizer_file(file);
+    const TokenizerFile read = read_tokenizer_file(text);
+    EXPECT_EQ(read.component, "scaffold-bpe");
+    EXPECT_EQ(read.algorithm, "scaffold-bpe");
+    EXPECT_EQ(read.pretokenizer, file.pretokenizer);
+    EXPECT_EQ(read.vocabulary.tokens, file.vocabulary.tokens);
+    EXPECT_EQ(read.vocabulary.scaffold, file.vocabulary.scaffold);
+    ASSERT_EQ(read.vocabulary.merges.size(), 4u);
+    EXPECT_EQ(read.vocabulary.merges[3].result, 259);
+    EXPECT_EQ(write_tokenizer_file(read), text);
+    EXPECT_NE(text.find("\"demolition\": {\"257\":[97,98],\"259\":[97,258]}"), std::string::npos) << text;
+
+    auto error_of = [](const std::string& bad) {
+        try {
+            read_tokenizer_file(bad);
+        } catch (const sdk::Error& error) {
+            return std::string(error.what());
+        }
+        return std::string("no error");
+    };
+    EXPECT_NE(error_of("{not json").find("JSON parse error"), std::string::npos);
+    std::string no_merges = text;
+    no_merges.replace(no_merges.find("\"merges\""), 8, "\"mergez\"");
+    EXPECT_NE(error_of(no_merges).find("missing key 'merges'"), std::string::npos);
+    std::string bad_merge = text;
+    bad_merge.replace(bad_merge.find("[[97,98]"), 8, "[[97,99]");
+    EXPECT_NE(error_of(bad_merge).find("merge 0"), std::string::npos) << error_of(bad_merge);
+    std::string bad_demolition = text;
+    bad_demolition.replace(bad_demolition.rfind("[97,258]"), 8, "[97,98,99]");
+    EXPECT_NE(error_of(bad_demolition).find("demolition sequence of scaffold token 259"),
+              std::string::npos);
+}
+
+// GPT-2's byte -> character table, built here independently of byte_level.cpp.
+std::map<std::string, unsigned char> hf_byte_decoder() {
+    std::vector<int> bytes, chars;
+    for (int b = '!'; b <= '~'; ++b) bytes.push_back(b);
+    for (int b = 0xA1; b <= 0xAC; ++b) bytes.push_back(b);
+    for (int b = 0xAE; b <= 0xFF; ++b) bytes.push_back(b);
+    chars = bytes;
+    int extra = 0;
+    for (int b = 0; b < 256; ++b) {
+        if (std::find(bytes.begin(), bytes.end(), b) == bytes.end()) {
+            bytes.push_back(b);
+            chars.push_back(256 + extra++);
+        }
+    }
+    std::map<std::string, unsigned char> decoder;
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        const int c = chars[i];
+        std::string utf8;
+        if (c < 0x80) {
+            utf8 = std::string(1, static_cast<char>(c));
+        } else {
+            utf8 += static_cast<char>(0xC0 | (c >> 6));
+            utf8 += static_cast<char>(0x80 | (c & 0x3F));
+        }
+        decoder[utf8] = static_cast<unsigned char>(bytes[i]);
+    }
+    return decoder;
+}
+
+// Splits a UTF-8 string into its characters.
+std::vector<std::string> characters(const std::string& s) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < s.size();) {
+        std::size_t n = 1;
+        while (i + n < s.size() && (static_cast<unsigned char>(s[i + n]) & 0xC0) == 0x80) ++n;
+        out.push_back(s.substr(i, n));
+        i += n;
+    }
+    return out;
+}
+
+TEST(HuggingFaceExport, DecodesMoelabIdsAndReproducesThemWithItsMerges) {
+    const std::string corpus_dir = std::string(MOELAB_SOURCE_DIR) + "/data/brown/";
+    std::ifstream in(corpus_dir + "validation.txt", std::ios::binary);
+    ASSERT_TRUE(in) << "run `bash tools/setup.sh` first";
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    const std::string text = buffer.str().substr(0, 120000);
+
+    TokenizerFile file;
+    file.component = "bpe";
+    file.algorithm = "bpe";
+    file.vocabulary = train_bpe(count_pretokens({corpus_dir + "train.txt"}, {}), {1500, 2, {}});
+    const auto hf = nlohmann::json::parse(export_hugging_face(file));
+    ASSERT_EQ(hf["model"]["type"], "BPE");
+    EXPECT_EQ(hf["pre_tokenizer"]["type"], "ByteLevel");
+    EXPECT_EQ(hf["added_tokens"][0]["id"], 256);
+    EXPECT_EQ(hf["added_tokens"][0]["content"], "<|endoftext|>");
+
+    std::map<std::int32_t, std::string> piece_of;
+    std::map<std::string, std::int32_t> vocab;
+    for (const auto& [piece, id] : hf["model"]["vocab"].items()) {
+        piece_of[id.get<std::int32_t>()] = piece;
+        vocab[piece] = id.get<std::int32_t>();
+    }
+    ASSERT_EQ(vocab.size(), 1499u) << "every token but the added end-of-document one";
+    std::map<std::pair<std::string, std::string>, std::size_t> rank;
+    for (const auto& merge : hf["model"]["merges"]) {
+        const std::string m = merge.get<std::string>();
+        const auto space = m.find(' ');
+        rank.emplace(std::make_pair(m.substr(0, space), m.substr(space + 1)), rank.size());
+    }
+
+    const Encoder encoder(file.vocabulary, file.pretokenizer, file.encoding);
+    const Ids ids = encode(encoder, text);
+    // 1. Decoding moelab's ids with the exported vocabulary gives the text back.
+    const auto byte_of = hf_byte_decoder();
+    std::string decoded;
+    for (std::int32_t id : ids) {
+        ASSERT_TRUE(piece_of.count(id)) << id;
+        for (const std::string& c : characters(piece_of[id])) decoded += static_cast<char>(byte_of.at(c));
+    }
+    EXPECT_TRUE(decoded == text);
+    // 2. Applying the exported merges (lowest rank first, every occurrence) to each pre-token
+    // gives moelab's ids.
+    std::map<unsigned char, std::string> char_of;
+    for (const auto& [c, b] : byte_of) char_of[b] = c;
+    Ids reference;
+    for_each_piece(text, file.pretokenizer, [&](std::string_view piece) {
+        std::vector<std::string> symbols;
+        for (unsigned char b : piece) symbols.push_back(char_of[b]);
+        while (symbols.size() > 1) {
+            std::size_t best = rank.size(), at = 0;
+            for (std::size_t i = 0; i + 1 < symbols.size(); ++i) {
+                auto it = rank.find({symbols[i], symbols[i + 1]});
+                if (it != rank.end() && it->second < best) {
+                    best = it->second;
+                    at = i;
+                }
+            }
+            if (best == rank.size()) break;
+            const std::string left = symbols[at], right = symbols[at + 1];
+            std::vector<std::string> merged;
+            for (std::size_t i = 0; i < symbols.size();) {
+                if (i + 1 < symbols.size() && symbols[i] == left && symbols[i + 1] == right) {
+                    merged.push_back(left + right);
+                    i += 2;
+                } else {
+                    merged.push_back(symbols[i++]);
+                }
+            }
+            symbols = std::move(merged);
+        }
+        for (const std::string& s : symbols) reference.push_back(vocab.at(s));
+    });
+    EXPECT_EQ(reference, ids);
+}
+
+TEST(HuggingFaceExport, RefusesWhatItCannotExpress) {
+    TokenizerFile file;
+    file.component = "scaffold-bpe";
+    file.algorithm = "scaffold-bpe";
+    file.vocabulary = vocabulary_of({{"a", "b"}, {"ab", "c"}});
+    file.vocabulary.scaffold[257] = 1;
+    EXPECT_THROW(export_hugging_face(file), sdk::Error);
+    file.vocabulary.scaffold[257] = 0;
+    file.encoding = kLongestByRank;
+    EXPECT_THROW(export_hugging_face(file), sdk::Error);
+}
+
+}  // namespace
+}  // namespace moelab::plugins::bpe_family
