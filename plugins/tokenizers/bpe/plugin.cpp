@@ -17,13 +17,7 @@ void register_components(sdk::Registrar& registrar) {
     add_training_params(component.params,
                         "Vocabulary size: 256 bytes + end-of-document token + learned tokens");
     component.train = [](const sdk::TokenizerTrainingData& data, const sdk::Params& params) {
-        TokenizerFile file;
-        file.component = "bpe";
-        file.algorithm = "bpe";
-        file.pretokenizer = pretokenizer_from(params);
-        file.vocabulary =
-            train_bpe(count_pretokens(data.files, file.pretokenizer), train_options_from(params));
-        return std::make_shared<BpeFamilyTokenizer>(std::move(file));
+        return train_tokenizer(data, params, "bpe", "bpe");
     };
     // An LBPE file is a BPE vocabulary too; loaded here it is encoded by merge rank.
     component.load = [](std::string_view serialized, const sdk::Params&) {

@@ -74,6 +74,22 @@ TrainOptions train_options_from(const sdk::Params& params) {
     return options;
 }
 
+std::shared_ptr<BpeFamilyTokenizer> train_tokenizer(const sdk::TokenizerTrainingData& data,
+                                                    const sdk::Params& params,
+                                                    std::string component, std::string algorithm,
+                                                    EncodingOptions encoding) {
+    TokenizerFile file;
+    file.component = std::move(component);
+    file.algorithm = std::move(algorithm);
+    file.encoding = encoding;
+    file.pretokenizer = pretokenizer_from(params);
+    const PretokenCounts corpus = count_pretokens(data.files, file.pretokenizer);
+    file.vocabulary = file.algorithm == "scaffold-bpe"
+                          ? train_scaffold_bpe(corpus, train_options_from(params))
+                          : train_bpe(corpus, train_options_from(params));
+    return std::make_shared<BpeFamilyTokenizer>(std::move(file));
+}
+
 TokenizerFile read_for(std::string_view serialized, const std::string& component,
                        std::initializer_list<const char*> algorithms) {
     TokenizerFile file = read_tokenizer_file(serialized);

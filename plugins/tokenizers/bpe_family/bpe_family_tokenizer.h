@@ -40,6 +40,13 @@ void add_training_params(sdk::ParamSchema& schema, const std::string& vocab_size
 PretokenizerConfig pretokenizer_from(const sdk::Params& params);
 TrainOptions train_options_from(const sdk::Params& params);
 
+// Trains on the recipe's training files with the trainer of `algorithm` ("bpe" or
+// "scaffold-bpe") and the options of add_training_params().
+std::shared_ptr<BpeFamilyTokenizer> train_tokenizer(const sdk::TokenizerTrainingData& data,
+                                                    const sdk::Params& params,
+                                                    std::string component, std::string algorithm,
+                                                    EncodingOptions encoding = {});
+
 // Reads a serialized tokenizer and checks it was trained by one of `algorithms` (a file of another
 // algorithm gets an error naming the component that loads it).
 TokenizerFile read_for(std::string_view serialized, const std::string& component,

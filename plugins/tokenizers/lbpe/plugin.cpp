@@ -35,14 +35,7 @@ void register_components(sdk::Registrar& registrar) {
                                 "Among equally long results: the earlier merge (rank), then the "
                                 "leftmost; or the leftmost only (position)");
     component.train = [](const sdk::TokenizerTrainingData& data, const sdk::Params& params) {
-        TokenizerFile file;
-        file.component = "lbpe";
-        file.algorithm = "bpe";
-        file.encoding = encoding_from(params);
-        file.pretokenizer = pretokenizer_from(params);
-        file.vocabulary =
-            train_bpe(count_pretokens(data.files, file.pretokenizer), train_options_from(params));
-        return std::make_shared<BpeFamilyTokenizer>(std::move(file));
+        return train_tokenizer(data, params, "lbpe", "bpe", encoding_from(params));
     };
     // Any BPE vocabulary (a bpe or lbpe file); the encoding options come from the recipe.
     component.load = [](std::string_view serialized, const sdk::Params& params) {

@@ -19,13 +19,7 @@ void register_components(sdk::Registrar& registrar) {
                         "Normal tokens (256 bytes + end-of-document + learned normal tokens); "
                         "scaffold tokens come on top");
     component.train = [](const sdk::TokenizerTrainingData& data, const sdk::Params& params) {
-        TokenizerFile file;
-        file.component = "scaffold-bpe";
-        file.algorithm = "scaffold-bpe";
-        file.pretokenizer = pretokenizer_from(params);
-        file.vocabulary = train_scaffold_bpe(count_pretokens(data.files, file.pretokenizer),
-                                             train_options_from(params));
-        return std::make_shared<BpeFamilyTokenizer>(std::move(file));
+        return train_tokenizer(data, params, "scaffold-bpe", "scaffold-bpe");
     };
     component.load = [](std::string_view serialized, const sdk::Params&) {
         return std::make_shared<BpeFamilyTokenizer>(
