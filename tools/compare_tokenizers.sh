@@ -49,7 +49,7 @@ for name in ["bytes", "bpe", "lbpe", "scaffold-bpe"]:
     stats = json.loads(subprocess.run(
         [moelab, "tokenizer", "stats", "--json", "--as", component, str(run / "tokenizer.txt"),
          validation], check=True, capture_output=True, text=True).stdout)
-    scaffold = stats["facts"].get("scaffold tokens", "-").split(" of ")[0]
+    scaffold = stats["facts"].get("scaffold tokens", "-").replace(" of the expanded vocabulary", "")
     v = summary["validation"]
     print(f"| {name} | {stats['vocab_size']} | {v['tokens']} | {stats['bytes_per_token']:.3f} | "
           f"{stats['entropy_bits']:.3f} | {stats['redundancy']:.4f} | {scaffold} | {v['ppl']:.2f} | "
