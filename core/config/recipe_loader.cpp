@@ -109,9 +109,10 @@ toml::table load_with_extends(const std::filesystem::path& file,
 }
 
 // "train.steps=100" onto the merged table.
+// `origin` names the override in messages: what the user typed ("--set train.steps=5"), which for
+// params_from_assignments is not the section-qualified text applied here.
 void apply_override(toml::table& root, const std::string& override_text,
-                    Diagnostics& diagnostics) {
-    const std::string origin = "--set " + override_text;
+                    Diagnostics& diagnostics, const std::string& origin) {
     const auto equals = override_text.find('=');
     const SourceLocation at{origin, 0, 0};
     if (equals == std::string::npos || equals == 0) {
@@ -175,7 +176,8 @@ void apply_override(toml::table& root, const std::string& override_text,
         }
     }
     auto value_node = parsed.get("value");
-    table->insert_or_assign(toml::key(parts.back()), std::move(*value_node));
+    // The key carries the override's origin too, so "unknown key" names the --set that made it.
+    table->insert_or_assign(toml::key(parts.back(), value_node->source()), std::move(*value_node));
 }
 
 toml::table* section_table(toml::table& root, const std::string& name, Diagnostics& diagnostics) {
@@ -317,7 +319,7 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
         return key.size() > 7 && key.substr(key.size() - 7) == ".plugin";
     });
     for (const std::string& override_text : ordered) {
-        apply_override(root, override_text, diagnostics);
+        apply_override(root, override_text, diagnostics, "--set " + override_text);
     }
     diagnostics.throw_if_any();
 
@@ -377,7 +379,7 @@ sdk::Params params_from_assignments(const std::vector<std::string>& assignments,
     toml::table root;
     root.insert(section, toml::table{});
     for (const std::string& assignment : assignments) {
-        apply_override(root, section + "." + assignment, diagnostics);
+        apply_override(root, section + "." + assignment, diagnostics, "--set " + assignment);
     }
     diagnostics.throw_if_any();
     std::map<std::string, SourceLocation> locations;

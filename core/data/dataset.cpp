@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -16,6 +15,7 @@
 #include "core/system/atomic_file.h"
 #include "core/system/hash.h"
 #include "core/system/read_file.h"
+#include "moelab/sdk/parallel.h"
 
 namespace moelab::core {
 
@@ -40,27 +40,15 @@ std::vector<std::int32_t> encode_documents(const sdk::Tokenizer& tokenizer,
     const std::int32_t eos = tokenizer.special_tokens().eos;
     const std::size_t workers = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
     std::vector<std::vector<std::int32_t>> pieces(workers);
-    std::vector<std::thread> threads;
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    for (std::size_t w = 0; w < workers; ++w) {
-        threads.emplace_back([&, w] {
-            try {
-                // Contiguous ranges keep the document order when the pieces are concatenated.
-                const std::size_t begin = documents.size() * w / workers;
-                const std::size_t end = documents.size() * (w + 1) / workers;
-                for (std::size_t d = begin; d < end; ++d) {
-                    tokenizer.encode(documents[d], pieces[w]);
-                    if (eos >= 0) pieces[w].push_back(eos);
-                }
-            } catch (...) {
-                std::lock_guard<std::mutex> lock(failure_mutex);
-                failure = std::current_exception();
-            }
-        });
-    }
-    for (std::thread& t : threads) t.join();
-    if (failure) std::rethrow_exception(failure);
+    sdk::run_workers(workers, [&](std::size_t w) {
+        // Contiguous ranges keep the document order when the pieces are concatenated.
+        const std::size_t begin = documents.size() * w / workers;
+        const std::size_t end = documents.size() * (w + 1) / workers;
+        for (std::size_t d = begin; d < end; ++d) {
+            tokenizer.encode(documents[d], pieces[w]);
+            if (eos >= 0) pieces[w].push_back(eos);
+        }
+    });
     std::vector<std::int32_t> ids;
     for (const auto& piece : pieces) ids.insert(ids.end(), piece.begin(), piece.end());
     return ids;

@@ -52,6 +52,11 @@ TEST_F(TokenizerCli, TrainEncodeDecodeRoundTripForEveryAlgorithm) {
                         " -o " + q(dir_ / "ids.txt") + " --threads 2");
         ASSERT_EQ(r.exit_code, 0) << r.err;
         EXPECT_NE(r.err.find("MB/s"), std::string::npos) << r.err;
+        // The same ids, in the same order, from one thread.
+        r = run_command(moelab() + " tokenizer encode " + q(tok) + " " + q(corpus_ / "test.txt") +
+                        " -o " + q(dir_ / "ids1.txt") + " --threads 1");
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        EXPECT_TRUE(read_text(dir_ / "ids1.txt") == read_text(dir_ / "ids.txt")) << algo;
         r = run_command(moelab() + " tokenizer decode " + q(tok) + " " + q(dir_ / "ids.txt") +
                         " -o " + q(dir_ / "decoded.txt"));
         ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -62,8 +67,8 @@ TEST_F(TokenizerCli, TrainEncodeDecodeRoundTripForEveryAlgorithm) {
 TEST_F(TokenizerCli, StatsMatchAHandComputation) {
     // The bytes tokenizer makes the counts obvious: "aab\n" twice -> a:4, b:2, \n:2 of 8 tokens.
     std::ofstream(dir_ / "text.txt") << "aab\naab\n";
-    std::ofstream(dir_ / "bytes.json") << R"({"type": "bytes", "version": 1})";
-    const CommandResult r = run_command(moelab() + " tokenizer stats --as bytes --json " +
+    std::ofstream(dir_ / "bytes.json") << R"({"tokenizer": "bytes", "type": "bytes", "version": 1})";
+    const CommandResult r = run_command(moelab() + " tokenizer stats --json " +
                                         q(dir_ / "bytes.json") + " " + q(dir_ / "text.txt"));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto stats = nlohmann::json::parse(r.out);
@@ -81,13 +86,46 @@ TEST_F(TokenizerCli, StatsReportScaffoldTokens) {
                           q(corpus_ / "validation.txt") + " -o " + q(tok))
                   .exit_code,
               0);
-    const CommandResult r =
+    CommandResult r =
         run_command(moelab() + " tokenizer stats " + q(tok) + " " + q(corpus_ / "test.txt"));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     for (const char* line : {"scaffold tokens", "bytes per token", "entropy", "redundancy",
                              "vocabulary           800 ids"}) {
         EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
     }
+    r = run_command(moelab() + " tokenizer stats --json " + q(tok) + " " + q(corpus_ / "test.txt"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto stats = nlohmann::json::parse(r.out);
+    const std::string scaffold = stats["facts"]["scaffold tokens"].get<std::string>();
+    const auto json = nlohmann::json::parse(read_text(tok));
+    EXPECT_GT(json["scaffold"].size(), 0u);
+    EXPECT_EQ(scaffold.substr(0, scaffold.find(' ')), std::to_string(json["scaffold"].size()));
+    EXPECT_EQ(stats["vocab_size"], 800);
+}
+
+// An LBPE file encodes the way it was trained, whatever the loader's defaults; a plain BPE file
+// loaded --as lbpe takes the options given on the command line.
+TEST_F(TokenizerCli, LbpeFileKeepsItsOwnEncodingOptions) {
+    const fs::path tok = dir_ / "lbpe.json";
+    ASSERT_EQ(run_command(moelab() + " tokenizer train --algo lbpe --vocab 400 --set length_unit=chars " +
+                          q(corpus_ / "validation.txt") + " -o " + q(tok))
+                  .exit_code,
+              0);
+    CommandResult r = run_command(moelab() + " tokenizer stats --json " + q(tok) + " " +
+                                  q(corpus_ / "test.txt"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["facts"]["encoding"],
+              "longest first (length in chars, ties by rank)");
+    const fs::path bpe = dir_ / "bpe.json";
+    ASSERT_EQ(run_command(moelab() + " tokenizer train --vocab 400 " + q(corpus_ / "validation.txt") +
+                          " -o " + q(bpe))
+                  .exit_code,
+              0);
+    r = run_command(moelab() + " tokenizer stats --json --as lbpe --set tie_break=position " + q(bpe) +
+                    " " + q(corpus_ / "test.txt"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["facts"]["encoding"],
+              "longest first (length in bytes, ties by position)");
 }
 
 TEST_F(TokenizerCli, ExportsHuggingFaceLayoutForBpeOnly) {
@@ -123,6 +161,13 @@ TEST_F(TokenizerCli, BadInputExitsTwoNamingTheProblem) {
                        "did you mean 'gpt2'?");
     expect_usage_error("train " + q(dir_ / "missing.txt") + " -o " + q(dir_ / "x.json"),
                        "missing.txt: no such file");
+    expect_usage_error("train --set foo=1 " + text + " -o " + q(dir_ / "x.json"),
+                       "--set foo=1: tokenizer.foo: unknown key in [tokenizer]");
+    expect_usage_error("train --vocab 300 " + text + " -o " + q(dir_),
+                       "is a directory; name the tokenizer file to write");
+    expect_usage_error("train --vocab 300 " + text + " -o " + q(dir_ / "nowhere" / "x.json"),
+                       "does not exist");
+    EXPECT_FALSE(fs::exists(dir_ / "x.json"));
     std::ofstream(dir_ / "broken.json") << R"({"tokenizer": "bpe", "format": "moelab-bpe"})";
     expect_usage_error("encode " + q(dir_ / "broken.json") + " " + text,
                        "broken.json: cannot load it as a 'bpe' tokenizer");
@@ -132,6 +177,7 @@ TEST_F(TokenizerCli, BadInputExitsTwoNamingTheProblem) {
                           q(dir_ / "ok.json"))
                   .exit_code,
               0);
+    expect_usage_error("encode --threads 0 " + q(dir_ / "ok.json") + " " + text, "--threads");
     std::ofstream(dir_ / "ids.txt") << "1 2 3\n4 x 5\n";
     expect_usage_error("decode " + q(dir_ / "ok.json") + " " + q(dir_ / "ids.txt"),
                        "ids.txt:2: expected token ids");

@@ -15,8 +15,8 @@ namespace fs = std::filesystem;
 
 const std::set<std::string> kStandardHeaders = {
     "algorithm", "cmath",   "cstddef", "cstdint",  "exception", "functional", "limits",
-    "map",       "memory",  "optional", "span",    "stdexcept", "string",     "string_view",
-    "tuple",     "utility", "variant",  "vector"};
+    "map",       "memory",  "mutex",    "optional", "span",     "stdexcept",  "string",
+    "string_view", "thread", "tuple",   "utility",  "variant",  "vector"};
 
 TEST(SdkHeaders, IncludeOnlyStandardLibraryLibTorchAndSdk) {
     const fs::path dir = fs::path(MOELAB_SOURCE_DIR) / "sdk" / "include" / "moelab" / "sdk";

@@ -7,7 +7,10 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
 #include <sstream>
+#include <tuple>
 
 #include "encoder.h"
 #include "moelab/sdk/error.h"
@@ -96,6 +99,97 @@ TEST(ScaffoldEncoding, DemolitionGivesTheShortestNormalDecomposition) {
     EXPECT_EQ(encoder.decode(encode(encoder, "abcab").data(), 4), "abcab");
 }
 
+// The merge loop as methods.md §10.2 states it, written out slowly: each round takes the
+// applicable pair of adjacent tokens with the best priority (the leftmost among equals) and
+// replaces its occurrences left to right, until none applies.
+Ids reference_merge(const Vocabulary& v, const EncodingOptions& options, std::string_view piece) {
+    std::map<std::string, std::int32_t> normal;
+    std::map<std::int32_t, std::size_t> first_rank;
+    for (std::int32_t id = 0; id < v.expanded_size(); ++id) {
+        if (id != kEndOfDocument && !v.is_scaffold(id)) normal[v.tokens[id]] = id;
+    }
+    std::map<std::pair<std::int32_t, std::int32_t>, std::size_t> rank_of_pair;
+    for (std::size_t r = 0; r < v.merges.size(); ++r) {
+        first_rank.emplace(v.merges[r].result, r);
+        rank_of_pair.emplace(std::make_pair(v.merges[r].left, v.merges[r].right), r);
+    }
+    // (priority, result) of a pair, or nullopt.
+    auto rule = [&](std::int32_t a, std::int32_t b)
+        -> std::optional<std::pair<std::pair<std::int64_t, std::int64_t>, std::int32_t>> {
+        if (options.policy == EncodingPolicy::kMergeRank) {
+            auto it = rank_of_pair.find({a, b});
+            if (it == rank_of_pair.end()) return std::nullopt;
+            return std::make_pair(std::make_pair(static_cast<std::int64_t>(it->second), std::int64_t{0}),
+                                  v.merges[it->second].result);
+        }
+        if (v.is_scaffold(a) || v.is_scaffold(b)) return std::nullopt;
+        auto it = normal.find(v.tokens[a] + v.tokens[b]);
+        if (it == normal.end() || it->second < kFirstLearnedId) return std::nullopt;
+        const auto length = static_cast<std::int64_t>(it->first.size());  // bytes
+        const std::int64_t tie = options.tie_break == TieBreak::kRank
+                                     ? static_cast<std::int64_t>(first_rank.at(it->second))
+                                     : 0;
+        return std::make_pair(std::make_pair(-length, tie), it->second);
+    };
+    Ids s(piece.begin(), piece.end());
+    for (auto& x : s) x = static_cast<unsigned char>(x);
+    while (true) {
+        std::optional<std::pair<std::pair<std::int64_t, std::int64_t>, std::int32_t>> best;
+        std::size_t at = 0;
+        for (std::size_t i = 0; i + 1 < s.size(); ++i) {
+            const auto r = rule(s[i], s[i + 1]);
+            if (r && (!best || r->first < best->first)) {
+                best = r;
+                at = i;
+            }
+        }
+        if (!best) return s;
+        const std::int32_t left = s[at], right = s[at + 1];
+        Ids out(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(at));
+        for (std::size_t i = at; i < s.size();) {
+            if (i + 1 < s.size() && s[i] == left && s[i + 1] == right) {
+                out.push_back(best->second);
+                i += 2;
+            } else {
+                out.push_back(s[i++]);
+            }
+        }
+        s = std::move(out);
+    }
+}
+
+// Pieces long enough for the encoder's heap-based loop (and short ones, for the scan) give the
+// reference's tokens under every policy, with and without scaffold tokens.
+TEST(MergeLoop, LongPiecesEqualTheReference) {
+    std::mt19937 rng(17);
+    // Words of a small lexicon with Zipf-like counts: long tokens that swallow their parts, so
+    // Scaffold-BPE marks some parts scaffold.
+    PretokenCounts corpus;
+    for (int w = 0; w < 300; ++w) {
+        std::string word(4 + rng() % 30, ' ');
+        for (char& c : word) c = "aabbc "[rng() % 6];
+        corpus.pieces.push_back(word);
+        corpus.counts.push_back(1 + static_cast<std::int64_t>(2000.0 / (w + 1)));
+    }
+    const Vocabulary bpe = train_bpe(corpus, {420, 2, {}});
+    const Vocabulary scaffold = train_scaffold_bpe(corpus, {420, 2, {}});
+    ASSERT_GT(scaffold.scaffold_count(), 0);
+    for (const auto& [name, vocabulary, options] :
+         std::vector<std::tuple<const char*, const Vocabulary*, EncodingOptions>>{
+             {"bpe", &bpe, kMergeRank},
+             {"lbpe rank", &bpe, kLongestByRank},
+             {"lbpe position", &bpe, kLongestByPosition},
+             {"scaffold", &scaffold, kMergeRank}}) {
+        const Encoder encoder(*vocabulary, {}, options);
+        for (int trial = 0; trial < 30; ++trial) {
+            std::string piece(trial < 5 ? 3 + rng() % 60 : 65 + rng() % 1500, ' ');
+            for (char& c : piece) c = "aabbc "[rng() % 6];
+            ASSERT_EQ(encoder.merge_pretoken(piece), reference_merge(*vocabulary, options, piece))
+                << name << ", piece of " << piece.size() << " bytes";
+        }
+    }
+}
+
 TEST(TokenizerFile, RoundTripsAndNamesWhatIsWrong) {
     TokenizerFile file;
     file.component = "scaffold-bpe";
@@ -133,6 +227,40 @@ TEST(TokenizerFile, RoundTripsAndNamesWhatIsWrong) {
     std::string bad_demolition = text;
     bad_demolition.replace(bad_demolition.rfind("[97,258]"), 8, "[97,98,99]");
     EXPECT_NE(error_of(bad_demolition).find("demolition sequence of scaffold token 259"),
+              std::string::npos);
+
+    auto replaced = [&](const std::string& from, const std::string& to) {
+        std::string changed = text;
+        const auto at = changed.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        if (at != std::string::npos) changed.replace(at, from.size(), to);
+        return error_of(changed);
+    };
+    // Ids that do not fit: never truncated to a valid one.
+    EXPECT_NE(replaced("[[97,98]", "[[4294967393,98]").find("merges must hold token ids in [0, 260), got 4294967393"),
+              std::string::npos)
+        << replaced("[[97,98]", "[[4294967393,98]");
+    EXPECT_NE(replaced("[[97,98]", "[[-1,98]").find("got -1"), std::string::npos);
+    EXPECT_NE(replaced("[[97,98]", "[[97.0,98]").find("got 97.0"), std::string::npos);
+    EXPECT_NE(replaced("\"scaffold\": [257", "\"scaffold\": [9999999999").find("scaffold must hold"),
+              std::string::npos);
+    // Wrong types name the key.
+    EXPECT_NE(replaced("\"tokens\": [", "\"tokens\": \"x\", \"unused\": [").find("'tokens' must be an array"),
+              std::string::npos);
+    EXPECT_NE(replaced("\"demolition\": {", "\"demolition\": [], \"unused\": {").find("'demolition' must be an object"),
+              std::string::npos);
+    // A deeply nested value is described by its type, not printed.
+    const std::string nested = std::string(5000, '[') + std::string(5000, ']');
+    EXPECT_NE(replaced("\"version\": 1", "\"version\": " + nested).find("version a JSON array"),
+              std::string::npos);
+    EXPECT_NE(replaced("\"version\": 1", "\"version\": 2").find("version 2 (this moelab reads version 1)"),
+              std::string::npos);
+    // Combinations no trainer writes.
+    EXPECT_NE(replaced("\"algorithm\": \"scaffold-bpe\"", "\"algorithm\": \"bpe\"").find("with scaffold tokens"),
+              std::string::npos);
+    EXPECT_NE(replaced("{\"policy\":\"merge-rank\"}",
+                       "{\"length_unit\":\"bytes\",\"policy\":\"longest-first\",\"tie_break\":\"rank\"}")
+                  .find("encoded by merge rank"),
               std::string::npos);
 }
 
@@ -252,6 +380,45 @@ TEST(HuggingFaceExport, DecodesMoelabIdsAndReproducesThemWithItsMerges) {
         for (const std::string& s : symbols) reference.push_back(vocab.at(s));
     });
     EXPECT_EQ(reference, ids);
+}
+
+// The exported pre-tokenizer for each moelab configuration: GPT-2 is ByteLevel's own regex;
+// whitespace splits first and turns ByteLevel's regex off; digit splitting goes in front.
+TEST(HuggingFaceExport, PreTokenizerFollowsTheConfiguration) {
+    TokenizerFile file;
+    file.component = "bpe";
+    file.algorithm = "bpe";
+    file.vocabulary = vocabulary_of({{"a", "b"}});
+    auto exported = [&](PretokenizerKind kind, bool digits) {
+        file.pretokenizer = {kind, digits};
+        return nlohmann::json::parse(export_hugging_face(file))["pre_tokenizer"];
+    };
+    auto expect_byte_level = [](const nlohmann::json& j, bool regex) {
+        EXPECT_EQ(j["type"], "ByteLevel");
+        EXPECT_EQ(j["use_regex"], regex);
+        EXPECT_EQ(j["add_prefix_space"], false);
+    };
+    auto expect_whitespace = [&](const nlohmann::json& j) {
+        ASSERT_EQ(j["type"], "Sequence");
+        ASSERT_EQ(j["pretokenizers"].size(), 2u);
+        EXPECT_EQ(j["pretokenizers"][0]["type"], "Split");
+        EXPECT_EQ(j["pretokenizers"][0]["pattern"]["Regex"], " ?\\S+|\\s+(?!\\S)|\\s+");
+        EXPECT_EQ(j["pretokenizers"][0]["behavior"], "Isolated");
+        expect_byte_level(j["pretokenizers"][1], false);
+    };
+    auto expect_digits_then = [](const nlohmann::json& j) {
+        EXPECT_EQ(j["type"], "Sequence");
+        EXPECT_EQ(j["pretokenizers"].size(), 2u);
+        EXPECT_EQ(j["pretokenizers"][0]["type"], "Digits");
+        EXPECT_EQ(j["pretokenizers"][0]["individual_digits"], true);
+        return j["pretokenizers"][1];
+    };
+    expect_byte_level(exported(PretokenizerKind::kGpt2, false), true);
+    expect_whitespace(exported(PretokenizerKind::kWhitespace, false));
+    expect_byte_level(expect_digits_then(exported(PretokenizerKind::kGpt2, true)), true);
+    expect_whitespace(expect_digits_then(exported(PretokenizerKind::kWhitespace, true)));
+    const auto root = nlohmann::json::parse(export_hugging_face(file));
+    EXPECT_EQ(root["decoder"]["type"], "ByteLevel");
 }
 
 TEST(HuggingFaceExport, RefusesWhatItCannotExpress) {

@@ -3,8 +3,14 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <random>
 
+#include <unistd.h>
+
+#include "pretoken_counts.h"
 #include "pretokenizer.h"
 
 namespace moelab::plugins::bpe_family {
@@ -67,6 +73,59 @@ TEST(Pretokenizer, PiecesConcatenateToAnyByteString) {
             ASSERT_EQ(joined, text);
         }
     }
+}
+
+// Counting streams the file in blocks and splits each over threads at line starts; neither may
+// change a count. The text has line starts that are no piece boundary: "\n" followed by
+// no-break spaces (U+00A0) belongs to one whitespace run with them, and a long line without a line
+// start, which blocks smaller than it must cut elsewhere without splitting a piece.
+TEST(PretokenCounts, DoNotDependOnThreadsOrBlockSize) {
+    std::mt19937 rng(5);
+    const std::vector<std::string> atoms{"word", " the", "\n", "\n\n", "  ", "\xc2\xa0",
+                                         "\n\xc2\xa0\xc2\xa0x", "12", "caf\xc3\xa9", "!",
+                                         "\n\xe2\x80\x83y", "\t", "'re", "'", " 's",
+                                         "x", "5"};
+    std::string text;
+    while (text.size() < 20000) text += atoms[rng() % atoms.size()];
+    // A 5000-byte line: blocks smaller than it hold no line start to cut at.
+    for (int i = 0; i < 500; ++i) text += atoms[rng() % 2] + atoms[5 + rng() % 3 * 3] + "'";
+    const auto path = std::filesystem::temp_directory_path() /
+                      ("moelab-pretoken-counts-" + std::to_string(::getpid()) + ".txt");
+    std::ofstream(path, std::ios::binary) << text;
+
+    for (const PretokenizerConfig& config : {PretokenizerConfig{PretokenizerKind::kGpt2, false},
+                                             PretokenizerConfig{PretokenizerKind::kWhitespace, true}}) {
+        std::map<std::string, std::int64_t> expected;
+        for_each_piece(text, config, [&](std::string_view piece) { ++expected[std::string(piece)]; });
+        for (const auto& [threads, block] : std::vector<std::pair<unsigned, std::size_t>>{
+                 {1, kDefaultBlockBytes}, {4, kDefaultBlockBytes}, {1, 97}, {3, 1000}, {2, 7}}) {
+            const PretokenCounts counts = count_pretokens({path.string()}, config, threads, block);
+            std::map<std::string, std::int64_t> got;
+            for (std::size_t i = 0; i < counts.pieces.size(); ++i) got[counts.pieces[i]] += counts.counts[i];
+            // Only the differing pieces, readable.
+            std::string differences;
+            auto escaped = [](const std::string& piece) {
+                std::string out;
+                for (unsigned char c : piece) {
+                    out += c >= 0x20 && c < 0x7f ? std::string(1, static_cast<char>(c))
+                                                 : "\\x" + std::to_string(c);
+                }
+                return out;
+            };
+            for (const auto& [piece, count] : expected) {
+                auto it = got.find(piece);
+                const std::int64_t have = it == got.end() ? 0 : it->second;
+                if (have != count) differences += escaped(piece) + ": " + std::to_string(have) + " not " + std::to_string(count) + "\n";
+            }
+            for (const auto& [piece, count] : got) {
+                if (!expected.count(piece)) differences += escaped(piece) + ": " + std::to_string(count) + " not 0\n";
+            }
+            EXPECT_EQ(differences, "") << config.kind_name() << ", " << threads << " threads, blocks of "
+                                       << block;
+            EXPECT_EQ(counts.bytes, static_cast<std::int64_t>(text.size()));
+        }
+    }
+    std::filesystem::remove(path);
 }
 
 }  // namespace

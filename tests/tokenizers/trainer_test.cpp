@@ -135,13 +135,14 @@ struct ReferenceTrainer {
 
 // A corpus of words over a small alphabet with Zipf-like counts: many overlapping pairs, ties,
 // repeated letters, and tokens that mostly live inside longer ones (scaffold candidates).
-PretokenCounts random_corpus(unsigned seed, int words) {
+PretokenCounts random_corpus(unsigned seed, int words, int lexicon_size = 60,
+                             std::string_view alphabet = "abcdab") {
     std::mt19937 rng(seed);
     std::vector<std::string> lexicon;
-    for (int i = 0; i < 60; ++i) {
+    for (int i = 0; i < lexicon_size; ++i) {
         std::string word = rng() % 3 ? " " : "";
         const int length = 2 + static_cast<int>(rng() % 8);
-        for (int k = 0; k < length; ++k) word += "abcdab"[rng() % 6];
+        for (int k = 0; k < length; ++k) word += alphabet[rng() % alphabet.size()];
         lexicon.push_back(word);
     }
     std::map<std::string, std::int64_t> counts;
@@ -175,6 +176,18 @@ TEST(BpeTrainer, MergesEqualTheTextbookAlgorithm) {
         EXPECT_EQ(trained.tokens, reference.tokens);
         EXPECT_NO_THROW(trained.validate());
     }
+}
+
+// Thousands of distinct words: far more count changes than live pairs, so the trainer's heap is
+// rebuilt from the live counts many times during training; the merges must not change.
+TEST(BpeTrainer, MergesEqualTheTextbookAlgorithmOnALargeLexicon) {
+    const PretokenCounts corpus = random_corpus(21, 30000, 3000, "abcdefghijkl");
+    ReferenceTrainer reference(corpus);
+    reference.train_bpe(900, 2);
+    const Vocabulary trained = train_bpe(corpus, {900, 2, {}});
+    ASSERT_GT(reference.merges.size(), 600u);
+    EXPECT_EQ(as_tuples(trained.merges), as_tuples(reference.merges));
+    EXPECT_EQ(trained.tokens, reference.tokens);
 }
 
 TEST(ScaffoldBpeTrainer, EqualsTheReferenceAlgorithm) {

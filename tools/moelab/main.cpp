@@ -127,9 +127,11 @@ void add_tokenizer_command(CLI::App& app, int& exit_code) {
 
     auto encode = std::make_shared<TokenizerUseArgs>();
     CLI::App* encode_cmd = tokenizer->add_subcommand(
-        "encode", "Encode text: one line of space-separated ids per input line");
+        "encode", "Encode text: one line of space-separated ids per input line (line ends are "
+                  "not encoded; decode writes one after every line)");
     add_use_options(*encode_cmd, *encode, true);
-    encode_cmd->add_option("--threads", encode->threads, "Threads (default: one per core)");
+    encode_cmd->add_option("--threads", encode->threads, "Threads (default: one per core, at most 16)")
+        ->check(CLI::Range(1, 256));
     encode_cmd->callback([&exit_code, encode] {
         exit_code = run_guarded([&] { return encode_with_tokenizer(*encode); });
     });
@@ -144,9 +146,11 @@ void add_tokenizer_command(CLI::App& app, int& exit_code) {
 
     auto stats = std::make_shared<TokenizerUseArgs>();
     CLI::App* stats_cmd = tokenizer->add_subcommand(
-        "stats", "Bytes per token, token-frequency entropy and redundancy on text files");
+        "stats", "Bytes per token, token-frequency entropy and redundancy on text files (each "
+                 "line encoded with its line end)");
     add_use_options(*stats_cmd, *stats, false);
-    stats_cmd->add_option("--threads", stats->threads, "Threads (default: one per core)");
+    stats_cmd->add_option("--threads", stats->threads, "Threads (default: one per core, at most 16)")
+        ->check(CLI::Range(1, 256));
     stats_cmd->add_flag("--json", stats->json, "Print JSON");
     stats_cmd->callback([&exit_code, stats] {
         exit_code = run_guarded([&] { return tokenizer_stats(*stats); });

@@ -22,6 +22,7 @@
 #include "core/plugin/plugin_error.h"
 #include "core/system/atomic_file.h"
 #include "core/system/read_file.h"
+#include "moelab/sdk/parallel.h"
 
 namespace moelab::cli {
 
@@ -101,14 +102,11 @@ void for_line_batches(const std::vector<std::string>& files, unsigned threads, s
     std::vector<std::string> lines;
     std::vector<std::string> outputs(threads);
     auto flush = [&] {
-        std::vector<std::thread> workers;
-        for (unsigned t = 0; t < threads; ++t) {
-            workers.emplace_back([&, t] {
-                outputs[t].clear();
-                work(lines, lines.size() * t / threads, lines.size() * (t + 1) / threads, outputs[t], t);
-            });
-        }
-        for (auto& w : workers) w.join();
+        sdk::run_workers(threads, [&](std::size_t t) {
+            outputs[t].clear();
+            work(lines, lines.size() * t / threads, lines.size() * (t + 1) / threads, outputs[t],
+                 static_cast<unsigned>(t));
+        });
         for (const std::string& o : outputs) out.write(o.data(), static_cast<std::streamsize>(o.size()));
         lines.clear();
     };
@@ -138,6 +136,16 @@ std::ofstream open_output(const std::string& path) {
 
 int train_tokenizer_file(const TokenizerTrainArgs& args) {
     require_files(args.corpus);
+    // Before training, not after minutes of it.
+    if (fs::is_directory(args.out)) {
+        throw UsageError(fmt::format("-o {}: is a directory; name the tokenizer file to write",
+                                     args.out));
+    }
+    if (const fs::path parent = fs::path(args.out).parent_path();
+        !parent.empty() && !fs::is_directory(parent)) {
+        throw UsageError(fmt::format("-o {}: the directory {} does not exist", args.out,
+                                     parent.string()));
+    }
     const core::PluginRegistry registry = load_registry({}, /*allow_refusals=*/false);
     const auto& component = find_tokenizer(registry, args.algo, "--algo");
     std::vector<std::string> options;

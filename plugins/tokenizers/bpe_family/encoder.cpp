@@ -2,6 +2,8 @@
 
 #include <functional>
 #include <limits>
+#include <queue>
+#include <tuple>
 
 #include "moelab/sdk/error.h"
 
@@ -131,6 +133,10 @@ Encoder::Encoder(const Vocabulary& vocabulary, PretokenizerConfig pretokenizer,
 Encoder::~Encoder() = default;
 
 void Encoder::merge_symbols(std::vector<std::int32_t>& s) const {
+    if (s.size() > kLongPieceSymbols) {
+        merge_long_symbols(s);
+        return;
+    }
     while (s.size() > 1) {
         std::int64_t best = std::numeric_limits<std::int64_t>::max();
         std::size_t at = s.size();
@@ -158,6 +164,78 @@ void Encoder::merge_symbols(std::vector<std::int32_t>& s) const {
         }
         s.resize(write);
     }
+}
+
+// The same rounds as the scan above in O(L log L) for a piece of L symbols (the scan is
+// O(L * rounds), quadratic for a long run of spaces, digits or punctuation). The symbols form a
+// linked list; a heap holds one entry per adjacent pair, ordered by (priority, position), and
+// entries whose symbols changed since are skipped when they surface. A round takes the best entry
+// and then every other entry of the same pair and priority, in position order -- exactly the
+// occurrences the scan replaces, left to right, non-overlapping -- and only then adds the pairs the
+// round created, as the scan's next round would see them.
+void Encoder::merge_long_symbols(std::vector<std::int32_t>& s) const {
+    struct Entry {
+        std::int64_t priority;
+        std::int32_t position, left, right, result;
+        bool operator>(const Entry& o) const {
+            return std::tie(priority, position) > std::tie(o.priority, o.position);
+        }
+    };
+    const auto n = static_cast<std::int32_t>(s.size());
+    std::vector<std::int32_t> next(static_cast<std::size_t>(n)), previous(static_cast<std::size_t>(n));
+    for (std::int32_t i = 0; i < n; ++i) {
+        next[i] = i + 1 < n ? i + 1 : -1;
+        previous[i] = i - 1;
+    }
+    std::vector<char> alive(static_cast<std::size_t>(n), 1);
+    std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
+    auto push_pair = [&](std::int32_t at) {
+        if (at < 0 || next[at] < 0) return;
+        auto it = applicable_.find(pair_key(s[at], s[next[at]]));
+        if (it != applicable_.end()) {
+            heap.push({it->second.priority, at, s[at], s[next[at]], it->second.result});
+        }
+    };
+    auto still_there = [&](const Entry& e) {
+        return alive[e.position] && s[e.position] == e.left && next[e.position] >= 0 &&
+               s[next[e.position]] == e.right;
+    };
+    for (std::int32_t i = 0; i + 1 < n; ++i) push_pair(i);
+
+    std::vector<Entry> round, deferred;
+    std::vector<std::int32_t> merged;
+    while (!heap.empty()) {
+        const Entry best = heap.top();
+        heap.pop();
+        if (!still_there(best)) continue;
+        round.assign(1, best);
+        deferred.clear();
+        while (!heap.empty() && heap.top().priority == best.priority) {
+            const Entry e = heap.top();
+            heap.pop();
+            if (!still_there(e)) continue;
+            (e.left == best.left && e.right == best.right ? round : deferred).push_back(e);
+        }
+        for (const Entry& e : deferred) heap.push(e);  // another pair of equal priority: later rounds
+        merged.clear();
+        for (const Entry& e : round) {  // ascending positions
+            if (!still_there(e)) continue;  // overlapped by the previous occurrence ("aaa")
+            const std::int32_t right = next[e.position];
+            s[e.position] = e.result;
+            alive[right] = 0;
+            next[e.position] = next[right];
+            if (next[right] >= 0) previous[next[right]] = e.position;
+            merged.push_back(e.position);
+        }
+        for (std::int32_t at : merged) {
+            if (!alive[at]) continue;
+            push_pair(previous[at]);
+            push_pair(at);
+        }
+    }
+    std::size_t write = 0;
+    for (std::int32_t i = 0; i >= 0; i = next[i]) s[write++] = s[i];
+    s.resize(write);
 }
 
 std::vector<std::int32_t> Encoder::merge_pretoken(std::string_view piece) const {

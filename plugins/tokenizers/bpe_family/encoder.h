@@ -59,7 +59,11 @@ private:
     };
     class Cache;
 
+    // Pieces longer than this take the heap-based loop (same result, O(L log L)).
+    static constexpr std::size_t kLongPieceSymbols = 64;
+
     void merge_symbols(std::vector<std::int32_t>& symbols) const;
+    void merge_long_symbols(std::vector<std::int32_t>& symbols) const;
     void encode_piece(std::string_view piece, std::vector<std::int32_t>& symbols,
                       std::vector<std::int32_t>& out) const;
 

@@ -18,8 +18,12 @@ struct PretokenCounts {
     std::int64_t bytes = 0;            // size of the text read
 };
 
-// `threads` 0: one per hardware thread. Throws sdk::Error naming a file that cannot be read.
+inline constexpr std::size_t kDefaultBlockBytes = std::size_t{64} << 20;
+
+// `threads` 0: one per hardware thread; `block_bytes`: how much text is read at a time (the counts
+// do not depend on either). Throws sdk::Error naming a file that cannot be read.
 PretokenCounts count_pretokens(const std::vector<std::string>& files,
-                               const PretokenizerConfig& config, unsigned threads = 0);
+                               const PretokenizerConfig& config, unsigned threads = 0,
+                               std::size_t block_bytes = kDefaultBlockBytes);
 
 }  // namespace moelab::plugins::bpe_family

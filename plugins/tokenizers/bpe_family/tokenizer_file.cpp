@@ -31,6 +31,14 @@ json encoding_json(const EncodingOptions& e) {
     throw sdk::Error("not a valid moelab BPE tokenizer file: " + what);
 }
 
+// A value for an error message: numbers and short strings as written, anything else by its type
+// (dumping a deeply nested value could itself fail).
+std::string described(const json& value) {
+    if (value.is_number() || value.is_boolean() || value.is_null()) return value.dump();
+    if (value.is_string() && value.get_ref<const std::string&>().size() <= 40) return value.dump();
+    return std::string("a JSON ") + value.type_name();
+}
+
 const json& member(const json& object, const char* key) {
     auto it = object.find(key);
     if (it == object.end()) bad(std::string("missing key '") + key + "'");
@@ -43,9 +51,18 @@ std::string string_member(const json& object, const char* key) {
     return value.get<std::string>();
 }
 
-std::int32_t id_value(const json& value, const char* where) {
-    if (!value.is_number_integer()) bad(std::string(where) + " must hold integer ids");
-    return value.get<std::int32_t>();
+// An id in [0, limit); anything else (a float, a negative or huge number) is an error, never a
+// truncated id.
+std::int32_t id_value(const json& value, const char* where, std::int64_t limit) {
+    const bool in_range =
+        (value.is_number_unsigned() && value.get<std::uint64_t>() < static_cast<std::uint64_t>(limit)) ||
+        (value.is_number_integer() && !value.is_number_unsigned() && value.get<std::int64_t>() >= 0 &&
+         value.get<std::int64_t>() < limit);
+    if (!in_range) {
+        bad(std::string(where) + " must hold token ids in [0, " + std::to_string(limit) + "), got " +
+            described(value));
+    }
+    return static_cast<std::int32_t>(value.get<std::int64_t>());
 }
 
 }  // namespace
@@ -100,7 +117,7 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
     if (!root.is_object()) bad("expected a JSON object");
     if (string_member(root, "format") != kFormat) bad(std::string("'format' must be \"") + kFormat + "\"");
     if (member(root, "version") != kVersion) {
-        bad("version " + member(root, "version").dump() + " (this moelab reads version " +
+        bad("version " + described(member(root, "version")) + " (this moelab reads version " +
             std::to_string(kVersion) + ")");
     }
     TokenizerFile file;
@@ -160,11 +177,8 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
     for (std::size_t r = 0; r < merges.size(); ++r) {
         const json& m = merges[r];
         if (!m.is_array() || m.size() != 2) bad("merge " + std::to_string(r) + " is not a pair of ids");
-        Merge merge{id_value(m[0], "merges"), id_value(m[1], "merges"), -1};
-        const auto size = static_cast<std::int32_t>(v.tokens.size());
-        if (merge.left < 0 || merge.left >= size || merge.right < 0 || merge.right >= size) {
-            bad("merge " + std::to_string(r) + " refers to an id outside the vocabulary");
-        }
+        const auto size = static_cast<std::int64_t>(v.tokens.size());
+        Merge merge{id_value(m[0], "merges", size), id_value(m[1], "merges", size), -1};
         auto it = id_of.find(v.tokens[merge.left] + v.tokens[merge.right]);
         if (it == id_of.end()) bad("merge " + std::to_string(r) + " produces no vocabulary token");
         merge.result = it->second;
@@ -173,9 +187,7 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
     if (auto it = root.find("scaffold"); it != root.end()) {
         if (!it->is_array()) bad("'scaffold' must be an array of ids");
         for (const json& id : *it) {
-            const std::int32_t value = id_value(id, "scaffold");
-            if (value < 0 || value >= v.expanded_size()) bad("scaffold id outside the vocabulary");
-            v.scaffold[value] = 1;
+            v.scaffold[id_value(id, "scaffold", v.expanded_size())] = 1;
         }
     }
     try {
@@ -183,8 +195,17 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
     } catch (const sdk::Error& error) {
         bad(error.what());
     }
+    // What no trainer writes: scaffold tokens in a plain BPE vocabulary, or LBPE's encoding over a
+    // Scaffold-BPE one (methods.md §7 defines LBPE over BPE only).
+    if (file.algorithm == "bpe" && v.scaffold_count() > 0) {
+        bad("algorithm \"bpe\" with scaffold tokens (only \"scaffold-bpe\" has them)");
+    }
+    if (file.algorithm == "scaffold-bpe" && file.encoding.policy != EncodingPolicy::kMergeRank) {
+        bad("a Scaffold-BPE vocabulary is encoded by merge rank, not \"longest-first\"");
+    }
     if (v.scaffold_count() > 0) {
         const json& stored = member(root, "demolition");
+        if (!stored.is_object()) bad("'demolition' must be an object of id -> id sequence");
         const auto sequences = demolition_sequences(v);
         for (std::int32_t id = 0; id < v.expanded_size(); ++id) {
             if (!v.is_scaffold(id)) continue;

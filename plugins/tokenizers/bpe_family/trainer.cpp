@@ -1,9 +1,11 @@
 #include "trainer.h"
 
+#include <functional>
 #include <optional>
 #include <queue>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 namespace moelab::plugins::bpe_family {
 
@@ -54,10 +56,7 @@ public:
                 }
             }
         }
-        for (const auto& [key, count] : pair_count_) {
-            heap_.push({count, static_cast<std::int32_t>(key >> 32),
-                        static_cast<std::int32_t>(key & 0xffffffffu)});
-        }
+        rebuild_heap();
     }
 
     // The most frequent pair, or nullopt when none is left. Drops stale heap entries.
@@ -148,6 +147,10 @@ public:
             heap_.push({count, static_cast<std::int32_t>(k >> 32),
                         static_cast<std::int32_t>(k & 0xffffffffu)});
         }
+        // Every count change pushes a new entry and leaves the old one stale; without a rebuild
+        // the heap grows with the number of changes, not pairs (tens of millions on a large
+        // corpus). Rebuilding when stale entries outnumber live ones keeps it O(pairs), amortised.
+        if (heap_.size() > 2 * pair_count_.size() + 1024) rebuild_heap();
         frequency_[result] += outcome.applied;
         frequency_[left] -= outcome.applied;
         frequency_[right] -= outcome.applied;
@@ -160,6 +163,18 @@ public:
     Vocabulary& vocabulary() { return vocabulary_; }
 
 private:
+    // The heap holds exactly the live pairs (entries are totally ordered, so ties do not depend on
+    // the hash table's order).
+    void rebuild_heap() {
+        std::vector<PairEntry> entries;
+        entries.reserve(pair_count_.size());
+        for (const auto& [key, count] : pair_count_) {
+            entries.push_back({count, static_cast<std::int32_t>(key >> 32),
+                               static_cast<std::int32_t>(key & 0xffffffffu)});
+        }
+        heap_ = std::priority_queue<PairEntry>(std::less<PairEntry>(), std::move(entries));
+    }
+
     struct Word {
         std::vector<std::int32_t> symbols;
         std::int64_t count = 0;

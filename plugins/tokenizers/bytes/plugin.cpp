@@ -10,7 +10,9 @@ namespace moelab::plugins::bytes {
 namespace {
 
 constexpr std::int32_t kEndOfDocument = 256;
-constexpr char kSerialized[] = R"({"type": "bytes", "version": 1})";
+// "tokenizer" names the component that loads the file (what `moelab tokenizer` reads); files
+// written before it was added hold only "type" and load all the same.
+constexpr char kSerialized[] = R"({"tokenizer": "bytes", "type": "bytes", "version": 1})";
 
 class ByteTokenizer : public sdk::Tokenizer {
 public:
@@ -59,4 +61,4 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::bytes
 
-MOELAB_PLUGIN("bytes", "1.0.0", "Byte-level tokenizer", moelab::plugins::bytes::register_components)
+MOELAB_PLUGIN("bytes", "1.1.0", "Byte-level tokenizer", moelab::plugins::bytes::register_components)

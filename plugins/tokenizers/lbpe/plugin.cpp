@@ -30,17 +30,21 @@ void register_components(sdk::Registrar& registrar) {
                         "Vocabulary size: 256 bytes + end-of-document token + learned tokens");
     component.params.add_choice("length_unit", "bytes", {"bytes", "chars"},
                                 "Token length for the longest-first order: bytes or Unicode "
-                                "characters");
+                                "characters (when training, or loading a plain BPE file; an LBPE "
+                                "file keeps the options it records)");
     component.params.add_choice("tie_break", "rank", {"rank", "position"},
                                 "Among equally long results: the earlier merge (rank), then the "
-                                "leftmost; or the leftmost only (position)");
+                                "leftmost; or the leftmost only (position) (when training, or "
+                                "loading a plain BPE file; an LBPE file keeps its own)");
     component.train = [](const sdk::TokenizerTrainingData& data, const sdk::Params& params) {
         return train_tokenizer(data, params, "lbpe", "bpe", encoding_from(params));
     };
-    // Any BPE vocabulary (a bpe or lbpe file); the encoding options come from the recipe.
+    // Any BPE vocabulary. A file written by lbpe is encoded as it records (the tokenizer a run
+    // trained, or one made by `moelab tokenizer train --algo lbpe`, encodes the way it was made,
+    // whatever the loader's defaults); a plain BPE file gets the options of the recipe / --set.
     component.load = [](std::string_view serialized, const sdk::Params& params) {
         TokenizerFile file = read_for(serialized, "lbpe", {"bpe"});
-        file.encoding = encoding_from(params);
+        if (file.encoding.policy != EncodingPolicy::kLongestFirst) file.encoding = encoding_from(params);
         return std::make_shared<BpeFamilyTokenizer>(std::move(file));
     };
     registrar.add_tokenizer(std::move(component));
