@@ -33,6 +33,22 @@ protected:
         corpus_ = fs::path(MOELAB_SOURCE_DIR) / "data" / "brown";
         ASSERT_TRUE(fs::exists(corpus_ / "validation.txt")) << "run `bash tools/setup.sh` first";
     }
+    // `moelab tokenizer train ARGS validation.txt -o FILE`; the file, after asserting success.
+    fs::path train_on_validation(const std::string& args, const std::string& file) {
+        const fs::path out = dir_ / file;
+        const CommandResult r = run_command(moelab() + " tokenizer train " + args + " " +
+                                            q(corpus_ / "validation.txt") + " -o " + q(out));
+        EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.err;
+        return out;
+    }
+    // `moelab tokenizer stats --json ARGS TOK test.txt`, parsed.
+    nlohmann::json stats_json(const fs::path& tok, const std::string& args = "") {
+        const CommandResult r = run_command(moelab() + " tokenizer stats --json " + args + " " +
+                                            q(tok) + " " + q(corpus_ / "test.txt"));
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        return r.exit_code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+    }
+
     fs::path corpus_;
     TempDir temp_{"moelab-tokenizer-cli"};
     const fs::path& dir_ = temp_.path();
@@ -81,21 +97,15 @@ TEST_F(TokenizerCli, StatsMatchAHandComputation) {
 }
 
 TEST_F(TokenizerCli, StatsReportScaffoldTokens) {
-    const fs::path tok = dir_ / "scaffold.json";
-    ASSERT_EQ(run_command(moelab() + " tokenizer train --algo scaffold-bpe --vocab 800 " +
-                          q(corpus_ / "validation.txt") + " -o " + q(tok))
-                  .exit_code,
-              0);
-    CommandResult r =
+    const fs::path tok = train_on_validation("--algo scaffold-bpe --vocab 800", "scaffold.json");
+    const CommandResult r =
         run_command(moelab() + " tokenizer stats " + q(tok) + " " + q(corpus_ / "test.txt"));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     for (const char* line : {"scaffold tokens", "bytes per token", "entropy", "redundancy",
                              "vocabulary           800 ids"}) {
         EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
     }
-    r = run_command(moelab() + " tokenizer stats --json " + q(tok) + " " + q(corpus_ / "test.txt"));
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    const auto stats = nlohmann::json::parse(r.out);
+    const auto stats = stats_json(tok);
     const std::string scaffold = stats["facts"]["scaffold tokens"].get<std::string>();
     const auto json = nlohmann::json::parse(read_text(tok));
     EXPECT_GT(json["scaffold"].size(), 0u);
@@ -106,25 +116,10 @@ TEST_F(TokenizerCli, StatsReportScaffoldTokens) {
 // An LBPE file encodes the way it was trained, whatever the loader's defaults; a plain BPE file
 // loaded --as lbpe takes the options given on the command line.
 TEST_F(TokenizerCli, LbpeFileKeepsItsOwnEncodingOptions) {
-    const fs::path tok = dir_ / "lbpe.json";
-    ASSERT_EQ(run_command(moelab() + " tokenizer train --algo lbpe --vocab 400 --set length_unit=chars " +
-                          q(corpus_ / "validation.txt") + " -o " + q(tok))
-                  .exit_code,
-              0);
-    CommandResult r = run_command(moelab() + " tokenizer stats --json " + q(tok) + " " +
-                                  q(corpus_ / "test.txt"));
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(nlohmann::json::parse(r.out)["facts"]["encoding"],
-              "longest first (length in chars, ties by rank)");
-    const fs::path bpe = dir_ / "bpe.json";
-    ASSERT_EQ(run_command(moelab() + " tokenizer train --vocab 400 " + q(corpus_ / "validation.txt") +
-                          " -o " + q(bpe))
-                  .exit_code,
-              0);
-    r = run_command(moelab() + " tokenizer stats --json --as lbpe --set tie_break=position " + q(bpe) +
-                    " " + q(corpus_ / "test.txt"));
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(nlohmann::json::parse(r.out)["facts"]["encoding"],
+    const fs::path lbpe = train_on_validation("--algo lbpe --vocab 400 --set length_unit=chars", "lbpe.json");
+    EXPECT_EQ(stats_json(lbpe)["facts"]["encoding"], "longest first (length in chars, ties by rank)");
+    const fs::path bpe = train_on_validation("--vocab 400", "bpe.json");
+    EXPECT_EQ(stats_json(bpe, "--as lbpe --set tie_break=position")["facts"]["encoding"],
               "longest first (length in bytes, ties by position)");
 }
 
