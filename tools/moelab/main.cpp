@@ -98,6 +98,12 @@ void add_use_options(CLI::App& command, TokenizerUseArgs& args, bool output) {
         ->allow_extra_args(false);
 }
 
+// Threads of encode and stats: they change the speed, never the output.
+void add_threads_option(CLI::App& command, int& threads) {
+    command.add_option("--threads", threads, "Threads (default: one per core, at most 16)")
+        ->check(CLI::Range(1, 256));
+}
+
 void add_tokenizer_command(CLI::App& app, int& exit_code) {
     CLI::App* tokenizer = app.add_subcommand(
         "tokenizer", "Train, apply and measure tokenizers outside a recipe");
@@ -130,8 +136,7 @@ void add_tokenizer_command(CLI::App& app, int& exit_code) {
         "encode", "Encode text: one line of space-separated ids per input line (line ends are "
                   "not encoded; decode writes one after every line)");
     add_use_options(*encode_cmd, *encode, true);
-    encode_cmd->add_option("--threads", encode->threads, "Threads (default: one per core, at most 16)")
-        ->check(CLI::Range(1, 256));
+    add_threads_option(*encode_cmd, encode->threads);
     encode_cmd->callback([&exit_code, encode] {
         exit_code = run_guarded([&] { return encode_with_tokenizer(*encode); });
     });
@@ -149,8 +154,7 @@ void add_tokenizer_command(CLI::App& app, int& exit_code) {
         "stats", "Bytes per token, token-frequency entropy and redundancy on text files (each "
                  "line encoded with its line end)");
     add_use_options(*stats_cmd, *stats, false);
-    stats_cmd->add_option("--threads", stats->threads, "Threads (default: one per core, at most 16)")
-        ->check(CLI::Range(1, 256));
+    add_threads_option(*stats_cmd, stats->threads);
     stats_cmd->add_flag("--json", stats->json, "Print JSON");
     stats_cmd->callback([&exit_code, stats] {
         exit_code = run_guarded([&] { return tokenizer_stats(*stats); });
