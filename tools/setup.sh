@@ -17,6 +17,7 @@ PACKAGES=(
     libtomlplusplus-dev libfmt-dev libboost-dev libcli11-dev nlohmann-json3-dev
     libgtest-dev libgmock-dev libbenchmark-dev
     sentencepiece
+    clang libclang-rt-14-dev
 )
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -3,12 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "core/system/atomic_file.h"
+#include "core/system/file_writer.h"
 #include "core/system/read_file.h"
 #include "core/system/remove_tree.h"
 
@@ -34,58 +33,122 @@ std::optional<std::int64_t> step_of(const fs::path& dir) {
     }
 }
 
-void prune(const fs::path& checkpoints_dir, int keep, const std::string& latest) {
+// What every reader of a checkpoint needs (evaluation and init.from read no optimizer state). A
+// save publishes all three files at once, so a step directory without optimizer.safetensors was
+// damaged afterwards; resuming from it names the missing file.
+bool is_complete(const fs::path& step_dir) {
+    std::error_code error;
+    for (const char* file : {"model.safetensors", "state.json"}) {
+        if (!fs::is_regular_file(step_dir / file, error)) return false;
+    }
+    return true;
+}
+
+// Complete step directories, oldest first.
+std::vector<std::pair<std::int64_t, fs::path>> complete_steps(const fs::path& checkpoints_dir) {
     std::vector<std::pair<std::int64_t, fs::path>> steps;
-    for (const auto& entry : fs::directory_iterator(checkpoints_dir)) {
-        const std::string name = entry.path().filename().string();
-        if (name.rfind(".tmp-", 0) == 0) {
-            remove_tree(entry.path());  // a save that never finished
-        } else if (auto step = step_of(entry.path()); step && entry.is_directory()) {
-            steps.emplace_back(*step, entry.path());
+    std::error_code error;
+    for (fs::directory_iterator it(checkpoints_dir, error), end; !error && it != end;
+         it.increment(error)) {
+        if (auto step = step_of(it->path()); step && is_complete(it->path())) {
+            steps.emplace_back(*step, it->path());
         }
     }
     std::sort(steps.begin(), steps.end());
-    const std::size_t excess = steps.size() > static_cast<std::size_t>(std::max(1, keep))
-                                   ? steps.size() - static_cast<std::size_t>(std::max(1, keep))
-                                   : 0;
+    return steps;
+}
+
+void prune(const fs::path& checkpoints_dir, int keep, const std::string& latest) {
+    const auto steps = complete_steps(checkpoints_dir);
+    const std::size_t kept = static_cast<std::size_t>(std::max(1, keep));
+    const std::size_t excess = steps.size() > kept ? steps.size() - kept : 0;
     for (std::size_t i = 0; i < excess; ++i) {
         if (steps[i].second.filename() != latest) remove_tree(steps[i].second);
     }
 }
 
+std::string temporary_name(const std::string& name) {
+    return fmt::format(".tmp-{}-{}", name, ::getpid());
+}
+
+// Writes the checkpoint files into `dir` and syncs them.
+void write_files(const fs::path& dir, std::int64_t step, const CheckpointContents& contents) {
+    CheckpointState state = contents.state;
+    state.step = step;
+    const std::map<std::string, std::string> metadata = {{"format", kCheckpointFormat},
+                                                         {"step", std::to_string(step)}};
+    write_safetensors(dir / "model.safetensors", contents.model, metadata);
+    write_safetensors(dir / "optimizer.safetensors", contents.optimizer, metadata);
+    const std::string text = to_json(state).dump(2) + "\n";
+    FileWriter out(dir / "state.json");
+    out.write(text.data(), text.size());
+    out.close();
+    for (const char* file : {"model.safetensors", "optimizer.safetensors", "state.json"}) {
+        sync_path(dir / file);
+    }
+    sync_path(dir);
+}
+
 }  // namespace
+
+std::optional<fs::path> newest_checkpoint(const fs::path& checkpoints_dir) {
+    const auto steps = complete_steps(checkpoints_dir);
+    if (steps.empty()) return std::nullopt;
+    return steps.back().second;
+}
+
+int clean_interrupted_saves(const fs::path& checkpoints_dir) {
+    int removed = 0;
+    std::error_code error;
+    std::vector<fs::path> leftovers;
+    for (fs::directory_iterator it(checkpoints_dir, error), end; !error && it != end;
+         it.increment(error)) {
+        const std::string name = it->path().filename().string();
+        if (name.rfind(".tmp-", 0) == 0 ||
+            name.rfind(std::string(".") + kLatest + ".tmp.", 0) == 0) {
+            leftovers.push_back(it->path());
+        }
+    }
+    for (const fs::path& leftover : leftovers) {
+        remove_tree(leftover);
+        ++removed;
+    }
+    return removed;
+}
 
 fs::path save_checkpoint(const fs::path& checkpoints_dir, std::int64_t step,
                          const CheckpointContents& contents, int keep, const SaveHooks& hooks) {
-    fs::create_directories(checkpoints_dir);
     const std::string name = kStepPrefix + std::to_string(step);
-    const fs::path tmp = checkpoints_dir / fmt::format(".tmp-{}-{}", name, ::getpid());
-    remove_tree(tmp);
-    fs::create_directories(tmp);
-
-    nlohmann::json state = contents.state;
-    state["step"] = step;
-    state["format"] = "moelab-checkpoint-1";
-    write_safetensors(tmp / "model.safetensors", contents.model,
-                      {{"format", "moelab-checkpoint-1"}, {"step", std::to_string(step)}});
-    write_safetensors(tmp / "optimizer.safetensors", contents.optimizer,
-                      {{"format", "moelab-checkpoint-1"}, {"step", std::to_string(step)}});
-    {
-        std::ofstream out(tmp / "state.json");
-        out << state.dump(2) << '\n';
-        if (!out) throw CheckpointError("cannot write " + (tmp / "state.json").string());
+    const fs::path tmp = checkpoints_dir / temporary_name(name);
+    try {
+        fs::create_directories(checkpoints_dir);
+        clean_interrupted_saves(checkpoints_dir);
+        fs::create_directories(tmp);
+        write_files(tmp, step, contents);
+        if (hooks.before_publish) hooks.before_publish();
+    } catch (const std::exception& error) {
+        // Nothing was published: the previous checkpoint and `latest` are untouched.
+        try {
+            remove_tree(tmp);
+        } catch (const std::exception&) {
+        }
+        if (const auto* file_error = dynamic_cast<const FileError*>(&error)) {
+            throw CheckpointError(
+                fmt::format("saving checkpoint {} failed: {}", name, file_error->what()));
+        }
+        if (const auto* fs_error = dynamic_cast<const fs::filesystem_error*>(&error)) {
+            throw CheckpointError(fmt::format("saving checkpoint {} failed: {}: {}", name,
+                                              printable_path(fs_error->path1()),
+                                              fs_error->code().message()));
+        }
+        throw;
     }
-    for (const char* file : {"model.safetensors", "optimizer.safetensors", "state.json"}) {
-        sync_path(tmp / file);
-    }
-    sync_path(tmp);
-    if (hooks.before_publish) hooks.before_publish();
 
     const fs::path final_dir = checkpoints_dir / name;
     if (fs::exists(final_dir)) {
         // Saving the same step again (after a resume): move the old one aside first, since a
         // directory cannot be renamed over a non-empty one.
-        const fs::path old = checkpoints_dir / fmt::format(".tmp-old-{}-{}", name, ::getpid());
+        const fs::path old = checkpoints_dir / temporary_name("old-" + name);
         fs::rename(final_dir, old);
         fs::rename(tmp, final_dir);
         remove_tree(old);
@@ -99,34 +162,38 @@ fs::path save_checkpoint(const fs::path& checkpoints_dir, std::int64_t step,
 }
 
 fs::path resolve_checkpoint(const fs::path& path) {
-    if (fs::exists(path / "model.safetensors")) return path;
-    for (const fs::path& dir : {path, path / "checkpoints"}) {
-        const fs::path latest = dir / kLatest;
-        if (!fs::exists(latest)) continue;
-        std::string name = read_file(latest);
-        name.erase(name.find_last_not_of(" \n\r\t") + 1);
-        const fs::path step_dir = dir / name;
-        if (!fs::exists(step_dir / "model.safetensors")) {
-            throw CheckpointError(fmt::format("{} names '{}', which is not a complete checkpoint",
-                                              latest.string(), name));
+    std::error_code error;
+    if (fs::is_regular_file(path / "model.safetensors", error)) return path;
+    for (const fs::path& dir : {path / "checkpoints", path}) {
+        if (!fs::is_directory(dir, error)) continue;
+        const auto steps = complete_steps(dir);
+        if (!steps.empty()) return steps.back().second;
+        if (fs::exists(dir / kLatest, error)) {
+            throw CheckpointError(fmt::format(
+                "{}: no complete checkpoint (a step-N directory with model.safetensors and "
+                "state.json), although '{}' exists",
+                printable_path(dir), kLatest));
         }
-        return step_dir;
     }
     throw CheckpointError(fmt::format(
         "no checkpoint at {} (expected a run directory, its checkpoints directory, or a "
         "step-N directory)",
-        path.string()));
+        printable_path(path)));
 }
 
-LoadedCheckpoint load_checkpoint(const fs::path& step_dir) {
+LoadedCheckpoint load_checkpoint(const fs::path& step_dir, CheckpointParts parts) {
     LoadedCheckpoint loaded;
     loaded.directory = step_dir;
     loaded.model = read_safetensors(step_dir / "model.safetensors").tensors;
-    loaded.optimizer = read_safetensors(step_dir / "optimizer.safetensors").tensors;
+    if (parts == CheckpointParts::kModelAndOptimizer) {
+        loaded.optimizer = read_safetensors(step_dir / "optimizer.safetensors").tensors;
+    }
+    const fs::path state_file = step_dir / "state.json";
     try {
-        loaded.state = nlohmann::json::parse(read_file(step_dir / "state.json"));
-    } catch (const nlohmann::json::exception& e) {
-        throw CheckpointError(fmt::format("{}: {}", (step_dir / "state.json").string(), e.what()));
+        loaded.state = parse_checkpoint_state(
+            read_file(state_file, kMaxSmallFileBytes, "state file"), printable_path(state_file));
+    } catch (const FileError& error) {
+        throw CheckpointError(error.what());
     }
     return loaded;
 }

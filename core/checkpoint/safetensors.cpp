@@ -8,11 +8,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/system/file_writer.h"
+#include "core/system/read_file.h"
+
 namespace moelab::core {
 
 namespace {
-
-constexpr std::uint64_t kMaxHeaderBytes = 100u << 20;
 
 const std::vector<std::pair<at::ScalarType, std::string>>& dtype_names() {
     static const std::vector<std::pair<at::ScalarType, std::string>> names = {
@@ -63,87 +64,49 @@ void write_safetensors(const std::filesystem::path& file, const std::vector<Name
     text.append((8 - text.size() % 8) % 8, ' ');
     const std::uint64_t header_size = text.size();
 
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    if (!out) throw CheckpointError("cannot create " + file.string());
-    out.write(reinterpret_cast<const char*>(&header_size), 8);  // little-endian hosts
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    FileWriter out(file);
+    out.write(&header_size, 8);  // little-endian hosts
+    out.write(text.data(), text.size());
     for (const at::Tensor& t : contiguous) {
-        out.write(static_cast<const char*>(t.data_ptr()),
-                  static_cast<std::streamsize>(t.numel() * t.element_size()));
+        out.write(t.data_ptr(), t.numel() * t.element_size());
     }
-    out.flush();
-    if (!out) throw CheckpointError("cannot write " + file.string());
+    out.close();
 }
 
 SafetensorsContents read_safetensors(const std::filesystem::path& file) {
     auto fail = [&](const std::string& what) -> CheckpointError {
-        return CheckpointError(fmt::format("{}: not a valid safetensors file: {}", file.string(),
-                                           what));
+        return CheckpointError(
+            fmt::format("{}: not a valid safetensors file: {}", printable_path(file), what));
     };
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw CheckpointError("cannot open " + file.string());
-    const std::uint64_t file_size = std::filesystem::file_size(file);
-    std::uint64_t header_size = 0;
-    in.read(reinterpret_cast<char*>(&header_size), 8);
-    if (!in || header_size > kMaxHeaderBytes || 8 + header_size > file_size) {
-        throw fail("header size field is out of range");
-    }
-    std::string text(header_size, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(header_size));
-    nlohmann::json header;
+    std::string bytes;
     try {
-        header = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-        throw fail(std::string("header is not JSON: ") + e.what());
+        bytes = read_file(file, kMaxCheckpointFileBytes, "checkpoint file");
+    } catch (const FileError& error) {
+        throw CheckpointError(error.what());
     }
-    if (!header.is_object()) throw fail("header is not a JSON object");
-
-    const std::uint64_t buffer_size = file_size - 8 - header_size;
+    std::uint64_t header_size = 0;
+    if (bytes.size() < 8) throw fail("shorter than its 8-byte header size field");
+    std::memcpy(&header_size, bytes.data(), 8);
+    if (header_size > kMaxSafetensorsHeaderBytes || header_size > bytes.size() - 8) {
+        throw fail("the header size field is out of range");
+    }
+    const std::uint64_t buffer_size = bytes.size() - 8 - header_size;
+    SafetensorsLayout layout;
+    try {
+        layout =
+            parse_safetensors_layout(std::string_view(bytes).substr(8, header_size), buffer_size);
+    } catch (const CheckpointError& error) {
+        throw fail(error.what());
+    }
     SafetensorsContents contents;
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> spans;
-    std::string buffer(buffer_size, '\0');
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer_size));
-    if (!in) throw fail("truncated data section");
-    for (const auto& [name, entry] : header.items()) {
-        if (name == "__metadata__") {
-            for (const auto& [key, value] : entry.items()) {
-                if (!value.is_string()) throw fail("metadata values must be strings");
-                contents.metadata[key] = value.get<std::string>();
-            }
-            continue;
-        }
-        if (!entry.contains("dtype") || !entry.contains("shape") ||
-            !entry.contains("data_offsets")) {
-            throw fail(fmt::format("entry '{}' lacks dtype, shape or data_offsets", name));
-        }
-        const at::ScalarType type = scalar_type_of(entry["dtype"].get<std::string>());
-        const std::vector<std::int64_t> shape = entry["shape"].get<std::vector<std::int64_t>>();
-        const auto offsets = entry["data_offsets"].get<std::vector<std::uint64_t>>();
-        std::int64_t numel = 1;
-        for (std::int64_t d : shape) {
-            if (d < 0) throw fail(fmt::format("entry '{}' has a negative dimension", name));
-            numel *= d;
-        }
-        const std::uint64_t bytes = static_cast<std::uint64_t>(numel) * c10::elementSize(type);
-        if (offsets.size() != 2 || offsets[1] < offsets[0] || offsets[1] - offsets[0] != bytes ||
-            offsets[1] > buffer_size) {
-            throw fail(fmt::format("entry '{}' has data_offsets inconsistent with its dtype, "
-                                   "shape or the file size",
-                                   name));
-        }
-        spans.emplace_back(offsets[0], offsets[1]);
-        at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(type));
-        std::memcpy(tensor.data_ptr(), buffer.data() + offsets[0], bytes);
-        contents.tensors.emplace(name, std::move(tensor));
+    contents.metadata = std::move(layout.metadata);
+    const char* buffer = bytes.data() + 8 + header_size;
+    for (const SafetensorsEntry& entry : layout.entries) {
+        at::Tensor tensor =
+            at::empty(entry.shape, at::TensorOptions().dtype(scalar_type_of(entry.dtype)));
+        std::memcpy(tensor.data_ptr(), buffer + entry.begin, entry.end - entry.begin);
+        contents.tensors.emplace(entry.name, std::move(tensor));
     }
-    // The buffer must be covered exactly.
-    std::sort(spans.begin(), spans.end());
-    std::uint64_t covered = 0;
-    for (const auto& [begin, end] : spans) {
-        if (begin != covered) throw fail("data section has holes or overlapping tensors");
-        covered = end;
-    }
-    if (covered != buffer_size) throw fail("data section has bytes no tensor owns");
     return contents;
 }
 

@@ -16,12 +16,10 @@
 
 #include <ATen/ATen.h>
 
-namespace moelab::core {
+#include "core/checkpoint/checkpoint_error.h"
+#include "core/checkpoint/safetensors_layout.h"
 
-class CheckpointError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
+namespace moelab::core {
 
 struct NamedTensor {
     std::string name;
@@ -33,7 +31,8 @@ std::string safetensors_dtype(at::ScalarType type);
 at::ScalarType scalar_type_of(const std::string& safetensors_dtype);
 
 // Writes the file (not atomically: checkpoint.cpp writes into a temporary directory). Tensors are
-// stored in the order given; names must be unique.
+// stored in the order given; names must be unique. CheckpointError with errno's reason (a full
+// disk says so).
 void write_safetensors(const std::filesystem::path& file, const std::vector<NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

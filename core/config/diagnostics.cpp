@@ -6,15 +6,17 @@
 
 #include <fmt/format.h>
 
+#include "core/system/printable.h"
+
 namespace moelab::core {
 
 namespace {
 
 std::string join_issues(const std::vector<ConfigIssue>& issues) {
     std::string text;
-    for (const ConfigIssue& issue : issues) {
+    for (const std::string& line : format_issues(issues)) {
         if (!text.empty()) text += '\n';
-        text += format_issue(issue);
+        text += line;
     }
     return text;
 }
@@ -22,14 +24,31 @@ std::string join_issues(const std::vector<ConfigIssue>& issues) {
 }  // namespace
 
 std::string format_issue(const ConfigIssue& issue) {
-    std::string where = issue.location.file.empty() ? std::string("<recipe>") : issue.location.file;
+    // Everything quoted from a user's file is made printable: one line, escaped, shortened.
+    std::string where =
+        issue.location.file.empty() ? std::string("<recipe>") : printable(issue.location.file, 160);
     // Command-line overrides are one line of their own: their position adds nothing.
     const bool from_command_line = where.rfind("--set ", 0) == 0;
     if (issue.location.line > 0 && !from_command_line) {
         where += fmt::format(":{}:{}", issue.location.line, issue.location.column);
     }
-    if (issue.key.empty()) return fmt::format("{}: {}", where, issue.message);
-    return fmt::format("{}: {}: {}", where, issue.key, issue.message);
+    const std::string message = printable(issue.message, 600);
+    if (issue.key.empty()) return fmt::format("{}: {}", where, message);
+    return fmt::format("{}: {}: {}", where, printable(issue.key, 120), message);
+}
+
+std::vector<std::string> format_issues(const std::vector<ConfigIssue>& issues,
+                                       std::size_t max_issues) {
+    std::vector<std::string> lines;
+    for (std::size_t i = 0; i < issues.size() && i < max_issues; ++i) {
+        lines.push_back(format_issue(issues[i]));
+    }
+    if (issues.size() > max_issues) {
+        lines.push_back(fmt::format("... and {} more error{} (the first {} are shown)",
+                                    issues.size() - max_issues,
+                                    issues.size() - max_issues == 1 ? "" : "s", max_issues));
+    }
+    return lines;
 }
 
 ConfigError::ConfigError(std::vector<ConfigIssue> issues)

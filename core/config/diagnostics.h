@@ -4,6 +4,7 @@
 // reports says file:line:column, the key path, what was expected and what was found; the CLI
 // prints them all and exits with code 2.
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,8 +23,15 @@ struct ConfigIssue {
     std::string message;
 };
 
-// "recipes/a.toml:12:3: train.steps: expected an integer >= 1, got -3"
+// "recipes/a.toml:12:3: train.steps: expected an integer >= 1, got -3". File, key and message
+// are escaped and shortened (core/system/printable.h): one line, whatever the recipe holds.
 std::string format_issue(const ConfigIssue& issue);
+
+// The issues as lines, at most `max_issues` of them, then "... and N more errors": a recipe with
+// 200,000 unknown keys gets a screenful, not 200,000 lines.
+inline constexpr std::size_t kMaxReportedIssues = 50;
+std::vector<std::string> format_issues(const std::vector<ConfigIssue>& issues,
+                                       std::size_t max_issues = kMaxReportedIssues);
 
 class ConfigError : public std::runtime_error {
 public:

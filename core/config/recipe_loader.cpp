@@ -1,14 +1,13 @@
 #include "core/config/recipe_loader.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "core/config/options_schema.h"
 #include "core/config/suggest.h"
 #include "core/config/toml_params.h"
+#include "core/system/read_file.h"
 
 namespace moelab::core {
 
@@ -33,16 +32,21 @@ namespace {
 
 toml::table parse_file(const std::filesystem::path& file, const SourceLocation& referenced_at,
                        const std::string& referencing_key) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-        const std::string why = std::filesystem::exists(file) ? "cannot be read" : "does not exist";
-        throw ConfigError(ConfigIssue{referenced_at, referencing_key,
-                                      fmt::format("recipe file '{}' {}", file.string(), why)});
-    }
-    std::stringstream text;
-    text << in.rdbuf();
+    std::string text;
     try {
-        return toml::parse(text.str(), file.string());
+        text = read_file(file, kMaxRecipeBytes, "recipe file");
+    } catch (const FileError& error) {
+        // The top-level recipe is named by the location itself; a base recipe by its extends line.
+        if (referencing_key.empty()) {
+            throw ConfigError(
+                ConfigIssue{referenced_at, "", error.reason() + " (expected a recipe file, TOML)"});
+        }
+        throw ConfigError(ConfigIssue{referenced_at, referencing_key,
+                                      fmt::format("'{}' {} (expected a base recipe file, TOML)",
+                                                  printable_path(file), error.reason())});
+    }
+    try {
+        return toml::parse(text, file.string());
     } catch (const toml::parse_error& error) {
         throw ConfigError(ConfigIssue{location_of(error.source()), "",
                                       fmt::format("TOML syntax error: {}", error.description())});
@@ -81,7 +85,12 @@ toml::table load_with_extends(const std::filesystem::path& file,
                               std::vector<std::filesystem::path>& chain,
                               const SourceLocation& referenced_at,
                               const std::string& referencing_key) {
-    const std::filesystem::path canonical = std::filesystem::weakly_canonical(file);
+    // Read first: a path that cannot be a recipe (a FIFO, /dev/zero, a name too long) is reported
+    // as such before anything else looks at it.
+    toml::table root = parse_file(file, referenced_at, referencing_key);
+    std::error_code error;
+    std::filesystem::path canonical = std::filesystem::weakly_canonical(file, error);
+    if (error) canonical = file.lexically_normal();
     if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
         std::string cycle;
         for (const auto& link : chain) cycle += link.string() + " -> ";
@@ -89,7 +98,6 @@ toml::table load_with_extends(const std::filesystem::path& file,
                                       "extends cycle: " + cycle + canonical.string()});
     }
     chain.push_back(canonical);
-    toml::table root = parse_file(file, referenced_at, referencing_key);
     toml::node* extends = root.get("extends");
     if (extends == nullptr) return root;
 
@@ -306,6 +314,10 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
 }  // namespace
 
 Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+    if (file.empty()) {
+        throw ConfigError(ConfigIssue{
+            {"command line", 0, 0}, "", "the recipe path is empty (expected a recipe file, TOML)"});
+    }
     std::vector<std::filesystem::path> chain;
     toml::table root = load_with_extends(file, chain, SourceLocation{file.string(), 0, 0}, "");
 

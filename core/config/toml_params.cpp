@@ -1,5 +1,7 @@
 #include "core/config/toml_params.h"
 
+#include "core/system/printable.h"
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -99,8 +101,8 @@ std::optional<sdk::ParamValue> convert(const toml::node& node, const sdk::ParamS
             const std::string& text = v->get();
             if (!spec.choices.empty() &&
                 std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end()) {
-                return fail(fmt::format("expected {}, got \"{}\"{}", expectation(spec), text,
-                                        did_you_mean(text, spec.choices)));
+                return fail(fmt::format("expected {}, got \"{}\"{}", expectation(spec),
+                                        printable(text, 80), did_you_mean(text, spec.choices)));
             }
             return sdk::ParamValue(text);
         }
@@ -162,7 +164,7 @@ std::string describe_node(const toml::node& node) {
         case toml::node_type::table: return "a table";
         case toml::node_type::array: return "an array";
         case toml::node_type::string:
-            return fmt::format("string \"{}\"", node.as_string()->get());
+            return fmt::format("string \"{}\"", printable(node.as_string()->get(), 80));
         case toml::node_type::integer: return fmt::format("integer {}", node.as_integer()->get());
         case toml::node_type::floating_point:
             return fmt::format("float {}", node.as_floating_point()->get());
@@ -196,7 +198,11 @@ sdk::Params read_params(const toml::table& table, const sdk::ParamSchema& schema
         const sdk::ParamSpec* spec = schema.find(name);
         if (spec == nullptr) {
             const std::string where = prefix.empty() ? "at the top level" : "in [" + prefix + "]";
-            diagnostics.add(location_of(key.source()), path,
+            // A key made by --set may lose its own position in toml++'s tables; its value keeps
+            // the --set that made it.
+            const SourceLocation at =
+                key.source().path ? location_of(key.source()) : location_of(node.source());
+            diagnostics.add(at, path,
                             fmt::format("unknown key {}{}", where, did_you_mean(name, known)));
             continue;
         }

@@ -1,6 +1,13 @@
 #include "core/data/corpus.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <fmt/format.h>
+
+#include "core/system/file_error.h"
 
 namespace moelab::core {
 
@@ -50,6 +57,38 @@ void check_corpus(const Recipe& recipe) {
                 fmt::format("corpus split '{}' is missing or empty{}", file.string(), hint)});
         }
     }
+}
+
+void check_cache_dir(const Recipe& recipe) {
+    const fs::path dir = recipe.data.cache_dir;
+    const SourceLocation at = recipe.location_of("data.cache_dir");
+    auto fail = [&](const std::string& message) {
+        throw ConfigError(ConfigIssue{at, "data.cache_dir", message});
+    };
+    // The nearest part of the path that exists must be a directory we can create entries in.
+    fs::path existing = dir.empty() ? fs::path(".") : dir;
+    std::error_code error;
+    while (!fs::exists(existing, error)) {
+        if (!existing.has_parent_path() || existing.parent_path() == existing) {
+            existing = ".";
+            break;
+        }
+        existing = existing.parent_path();
+    }
+    if (!fs::is_directory(existing, error)) {
+        fail(fmt::format("'{}' is not a directory (expected a directory for token caches)",
+                         printable_path(existing)));
+    }
+    // Create and remove a probe directory: only an attempt tells (root passes access(2) checks,
+    // and /proc or a read-only mount refuse anyway).
+    std::string probe = (existing / ".moelab-probe-XXXXXX").string();
+    if (::mkdtemp(probe.data()) == nullptr) {
+        fail(
+            fmt::format("cannot create the cache directory '{}': '{}' does not accept new "
+                        "entries: {}",
+                        printable_path(dir), printable_path(existing), errno_text(errno)));
+    }
+    ::rmdir(probe.c_str());
 }
 
 }  // namespace moelab::core

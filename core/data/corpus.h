@@ -25,4 +25,8 @@ CorpusFiles corpus_files(const DataOptions& data);
 // ConfigError at data.corpus when the directory or a split file is missing or empty.
 void check_corpus(const Recipe& recipe);
 
+// ConfigError at data.cache_dir when the cache directory cannot be created or written (a path
+// through a file, /proc, a read-only mount). Creates nothing.
+void check_cache_dir(const Recipe& recipe);
+
 }  // namespace moelab::core

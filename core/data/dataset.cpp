@@ -70,6 +70,14 @@ void write_token_file(const fs::path& file, const std::vector<std::int32_t>& ids
 // nullopt if the file is missing or does not look like a complete token file.
 std::optional<std::vector<std::int32_t>> read_token_file(const fs::path& file,
                                                          std::int64_t vocab_size) {
+    // The size must match the header before anything is allocated: a damaged count must not
+    // become a huge allocation.
+    std::uint64_t file_size = 0;
+    try {
+        file_size = regular_file_size(file, "token cache file");
+    } catch (const FileError&) {
+        return std::nullopt;
+    }
     std::ifstream in(file, std::ios::binary);
     if (!in) return std::nullopt;
     char magic[8];
@@ -78,7 +86,8 @@ std::optional<std::vector<std::int32_t>> read_token_file(const fs::path& file,
     in.read(reinterpret_cast<char*>(&count), 8);
     in.read(reinterpret_cast<char*>(&vocab), 8);
     if (!in || std::memcmp(magic, kTokenFileMagic, 8) != 0 ||
-        vocab != static_cast<std::uint64_t>(vocab_size)) {
+        vocab != static_cast<std::uint64_t>(vocab_size) || file_size < 24 ||
+        count != (file_size - 24) / 4 || (file_size - 24) % 4 != 0) {
         return std::nullopt;
     }
     std::vector<std::int32_t> ids(count);
@@ -119,7 +128,7 @@ Dataset Dataset::prepare(const ResolvedRecipe& resolved,
                             (component.component.name + "-" + key.hex() + ".txt");
     std::string serialized;
     if (fs::exists(cached)) {
-        serialized = read_file(cached);
+        serialized = read_file(cached, kMaxTokenizerBytes, "tokenizer file");
         log(fmt::format("tokenizer '{}': loaded from {}", component.component.name,
                         cached.string()));
     } else {
@@ -165,7 +174,8 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
             ids = std::move(*loaded);
             continue;
         }
-        const std::vector<std::string> documents = split_documents(read_file(file));
+        const std::vector<std::string> documents =
+            split_documents(read_file(file, kMaxCorpusFileBytes, "corpus file"));
         ids = call_plugin(*component.plugin, "encoding the corpus",
                           [&] { return encode_documents(*dataset.tokenizer_, documents); });
         for (std::int32_t id : ids) {

@@ -1,7 +1,12 @@
 #include "core/plugin/loader.h"
 
+#include <dlfcn.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <optional>
 #include <set>
 #include <system_error>
 
@@ -10,6 +15,7 @@
 
 #include "core/plugin/fingerprint_check.h"
 #include "core/plugin/plugin_error.h"
+#include "core/system/file_error.h"
 #include "moelab/sdk/plugin.h"
 
 namespace moelab::core {
@@ -28,6 +34,34 @@ fs::path executable_directory() {
 }
 
 std::string descriptor_string(const char* text) { return text == nullptr ? "" : text; }
+
+// Why `file` cannot be a loadable shared object, judged from its ELF header, or nullopt. Handing
+// the dynamic linker a text file or a truncated library gives only an opaque error.
+std::optional<std::string> not_a_shared_object(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return fmt::format("cannot be opened: {}", errno_text(errno));
+    unsigned char header[18] = {};
+    in.read(reinterpret_cast<char*>(header), sizeof header);
+    if (in.gcount() < static_cast<std::streamsize>(sizeof header) || header[0] != 0x7f ||
+        header[1] != 'E' || header[2] != 'L' || header[3] != 'F') {
+        return std::string("cannot be loaded: it is not a shared library (no ELF header)");
+    }
+    const int type = header[16] | (header[17] << 8);  // e_type, little-endian hosts
+    if (type != 3 /* ET_DYN */) {
+        return std::string("cannot be loaded: it is an ELF file but not a shared library");
+    }
+    return std::nullopt;
+}
+
+std::string dynamic_linker_error(const fs::path& file) {
+    void* handle = ::dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle != nullptr) {
+        ::dlclose(handle);
+        return "unknown reason (it loads when tried again)";
+    }
+    const char* text = ::dlerror();
+    return text == nullptr ? std::string("unknown reason") : std::string(text);
+}
 
 }  // namespace
 
@@ -70,12 +104,18 @@ void load_plugin_file(const fs::path& file, PluginRegistry& registry) {
         registry.add_refusal(PluginRefusal{file, std::move(reason)});
     };
 
+    if (auto problem = not_a_shared_object(file)) {
+        refuse(*problem);
+        return;
+    }
     std::shared_ptr<boost::dll::shared_library> library;
     try {
         library = std::make_shared<boost::dll::shared_library>(
             file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-    } catch (const std::exception& error) {
-        refuse(fmt::format("cannot be loaded: {}", error.what()));
+    } catch (const std::exception&) {
+        // Boost's text wraps the dynamic linker's; the linker's own words say what is missing.
+        refuse(
+            fmt::format("cannot be loaded by the dynamic linker: {}", dynamic_linker_error(file)));
         return;
     }
     if (!library->has(sdk::kPluginEntrySymbol)) {

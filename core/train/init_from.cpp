@@ -27,6 +27,18 @@ std::pair<at::Tensor, at::Tensor> partition_swiglu(const at::Tensor& w_in, const
     return {experts_in.contiguous(), experts_out.contiguous()};
 }
 
+void check_init_source(const Recipe& recipe) {
+    if (recipe.init.from.empty()) return;
+    try {
+        resolve_checkpoint(recipe.init.from);
+    } catch (const CheckpointError& error) {
+        throw ConfigError(ConfigIssue{recipe.location_of("init.from"), "init.from",
+                                      std::string(error.what()) +
+                                          " (relative paths are relative to the working "
+                                          "directory)"});
+    }
+}
+
 InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe,
                            const std::string& tokenizer) {
     const InitOptions& init = recipe.init;
@@ -42,7 +54,7 @@ InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe,
     LoadedCheckpoint source;
     try {
         const std::filesystem::path step_dir = resolve_checkpoint(init.from);
-        source = load_checkpoint(step_dir);
+        source = load_checkpoint(step_dir, CheckpointParts::kModel);
         report.checkpoint = step_dir.string();
     } catch (const CheckpointError& error) {
         fail("init.from", error.what());
@@ -50,7 +62,8 @@ InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe,
     // A checkpoint lives in RUN/checkpoints/step-N; the run keeps its tokenizer next to them.
     const std::filesystem::path source_tokenizer =
         std::filesystem::path(report.checkpoint).parent_path().parent_path() / "tokenizer.txt";
-    if (std::filesystem::exists(source_tokenizer) && read_file(source_tokenizer) != tokenizer) {
+    if (std::filesystem::exists(source_tokenizer) &&
+        read_file(source_tokenizer, kMaxTokenizerBytes, "tokenizer file") != tokenizer) {
         fail("init.from", fmt::format("{} was trained with another tokenizer ({}); its embeddings "
                                       "would mean other tokens here",
                                       report.checkpoint, source_tokenizer.string()));

@@ -32,6 +32,10 @@ struct InitReport {
 InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe,
                            const std::string& tokenizer);
 
+// ConfigError at init.from when it is set and names no checkpoint: `moelab check` says so before
+// any training starts.
+void check_init_source(const Recipe& recipe);
+
 // Expert slices of a dense SwiGLU FFN, exactly: with w_in = [gate | up] (d_model, 2 D) and w_out
 // (D, d_model), expert i gets gate/up columns and w_out rows [i D/n, (i+1) D/n). Returns
 // (n, d_model, 2 D/n) and (n, D/n, d_model), the host expert bank's layout. The experts' outputs

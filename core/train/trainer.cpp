@@ -67,6 +67,9 @@ fs::path prepare_run_directory(const Recipe& recipe, const RunOptions& options) 
             dir.string()));
     }
     fs::create_directories(dir / "checkpoints");
+    // A save killed part-way leaves a temporary directory or a temporary `latest`; they hold
+    // nothing a run needs (every published step-N is complete).
+    clean_interrupted_saves(dir / "checkpoints");
     return dir;
 }
 
@@ -150,7 +153,8 @@ void TrainingRun::setup() {
                                             "incomplete",
                                             tokenizer_file.string()));
         }
-        dataset_.emplace(Dataset::prepare_with_tokenizer(resolved_, read_file(tokenizer_file), say));
+        dataset_.emplace(Dataset::prepare_with_tokenizer(
+            resolved_, read_file(tokenizer_file, kMaxTokenizerBytes, "tokenizer file"), say));
     } else {
         dataset_.emplace(Dataset::prepare(resolved_, say));
         write_file_atomically(run_dir_ / "recipe.resolved.toml",
@@ -185,7 +189,17 @@ void TrainingRun::setup() {
     batcher_ = std::make_unique<TrainBatcher>(data.tokens(Split::kTrain), recipe_.data.seq_len,
                                               train_.batch_size,
                                               derive_seed(recipe_.seed, "data", 0));
-    if (options_.resume) restore(resolve_checkpoint(run_dir_));
+    if (options_.resume) {
+        if (const auto step_dir = newest_checkpoint(run_dir_ / "checkpoints")) {
+            restore(*step_dir);
+        } else {
+            // Stopped before its first checkpoint was published: nothing to restore, and the same
+            // run from step 0 is what resuming means.
+            MetricsLog::truncate_after(run_dir_ / "metrics.jsonl", 0);
+            log(fmt::format("--resume: {} holds no complete checkpoint yet; starting from step 0",
+                            (run_dir_ / "checkpoints").string()));
+        }
+    }
 
     metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
     const BuildInfo build = build_info();
@@ -218,7 +232,7 @@ void TrainingRun::setup() {
 
 void TrainingRun::restore(const fs::path& step_dir) {
     const LoadedCheckpoint checkpoint = load_checkpoint(step_dir);
-    const std::string saved_hash = checkpoint.state.value("recipe_hash", "");
+    const std::string& saved_hash = checkpoint.state.recipe_hash;
     if (saved_hash != recipe_hash_) {
         throw RunSetupError(fmt::format(
             "--resume: the recipe differs from the one {} was trained with (recipe hash {} vs "
@@ -227,13 +241,12 @@ void TrainingRun::restore(const fs::path& step_dir) {
             (run_dir_ / "recipe.resolved.toml").string()));
     }
     load_model_tensors(*model_, checkpoint.model);
-    step_ = checkpoint.state.at("step").get<std::int64_t>();
-    optimizer_->load_state(checkpoint.optimizer, checkpoint.state.at("optimizer_steps"));
+    step_ = checkpoint.state.step;
+    optimizer_->load_state(checkpoint.optimizer, checkpoint.state.optimizer_steps);
     restore_rng_state(checkpoint.optimizer, device_.is_cuda());
-    batcher_->restore({checkpoint.state.at("data").at("epoch").get<std::int64_t>(),
-                       checkpoint.state.at("data").at("cursor").get<std::int64_t>()});
-    tokens_seen_ = checkpoint.state.at("tokens_seen").get<std::int64_t>();
-    elapsed_before_ = checkpoint.state.value("elapsed_seconds", 0.0);
+    batcher_->restore({checkpoint.state.data_epoch, checkpoint.state.data_cursor});
+    tokens_seen_ = checkpoint.state.tokens_seen;
+    elapsed_before_ = checkpoint.state.elapsed_seconds;
     last_checkpoint_ = step_dir.string();
     MetricsLog::truncate_after(run_dir_ / "metrics.jsonl", step_);
     log(fmt::format("resumed from {} (step {})", step_dir.string(), step_));
@@ -333,13 +346,14 @@ fs::path TrainingRun::save(const std::string& why) {
     contents.optimizer = optimizer_->state();
     for (NamedTensor& rng : rng_state(device_.is_cuda())) contents.optimizer.push_back(rng);
     const DataPosition position = batcher_->position();
-    contents.state = {{"tokens_seen", tokens_seen_},
-                      {"optimizer_steps", optimizer_->steps()},
-                      {"data", {{"epoch", position.epoch}, {"cursor", position.cursor}}},
-                      {"recipe_hash", recipe_hash_},
-                      {"elapsed_seconds", elapsed_before_ + seconds_since(started_)},
-                      {"moelab_version", build_info().moelab_version},
-                      {"plugins", plugin_records(resolved_)}};
+    contents.state.tokens_seen = tokens_seen_;
+    contents.state.optimizer_steps = optimizer_->steps();
+    contents.state.data_epoch = position.epoch;
+    contents.state.data_cursor = position.cursor;
+    contents.state.recipe_hash = recipe_hash_;
+    contents.state.elapsed_seconds = elapsed_before_ + seconds_since(started_);
+    contents.state.extra = {{"moelab_version", build_info().moelab_version},
+                            {"plugins", plugin_records(resolved_)}};
     const fs::path dir = save_checkpoint(run_dir_ / "checkpoints", step_, contents,
                                          static_cast<int>(train_.keep_checkpoints));
     last_checkpoint_ = dir.string();

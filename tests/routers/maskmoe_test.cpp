@@ -88,7 +88,6 @@ TEST(MaskMoe, TheMaskSurvivesACheckpointRoundTrip) {
     TempDir dir;
     core::CheckpointContents contents;
     contents.model = core::model_tensors(*saved.layer);
-    contents.state = {{"step", 1}};
     const auto step_dir = core::save_checkpoint(dir / "checkpoints", 1, contents, 1);
     core::load_model_tensors(*restored.layer, core::load_checkpoint(step_dir).model);
 

@@ -2,7 +2,10 @@
 // `latest`, pruning, interrupted saves), and a model round trip through a checkpoint.
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +14,7 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/system/read_file.h"
 #include "support/temp_dir.h"
 
 namespace moelab::core {
@@ -23,6 +27,10 @@ protected:
     tests::TempDir temp_{"moelab-ckpt"};
     const fs::path& dir_ = temp_.path();
 };
+
+void write_text(const fs::path& file, const std::string& text) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << text;
+}
 
 std::string read_bytes(const fs::path& file) {
     std::ifstream in(file, std::ios::binary);
@@ -84,7 +92,9 @@ CheckpointContents contents_for(std::int64_t step) {
     CheckpointContents contents;
     contents.model = {{"w", at::full({2, 2}, static_cast<float>(step))}};
     contents.optimizer = {{"exp_avg/w", at::zeros({2, 2})}};
-    contents.state = {{"note", "step " + std::to_string(step)}};
+    contents.state.tokens_seen = 100 * step;
+    contents.state.recipe_hash = "hash-" + std::to_string(step);
+    contents.state.extra = {{"note", "step " + std::to_string(step)}};
     return contents;
 }
 
@@ -95,7 +105,10 @@ TEST_F(CheckpointFiles, LatestPointsAtTheNewestAndOldOnesArePruned) {
     const fs::path latest = resolve_checkpoint(dir_);
     EXPECT_EQ(latest.filename(), "step-30");
     const LoadedCheckpoint loaded = load_checkpoint(latest);
-    EXPECT_EQ(loaded.state["step"], 30);
+    EXPECT_EQ(loaded.state.step, 30);
+    EXPECT_EQ(loaded.state.tokens_seen, 3000);
+    EXPECT_EQ(loaded.state.recipe_hash, "hash-30");
+    EXPECT_EQ(loaded.state.extra.at("note"), "step 30");
     EXPECT_EQ(loaded.model.at("w")[0][0].item<float>(), 30.0f);
     // Resolving from the run directory and from a step directory works too.
     EXPECT_EQ(resolve_checkpoint(dir_ / "step-20").filename(), "step-20");
@@ -133,6 +146,126 @@ TEST_F(CheckpointFiles, MissingCheckpointIsAClearError) {
     } catch (const CheckpointError& e) {
         EXPECT_NE(std::string(e.what()).find("no checkpoint at"), std::string::npos);
     }
+}
+
+// Killed after step-2 was renamed into place but before `latest` was rewritten, with the
+// temporary files of that save still there: the newest complete checkpoint is found, and the next
+// start removes the leftovers.
+TEST_F(CheckpointFiles, ResumeFindsTheNewestCompleteCheckpointWhenLatestIsMissingOrStale) {
+    save_checkpoint(dir_, 1, contents_for(1), 5);
+    save_checkpoint(dir_, 2, contents_for(2), 5);
+    fs::remove(dir_ / "latest");
+    EXPECT_EQ(resolve_checkpoint(dir_).filename(), "step-2") << "latest missing";
+    write_text(dir_ / "latest", "step-1\n");
+    EXPECT_EQ(resolve_checkpoint(dir_).filename(), "step-2") << "latest stale";
+    EXPECT_EQ(newest_checkpoint(dir_)->filename(), "step-2");
+
+    // An incomplete step directory (not something a save publishes, but a damaged tree) is
+    // skipped, and so are the leftovers of an interrupted save.
+    fs::create_directories(dir_ / "step-3");
+    write_text(dir_ / "step-3" / "model.safetensors", "");
+    fs::create_directories(dir_ / ".tmp-step-4-999");
+    write_text(dir_ / ".tmp-step-4-999" / "model.safetensors", "partial");
+    write_text(dir_ / ".latest.tmp.999", "step-4");
+    EXPECT_EQ(resolve_checkpoint(dir_).filename(), "step-2");
+    EXPECT_EQ(clean_interrupted_saves(dir_), 2);
+    EXPECT_FALSE(fs::exists(dir_ / ".tmp-step-4-999"));
+    EXPECT_FALSE(fs::exists(dir_ / ".latest.tmp.999"));
+    EXPECT_TRUE(fs::exists(dir_ / "step-3")) << "not a leftover of a save: left alone";
+}
+
+TEST_F(CheckpointFiles, OnlyTheLatestFileAndNoCompleteStepIsAClearError) {
+    write_text(dir_ / "latest", "step-7\n");
+    try {
+        resolve_checkpoint(dir_);
+        FAIL();
+    } catch (const CheckpointError& e) {
+        EXPECT_NE(std::string(e.what()).find("no complete checkpoint"), std::string::npos)
+            << e.what();
+    }
+}
+
+// A full disk, simulated with a file size limit (the write fails with EFBIG, as it would with
+// ENOSPC): the error says why, the partial directory is removed, the previous checkpoint stays.
+TEST_F(CheckpointFiles, AFailedWriteSaysWhyAndRemovesItsPartialDirectory) {
+    save_checkpoint(dir_, 1, contents_for(1), 3);
+    CheckpointContents big = contents_for(2);
+    big.model.push_back({"big", at::zeros({1 << 16})});  // 256 KiB
+
+    struct rlimit old_limit {};
+    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+    const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit limit = old_limit;
+    limit.rlim_cur = 64 * 1024;
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+    std::string message;
+    try {
+        save_checkpoint(dir_, 2, big, 3);
+    } catch (const CheckpointError& e) {
+        message = e.what();
+    }
+    ::setrlimit(RLIMIT_FSIZE, &old_limit);
+    std::signal(SIGXFSZ, old_handler);
+
+    EXPECT_NE(message.find("saving checkpoint step-2 failed"), std::string::npos) << message;
+    EXPECT_NE(message.find("model.safetensors"), std::string::npos) << message;
+    EXPECT_NE(message.find(std::strerror(EFBIG)), std::string::npos) << message;
+    for (const auto& entry : fs::directory_iterator(dir_)) {
+        EXPECT_NE(entry.path().filename().string().rfind(".tmp-", 0), 0u) << entry.path();
+    }
+    EXPECT_EQ(resolve_checkpoint(dir_).filename(), "step-1");
+}
+
+TEST_F(CheckpointFiles, EvaluationReadsOnlyTheWeights) {
+    const fs::path step = save_checkpoint(dir_, 4, contents_for(4), 3);
+    fs::remove(step / "optimizer.safetensors");
+    const LoadedCheckpoint loaded = load_checkpoint(step, CheckpointParts::kModel);
+    EXPECT_EQ(loaded.model.at("w")[0][0].item<float>(), 4.0f);
+    EXPECT_TRUE(loaded.optimizer.empty());
+    EXPECT_THROW(load_checkpoint(step), CheckpointError);
+}
+
+TEST_F(CheckpointFiles, DamagedStateNamesTheFileAndTheField) {
+    const fs::path step = save_checkpoint(dir_, 6, contents_for(6), 3);
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"{", "not valid JSON"},
+        {"[]", "expected a JSON object"},
+        {R"({"format": "moelab-checkpoint-1", "step": "six"})", "step: expected a non-negative"},
+        {R"({"format": "moelab-checkpoint-1", "step": 6, "optimizer_steps": 6,
+             "tokens_seen": 1, "data": {"epoch": 0}, "recipe_hash": "h"})",
+         "data.cursor: missing"},
+        {R"({"format": "other"})", "format: expected \"moelab-checkpoint-1\""},
+    };
+    for (const auto& [text, expected] : cases) {
+        write_text(step / "state.json", text);
+        try {
+            load_checkpoint(step);
+            ADD_FAILURE() << text;
+        } catch (const CheckpointError& e) {
+            const std::string what = e.what();
+            EXPECT_NE(what.find("state.json"), std::string::npos) << what;
+            EXPECT_NE(what.find(expected), std::string::npos) << what;
+        }
+    }
+}
+
+TEST_F(CheckpointFiles, SafetensorsErrorsNameTheFile) {
+    const fs::path step = save_checkpoint(dir_, 7, contents_for(7), 3);
+    std::string bytes = read_file(step / "model.safetensors", kMaxCheckpointFileBytes);
+    const auto at = bytes.find("\"F32\"");
+    ASSERT_NE(at, std::string::npos);
+    bytes.replace(at, 5, "\"XX\" ");
+    write_text(step / "model.safetensors", bytes);
+    try {
+        read_safetensors(step / "model.safetensors");
+        FAIL();
+    } catch (const CheckpointError& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("model.safetensors: not a valid safetensors file"), std::string::npos)
+            << what;
+        EXPECT_NE(what.find("dtype must be one of"), std::string::npos) << what;
+    }
+    EXPECT_THROW(read_safetensors(dir_), CheckpointError) << "a directory";
 }
 
 }  // namespace

@@ -304,7 +304,7 @@ TEST_F(TinyRun, ADenseRunConvertsExactlyIntoDsMoe) {
     EXPECT_NE(other.err.find("was trained with another tokenizer"), std::string::npos) << other.err;
     const CommandResult missing = moelab(convert + " --out missing --set init.from=nowhere");
     EXPECT_EQ(missing.exit_code, 2);
-    EXPECT_NE(missing.err.find("init.from: no run directory or checkpoint at 'nowhere'"),
+    EXPECT_NE(missing.err.find("--set init.from=nowhere: init.from: no checkpoint at nowhere"),
               std::string::npos)
         << missing.err;
 }

@@ -33,6 +33,7 @@ struct EvalArgs {
     std::string split = "validation";
     long long max_batches = -1;  // -1: the recipe's eval.max_batches
     int disable_top_experts = 0;
+    std::string device;  // empty: the device the run recorded
     bool json = false;
 };
 int evaluate_run(const EvalArgs& args);

@@ -1,4 +1,5 @@
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include "core/data/batcher.h"
 #include "core/data/dataset.h"
 #include "core/eval/evaluator.h"
+#include "core/system/printable.h"
 #include "core/system/read_file.h"
 #include "core/system/threads.h"
 #include "core/train/model_state.h"
@@ -27,6 +29,36 @@ fs::path run_directory_of(const fs::path& target, const fs::path& step_dir) {
     throw UsageError(fmt::format("cannot find recipe.resolved.toml for {} (expected a run "
                                  "directory or <run>/checkpoints/step-N)",
                                  target.string()));
+}
+
+// The perplexity summary.json records for `split` at `step`, if it holds one. A summary that
+// cannot be read or is damaged only loses the comparison: a warning says why.
+std::optional<double> summary_perplexity(const fs::path& summary_file, const std::string& split,
+                                         std::int64_t step) {
+    try {
+        const nlohmann::json summary =
+            nlohmann::json::parse(core::read_file(summary_file, core::kMaxSmallFileBytes));
+        const auto steps = summary.find("steps");
+        const auto record = summary.find(split);
+        if (steps == summary.end() || record == summary.end() || !steps->is_number_integer() ||
+            steps->get<std::int64_t>() != step || !record->is_object()) {
+            return std::nullopt;
+        }
+        const auto ppl = record->find("ppl");
+        if (ppl == record->end() || !ppl->is_number()) {
+            throw std::runtime_error(split + ".ppl is not a number");
+        }
+        return ppl->get<double>();
+    } catch (const core::FileError& error) {
+        fmt::print(stderr, "warning: {}; no comparison with the run's summary\n", error.what());
+    } catch (const std::exception& error) {
+        const std::string why = dynamic_cast<const nlohmann::json::exception*>(&error)
+                                    ? std::string("not valid JSON")
+                                    : std::string(error.what());
+        fmt::print(stderr, "warning: {}: {}; no comparison with the run's summary\n",
+                   core::printable_path(summary_file), why);
+    }
+    return std::nullopt;
 }
 
 }  // namespace
@@ -49,20 +81,34 @@ int evaluate_run(const EvalArgs& args) {
 
     std::vector<std::string> features;
     if (args.disable_top_experts > 0) features.emplace_back(sdk::feature::kRoutingPerturbation);
-    const auto loaded = load_and_resolve((run_dir / "recipe.resolved.toml").string(), {}, features);
+    // The recorded device is the one the run resolved; --device moves the evaluation elsewhere,
+    // and says so when that changes the arithmetic.
+    std::vector<std::string> overrides;
+    if (!args.device.empty()) {
+        overrides.push_back("train.device=" + args.device);
+        if (args.device == "cpu") {
+            overrides.push_back("model.dtype=float32");
+            fmt::print(stderr, "evaluating on the CPU in float32 (--device cpu)\n");
+        }
+    }
+    const auto loaded =
+        load_and_resolve((run_dir / "recipe.resolved.toml").string(), overrides, features);
     const core::ResolvedRecipe& resolved = loaded->resolved;
     const core::Recipe& recipe = resolved.recipe;
     core::apply_threads(
         core::recipe_threads(recipe.train.intra_op_threads, recipe.train.blas_threads));
 
     const core::Dataset dataset = core::Dataset::prepare_with_tokenizer(
-        resolved, core::read_file(run_dir / "tokenizer.txt"),
+        resolved,
+        core::read_file(run_dir / "tokenizer.txt", core::kMaxTokenizerBytes, "tokenizer file"),
         [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
     core::check_support(resolved, core::capability_query(recipe, loaded->device,
                                                          dataset.vocab_size(), features));
     auto model = std::make_shared<core::LanguageModel>(
         resolved, dataset.vocab_size(), [&dataset] { return dataset.training_token_counts(); });
-    const core::LoadedCheckpoint checkpoint = core::load_checkpoint(step_dir);
+    // The weights are all evaluation needs: a missing or damaged optimizer state does not stop it.
+    const core::LoadedCheckpoint checkpoint =
+        core::load_checkpoint(step_dir, core::CheckpointParts::kModel);
     core::load_model_tensors(*model, checkpoint.model);
     const at::Device device =
         loaded->device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
@@ -81,13 +127,14 @@ int evaluate_run(const EvalArgs& args) {
     nlohmann::json report = result.to_json();
     report["split"] = args.split;
     report["checkpoint"] = step_dir.string();
-    report["step"] = checkpoint.state.value("step", 0);
+    report["step"] = checkpoint.state.step;
     report["disable_top_experts"] = args.disable_top_experts;
     const fs::path summary_file = run_dir / "summary.json";
-    if (fs::exists(summary_file) && args.disable_top_experts == 0 && max_batches == recipe.eval.max_batches) {
-        const nlohmann::json summary = nlohmann::json::parse(core::read_file(summary_file));
-        if (summary.contains(args.split) && summary.value("steps", -1) == report["step"]) {
-            report["summary_ppl"] = summary[args.split]["ppl"];
+    if (fs::exists(summary_file) && args.disable_top_experts == 0 &&
+        max_batches == recipe.eval.max_batches) {
+        // Only for the comparison line: a damaged summary is reported and skipped, not fatal.
+        if (auto ppl = summary_perplexity(summary_file, args.split, checkpoint.state.step)) {
+            report["summary_ppl"] = *ppl;
         }
     }
     if (args.json) {

@@ -80,6 +80,11 @@ void add_eval_command(CLI::App& app, int& exit_code) {
                         "Robustness probe: remove each router's N most probable experts per "
                         "token before selection")
         ->check(CLI::NonNegativeNumber);
+    command
+        ->add_option("--device", args->device,
+                     "Evaluate on this device instead of the one the run recorded (cpu, cuda; "
+                     "on cpu a bfloat16 run is evaluated in float32)")
+        ->check(CLI::IsMember({"cpu", "cuda"}));
     command->add_flag("--json", args->json, "Print the result as JSON");
     command->callback([&exit_code, args] {
         exit_code = run_guarded([&] { return evaluate_run(*args); });

@@ -62,7 +62,7 @@ struct LoadedTokenizer {
 LoadedTokenizer load_tokenizer_file(const std::string& file, const std::string& as,
                                     const std::vector<std::string>& options) {
     require_files({file});
-    const std::string text = core::read_file(file);
+    const std::string text = core::read_file(file, core::kMaxTokenizerBytes, "tokenizer file");
     LoadedTokenizer loaded;
     loaded.component = as;
     if (loaded.component.empty()) {

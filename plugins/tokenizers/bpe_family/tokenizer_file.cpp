@@ -111,7 +111,8 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
     json root;
     try {
         root = json::parse(text);
-    } catch (const json::parse_error& error) {
+    } catch (const json::exception& error) {
+        // parse_error, and out_of_range for numbers beyond a double (1e999): both bad files.
         bad(std::string("JSON parse error: ") + error.what());
     }
     if (!root.is_object()) bad("expected a JSON object");
@@ -174,11 +175,19 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
     }
     const json& merges = member(root, "merges");
     if (!merges.is_array()) bad("'merges' must be an array of [left, right] id pairs");
+    // Merge rank of each pair: a pair listed twice has two ranks, and no trainer writes that.
+    std::unordered_map<std::int64_t, std::size_t> rank_of_pair;
     for (std::size_t r = 0; r < merges.size(); ++r) {
         const json& m = merges[r];
         if (!m.is_array() || m.size() != 2) bad("merge " + std::to_string(r) + " is not a pair of ids");
         const auto size = static_cast<std::int64_t>(v.tokens.size());
         Merge merge{id_value(m[0], "merges", size), id_value(m[1], "merges", size), -1};
+        const auto [first, inserted] =
+            rank_of_pair.emplace(std::int64_t(merge.left) * size + merge.right, r);
+        if (!inserted) {
+            bad("merge " + std::to_string(r) + " repeats merge " + std::to_string(first->second) +
+                " [" + std::to_string(merge.left) + ", " + std::to_string(merge.right) + "]");
+        }
         auto it = id_of.find(v.tokens[merge.left] + v.tokens[merge.right]);
         if (it == id_of.end()) bad("merge " + std::to_string(r) + " produces no vocabulary token");
         merge.result = it->second;

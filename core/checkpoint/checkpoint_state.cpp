@@ -1,0 +1,104 @@
+#include "core/checkpoint/checkpoint_state.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "core/checkpoint/checkpoint_error.h"
+#include "core/system/printable.h"
+
+namespace moelab::core {
+
+namespace {
+
+using nlohmann::json;
+
+class StateReader {
+  public:
+    StateReader(const json& root, const std::string& file) : root_(root), file_(file) {}
+
+    [[noreturn]] void fail(const std::string& field, const std::string& message) const {
+        throw CheckpointError(fmt::format("{}: {}: {}", file_, field, message));
+    }
+
+    const json& member(const json& object, const std::string& field,
+                       const std::string& name) const {
+        auto it = object.find(name);
+        if (it == object.end()) fail(field, "missing");
+        return *it;
+    }
+
+    std::int64_t count(const json& object, const std::string& field,
+                       const std::string& name) const {
+        const json& value = member(object, field, name);
+        if (!value.is_number_integer() || value.get<std::int64_t>() < 0 ||
+            (value.is_number_unsigned() && value.get<std::uint64_t>() > std::uint64_t(INT64_MAX))) {
+            fail(field, "expected a non-negative integer, got " + describe_json(value));
+        }
+        return value.get<std::int64_t>();
+    }
+
+    const json& root_;
+    const std::string& file_;
+};
+
+}  // namespace
+
+std::string describe_json(const json& value) {
+    if (value.is_array()) return value.empty() ? "[]" : "an array";
+    if (value.is_object()) return value.empty() ? "{}" : "an object";
+    return printable(value.dump(), 60);
+}
+
+json to_json(const CheckpointState& state) {
+    json out = state.extra.is_object() ? state.extra : json::object();
+    out["format"] = kCheckpointFormat;
+    out["step"] = state.step;
+    out["optimizer_steps"] = state.optimizer_steps;
+    out["tokens_seen"] = state.tokens_seen;
+    out["data"] = {{"epoch", state.data_epoch}, {"cursor", state.data_cursor}};
+    out["recipe_hash"] = state.recipe_hash;
+    out["elapsed_seconds"] = state.elapsed_seconds;
+    return out;
+}
+
+CheckpointState parse_checkpoint_state(std::string_view text, const std::string& file) {
+    json root;
+    try {
+        root = json::parse(text);
+    } catch (const json::exception&) {
+        throw CheckpointError(fmt::format("{}: not valid JSON", file));
+    }
+    if (!root.is_object()) throw CheckpointError(fmt::format("{}: expected a JSON object", file));
+    const StateReader read(root, file);
+    const json& format = read.member(root, "format", "format");
+    if (!format.is_string() || format.get<std::string>() != kCheckpointFormat) {
+        read.fail("format",
+                  fmt::format("expected \"{}\", got {}", kCheckpointFormat, describe_json(format)));
+    }
+    CheckpointState state;
+    state.step = read.count(root, "step", "step");
+    state.optimizer_steps = read.count(root, "optimizer_steps", "optimizer_steps");
+    state.tokens_seen = read.count(root, "tokens_seen", "tokens_seen");
+    const json& data = read.member(root, "data", "data");
+    if (!data.is_object()) read.fail("data", "expected an object {epoch, cursor}");
+    state.data_epoch = read.count(data, "data.epoch", "epoch");
+    state.data_cursor = read.count(data, "data.cursor", "cursor");
+    const json& hash = read.member(root, "recipe_hash", "recipe_hash");
+    if (!hash.is_string()) read.fail("recipe_hash", "expected a string");
+    state.recipe_hash = hash.get<std::string>();
+    if (auto it = root.find("elapsed_seconds"); it != root.end()) {
+        if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < 0) {
+            read.fail("elapsed_seconds", "expected a non-negative number of seconds");
+        }
+        state.elapsed_seconds = it->get<double>();
+    }
+    state.extra = std::move(root);
+    for (const char* known : {"format", "step", "optimizer_steps", "tokens_seen", "data",
+                              "recipe_hash", "elapsed_seconds"}) {
+        state.extra.erase(known);
+    }
+    return state;
+}
+
+}  // namespace moelab::core
