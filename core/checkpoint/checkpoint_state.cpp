@@ -15,7 +15,7 @@ using nlohmann::json;
 
 class StateReader {
   public:
-    StateReader(const json& root, const std::string& file) : root_(root), file_(file) {}
+    explicit StateReader(const std::string& file) : file_(file) {}
 
     [[noreturn]] void fail(const std::string& field, const std::string& message) const {
         throw CheckpointError(fmt::format("{}: {}: {}", file_, field, message));
@@ -38,7 +38,6 @@ class StateReader {
         return value.get<std::int64_t>();
     }
 
-    const json& root_;
     const std::string& file_;
 };
 
@@ -70,7 +69,7 @@ CheckpointState parse_checkpoint_state(std::string_view text, const std::string&
         throw CheckpointError(fmt::format("{}: not valid JSON", file));
     }
     if (!root.is_object()) throw CheckpointError(fmt::format("{}: expected a JSON object", file));
-    const StateReader read(root, file);
+    const StateReader read(file);
     const json& format = read.member(root, "format", "format");
     if (!format.is_string() || format.get<std::string>() != kCheckpointFormat) {
         read.fail("format",

@@ -17,8 +17,8 @@ namespace {
 
 const std::vector<std::pair<at::ScalarType, std::string>>& dtype_names() {
     static const std::vector<std::pair<at::ScalarType, std::string>> names = {
-        {at::kDouble, "F64"}, {at::kFloat, "F32"},  {at::kHalf, "F16"},  {at::kBFloat16, "BF16"},
-        {at::kLong, "I64"},   {at::kInt, "I32"},    {at::kShort, "I16"}, {at::kChar, "I8"},
+        {at::kDouble, "F64"}, {at::kFloat, "F32"}, {at::kHalf, "F16"},  {at::kBFloat16, "BF16"},
+        {at::kLong, "I64"},   {at::kInt, "I32"},   {at::kShort, "I16"}, {at::kChar, "I8"},
         {at::kByte, "U8"},    {at::kBool, "BOOL"}};
     return names;
 }
@@ -29,8 +29,8 @@ std::string safetensors_dtype(at::ScalarType type) {
     for (const auto& [t, name] : dtype_names()) {
         if (t == type) return name;
     }
-    throw CheckpointError(fmt::format("dtype {} cannot be stored in safetensors",
-                                      c10::toString(type)));
+    throw CheckpointError(
+        fmt::format("dtype {} cannot be stored in safetensors", c10::toString(type)));
 }
 
 at::ScalarType scalar_type_of(const std::string& dtype) {

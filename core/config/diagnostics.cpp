@@ -58,7 +58,8 @@ void Diagnostics::throw_if_any() const {
     if (issues_.empty()) return;
     // In reading order within each file, files in the order their first issue was found.
     std::map<std::string, std::size_t> file_rank;
-    for (const ConfigIssue& issue : issues_) file_rank.emplace(issue.location.file, file_rank.size());
+    for (const ConfigIssue& issue : issues_)
+        file_rank.emplace(issue.location.file, file_rank.size());
     std::vector<ConfigIssue> sorted = issues_;
     std::stable_sort(sorted.begin(), sorted.end(), [&](const ConfigIssue& a, const ConfigIssue& b) {
         return std::make_tuple(file_rank.at(a.location.file), a.location.line, a.location.column) <

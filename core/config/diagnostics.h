@@ -34,19 +34,19 @@ std::vector<std::string> format_issues(const std::vector<ConfigIssue>& issues,
                                        std::size_t max_issues = kMaxReportedIssues);
 
 class ConfigError : public std::runtime_error {
-public:
+  public:
     explicit ConfigError(std::vector<ConfigIssue> issues);
     explicit ConfigError(ConfigIssue issue) : ConfigError(std::vector<ConfigIssue>{issue}) {}
 
     const std::vector<ConfigIssue>& issues() const { return issues_; }
 
-private:
+  private:
     std::vector<ConfigIssue> issues_;
 };
 
 // Collects issues so that one run reports every problem of a recipe, not just the first.
 class Diagnostics {
-public:
+  public:
     void add(SourceLocation location, std::string key, std::string message) {
         issues_.push_back({std::move(location), std::move(key), std::move(message)});
     }
@@ -54,7 +54,7 @@ public:
     // Throws ConfigError with everything collected so far, if anything was.
     void throw_if_any() const;
 
-private:
+  private:
     std::vector<ConfigIssue> issues_;
 };
 

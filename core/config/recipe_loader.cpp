@@ -67,11 +67,11 @@ void merge_into(toml::table& base, toml::table&& overlay, bool top_level) {
         toml::table* overlay_table = node.as_table();
         if (existing != nullptr && existing->is_table() && overlay_table != nullptr) {
             toml::table& base_table = *existing->as_table();
-            const bool switches_plugin =
-                top_level && is_plugin_section(key.str()) && overlay_table->contains("plugin") &&
-                base_table.get("plugin") != nullptr &&
-                base_table.get("plugin")->value<std::string>() !=
-                    overlay_table->get("plugin")->value<std::string>();
+            const bool switches_plugin = top_level && is_plugin_section(key.str()) &&
+                                         overlay_table->contains("plugin") &&
+                                         base_table.get("plugin") != nullptr &&
+                                         base_table.get("plugin")->value<std::string>() !=
+                                             overlay_table->get("plugin")->value<std::string>();
             if (!switches_plugin) {
                 merge_into(base_table, std::move(*overlay_table), false);
                 continue;
@@ -94,8 +94,8 @@ toml::table load_with_extends(const std::filesystem::path& file,
     if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
         std::string cycle;
         for (const auto& link : chain) cycle += link.string() + " -> ";
-        throw ConfigError(ConfigIssue{referenced_at, "extends",
-                                      "extends cycle: " + cycle + canonical.string()});
+        throw ConfigError(
+            ConfigIssue{referenced_at, "extends", "extends cycle: " + cycle + canonical.string()});
     }
     chain.push_back(canonical);
     toml::node* extends = root.get("extends");
@@ -104,10 +104,10 @@ toml::table load_with_extends(const std::filesystem::path& file,
     const SourceLocation extends_at = location_of(extends->source());
     const auto* base_name = extends->as_string();
     if (base_name == nullptr) {
-        throw ConfigError(ConfigIssue{
-            extends_at, "extends",
-            fmt::format("expected a string (path of the base recipe), got {}",
-                        describe_node(*extends))});
+        throw ConfigError(
+            ConfigIssue{extends_at, "extends",
+                        fmt::format("expected a string (path of the base recipe), got {}",
+                                    describe_node(*extends))});
     }
     const std::filesystem::path base_file = file.parent_path() / base_name->get();
     toml::table merged = load_with_extends(base_file, chain, extends_at, "extends");
@@ -119,8 +119,8 @@ toml::table load_with_extends(const std::filesystem::path& file,
 // "train.steps=100" onto the merged table.
 // `origin` names the override in messages: what the user typed ("--set train.steps=5"), which for
 // params_from_assignments is not the section-qualified text applied here.
-void apply_override(toml::table& root, const std::string& override_text,
-                    Diagnostics& diagnostics, const std::string& origin) {
+void apply_override(toml::table& root, const std::string& override_text, Diagnostics& diagnostics,
+                    const std::string& origin) {
     const auto equals = override_text.find('=');
     const SourceLocation at{origin, 0, 0};
     if (equals == std::string::npos || equals == 0) {
@@ -212,7 +212,8 @@ void read_host_section(toml::table& root, const std::string& name,
     binding.assign(values, target);
 }
 
-// Moves the plugin's options out of `root` (moves keep toml++'s source positions; copies drop them).
+// Moves the plugin's options out of `root` (moves keep toml++'s source positions; copies drop
+// them).
 std::optional<PluginSelection> read_plugin_section(toml::table& root, const std::string& name,
                                                    Recipe& recipe, Diagnostics& diagnostics) {
     toml::table* table = section_table(root, name, diagnostics);
@@ -251,9 +252,9 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
     auto at = [&](const std::string& key) { return recipe.location_of(key); };
     const ModelOptions& model = recipe.model;
     if (model.d_model % model.heads != 0) {
-        diagnostics.add(at("model.heads"), "model.heads",
-                        fmt::format("must divide model.d_model = {}, got {}", model.d_model,
-                                    model.heads));
+        diagnostics.add(
+            at("model.heads"), "model.heads",
+            fmt::format("must divide model.d_model = {}, got {}", model.d_model, model.heads));
     }
     if (model.kv_heads != 0 && model.heads % model.kv_heads != 0) {
         diagnostics.add(at("model.kv_heads"), "model.kv_heads",
@@ -277,9 +278,9 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
     }
     const TrainOptions& train = recipe.train;
     if (train.lr_min > train.lr_peak) {
-        diagnostics.add(at("train.lr_min"), "train.lr_min",
-                        fmt::format("must not exceed train.lr_peak = {}, got {}", train.lr_peak,
-                                    train.lr_min));
+        diagnostics.add(
+            at("train.lr_min"), "train.lr_min",
+            fmt::format("must not exceed train.lr_peak = {}, got {}", train.lr_peak, train.lr_min));
     }
     if (train.warmup_steps > train.steps) {
         diagnostics.add(at("train.warmup_steps"), "train.warmup_steps",
@@ -297,7 +298,8 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                         "needs init.from = \"<run directory or checkpoint>\" holding the dense "
                         "model to partition");
     }
-    if (init.partition_ffn > 0 && (model.ffn != "moe" || init.partition_ffn != recipe.moe.experts)) {
+    if (init.partition_ffn > 0 &&
+        (model.ffn != "moe" || init.partition_ffn != recipe.moe.experts)) {
         diagnostics.add(at("init.partition_ffn"), "init.partition_ffn",
                         fmt::format("must equal [moe] experts = {} of an MoE model (model.ffn = "
                                     "\"moe\"), got {}",
@@ -339,9 +341,8 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
     recipe.file = file;
     std::vector<std::string> sections = host_section_names();
     sections.insert(sections.end(), plugin_section_names().begin(), plugin_section_names().end());
-    const sdk::Params top =
-        detail::read_params(root, recipe_top_binding().schema(), "", sections, diagnostics,
-                            recipe.locations);
+    const sdk::Params top = detail::read_params(root, recipe_top_binding().schema(), "", sections,
+                                                diagnostics, recipe.locations);
     recipe_top_binding().assign(top, recipe);
     if (recipe.name.empty()) recipe.name = file.stem().string();
 
@@ -397,8 +398,8 @@ sdk::Params params_from_assignments(const std::vector<std::string>& assignments,
     std::map<std::string, SourceLocation> locations;
     const toml::table* table = root.get_as<toml::table>(section);
     if (table == nullptr) {
-        throw ConfigError(ConfigIssue{{"command line", 0, 0}, section,
-                                      "expected key=value assignments"});
+        throw ConfigError(
+            ConfigIssue{{"command line", 0, 0}, section, "expected key=value assignments"});
     }
     sdk::Params params = detail::read_params(*table, schema, section, {}, diagnostics, locations);
     diagnostics.throw_if_any();

@@ -31,20 +31,31 @@ std::string expectation(const sdk::ParamSpec& spec) {
     }
     std::string text;
     switch (spec.type) {
-        case sdk::ParamType::kBool: return "a boolean (true or false)";
-        case sdk::ParamType::kInt: text = "an integer"; break;
-        case sdk::ParamType::kFloat: text = "a number"; break;
-        case sdk::ParamType::kString: return "a string";
-        case sdk::ParamType::kIntList: text = "an array of integers"; break;
-        case sdk::ParamType::kFloatList: text = "an array of numbers"; break;
-        case sdk::ParamType::kStringList: return "an array of strings";
+        case sdk::ParamType::kBool:
+            return "a boolean (true or false)";
+        case sdk::ParamType::kInt:
+            text = "an integer";
+            break;
+        case sdk::ParamType::kFloat:
+            text = "a number";
+            break;
+        case sdk::ParamType::kString:
+            return "a string";
+        case sdk::ParamType::kIntList:
+            text = "an array of integers";
+            break;
+        case sdk::ParamType::kFloatList:
+            text = "an array of numbers";
+            break;
+        case sdk::ParamType::kStringList:
+            return "an array of strings";
     }
-    const bool list = spec.type == sdk::ParamType::kIntList ||
-                      spec.type == sdk::ParamType::kFloatList;
+    const bool list =
+        spec.type == sdk::ParamType::kIntList || spec.type == sdk::ParamType::kFloatList;
     const std::string each = list ? " with every element" : "";
     if (spec.min && spec.max) {
-        text += fmt::format("{} in [{}, {}]", each, format_number(*spec.min),
-                            format_number(*spec.max));
+        text +=
+            fmt::format("{} in [{}, {}]", each, format_number(*spec.min), format_number(*spec.max));
     } else if (spec.min) {
         text += fmt::format("{} >= {}", each, format_number(*spec.min));
     } else if (spec.max) {
@@ -161,19 +172,26 @@ SourceLocation location_of(const toml::source_region& region) {
 
 std::string describe_node(const toml::node& node) {
     switch (node.type()) {
-        case toml::node_type::table: return "a table";
-        case toml::node_type::array: return "an array";
+        case toml::node_type::table:
+            return "a table";
+        case toml::node_type::array:
+            return "an array";
         case toml::node_type::string:
             return fmt::format("string \"{}\"", printable(node.as_string()->get(), 80));
-        case toml::node_type::integer: return fmt::format("integer {}", node.as_integer()->get());
+        case toml::node_type::integer:
+            return fmt::format("integer {}", node.as_integer()->get());
         case toml::node_type::floating_point:
             return fmt::format("float {}", node.as_floating_point()->get());
         case toml::node_type::boolean:
             return fmt::format("boolean {}", node.as_boolean()->get());
-        case toml::node_type::date: return "a date";
-        case toml::node_type::time: return "a time";
-        case toml::node_type::date_time: return "a date-time";
-        case toml::node_type::none: break;
+        case toml::node_type::date:
+            return "a date";
+        case toml::node_type::time:
+            return "a time";
+        case toml::node_type::date_time:
+            return "a date-time";
+        case toml::node_type::none:
+            break;
     }
     return "nothing";
 }

@@ -15,18 +15,24 @@ namespace fs = std::filesystem;
 
 const char* split_name(Split split) {
     switch (split) {
-        case Split::kTrain: return "train";
-        case Split::kValidation: return "validation";
-        case Split::kTest: return "test";
+        case Split::kTrain:
+            return "train";
+        case Split::kValidation:
+            return "validation";
+        case Split::kTest:
+            return "test";
     }
     return "?";
 }
 
 const fs::path& CorpusFiles::file(Split split) const {
     switch (split) {
-        case Split::kTrain: return train;
-        case Split::kValidation: return validation;
-        case Split::kTest: return test;
+        case Split::kTrain:
+            return train;
+        case Split::kValidation:
+            return validation;
+        case Split::kTest:
+            return test;
     }
     return train;
 }

@@ -160,9 +160,9 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
     for (Split split : {Split::kTrain, Split::kValidation, Split::kTest}) {
         const fs::path& file = files.file(split);
         const std::string text_hash = ContentHash().add_file(file).hex();
-        const fs::path cached = fs::path(recipe.data.cache_dir) / "tokens" /
-                                fmt::format("{}-{}-{}.bin", split_name(split),
-                                            dataset.tokenizer_hash_, text_hash);
+        const fs::path cached =
+            fs::path(recipe.data.cache_dir) / "tokens" /
+            fmt::format("{}-{}-{}.bin", split_name(split), dataset.tokenizer_hash_, text_hash);
         std::vector<std::int32_t>& ids = split == Split::kTrain        ? dataset.train_
                                          : split == Split::kValidation ? dataset.validation_
                                                                        : dataset.test_;
@@ -185,26 +185,32 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
             }
         }
         write_token_file(cached, ids, vocab);
-        log(fmt::format("{}: {} documents, {} bytes -> {} tokens (cached in {})",
-                        split_name(split), documents.size(), bytes, ids.size(), cached.string()));
+        log(fmt::format("{}: {} documents, {} bytes -> {} tokens (cached in {})", split_name(split),
+                        documents.size(), bytes, ids.size(), cached.string()));
     }
     return dataset;
 }
 
 const std::vector<std::int32_t>& Dataset::tokens(Split split) const {
     switch (split) {
-        case Split::kTrain: return train_;
-        case Split::kValidation: return validation_;
-        case Split::kTest: return test_;
+        case Split::kTrain:
+            return train_;
+        case Split::kValidation:
+            return validation_;
+        case Split::kTest:
+            return test_;
     }
     return train_;
 }
 
 std::int64_t Dataset::bytes(Split split) const {
     switch (split) {
-        case Split::kTrain: return train_bytes_;
-        case Split::kValidation: return validation_bytes_;
-        case Split::kTest: return test_bytes_;
+        case Split::kTrain:
+            return train_bytes_;
+        case Split::kValidation:
+            return validation_bytes_;
+        case Split::kTest:
+            return test_bytes_;
     }
     return 0;
 }

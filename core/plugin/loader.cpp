@@ -10,8 +10,8 @@
 #include <set>
 #include <system_error>
 
-#include <boost/dll/shared_library.hpp>
 #include <fmt/format.h>
+#include <boost/dll/shared_library.hpp>
 
 #include "core/plugin/fingerprint_check.h"
 #include "core/plugin/plugin_error.h"
@@ -95,8 +95,8 @@ bool is_plugin_file_name(const fs::path& file) {
     const std::string name = file.filename().string();
     return name.size() > kPluginPrefix.size() + kPluginSuffix.size() &&
            name.compare(0, kPluginPrefix.size(), kPluginPrefix) == 0 &&
-           name.compare(name.size() - kPluginSuffix.size(), kPluginSuffix.size(),
-                        kPluginSuffix) == 0;
+           name.compare(name.size() - kPluginSuffix.size(), kPluginSuffix.size(), kPluginSuffix) ==
+               0;
 }
 
 void load_plugin_file(const fs::path& file, PluginRegistry& registry) {
@@ -119,9 +119,10 @@ void load_plugin_file(const fs::path& file, PluginRegistry& registry) {
         return;
     }
     if (!library->has(sdk::kPluginEntrySymbol)) {
-        refuse(fmt::format("is not a moelab plugin: it does not export '{}' (build plugins with "
-                           "moelab_add_plugin() and define the entry with MOELAB_PLUGIN)",
-                           sdk::kPluginEntrySymbol));
+        refuse(
+            fmt::format("is not a moelab plugin: it does not export '{}' (build plugins with "
+                        "moelab_add_plugin() and define the entry with MOELAB_PLUGIN)",
+                        sdk::kPluginEntrySymbol));
         return;
     }
 
@@ -140,9 +141,10 @@ void load_plugin_file(const fs::path& file, PluginRegistry& registry) {
         return;
     }
     if (descriptor->abi_version != sdk::kPluginAbiVersion) {
-        refuse(fmt::format("plugin ABI version {} does not match the host's ABI version {}; "
-                           "rebuild the plugin against moelab SDK {}",
-                           descriptor->abi_version, sdk::kPluginAbiVersion, sdk::kSdkVersion));
+        refuse(
+            fmt::format("plugin ABI version {} does not match the host's ABI version {}; "
+                        "rebuild the plugin against moelab SDK {}",
+                        descriptor->abi_version, sdk::kPluginAbiVersion, sdk::kSdkVersion));
         return;
     }
     auto plugin = std::make_shared<PluginInfo>();
@@ -153,10 +155,10 @@ void load_plugin_file(const fs::path& file, PluginRegistry& registry) {
     plugin->sdk_version = descriptor_string(descriptor->sdk_version);
     plugin->build_fingerprint = descriptor_string(descriptor->build_fingerprint);
     if (auto mismatch = fingerprint_mismatch(plugin->build_fingerprint, sdk::kBuildFingerprint)) {
-        refuse(fmt::format("plugin '{}' was built for '{}' but this moelab is '{}' ({}); rebuild "
-                           "the plugin with the same compiler, LibTorch and CUDA setting",
-                           plugin->name, plugin->build_fingerprint, sdk::kBuildFingerprint,
-                           *mismatch));
+        refuse(fmt::format(
+            "plugin '{}' was built for '{}' but this moelab is '{}' ({}); rebuild "
+            "the plugin with the same compiler, LibTorch and CUDA setting",
+            plugin->name, plugin->build_fingerprint, sdk::kBuildFingerprint, *mismatch));
         return;
     }
     if (descriptor->register_components == nullptr) {
@@ -164,9 +166,8 @@ void load_plugin_file(const fs::path& file, PluginRegistry& registry) {
         return;
     }
     const auto register_fn = descriptor->register_components;
-    if (auto problem = registry.add_plugin(plugin, library, [register_fn](sdk::Registrar& r) {
-            register_fn(r);
-        })) {
+    if (auto problem = registry.add_plugin(plugin, library,
+                                           [register_fn](sdk::Registrar& r) { register_fn(r); })) {
         refuse(*problem);
     }
 }

@@ -7,8 +7,8 @@
 #include <sstream>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/autograd.h>
+#include <nlohmann/json.hpp>
 
 #include "core/config/recipe_printer.h"
 #include "core/data/batcher.h"
@@ -23,8 +23,8 @@
 #include "core/system/threads.h"
 #include "core/train/adamw.h"
 #include "core/train/autocast_scope.h"
-#include "core/train/interrupt.h"
 #include "core/train/init_from.h"
+#include "core/train/interrupt.h"
 #include "core/train/model_state.h"
 #include "core/train/progress.h"
 #include "core/train/schedule.h"
@@ -62,9 +62,9 @@ fs::path prepare_run_directory(const Recipe& recipe, const RunOptions& options) 
             dir.string()));
     }
     if (!options.resume && has_run) {
-        throw RunSetupError(fmt::format(
-            "{} already holds a run; continue it with --resume or choose another --out",
-            dir.string()));
+        throw RunSetupError(
+            fmt::format("{} already holds a run; continue it with --resume or choose another --out",
+                        dir.string()));
     }
     fs::create_directories(dir / "checkpoints");
     // A save killed part-way leaves a temporary directory or a temporary `latest`; they hold
@@ -86,7 +86,7 @@ double unigram_perplexity(const Dataset& dataset, const std::vector<std::int32_t
 }
 
 class TrainingRun {
-public:
+  public:
     TrainingRun(const ResolvedRecipe& resolved, const RunOptions& options)
         : resolved_(resolved),
           recipe_(resolved.recipe),
@@ -96,7 +96,7 @@ public:
 
     RunResult run();
 
-private:
+  private:
     void log(const std::string& line) { progress_.note(line); }
     void setup();
     void restore(const fs::path& step_dir);
@@ -149,9 +149,10 @@ void TrainingRun::setup() {
     if (options_.resume) {
         const fs::path tokenizer_file = run_dir_ / "tokenizer.txt";
         if (!fs::exists(tokenizer_file)) {
-            throw RunSetupError(fmt::format("--resume: {} is missing; the run directory is "
-                                            "incomplete",
-                                            tokenizer_file.string()));
+            throw RunSetupError(
+                fmt::format("--resume: {} is missing; the run directory is "
+                            "incomplete",
+                            tokenizer_file.string()));
         }
         dataset_.emplace(Dataset::prepare_with_tokenizer(
             resolved_, read_file(tokenizer_file, kMaxTokenizerBytes, "tokenizer file"), say));
@@ -167,16 +168,15 @@ void TrainingRun::setup() {
     model_ = std::make_shared<LanguageModel>(resolved_, data.vocab_size(),
                                              [&data] { return data.training_token_counts(); });
     if (!recipe_.init.from.empty() && !options_.resume) {
-        const InitReport init =
-            initialize_from(*model_, recipe_, dataset_->serialized_tokenizer());
+        const InitReport init = initialize_from(*model_, recipe_, dataset_->serialized_tokenizer());
         std::string fresh;
         for (const std::string& name : init.fresh) fresh += (fresh.empty() ? "" : ", ") + name;
-        log(fmt::format("initialised from {}: {} tensors copied, {} dense FFNs split into {} "
-                        "experts, {} source tensors unused, {} tensors keep their fresh "
-                        "initialisation{}{}",
-                        init.checkpoint, init.copied, init.partitioned_layers,
-                        recipe_.init.partition_ffn, init.unused.size(), init.fresh.size(),
-                        fresh.empty() ? "" : ": ", fresh));
+        log(fmt::format(
+            "initialised from {}: {} tensors copied, {} dense FFNs split into {} "
+            "experts, {} source tensors unused, {} tensors keep their fresh "
+            "initialisation{}{}",
+            init.checkpoint, init.copied, init.partitioned_layers, recipe_.init.partition_ffn,
+            init.unused.size(), init.fresh.size(), fresh.empty() ? "" : ": ", fresh));
     }
     model_->to(device_);
     std::vector<NamedParameter> named;
@@ -186,9 +186,9 @@ void TrainingRun::setup() {
     }
     optimizer_ = std::make_unique<AdamW>(
         named, AdamWOptions{train_.beta1, train_.beta2, train_.adam_eps, train_.weight_decay});
-    batcher_ = std::make_unique<TrainBatcher>(data.tokens(Split::kTrain), recipe_.data.seq_len,
-                                              train_.batch_size,
-                                              derive_seed(recipe_.seed, "data", 0));
+    batcher_ =
+        std::make_unique<TrainBatcher>(data.tokens(Split::kTrain), recipe_.data.seq_len,
+                                       train_.batch_size, derive_seed(recipe_.seed, "data", 0));
     if (options_.resume) {
         if (const auto step_dir = newest_checkpoint(run_dir_ / "checkpoints")) {
             restore(*step_dir);
@@ -224,7 +224,8 @@ void TrainingRun::setup() {
                      {"vocab_size", data.vocab_size()},
                      {"resumed_from_step", options_.resume ? nlohmann::json(step_) : nullptr}});
     log(fmt::format("run directory: {}", run_dir_.string()));
-    log(fmt::format("model: {:.2f}M parameters ({:.2f}M in experts), vocab {}, device {}, "
+    log(
+        fmt::format("model: {:.2f}M parameters ({:.2f}M in experts), vocab {}, device {}, "
                     "threads {}/{}",
                     counts.total / 1e6, counts.expert / 1e6, data.vocab_size(), device,
                     threads.intra_op, threads.blas));
@@ -305,8 +306,8 @@ void TrainingRun::train_step() {
 
 void TrainingRun::write_train_record(double window_seconds, std::int64_t window_steps) {
     const double n = static_cast<double>(window_steps);
-    const double tokens = static_cast<double>(window_steps * train_.grad_accum *
-                                              train_.batch_size * recipe_.data.seq_len);
+    const double tokens = static_cast<double>(window_steps * train_.grad_accum * train_.batch_size *
+                                              recipe_.data.seq_len);
     const double tokens_per_second = tokens / std::max(window_seconds, 1e-9);
     const double eta = window_seconds / n * static_cast<double>(train_.steps - step_);
     nlohmann::json record = {{"type", "train"},
@@ -396,7 +397,8 @@ void TrainingRun::finish() {
         {"validation_moe", validation.routing.summary()},
         {"plugins", plugin_records(resolved_)}};
     write_file_atomically(run_dir_ / "summary.json", summary.dump(2) + "\n");
-    log(fmt::format("done in {}: validation ppl {:.3f} (unigram {:.3f}), test ppl {:.3f}; "
+    log(
+        fmt::format("done in {}: validation ppl {:.3f} (unigram {:.3f}), test ppl {:.3f}; "
                     "summary in {}",
                     format_duration(wall), validation.perplexity(),
                     summary["validation"]["unigram_ppl"].get<double>(), test.perplexity(),

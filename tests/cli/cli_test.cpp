@@ -80,14 +80,15 @@ TEST(Cli, VersionWarnsWhenTheReferenceBlasDoesTheMatrixProducts) {
     EXPECT_EQ(slow.exit_code, 0);
     EXPECT_NE(slow.out.find("sgemm from " + reference_dir + "/libblas.so.3"), std::string::npos)
         << slow.out;
-    EXPECT_NE(slow.out.find("warning: the reference BLAS is loaded"), std::string::npos) << slow.out;
+    EXPECT_NE(slow.out.find("warning: the reference BLAS is loaded"), std::string::npos)
+        << slow.out;
 }
 
 TEST(Cli, PluginsListsBuiltinsWithKindVersionAndFile) {
     const CommandResult result = run_command("env -u MOELAB_PLUGIN_PATH " + moelab() + " plugins");
     ASSERT_EQ(result.exit_code, 0) << result.err;
-    for (const char* expected : {"topk", "router", "rope", "attention", "bytes", "tokenizer",
-                                 "moelab-plugin-topk.so"}) {
+    for (const char* expected :
+         {"topk", "router", "rope", "attention", "bytes", "tokenizer", "moelab-plugin-topk.so"}) {
         EXPECT_NE(result.out.find(expected), std::string::npos) << expected << "\n" << result.out;
     }
 }

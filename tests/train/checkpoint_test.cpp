@@ -23,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 class CheckpointFiles : public ::testing::Test {
-protected:
+  protected:
     tests::TempDir temp_{"moelab-ckpt"};
     const fs::path& dir_ = temp_.path();
 };

@@ -23,7 +23,7 @@ std::string tiny_recipe() {
 }
 
 class TinyRun : public ::testing::Test {
-protected:
+  protected:
     TinyRun() : corpus_(6000) {}
 
     CommandResult moelab(const std::string& arguments, const std::string& environment = "") {
@@ -85,8 +85,8 @@ TEST_F(TinyRun, LeavesEverythingARunNeedsInItsDirectory) {
     const auto train = records("a", "train");
     ASSERT_EQ(train.size(), 12u);
     const nlohmann::json& bank = train.back()["moe"]["layer0"]["banks"]["experts"];
-    for (const char* key : {"tokens_per_expert", "load_imbalance", "cv", "dead_fraction",
-                            "dropped_fraction"}) {
+    for (const char* key :
+         {"tokens_per_expert", "load_imbalance", "cv", "dead_fraction", "dropped_fraction"}) {
         EXPECT_TRUE(bank.contains(key)) << key;
     }
     EXPECT_EQ(bank["tokens_per_expert"].size(), 4u);
@@ -125,8 +125,8 @@ TEST_F(TinyRun, ResumingGivesABitIdenticalLossCurve) {
     const auto parts = records("parts", "train");
     ASSERT_EQ(whole.size(), parts.size());
     for (std::size_t i = 0; i < whole.size(); ++i) {
-        for (const char* key : {"step", "loss", "lm_loss", "aux_loss", "grad_norm", "lr",
-                                "tokens"}) {
+        for (const char* key :
+             {"step", "loss", "lm_loss", "aux_loss", "grad_norm", "lr", "tokens"}) {
             EXPECT_EQ(whole[i][key].dump(), parts[i][key].dump()) << key << " at step " << i + 1;
         }
         EXPECT_EQ(whole[i]["moe"].dump(), parts[i]["moe"].dump()) << "step " << i + 1;
@@ -192,10 +192,11 @@ TEST_F(TinyRun, UnusableRunDirectoriesAreUsageErrors) {
 }
 
 TEST_F(TinyRun, AThrowingRouterFactoryIsARuntimeErrorNamingThePlugin) {
-    const std::string env = "MOELAB_PLUGIN_PATH=" +
-                            shell_quote((fs::path(MOELAB_FIXTURE_DIR) / "throwing_factory").string());
-    const CommandResult run = moelab(
-        "run " + tiny_recipe() + " --out t --set router.plugin=exploding-router", env);
+    const std::string env =
+        "MOELAB_PLUGIN_PATH=" +
+        shell_quote((fs::path(MOELAB_FIXTURE_DIR) / "throwing_factory").string());
+    const CommandResult run =
+        moelab("run " + tiny_recipe() + " --out t --set router.plugin=exploding-router", env);
     EXPECT_EQ(run.signal, 0);
     EXPECT_EQ(run.exit_code, 1);
     EXPECT_NE(run.err.find("plugin 'throwing'"), std::string::npos) << run.err;
@@ -207,8 +208,8 @@ TEST_F(TinyRun, TrainsOnCudaInBfloat16LikeOnTheCpu) {
     if (probe.out.find("CUDA devices visible: 0") != std::string::npos) {
         GTEST_SKIP() << "no CUDA device";
     }
-    const CommandResult gpu = moelab("run " + tiny_recipe() +
-                                     " --out gpu --set train.device=cuda --set model.dtype=bfloat16");
+    const CommandResult gpu = moelab(
+        "run " + tiny_recipe() + " --out gpu --set train.device=cuda --set model.dtype=bfloat16");
     ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
     const CommandResult cpu = moelab("run " + tiny_recipe() + " --out cpu --set train.device=cpu");
     ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
@@ -249,16 +250,17 @@ TEST_F(TinyRun, ModelAndTrainingOptionsTakeEffect) {
     EXPECT_TRUE(moe["layer1"]["aux"].contains("z_loss"));
     // The untied head is a parameter of its own: vocab x d_model more than the tied model.
     const nlohmann::json summary = read_json(dir("opts") / "summary.json");
-    const CommandResult tied = moelab(
-        "run " + tiny_recipe() +
-        " --out tied --set train.steps=4 --set model.kv_heads=2 --set train.grad_accum=2"
-        " --set moe.shared_experts=1 --set moe.capacity_factor=0.5"
-        " --set router.selection=topk_softmax --set router.z_loss_coef=0.001"
-        " --set moe.first_layer=1 --set moe.interval=2");
+    const CommandResult tied =
+        moelab("run " + tiny_recipe() +
+               " --out tied --set train.steps=4 --set model.kv_heads=2 --set train.grad_accum=2"
+               " --set moe.shared_experts=1 --set moe.capacity_factor=0.5"
+               " --set router.selection=topk_softmax --set router.z_loss_coef=0.001"
+               " --set moe.first_layer=1 --set moe.interval=2");
     ASSERT_EQ(tied.exit_code, 0) << tied.err;
-    EXPECT_EQ(summary["parameters"]["total"].get<std::int64_t>() -
-                  read_json(dir("tied") / "summary.json")["parameters"]["total"].get<std::int64_t>(),
-              257 * 32);
+    EXPECT_EQ(
+        summary["parameters"]["total"].get<std::int64_t>() -
+            read_json(dir("tied") / "summary.json")["parameters"]["total"].get<std::int64_t>(),
+        257 * 32);
 }
 
 TEST_F(TinyRun, DenseModelsTrainToo) {

@@ -84,8 +84,8 @@ core::PluginRegistry load_registry(const std::vector<std::string>& extra, bool a
     if (!registry.refusals().empty()) {
         const std::string message =
             fmt::format("{} plugin librar{} on the search path could not be loaded:{}",
-                        registry.refusals().size(),
-                        registry.refusals().size() == 1 ? "y" : "ies", format_refusals(registry));
+                        registry.refusals().size(), registry.refusals().size() == 1 ? "y" : "ies",
+                        format_refusals(registry));
         if (!allow_refusals) throw UsageError(message);
         fmt::print(stderr, "warning: {}\n", core::printable_lines(message));
     }

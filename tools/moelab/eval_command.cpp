@@ -26,9 +26,10 @@ fs::path run_directory_of(const fs::path& target, const fs::path& step_dir) {
     if (fs::exists(target / "recipe.resolved.toml")) return target;
     const fs::path run = step_dir.parent_path().parent_path();
     if (fs::exists(run / "recipe.resolved.toml")) return run;
-    throw UsageError(fmt::format("cannot find recipe.resolved.toml for {} (expected a run "
-                                 "directory or <run>/checkpoints/step-N)",
-                                 target.string()));
+    throw UsageError(
+        fmt::format("cannot find recipe.resolved.toml for {} (expected a run "
+                    "directory or <run>/checkpoints/step-N)",
+                    target.string()));
 }
 
 // The perplexity summary.json records for `split` at `step`, if it holds one. A summary that
@@ -72,8 +73,8 @@ int evaluate_run(const EvalArgs& args) {
     } else if (args.split == "train") {
         split = core::Split::kTrain;
     } else {
-        throw UsageError(fmt::format("--split: expected validation, test or train, got '{}'",
-                                     args.split));
+        throw UsageError(
+            fmt::format("--split: expected validation, test or train, got '{}'", args.split));
     }
     const fs::path target(args.target);
     const fs::path step_dir = core::resolve_checkpoint(target);
@@ -102,8 +103,8 @@ int evaluate_run(const EvalArgs& args) {
         resolved,
         core::read_file(run_dir / "tokenizer.txt", core::kMaxTokenizerBytes, "tokenizer file"),
         [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
-    core::check_support(resolved, core::capability_query(recipe, loaded->device,
-                                                         dataset.vocab_size(), features));
+    core::check_support(
+        resolved, core::capability_query(recipe, loaded->device, dataset.vocab_size(), features));
     auto model = std::make_shared<core::LanguageModel>(
         resolved, dataset.vocab_size(), [&dataset] { return dataset.training_token_counts(); });
     // The weights are all evaluation needs: a missing or damaged optimizer state does not stop it.
@@ -142,14 +143,15 @@ int evaluate_run(const EvalArgs& args) {
         return kExitOk;
     }
     fmt::print("checkpoint: {} (step {})\n", step_dir.string(), report["step"].get<std::int64_t>());
-    fmt::print("{}: loss {:.6f}, ppl {:.6f} over {} tokens{}\n", args.split, result.loss(),
-               result.perplexity(), result.tokens,
-               args.disable_top_experts > 0
-                   ? fmt::format(" (top-{} expert(s) of every router disabled)",
-                                 args.disable_top_experts)
-                   : "");
+    fmt::print(
+        "{}: loss {:.6f}, ppl {:.6f} over {} tokens{}\n", args.split, result.loss(),
+        result.perplexity(), result.tokens,
+        args.disable_top_experts > 0
+            ? fmt::format(" (top-{} expert(s) of every router disabled)", args.disable_top_experts)
+            : "");
     if (report.contains("summary_ppl")) {
-        fmt::print("summary.json {} ppl: {:.6f}\n", args.split, report["summary_ppl"].get<double>());
+        fmt::print("summary.json {} ppl: {:.6f}\n", args.split,
+                   report["summary_ppl"].get<double>());
     }
     const nlohmann::json moe = report["moe"];
     if (!moe.empty()) fmt::print("routing statistics per MoE layer:\n");
@@ -157,10 +159,10 @@ int evaluate_run(const EvalArgs& args) {
         std::string line = fmt::format("  {}:", layer);
         if (stats.contains("banks")) {
             for (const auto& [bank, b] : stats["banks"].items()) {
-                line += fmt::format(" [{}] imbalance {:.3f}, cv {:.3f}, dead {:.3f}, dropped {:.4f}",
-                                    bank, b["load_imbalance"].get<double>(), b["cv"].get<double>(),
-                                    b["dead_fraction"].get<double>(),
-                                    b["dropped_fraction"].get<double>());
+                line += fmt::format(
+                    " [{}] imbalance {:.3f}, cv {:.3f}, dead {:.3f}, dropped {:.4f}", bank,
+                    b["load_imbalance"].get<double>(), b["cv"].get<double>(),
+                    b["dead_fraction"].get<double>(), b["dropped_fraction"].get<double>());
             }
         }
         if (stats.contains("routers")) {
@@ -169,8 +171,8 @@ int evaluate_run(const EvalArgs& args) {
                     line += fmt::format("; entropy {:.3f}", r["entropy"].get<double>());
                 }
                 if (r.contains("experts_per_token")) {
-                    line += fmt::format(", experts/token {:.3f}",
-                                        r["experts_per_token"].get<double>());
+                    line +=
+                        fmt::format(", experts/token {:.3f}", r["experts_per_token"].get<double>());
                 }
             }
         }

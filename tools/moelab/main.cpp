@@ -13,14 +13,14 @@ namespace {
 
 void add_plugins_command(CLI::App& app, int& exit_code) {
     CLI::App* plugins = app.add_subcommand(
-        "plugins", "List the components of every plugin on the search path (built-in plugins, "
-                   "then MOELAB_PLUGIN_PATH)");
+        "plugins",
+        "List the components of every plugin on the search path (built-in plugins, "
+        "then MOELAB_PLUGIN_PATH)");
     CLI::App* info = plugins->add_subcommand("info", "Show a component's options and defaults");
     auto name = std::make_shared<std::string>();
     info->add_option("name", *name, "Component name, as listed by `moelab plugins`")->required();
-    info->callback([&exit_code, name] {
-        exit_code = run_guarded([&] { return show_plugin_info(*name); });
-    });
+    info->callback(
+        [&exit_code, name] { exit_code = run_guarded([&] { return show_plugin_info(*name); }); });
     plugins->callback([&exit_code, plugins] {
         if (plugins->get_subcommands().empty()) exit_code = run_guarded(list_plugins);
     });
@@ -29,21 +29,22 @@ void add_plugins_command(CLI::App& app, int& exit_code) {
 void add_check_command(CLI::App& app, int& exit_code) {
     auto args = std::make_shared<CheckArgs>();
     CLI::App* command = app.add_subcommand(
-        "check", "Parse and validate a recipe, resolve its plugins and print the resolved recipe "
-                 "(no training)");
+        "check",
+        "Parse and validate a recipe, resolve its plugins and print the resolved recipe "
+        "(no training)");
     command->add_option("recipe", args->recipe, "Recipe file (TOML)")->required();
     command->add_option("--set", args->overrides,
                         "Override a key: section.key=value (TOML value; repeatable)");
-    command->callback([&exit_code, args] {
-        exit_code = run_guarded([&] { return check_recipe(*args); });
-    });
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return check_recipe(*args); }); });
 }
 
 void add_run_command(CLI::App& app, int& exit_code) {
     auto args = std::make_shared<RunArgs>();
-    CLI::App* command = app.add_subcommand(
-        "run", "Train the model a recipe describes; progress on the terminal, metrics, "
-               "checkpoints and a summary in the run directory");
+    CLI::App* command =
+        app.add_subcommand("run",
+                           "Train the model a recipe describes; progress on the terminal, metrics, "
+                           "checkpoints and a summary in the run directory");
     command->add_option("recipe", args->recipe, "Recipe file (TOML)")->required();
     command->add_option("--set", args->overrides,
                         "Override a key: section.key=value (TOML value; repeatable)");
@@ -51,8 +52,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
                         "Run directory (default runs/<recipe name>-<timestamp>)");
     command->add_flag("--resume", args->resume,
                       "Continue the run in --out from its latest checkpoint");
-    command->add_option("--stop-after", args->stop_after_steps,
-                        "Stop with a checkpoint after this many steps (continue with --resume)")
+    command
+        ->add_option("--stop-after", args->stop_after_steps,
+                     "Stop with a checkpoint after this many steps (continue with --resume)")
         ->check(CLI::NonNegativeNumber);
     command->callback([&exit_code, args] {
         if (args->resume && args->out_dir.empty()) {
@@ -68,17 +70,19 @@ void add_run_command(CLI::App& app, int& exit_code) {
 void add_eval_command(CLI::App& app, int& exit_code) {
     auto args = std::make_shared<EvalArgs>();
     CLI::App* command = app.add_subcommand(
-        "eval", "Evaluate a run's latest checkpoint (or a given one): loss, perplexity and "
-                "routing statistics per MoE layer");
+        "eval",
+        "Evaluate a run's latest checkpoint (or a given one): loss, perplexity and "
+        "routing statistics per MoE layer");
     command->add_option("target", args->target, "Run directory or checkpoint directory")
         ->required();
     command->add_option("--split", args->split, "validation (default), test or train");
     command->add_option("--max-batches", args->max_batches,
                         "Evaluate at most this many batches (default: the recipe's "
                         "eval.max_batches)");
-    command->add_option("--disable-top-experts", args->disable_top_experts,
-                        "Robustness probe: remove each router's N most probable experts per "
-                        "token before selection")
+    command
+        ->add_option("--disable-top-experts", args->disable_top_experts,
+                     "Robustness probe: remove each router's N most probable experts per "
+                     "token before selection")
         ->check(CLI::NonNegativeNumber);
     command
         ->add_option("--device", args->device,
@@ -86,9 +90,8 @@ void add_eval_command(CLI::App& app, int& exit_code) {
                      "on cpu a bfloat16 run is evaluated in float32)")
         ->check(CLI::IsMember({"cpu", "cuda"}));
     command->add_flag("--json", args->json, "Print the result as JSON");
-    command->callback([&exit_code, args] {
-        exit_code = run_guarded([&] { return evaluate_run(*args); });
-    });
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return evaluate_run(*args); }); });
 }
 
 void add_use_options(CLI::App& command, TokenizerUseArgs& args, bool output) {
@@ -98,8 +101,8 @@ void add_use_options(CLI::App& command, TokenizerUseArgs& args, bool output) {
     command.add_option("--as", args.as,
                        "Tokenizer component that loads the file (default: the file's own; e.g. "
                        "lbpe to encode a bpe vocabulary long token first)");
-    command.add_option("--set", args.options,
-                       "Component option key=value (TOML value; repeatable)")
+    command
+        .add_option("--set", args.options, "Component option key=value (TOML value; repeatable)")
         ->allow_extra_args(false);
 }
 
@@ -110,26 +113,27 @@ void add_threads_option(CLI::App& command, int& threads) {
 }
 
 void add_tokenizer_command(CLI::App& app, int& exit_code) {
-    CLI::App* tokenizer = app.add_subcommand(
-        "tokenizer", "Train, apply and measure tokenizers outside a recipe");
+    CLI::App* tokenizer =
+        app.add_subcommand("tokenizer", "Train, apply and measure tokenizers outside a recipe");
     tokenizer->require_subcommand(1);
 
     auto train = std::make_shared<TokenizerTrainArgs>();
-    CLI::App* train_cmd = tokenizer->add_subcommand(
-        "train", "Train a tokenizer on text files and write it as JSON");
+    CLI::App* train_cmd =
+        tokenizer->add_subcommand("train", "Train a tokenizer on text files and write it as JSON");
     train_cmd->add_option("--algo", train->algo,
                           "Tokenizer component: bpe, scaffold-bpe, lbpe, ... (default bpe)");
     train_cmd->add_option("--vocab", train->vocab, "Vocabulary size (the component's vocab_size)")
         ->check(CLI::PositiveNumber);
     train_cmd->add_option("--pretokenizer", train->pretokenizer, "gpt2 (default) or whitespace");
     train_cmd->add_flag("--split-digits", train->split_digits, "Every digit is its own piece");
-    train_cmd->add_option("--set", train->options,
-                          "Component option key=value (TOML value; repeatable)")
+    train_cmd
+        ->add_option("--set", train->options, "Component option key=value (TOML value; repeatable)")
         ->allow_extra_args(false);
     train_cmd->add_option("-o,--output", train->out, "Tokenizer file to write")->required();
-    train_cmd->add_option("--export", train->exports,
-                          "Also write another format next to it (hf: Hugging Face tokenizer.json "
-                          "layout, as OUT.hf.json)")
+    train_cmd
+        ->add_option("--export", train->exports,
+                     "Also write another format next to it (hf: Hugging Face tokenizer.json "
+                     "layout, as OUT.hf.json)")
         ->allow_extra_args(false);
     train_cmd->add_option("corpus", train->corpus, "Training text files")->required();
     train_cmd->callback([&exit_code, train] {
@@ -138,8 +142,9 @@ void add_tokenizer_command(CLI::App& app, int& exit_code) {
 
     auto encode = std::make_shared<TokenizerUseArgs>();
     CLI::App* encode_cmd = tokenizer->add_subcommand(
-        "encode", "Encode text: one line of space-separated ids per input line (line ends are "
-                  "not encoded; decode writes one after every line)");
+        "encode",
+        "Encode text: one line of space-separated ids per input line (line ends are "
+        "not encoded; decode writes one after every line)");
     add_use_options(*encode_cmd, *encode, true);
     add_threads_option(*encode_cmd, encode->threads);
     encode_cmd->callback([&exit_code, encode] {
@@ -156,14 +161,14 @@ void add_tokenizer_command(CLI::App& app, int& exit_code) {
 
     auto stats = std::make_shared<TokenizerUseArgs>();
     CLI::App* stats_cmd = tokenizer->add_subcommand(
-        "stats", "Bytes per token, token-frequency entropy and redundancy on text files (each "
-                 "line encoded with its line end)");
+        "stats",
+        "Bytes per token, token-frequency entropy and redundancy on text files (each "
+        "line encoded with its line end)");
     add_use_options(*stats_cmd, *stats, false);
     add_threads_option(*stats_cmd, stats->threads);
     stats_cmd->add_flag("--json", stats->json, "Print JSON");
-    stats_cmd->callback([&exit_code, stats] {
-        exit_code = run_guarded([&] { return tokenizer_stats(*stats); });
-    });
+    stats_cmd->callback(
+        [&exit_code, stats] { exit_code = run_guarded([&] { return tokenizer_stats(*stats); }); });
 
     auto exported = std::make_shared<TokenizerExportArgs>();
     CLI::App* export_cmd = tokenizer->add_subcommand(
@@ -185,8 +190,9 @@ void add_tokenizer_command(CLI::App& app, int& exit_code) {
 int main(int argc, char** argv) {
     using namespace moelab::cli;
     CLI::App app{"moelab: train and compare Mixture-of-Experts language models built from plugins"};
-    app.set_version_flag("--version", [] { return version_text(); },
-                         "Show versions, build fingerprint and the loaded BLAS library");
+    app.set_version_flag(
+        "--version", [] { return version_text(); },
+        "Show versions, build fingerprint and the loaded BLAS library");
     app.require_subcommand(1);
     int exit_code = kExitOk;
     add_plugins_command(app, exit_code);

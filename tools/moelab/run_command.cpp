@@ -17,9 +17,12 @@ int run_recipe(const RunArgs& args) {
     options.stop_after_steps = args.stop_after_steps;
     const core::RunResult result = core::run_training(loaded->resolved, options);
     switch (result.outcome) {
-        case core::RunOutcome::kCompleted: return kExitOk;
-        case core::RunOutcome::kStopped: return kExitOk;
-        case core::RunOutcome::kInterrupted: return 130;  // the shell's convention for SIGINT
+        case core::RunOutcome::kCompleted:
+            return kExitOk;
+        case core::RunOutcome::kStopped:
+            return kExitOk;
+        case core::RunOutcome::kInterrupted:
+            return 130;  // the shell's convention for SIGINT
     }
     return kExitOk;
 }

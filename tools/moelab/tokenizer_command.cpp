@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <charconv>
-#include <iostream>
-#include <sstream>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -42,8 +42,8 @@ const core::RegisteredTokenizer& find_tokenizer(const core::PluginRegistry& regi
     for (const std::string& n : registry.names(core::ComponentKind::kTokenizer)) {
         names += (names.empty() ? "" : ", ") + n;
     }
-    throw UsageError(fmt::format("{}: no tokenizer component named '{}' (available: {})", why,
-                                 name, names));
+    throw UsageError(
+        fmt::format("{}: no tokenizer component named '{}' (available: {})", why, name, names));
 }
 
 void require_files(const std::vector<std::string>& files) {
@@ -107,7 +107,8 @@ void for_line_batches(const std::vector<std::string>& files, unsigned threads, s
             work(lines, lines.size() * t / threads, lines.size() * (t + 1) / threads, outputs[t],
                  static_cast<unsigned>(t));
         });
-        for (const std::string& o : outputs) out.write(o.data(), static_cast<std::streamsize>(o.size()));
+        for (const std::string& o : outputs)
+            out.write(o.data(), static_cast<std::streamsize>(o.size()));
         lines.clear();
     };
     for (const std::string& file : files) {
@@ -138,13 +139,13 @@ int train_tokenizer_file(const TokenizerTrainArgs& args) {
     require_files(args.corpus);
     // Before training, not after minutes of it.
     if (fs::is_directory(args.out)) {
-        throw UsageError(fmt::format("-o {}: is a directory; name the tokenizer file to write",
-                                     args.out));
+        throw UsageError(
+            fmt::format("-o {}: is a directory; name the tokenizer file to write", args.out));
     }
     if (const fs::path parent = fs::path(args.out).parent_path();
         !parent.empty() && !fs::is_directory(parent)) {
-        throw UsageError(fmt::format("-o {}: the directory {} does not exist", args.out,
-                                     parent.string()));
+        throw UsageError(
+            fmt::format("-o {}: the directory {} does not exist", args.out, parent.string()));
     }
     const core::PluginRegistry registry = load_registry({}, /*allow_refusals=*/false);
     const auto& component = find_tokenizer(registry, args.algo, "--algo");
@@ -242,8 +243,8 @@ int decode_with_tokenizer(const TokenizerUseArgs& args) {
                 std::int32_t id = 0;
                 auto [next, error] = std::from_chars(p, end, id);
                 if (error != std::errc() || (next < end && *next != ' ')) {
-                    throw UsageError(fmt::format("{}:{}: expected token ids separated by spaces",
-                                                 file, number));
+                    throw UsageError(
+                        fmt::format("{}:{}: expected token ids separated by spaces", file, number));
                 }
                 if (id < 0 || id >= loaded.tokenizer->vocab_size()) {
                     throw UsageError(fmt::format("{}:{}: id {} is outside the vocabulary [0, {})",
@@ -268,7 +269,8 @@ int tokenizer_stats(const TokenizerUseArgs& args) {
     const auto vocab = static_cast<std::size_t>(tokenizer.vocab_size());
     std::vector<std::vector<std::int64_t>> counts(threads, std::vector<std::int64_t>(vocab, 0));
     std::int64_t bytes = 0;
-    for (const std::string& file : args.files) bytes += static_cast<std::int64_t>(fs::file_size(file));
+    for (const std::string& file : args.files)
+        bytes += static_cast<std::int64_t>(fs::file_size(file));
     std::ostringstream sink;
     for_line_batches(args.files, threads, sink,
                      [&](const std::vector<std::string>& lines, std::size_t first, std::size_t last,
@@ -280,7 +282,8 @@ int tokenizer_stats(const TokenizerUseArgs& args) {
                              line = lines[i];
                              line += '\n';  // statistics of the text as it is, newlines included
                              tokenizer.encode(line, ids);
-                             for (std::int32_t id : ids) ++counts[worker][static_cast<std::size_t>(id)];
+                             for (std::int32_t id : ids)
+                                 ++counts[worker][static_cast<std::size_t>(id)];
                          }
                      });
     std::vector<std::int64_t> total(vocab, 0);

@@ -54,13 +54,13 @@ std::string string_member(const json& object, const char* key) {
 // An id in [0, limit); anything else (a float, a negative or huge number) is an error, never a
 // truncated id.
 std::int32_t id_value(const json& value, const char* where, std::int64_t limit) {
-    const bool in_range =
-        (value.is_number_unsigned() && value.get<std::uint64_t>() < static_cast<std::uint64_t>(limit)) ||
-        (value.is_number_integer() && !value.is_number_unsigned() && value.get<std::int64_t>() >= 0 &&
-         value.get<std::int64_t>() < limit);
+    const bool in_range = (value.is_number_unsigned() &&
+                           value.get<std::uint64_t>() < static_cast<std::uint64_t>(limit)) ||
+                          (value.is_number_integer() && !value.is_number_unsigned() &&
+                           value.get<std::int64_t>() >= 0 && value.get<std::int64_t>() < limit);
     if (!in_range) {
-        bad(std::string(where) + " must hold token ids in [0, " + std::to_string(limit) + "), got " +
-            described(value));
+        bad(std::string(where) + " must hold token ids in [0, " + std::to_string(limit) +
+            "), got " + described(value));
     }
     return static_cast<std::int32_t>(value.get<std::int64_t>());
 }
@@ -116,7 +116,8 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
         bad(std::string("JSON parse error: ") + error.what());
     }
     if (!root.is_object()) bad("expected a JSON object");
-    if (string_member(root, "format") != kFormat) bad(std::string("'format' must be \"") + kFormat + "\"");
+    if (string_member(root, "format") != kFormat)
+        bad(std::string("'format' must be \"") + kFormat + "\"");
     if (member(root, "version") != kVersion) {
         bad("version " + described(member(root, "version")) + " (this moelab reads version " +
             std::to_string(kVersion) + ")");
@@ -171,7 +172,8 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
     v.scaffold.assign(v.tokens.size(), 0);
     std::unordered_map<std::string, std::int32_t> id_of;
     for (std::size_t id = 0; id < v.tokens.size(); ++id) {
-        if (id != static_cast<std::size_t>(kEndOfDocument)) id_of.emplace(v.tokens[id], static_cast<std::int32_t>(id));
+        if (id != static_cast<std::size_t>(kEndOfDocument))
+            id_of.emplace(v.tokens[id], static_cast<std::int32_t>(id));
     }
     const json& merges = member(root, "merges");
     if (!merges.is_array()) bad("'merges' must be an array of [left, right] id pairs");
@@ -179,7 +181,8 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
     std::unordered_map<std::int64_t, std::size_t> rank_of_pair;
     for (std::size_t r = 0; r < merges.size(); ++r) {
         const json& m = merges[r];
-        if (!m.is_array() || m.size() != 2) bad("merge " + std::to_string(r) + " is not a pair of ids");
+        if (!m.is_array() || m.size() != 2)
+            bad("merge " + std::to_string(r) + " is not a pair of ids");
         const auto size = static_cast<std::int64_t>(v.tokens.size());
         Merge merge{id_value(m[0], "merges", size), id_value(m[1], "merges", size), -1};
         const auto [first, inserted] =
@@ -230,13 +233,15 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
 
 std::string export_hugging_face(const TokenizerFile& file) {
     if (file.vocabulary.scaffold_count() > 0) {
-        throw sdk::Error("a Scaffold-BPE vocabulary cannot be expressed in Hugging Face's "
-                         "tokenizer.json (no scaffold tokens or demolition there)");
+        throw sdk::Error(
+            "a Scaffold-BPE vocabulary cannot be expressed in Hugging Face's "
+            "tokenizer.json (no scaffold tokens or demolition there)");
     }
     if (file.encoding.policy != EncodingPolicy::kMergeRank) {
-        throw sdk::Error("LBPE's longest-first encoding cannot be expressed in Hugging Face's "
-                         "tokenizer.json; export the underlying BPE vocabulary with the bpe "
-                         "tokenizer (moelab tokenizer export --as bpe)");
+        throw sdk::Error(
+            "LBPE's longest-first encoding cannot be expressed in Hugging Face's "
+            "tokenizer.json; export the underlying BPE vocabulary with the bpe "
+            "tokenizer (moelab tokenizer export --as bpe)");
     }
     const Vocabulary& v = file.vocabulary;
     json vocab = json::object();
@@ -251,7 +256,8 @@ std::string export_hugging_face(const TokenizerFile& file) {
     }
     json merges = json::array();
     for (const Merge& m : v.merges) {
-        merges.push_back(bytes_to_piece(v.tokens[m.left]) + " " + bytes_to_piece(v.tokens[m.right]));
+        merges.push_back(bytes_to_piece(v.tokens[m.left]) + " " +
+                         bytes_to_piece(v.tokens[m.right]));
     }
     const json byte_level{{"type", "ByteLevel"},
                           {"add_prefix_space", false},
@@ -263,19 +269,19 @@ std::string export_hugging_face(const TokenizerFile& file) {
     } else {
         json bytes_only = byte_level;
         bytes_only["use_regex"] = false;
-        pre_tokenizer = json{{"type", "Sequence"},
-                             {"pretokenizers",
-                              json::array({json{{"type", "Split"},
+        pre_tokenizer = json{
+            {"type", "Sequence"},
+            {"pretokenizers", json::array({json{{"type", "Split"},
                                                 {"pattern", {{"Regex", " ?\\S+|\\s+(?!\\S)|\\s+"}}},
                                                 {"behavior", "Isolated"},
                                                 {"invert", false}},
                                            bytes_only})}};
     }
     if (file.pretokenizer.split_digits) {
-        pre_tokenizer = json{{"type", "Sequence"},
-                             {"pretokenizers",
-                              json::array({json{{"type", "Digits"}, {"individual_digits", true}},
-                                           pre_tokenizer})}};
+        pre_tokenizer = json{
+            {"type", "Sequence"},
+            {"pretokenizers",
+             json::array({json{{"type", "Digits"}, {"individual_digits", true}}, pre_tokenizer})}};
     }
     json root{
         {"version", "1.0"},
