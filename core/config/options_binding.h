@@ -40,6 +40,11 @@ public:
         add_setter(key, member);
         return schema_.add_string_list(std::move(key), defaults_.*member, std::move(doc));
     }
+    sdk::ParamSpec& bind(std::string key, std::vector<std::int64_t> Options::*member,
+                         std::string doc) {
+        add_setter(key, member);
+        return schema_.add_int_list(std::move(key), defaults_.*member, std::move(doc));
+    }
     sdk::ParamSpec& bind_choice(std::string key, std::string Options::*member,
                                 std::vector<std::string> choices, std::string doc) {
         add_setter(key, member);

@@ -1,5 +1,9 @@
 #include "core/config/options_schema.h"
 
+#include <cmath>
+
+#include <fmt/format.h>
+
 namespace moelab::core {
 
 const OptionsBinding<Recipe>& recipe_top_binding() {
@@ -17,8 +21,9 @@ const OptionsBinding<PluginsOptions>& plugins_binding() {
     static const OptionsBinding<PluginsOptions> binding = [] {
         OptionsBinding<PluginsOptions> b;
         b.bind("search_path", &PluginsOptions::search_path,
-               "Extra plugin directories (relative to the working directory), searched after the "
-               "built-in plugins and MOELAB_PLUGIN_PATH");
+               "Extra plugin directories, searched after the built-in plugins and "
+               "MOELAB_PLUGIN_PATH; relative paths resolve against the recipe file that sets "
+               "them (like extends), and each must exist");
         return b;
     }();
     return binding;
@@ -170,6 +175,64 @@ const OptionsBinding<EvalOptions>& eval_binding() {
         return b;
     }();
     return binding;
+}
+
+const OptionsBinding<PerturbationOptions>& perturbation_binding() {
+    static const OptionsBinding<PerturbationOptions> binding = [] {
+        OptionsBinding<PerturbationOptions> b;
+        b.bind_choice("kind", &PerturbationOptions::kind,
+                      {"none", "disable_top", "logit_noise", "expert_dropout", "random_routing",
+                       "forced_balance"},
+                      "Routing perturbation of the evaluation (docs/robustness.md): remove each "
+                      "token's top-n experts, Gaussian logit noise, expert dropout, random "
+                      "routing, or forced uniform load");
+        b.bind("strength", &PerturbationOptions::strength,
+               "n for disable_top (whole number), sigma for logit_noise, p for expert_dropout, "
+               "q for random_routing; unused by forced_balance")
+            .at_least(0);
+        b.bind("layers", &PerturbationOptions::layers,
+               "Transformer layers (0-based) whose MoE blocks are perturbed; [] for all");
+        b.bind("routers", &PerturbationOptions::routers,
+               "Routers of each block (0-based, in execution order: CartesianMoE has 0 and 1); "
+               "[] for all");
+        b.bind("renormalize", &PerturbationOptions::renormalize,
+               "Renormalise softmax scores over the experts that remain (the paper's protocol)");
+        b.bind("keep_shared", &PerturbationOptions::keep_shared,
+               "Keep shared experts on (the paper's protocol); false switches them off");
+        b.bind_choice("none_left", &PerturbationOptions::none_left, {"no_expert", "fallback"},
+                      "A token left with no selectable expert (MaskMoE's rare tokens): no routed "
+                      "expert, or the router's fallback scores (MaskMoE: its unmasked router)");
+        b.bind("seed", &PerturbationOptions::seed,
+               "Seed of the perturbation's random draws (per batch, layer and router)")
+            .at_least(0);
+        return b;
+    }();
+    return binding;
+}
+
+std::vector<std::pair<std::string, std::string>> check_perturbation(const PerturbationOptions& p) {
+    std::vector<std::pair<std::string, std::string>> problems;
+    if (p.kind == "disable_top" && p.strength != std::floor(p.strength)) {
+        problems.emplace_back("strength", fmt::format("disable_top removes a whole number of "
+                                                      "experts; expected an integer n, got {}",
+                                                      p.strength));
+    }
+    if ((p.kind == "expert_dropout" || p.kind == "random_routing") && p.strength > 1) {
+        problems.emplace_back("strength", fmt::format("{} takes a probability in [0, 1], got {}",
+                                                      p.kind, p.strength));
+    }
+    for (std::int64_t layer : p.layers) {
+        if (layer < 0) {
+            problems.emplace_back("layers", fmt::format("layer indices start at 0, got {}", layer));
+        }
+    }
+    for (std::int64_t router : p.routers) {
+        if (router < 0) {
+            problems.emplace_back("routers",
+                                  fmt::format("router indices start at 0, got {}", router));
+        }
+    }
+    return problems;
 }
 
 const std::vector<std::string>& host_section_names() {

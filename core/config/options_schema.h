@@ -4,6 +4,7 @@
 // and valid range; the reader, the printer and `moelab check` use it.
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config/options.h"
@@ -20,6 +21,11 @@ const OptionsBinding<MoeOptions>& moe_binding();
 const OptionsBinding<InitOptions>& init_binding();
 const OptionsBinding<TrainOptions>& train_binding();
 const OptionsBinding<EvalOptions>& eval_binding();
+// [eval.perturbation], and each perturbation of a comparison file.
+const OptionsBinding<PerturbationOptions>& perturbation_binding();
+// Problems of a perturbation that one key cannot see alone (strength against kind), as
+// (key, message) pairs; keys are relative to the perturbation's table.
+std::vector<std::pair<std::string, std::string>> check_perturbation(const PerturbationOptions& p);
 
 // Tables whose keys the host owns, in printing order.
 const std::vector<std::string>& host_section_names();

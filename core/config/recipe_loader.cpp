@@ -199,16 +199,35 @@ toml::table* section_table(toml::table& root, const std::string& name, Diagnosti
     return node->as_table();
 }
 
+// `name` may be dotted ("eval.perturbation"): a table inside a host section. `subtables` are
+// keys of this table that are tables of their own, read separately.
 template <class Options>
 void read_host_section(toml::table& root, const std::string& name,
                        const OptionsBinding<Options>& binding, Options& target, Recipe& recipe,
-                       Diagnostics& diagnostics) {
-    const toml::table* table = section_table(root, name, diagnostics);
+                       Diagnostics& diagnostics, const std::vector<std::string>& subtables = {}) {
+    toml::table* parent = &root;
+    std::string leaf = name;
+    if (const auto dot = name.rfind('.'); dot != std::string::npos) {
+        toml::node* outer = root.get(name.substr(0, dot));
+        if (outer == nullptr || !outer->is_table()) return;
+        parent = outer->as_table();
+        leaf = name.substr(dot + 1);
+    }
+    toml::table* table = parent->get(leaf) == nullptr ? nullptr : [&]() -> toml::table* {
+        toml::node* node = parent->get(leaf);
+        if (!node->is_table()) {
+            diagnostics.add(
+                location_of(node->source()), name,
+                fmt::format("expected a table [{}], got {}", name, describe_node(*node)));
+            return nullptr;
+        }
+        return node->as_table();
+    }();
     if (table == nullptr) return;
     // A table created by --set has no position of its own.
     if (table->source().path) recipe.locations[name] = location_of(table->source());
-    const sdk::Params values =
-        detail::read_params(*table, binding.schema(), name, {}, diagnostics, recipe.locations);
+    const sdk::Params values = detail::read_params(*table, binding.schema(), name, subtables,
+                                                   diagnostics, recipe.locations);
     binding.assign(values, target);
 }
 
@@ -248,6 +267,33 @@ std::optional<PluginSelection> read_plugin_section(toml::table& root, const std:
     return selection;
 }
 
+// Plugin directories resolve like `extends`: relative to the file that names them (the working
+// directory for --set), and a directory that does not exist is an error at that line rather than
+// a silently shorter search path.
+void resolve_search_paths(Recipe& recipe, Diagnostics& diagnostics) {
+    const std::string key = "plugins.search_path";
+    const SourceLocation at = recipe.location_of(key);
+    const bool from_file = at.file.rfind("--set", 0) != 0 && at.file != "command line";
+    const std::filesystem::path base =
+        from_file ? std::filesystem::path(at.file).parent_path() : std::filesystem::path();
+    for (std::string& entry : recipe.plugins.search_path) {
+        std::filesystem::path dir(entry);
+        if (dir.is_relative() && !base.empty()) dir = base / dir;
+        dir = dir.lexically_normal();
+        std::error_code error;
+        if (!std::filesystem::is_directory(dir, error)) {
+            diagnostics.add(
+                at, key,
+                fmt::format("'{}' is not a directory{} (relative paths resolve "
+                            "against the recipe file that sets them)",
+                            printable_path(dir),
+                            std::filesystem::exists(dir, error) ? "" : ": it does not exist"));
+            continue;
+        }
+        entry = dir.string();
+    }
+}
+
 void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
     auto at = [&](const std::string& key) { return recipe.location_of(key); };
     const ModelOptions& model = recipe.model;
@@ -275,6 +321,10 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                         fmt::format("must be below model.layers = {} (no layer would be MoE), got "
                                     "{}",
                                     model.layers, recipe.moe.first_layer));
+    }
+    for (const auto& [key, message] : check_perturbation(recipe.eval.perturbation)) {
+        const std::string full = "eval.perturbation." + key;
+        diagnostics.add(at(full), full, message);
     }
     const TrainOptions& train = recipe.train;
     if (train.lr_min > train.lr_peak) {
@@ -352,7 +402,10 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
     read_host_section(root, "moe", moe_binding(), recipe.moe, recipe, diagnostics);
     read_host_section(root, "init", init_binding(), recipe.init, recipe, diagnostics);
     read_host_section(root, "train", train_binding(), recipe.train, recipe, diagnostics);
-    read_host_section(root, "eval", eval_binding(), recipe.eval, recipe, diagnostics);
+    read_host_section(root, "eval", eval_binding(), recipe.eval, recipe, diagnostics,
+                      {"perturbation"});
+    read_host_section(root, "eval.perturbation", perturbation_binding(), recipe.eval.perturbation,
+                      recipe, diagnostics);
 
     const SourceLocation file_at{file.string(), 0, 0};
     if (auto tokenizer = read_plugin_section(root, "tokenizer", recipe, diagnostics)) {
@@ -371,6 +424,7 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
     // Consistency checks need every section read correctly: a broken [router] table must not
     // also be reported as a missing one.
     diagnostics.throw_if_any();
+    resolve_search_paths(recipe, diagnostics);
     validate_recipe(recipe, diagnostics);
     diagnostics.throw_if_any();
     return recipe;

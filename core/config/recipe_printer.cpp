@@ -110,6 +110,7 @@ std::string format_recipe(const Recipe& recipe,
     if (!recipe.init.from.empty()) append_section(out, "init", init_binding(), recipe.init);
     append_section(out, "train", train_binding(), recipe.train);
     append_section(out, "eval", eval_binding(), recipe.eval);
+    append_section(out, "eval.perturbation", perturbation_binding(), recipe.eval.perturbation);
     return out;
 }
 

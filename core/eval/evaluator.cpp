@@ -29,7 +29,8 @@ EvalResult evaluate(LanguageModel& model, const std::vector<at::Tensor>& batches
     EvalResult result;
     ForwardOptions options;
     options.training = false;
-    options.perturbation = setup.perturbation;
+    options.perturbation = setup.perturbation.active() ? &setup.perturbation : nullptr;
+    options.step = setup.step;
     options.stats = &result.routing;
     for (const at::Tensor& batch : batches) {
         const at::Tensor windows = batch.to(setup.device);
@@ -41,6 +42,7 @@ EvalResult evaluate(LanguageModel& model, const std::vector<at::Tensor>& batches
         }
         result.nll_sum += nll.item<double>();
         result.tokens += inputs.numel();
+        ++options.batch;
     }
     return result;
 }

@@ -16,7 +16,8 @@ namespace moelab::core {
 struct EvalSetup {
     at::Device device = at::kCPU;
     bool autocast_bf16 = false;
-    sdk::RoutingPerturbation perturbation;
+    Perturbation perturbation;  // kind none: plain evaluation
+    std::int64_t step = 0;      // the model's training step, for messages
 };
 
 struct EvalResult {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/config/options.h"
+#include "core/moe/perturbation.h"
 #include "core/moe/routing_stats.h"
 #include "core/plugin/resolve.h"
 #include "moelab/sdk/attention.h"
@@ -35,7 +36,10 @@ class TransformerLayer;
 struct ForwardOptions {
     bool training = false;
     std::int64_t step = 0;
-    sdk::RoutingPerturbation perturbation;
+    // Evaluation under a routing perturbation; null: none. `batch` numbers the evaluation batch
+    // and seeds the perturbation's draws.
+    const Perturbation* perturbation = nullptr;
+    std::int64_t batch = 0;
     RoutingStats* stats = nullptr;  // where MoE layers report routing statistics; may be null
 };
 

@@ -40,7 +40,21 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
             "shape, got indices {} and weights {}",
             spec_.name, tokens, tensor_text(indices), tensor_text(weights)));
     }
+    if (switched_off_) return at::zeros_like(x);
     const std::int64_t slots = indices.size(1);
+    if (indices.numel() > 0) {
+        // The one guard that keeps a bad index from reading outside the expert weights: one
+        // reduction, and one synchronisation on CUDA.
+        const auto [low, high] = at::aminmax(indices);
+        const std::int64_t lowest = low.item<std::int64_t>();
+        const std::int64_t highest = high.item<std::int64_t>();
+        if (lowest < -1 || highest >= experts) {
+            throw sdk::Error(fmt::format(
+                "expert bank '{}': expert indices must be in [-1, {}) (-1: empty slot), got "
+                "values from {} to {}",
+                spec_.name, experts, lowest, highest));
+        }
+    }
 
     // Every valid (token, slot) pair is one assignment.
     const at::Tensor flat_experts = indices.reshape({-1});
@@ -101,6 +115,7 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
 
 at::Tensor HostExpertBank::run_all(const at::Tensor& x) {
     const std::int64_t tokens = x.size(0);
+    if (switched_off_) return at::zeros({spec_.expert_count, tokens, x.size(1)}, x.options());
     const at::TensorOptions counts = at::TensorOptions().dtype(at::kLong).device(x.device());
     DispatchRecord record{at::full({spec_.expert_count}, tokens, counts),
                           at::full({}, tokens * spec_.expert_count, counts), at::zeros({}, counts),

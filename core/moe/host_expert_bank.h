@@ -49,6 +49,9 @@ public:
     std::vector<DispatchRecord> take_dispatches();
     void set_kernel(GroupedKernel kernel) { kernel_ = kernel; }
     const DispatchPolicy& policy() const { return policy_; }
+    // A switched-off bank contributes zeros and records nothing (robustness studies switch shared
+    // banks off).
+    void set_switched_off(bool off) { switched_off_ = off; }
 
     at::Tensor w_in;   // (experts, d_model, 2 * d_ff): [gate | up]
     at::Tensor w_out;  // (experts, d_ff, d_model)
@@ -57,6 +60,7 @@ private:
     sdk::ExpertBankSpec spec_;
     DispatchPolicy policy_;
     GroupedKernel kernel_ = GroupedKernel::kAuto;
+    bool switched_off_ = false;
     std::vector<DispatchRecord> dispatches_;
 };
 

@@ -73,23 +73,69 @@ MoeLayer::MoeLayer(int layer_index, std::shared_ptr<sdk::MoeBlock> block,
     }
 }
 
-sdk::BlockOutput MoeLayer::forward(const sdk::BlockInput& input, LayerRoutingStats* stats) {
-    sdk::BlockOutput output =
-        call_plugin(*plugin_, fmt::format("MoE block of layer {}", layer_index_),
-                    [&] { return block_->forward(input); });
+namespace {
+
+// Switches a layer's shared banks off for one forward and back on, also when the block throws.
+class SharedBanksOff {
+  public:
+    SharedBanksOff(const std::vector<std::shared_ptr<HostExpertBank>>& banks, bool off)
+        : banks_(banks), off_(off) {
+        set(off_);
+    }
+    ~SharedBanksOff() { set(false); }
+    SharedBanksOff(const SharedBanksOff&) = delete;
+    SharedBanksOff& operator=(const SharedBanksOff&) = delete;
+
+  private:
+    void set(bool value) {
+        if (!off_) return;
+        for (const auto& bank : banks_) {
+            if (bank->spec().shared) bank->set_switched_off(value);
+        }
+    }
+    const std::vector<std::shared_ptr<HostExpertBank>>& banks_;
+    bool off_;
+};
+
+}  // namespace
+
+sdk::BlockOutput MoeLayer::forward(sdk::BlockInput input, LayerRoutingStats* stats,
+                                   const Perturbation* perturbation, SelectionSite site) {
+    site.layer = layer_index_;
+    PerturbedSelection selection(perturbation, site);
+    input.selection = &selection;
+    const bool shared_off = perturbation != nullptr && !perturbation->keep_shared &&
+                            perturbation->applies_to_layer(layer_index_);
+    sdk::BlockOutput output;
+    {
+        SharedBanksOff switch_off(banks_, shared_off);
+        output = call_plugin(
+            *plugin_, fmt::format("MoE block of layer {} at step {}", layer_index_, input.step),
+            [&] { return block_->forward(input); });
+    }
+    std::vector<at::Tensor> upstream = block_->parameters();
+    upstream.push_back(input.hidden);
     try {
         if (!output.hidden.defined() || output.hidden.sizes() != input.hidden.sizes()) {
             throw sdk::Error(fmt::format("output hidden must have the input's shape {}, got {}",
                                          shape_text(input.hidden.sizes()),
                                          tensor_text(output.hidden)));
         }
-        for (const sdk::RoutingDecision& decision : output.routing) {
-            check_routing_decision(decision, input.hidden.size(0), -1);
+        for (std::size_t i = 0; i < output.routing.size(); ++i) {
+            try {
+                check_routing_decision(output.routing[i], input.hidden.size(0), -1, upstream);
+            } catch (const sdk::Error& error) {
+                throw sdk::Error(fmt::format("routing[{}].{}", i, error.what()));
+            }
         }
+        check_named_scalars(output.aux_losses, "aux_losses", upstream);
+        check_named_scalars(output.stats, "stats", upstream);
     } catch (const sdk::Error& error) {
-        throw PluginError(fmt::format("{}: MoE block of layer {} returned malformed output: {}",
-                                      describe_plugin(*plugin_), layer_index_, error.what()));
+        throw PluginError(
+            fmt::format("{}: MoE block of layer {} at step {} returned malformed output: {}",
+                        describe_plugin(*plugin_), layer_index_, input.step, error.what()));
     }
+    selection.check(output, *plugin_);
     for (const auto& bank : banks_) {
         std::vector<DispatchRecord> records = bank->take_dispatches();
         if (stats == nullptr) continue;
@@ -121,8 +167,10 @@ std::shared_ptr<MoeLayer> make_moe_layer(const RegisteredRouter& router, const s
             host.make_expert_bank({"experts", m.expert_count, m.d_model, m.d_ff_expert, -1.0});
         std::shared_ptr<sdk::ExpertBank> shared;
         if (m.shared_expert_count > 0) {
-            shared = host.make_expert_bank(
-                {"shared", 1, m.d_model, m.shared_expert_count * m.d_ff_expert, 0.0});
+            sdk::ExpertBankSpec spec{"shared", 1, m.d_model, m.shared_expert_count * m.d_ff_expert,
+                                     0.0};
+            spec.shared = true;
+            shared = host.make_expert_bank(spec);
         }
         block = std::make_shared<StandardMoeBlock>(gate, router.plugin, experts, shared, m.d_model,
                                                    m.norm_eps);

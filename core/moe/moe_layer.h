@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/moe/host_expert_bank.h"
+#include "core/moe/perturbed_selection.h"
 #include "core/moe/routing_stats.h"
 #include "core/plugin/plugin_info.h"
 #include "core/plugin/registry.h"
@@ -47,8 +48,12 @@ public:
              std::vector<std::shared_ptr<HostExpertBank>> banks,
              std::shared_ptr<const PluginInfo> plugin);
 
-    // `stats` may be null. Throws PluginError when the block fails or returns malformed output.
-    sdk::BlockOutput forward(const sdk::BlockInput& input, LayerRoutingStats* stats);
+    // `stats` and `perturbation` may be null. The layer hands the block its SelectionControl
+    // (input.selection is set here) and switches shared banks off when the perturbation says so.
+    // Throws PluginError when the block fails, returns malformed output or breaks the selection
+    // contract.
+    sdk::BlockOutput forward(sdk::BlockInput input, LayerRoutingStats* stats,
+                             const Perturbation* perturbation = nullptr, SelectionSite site = {});
 
     int layer_index() const { return layer_index_; }
     const std::vector<std::shared_ptr<HostExpertBank>>& banks() const { return banks_; }

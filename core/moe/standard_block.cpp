@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/plugin/plugin_error.h"
+#include "core/system/printable.h"
 #include "core/system/tensor_text.h"
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/no_autocast.h"
@@ -10,7 +11,7 @@
 namespace moelab::core {
 
 void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t tokens,
-                            std::int64_t expert_count) {
+                            std::int64_t expert_count, const std::vector<at::Tensor>& upstream) {
     const at::Tensor& indices = decision.expert_indices;
     const at::Tensor& weights = decision.combine_weights;
     if (!indices.defined() || indices.dim() != 2 || indices.size(0) != tokens ||
@@ -43,6 +44,60 @@ void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t t
     };
     check_per_token(decision.token_scale, "token_scale");
     check_per_token(decision.shared_scale, "shared_scale");
+    if (expert_count > 0 && indices.numel() > 0) {
+        const auto [low, high] = at::aminmax(indices);
+        const std::int64_t lowest = low.item<std::int64_t>();
+        const std::int64_t highest = high.item<std::int64_t>();
+        if (lowest < -1 || highest >= expert_count) {
+            throw sdk::Error(
+                fmt::format("expert_indices must be in [-1, {}) (-1: empty slot), "
+                            "got values from {} to {}",
+                            expert_count, lowest, highest));
+        }
+    }
+    auto check_finite = [&upstream](const at::Tensor& t, const char* name) {
+        if (!t.defined() || t.numel() == 0 || !at::isFloatingType(t.scalar_type())) return;
+        const std::int64_t bad = t.isfinite().logical_not().sum().item<std::int64_t>();
+        // Only on the failure path: is the input or a parameter to blame?
+        if (bad > 0 && !all_finite(upstream)) return;
+        if (bad > 0) {
+            throw sdk::Error(fmt::format("{} has {} non-finite value(s) (NaN or infinity) of {}",
+                                         name, bad, t.numel()));
+        }
+    };
+    check_finite(weights, "combine_weights");
+    check_finite(decision.probs, "probs");
+    check_finite(decision.token_scale, "token_scale");
+    check_finite(decision.shared_scale, "shared_scale");
+    check_named_scalars(decision.aux_losses, "aux_losses", upstream);
+    check_named_scalars(decision.stats, "stats", upstream);
+}
+
+bool all_finite(const std::vector<at::Tensor>& tensors) {
+    for (const at::Tensor& t : tensors) {
+        if (t.defined() && at::isFloatingType(t.scalar_type()) &&
+            !t.detach().isfinite().all().item<bool>()) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void check_named_scalars(const sdk::NamedScalars& scalars, const char* field,
+                         const std::vector<at::Tensor>& upstream) {
+    for (const auto& [name, value] : scalars) {
+        if (name.empty()) throw sdk::Error(fmt::format("{}: an entry has an empty name", field));
+        if (!value.defined() || value.numel() != 1 || !at::isFloatingType(value.scalar_type())) {
+            throw sdk::Error(
+                fmt::format("{}['{}'] must be a floating-point scalar (one element), "
+                            "got {}",
+                            field, printable(name, 80), tensor_text(value)));
+        }
+        if (!value.detach().isfinite().all().item<bool>() && all_finite(upstream)) {
+            throw sdk::Error(fmt::format("{}['{}'] is not finite: {}", field, printable(name, 80),
+                                         value.detach().item<double>()));
+        }
+    }
 }
 
 StandardMoeBlock::StandardMoeBlock(std::shared_ptr<sdk::Router> router,
@@ -72,12 +127,15 @@ sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
         router_input.token_ids = input.token_ids;
         router_input.training = input.training;
         router_input.step = input.step;
-        router_input.perturbation = input.perturbation;
+        sdk::UnperturbedSelection unperturbed;  // for callers outside the host's MoE layer
+        router_input.selection = input.selection != nullptr ? input.selection : &unperturbed;
         decision = call_plugin(*router_plugin_, "routing",
                                [&] { return router_->route(router_input); });
     }
     try {
-        check_routing_decision(decision, x.size(0), experts_->spec().expert_count);
+        std::vector<at::Tensor> upstream = router_->parameters();
+        upstream.push_back(input.hidden);
+        check_routing_decision(decision, x.size(0), experts_->spec().expert_count, upstream);
     } catch (const sdk::Error& error) {
         throw PluginError(fmt::format("{}: routing returned a malformed decision: {}",
                                       describe_plugin(*router_plugin_), error.what()));

@@ -5,6 +5,7 @@
 //   y = h + token_scale * experts.mix(x, decision) + shared_scale * shared(x)
 
 #include <memory>
+#include <vector>
 
 #include "core/plugin/plugin_info.h"
 #include "moelab/sdk/expert_bank.h"
@@ -33,8 +34,22 @@ private:
     std::shared_ptr<sdk::ExpertBank> shared_;
 };
 
-// Throws sdk::Error unless `decision` fits `tokens` and `expert_count` (shapes and dtypes).
+// Throws sdk::Error naming the field unless `decision` fits `tokens` and `expert_count` (< 0:
+// unknown): shapes and dtypes, expert indices in [-1, expert_count), finite combine weights and
+// probabilities, aux losses and stats that are finite floating-point scalars.
+// Non-finite values are the plugin's fault only when everything it computed from was finite:
+// `upstream` holds its input and parameters, and when one of them is non-finite the model has
+// diverged, which the trainer's divergence check reports (checked only on this failure path).
 void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t tokens,
-                            std::int64_t expert_count);
+                            std::int64_t expert_count,
+                            const std::vector<at::Tensor>& upstream = {});
+
+// Throws sdk::Error unless every entry of `scalars` (the field `field`, e.g. "aux_losses") is a
+// named, finite, floating-point scalar (finiteness as above).
+void check_named_scalars(const sdk::NamedScalars& scalars, const char* field,
+                         const std::vector<at::Tensor>& upstream = {});
+
+// Whether every tensor of `tensors` is finite (undefined ones count as finite).
+bool all_finite(const std::vector<at::Tensor>& tensors);
 
 }  // namespace moelab::core

@@ -147,6 +147,18 @@ void load_plugin_file(const fs::path& file, PluginRegistry& registry) {
                         descriptor->abi_version, sdk::kPluginAbiVersion, sdk::kSdkVersion));
         return;
     }
+    // The ABI number covers layouts; the SDK's major version covers meaning (what a field asks of
+    // the plugin). A descriptor that claims another major version is refused even when its ABI
+    // number matches.
+    const std::string plugin_sdk = descriptor_string(descriptor->sdk_version);
+    const std::string host_major = std::to_string(sdk::kSdkVersionMajor);
+    if (plugin_sdk.substr(0, plugin_sdk.find('.')) != host_major) {
+        refuse(
+            fmt::format("plugin built against moelab SDK '{}', but this moelab has SDK {} "
+                        "(major versions must match); rebuild the plugin against SDK {}",
+                        plugin_sdk, sdk::kSdkVersion, sdk::kSdkVersion));
+        return;
+    }
     auto plugin = std::make_shared<PluginInfo>();
     plugin->file = file;
     plugin->name = descriptor_string(descriptor->name);

@@ -16,6 +16,7 @@
 #include "core/eval/evaluator.h"
 #include "core/metrics/metrics_log.h"
 #include "core/model/seeds.h"
+#include "core/report/run_report.h"
 #include "core/system/atomic_file.h"
 #include "core/system/build_info.h"
 #include "core/system/device.h"
@@ -105,6 +106,10 @@ class TrainingRun {
     EvalResult evaluate_split(Split split, std::int64_t max_batches);
     fs::path save(const std::string& why);
     void diverged(const std::string& what, double value);
+    // Rewrites report.html so a long run can be watched in a browser; a report that cannot be
+    // written (chart libraries missing) is a warning, once, never a failed run.
+    void refresh_report();
+    bool report_warned_ = false;
     void finish();
 
     const ResolvedRecipe& resolved_;
@@ -338,7 +343,17 @@ EvalResult TrainingRun::evaluate_split(Split split, std::int64_t max_batches) {
     metrics_->write(record);
     log(fmt::format("eval {} at step {}: loss {:.4f}, ppl {:.3f} ({} tokens)", split_name(split),
                     step_, result.loss(), result.perplexity(), result.tokens));
+    refresh_report();
     return result;
+}
+
+void TrainingRun::refresh_report() {
+    try {
+        write_run_report(run_dir_);
+    } catch (const std::exception& error) {
+        if (!report_warned_) log(fmt::format("warning: report.html not written: {}", error.what()));
+        report_warned_ = true;
+    }
 }
 
 fs::path TrainingRun::save(const std::string& why) {
@@ -397,6 +412,7 @@ void TrainingRun::finish() {
         {"validation_moe", validation.routing.summary()},
         {"plugins", plugin_records(resolved_)}};
     write_file_atomically(run_dir_ / "summary.json", summary.dump(2) + "\n");
+    refresh_report();
     log(
         fmt::format("done in {}: validation ppl {:.3f} (unigram {:.3f}), test ppl {:.3f}; "
                     "summary in {}",

@@ -71,6 +71,30 @@ steps = 200
     EXPECT_EQ(recipe.location_of("seed").line, 1);
 }
 
+TEST_F(RecipeFiles, PluginSearchPathsResolveAgainstTheFileThatSetsThemAndMustExist) {
+    fs::create_directories(dir_ / "base" / "my-plugins");
+    write("base/common.toml",
+          std::string(kMinimal) + "[plugins]\nsearch_path = [\"my-plugins\"]\n");
+    const Recipe recipe = load_recipe(write("child.toml", "extends = \"base/common.toml\"\n"));
+    ASSERT_EQ(recipe.plugins.search_path.size(), 1u);
+    EXPECT_EQ(fs::path(recipe.plugins.search_path[0]),
+              (dir_ / "base" / "my-plugins").lexically_normal());
+
+    const fs::path missing =
+        write("missing.toml", std::string(kMinimal) + "[plugins]\nsearch_path = [\"nowhere\"]\n");
+    try {
+        load_recipe(missing);
+        FAIL() << "a missing plugin directory was accepted";
+    } catch (const ConfigError& error) {
+        const std::string text = format_issue(error.issues().at(0));
+        EXPECT_NE(text.find("missing.toml:7:"), std::string::npos) << text;
+        EXPECT_NE(text.find("plugins.search_path: '" + (dir_ / "nowhere").string() +
+                            "' is not a directory: it does not exist"),
+                  std::string::npos)
+            << text;
+    }
+}
+
 TEST_F(RecipeFiles, SwitchingPluginDropsTheBasePluginsOptions) {
     write("base.toml", std::string(kMinimal) + R"(
 [model]
@@ -106,15 +130,19 @@ plugin = "other-router"
 
 TEST_F(RecipeFiles, OverridesApplyInOrderAndParseTomlValues) {
     const fs::path file = write("r.toml", kMinimal);
-    const Recipe recipe = load_recipe(
-        file, {"train.steps=42", "train.device=cpu", "model.tie_embeddings=false",
-               "train.lr_peak=1e-4", "train.lr_min=0", "train.warmup_steps=5",
-               "plugins.search_path=[\"a\", \"b\"]", "train.steps=43"});
+    // Plugin directories must exist; absolute ones are taken as they are.
+    const std::string a = (dir_ / "a").string(), b = (dir_ / "b").string();
+    fs::create_directories(a);
+    fs::create_directories(b);
+    const Recipe recipe =
+        load_recipe(file, {"train.steps=42", "train.device=cpu", "model.tie_embeddings=false",
+                           "train.lr_peak=1e-4", "train.lr_min=0", "train.warmup_steps=5",
+                           "plugins.search_path=[\"" + a + "\", \"" + b + "\"]", "train.steps=43"});
     EXPECT_EQ(recipe.train.steps, 43);
     EXPECT_EQ(recipe.train.device, "cpu");  // bare word taken as a string
     EXPECT_FALSE(recipe.model.tie_embeddings);
     EXPECT_DOUBLE_EQ(recipe.train.lr_peak, 1e-4);
-    EXPECT_EQ(recipe.plugins.search_path, (std::vector<std::string>{"a", "b"}));
+    EXPECT_EQ(recipe.plugins.search_path, (std::vector<std::string>{a, b}));
 }
 
 TEST_F(RecipeFiles, OverridingThePluginFirstKeepsLaterPluginOptions) {

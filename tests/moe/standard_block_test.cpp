@@ -4,9 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+
 #include <torch/autograd.h>
 
 #include "core/moe/host_expert_bank.h"
+#include "core/moe/perturbed_selection.h"
 #include "core/moe/standard_block.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/loader.h"
@@ -95,7 +99,9 @@ TEST_F(TopKBlock, MatchesTheHandWrittenReferenceIncludingRouterGradients) {
         const at::Tensor x = rms_norm(h, 1e-5);
         const at::Tensor probs = at::matmul(x, w.t()).softmax(-1);
         auto [top_p, top_i] = probs.topk(k, -1);
-        const at::Tensor gates = top_p / top_p.sum(-1, true);
+        // Renormalised only for k > 1: at k = 1 the weight is the probability itself, so that the
+        // router learns from the language-model loss.
+        const at::Tensor gates = k > 1 ? top_p / top_p.sum(-1, true) : top_p;
         const at::Tensor expected =
             h + tests::naive_mix(x, top_i, gates, bank->w_in.detach(), bank->w_out.detach());
         EXPECT_TRUE(at::allclose(output.hidden, expected, 1e-5, 1e-5)) << "k=" << k;
@@ -113,7 +119,7 @@ TEST_F(TopKBlock, MatchesTheHandWrittenReferenceIncludingRouterGradients) {
         const at::Tensor grad =
             torch::autograd::grad({(output.hidden * probe).sum()}, {router_weight})[0];
         const at::Tensor expected_grad = torch::autograd::grad({(expected * probe).sum()}, {w})[0];
-        if (k > 1) EXPECT_GT(grad.abs().max().item<double>(), 0.0);
+        EXPECT_GT(grad.abs().max().item<double>(), 1e-3) << "k=" << k;
         EXPECT_TRUE(at::allclose(grad, expected_grad, 1e-4, 1e-5)) << "k=" << k;
     }
 }
@@ -154,6 +160,8 @@ TEST_F(TopKBlock, TopKThenSoftmaxAndTheZLossFollowTheirDefinitions) {
     auto router = instantiate_router(topk, context, sdk::Params(values));
     sdk::RouterInput input;
     input.hidden = at::randn({kTokens, kModel});
+    sdk::UnperturbedSelection unperturbed;
+    input.selection = &unperturbed;
     const sdk::RoutingDecision d = router->route(input);
     const at::Tensor logits = at::matmul(input.hidden, router->named_parameters()["weight"].t());
     auto [top_logits, top_i] = logits.topk(2, -1);
@@ -169,8 +177,13 @@ TEST_F(TopKBlock, PerturbationRemovesEachTokensTopExpertAndRenormalises) {
     auto router = make_topk(2, true);
     sdk::RouterInput input;
     input.hidden = at::randn({kTokens, kModel});
+    sdk::UnperturbedSelection unperturbed;
+    input.selection = &unperturbed;
     const sdk::RoutingDecision normal = router->route(input);
-    input.perturbation.disable_top_experts = 1;
+    const core::Perturbation disable_top{.kind = core::PerturbationKind::kDisableTop,
+                                         .strength = 1};
+    core::PerturbedSelection selection(&disable_top, {});
+    input.selection = &selection;
     const sdk::RoutingDecision perturbed = router->route(input);
     // The new first choice is the old second choice; the argmax expert never appears.
     const at::Tensor argmax = normal.probs.argmax(-1);
@@ -242,6 +255,69 @@ TEST(StandardBlock, MalformedDecisionIsAPluginErrorNamingThePlugin) {
     } catch (const PluginError& error) {
         EXPECT_NE(std::string(error.what()).find("plugin 'test'"), std::string::npos);
         EXPECT_NE(std::string(error.what()).find("(tokens=3, slots)"), std::string::npos)
+            << error.what();
+    }
+}
+
+// Every bad field of a decision gets its own message naming the plugin and the field, and nothing
+// reads outside the expert weights.
+TEST(StandardBlock, ChecksIndexRangeFinitenessAndScalarsOfEveryDecision) {
+    using Edit = std::function<void(sdk::RoutingDecision&)>;
+    class EditedRouter : public sdk::Router {
+      public:
+        explicit EditedRouter(Edit edit) : edit_(std::move(edit)) {}
+        sdk::RoutingDecision route(const sdk::RouterInput& input) override {
+            sdk::RoutingDecision decision;
+            decision.expert_indices = at::zeros({input.hidden.size(0), 2}, at::kLong);
+            decision.combine_weights = at::full({input.hidden.size(0), 2}, 0.5);
+            edit_(decision);
+            return decision;
+        }
+
+      private:
+        Edit edit_;
+    };
+    const std::vector<std::pair<Edit, std::string>> cases = {
+        {[](sdk::RoutingDecision& d) { d.expert_indices[1][1] = 7; },
+         "expert_indices must be in [-1, 2) (-1: empty slot), got values from 0 to 7"},
+        {[](sdk::RoutingDecision& d) { d.expert_indices[0][0] = -3; },
+         "expert_indices must be in [-1, 2) (-1: empty slot), got values from -3 to 0"},
+        {[](sdk::RoutingDecision& d) { d.combine_weights[2][0] = std::nan(""); },
+         "combine_weights has 1 non-finite value(s) (NaN or infinity) of 6"},
+        {[](sdk::RoutingDecision& d) { d.aux_losses.emplace_back("balance", at::ones({8})); },
+         "aux_losses['balance'] must be a floating-point scalar (one element), got"},
+        {[](sdk::RoutingDecision& d) { d.stats.emplace_back("entropy", at::full({}, INFINITY)); },
+         "stats['entropy'] is not finite: inf"},
+    };
+    for (const auto& [edit, expected] : cases) {
+        auto bank = std::make_shared<HostExpertBank>(sdk::ExpertBankSpec{"experts", 2, 4, 4, -1},
+                                                     DispatchPolicy{}, 0.1, 0.1, 1);
+        StandardMoeBlock block(std::make_shared<EditedRouter>(edit), test_plugin(), bank, nullptr,
+                               4, 1e-5);
+        sdk::BlockInput input;
+        input.hidden = at::randn({3, 4});
+        input.token_ids = at::zeros({3}, at::kLong);
+        try {
+            block.forward(input);
+            ADD_FAILURE() << "accepted: " << expected;
+        } catch (const PluginError& error) {
+            EXPECT_NE(std::string(error.what()).find("plugin 'test'"), std::string::npos);
+            EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
+        }
+    }
+}
+
+TEST(ExpertBank, RefusesIndicesOutsideItsExperts) {
+    HostExpertBank bank(sdk::ExpertBankSpec{"experts", 3, 4, 4, -1}, DispatchPolicy{}, 0.1, 0.1, 1);
+    const at::Tensor x = at::randn({2, 4});
+    try {
+        bank.mix(x, at::tensor({0, 3}, at::kLong).view({2, 1}), at::ones({2, 1}));
+        FAIL();
+    } catch (const sdk::Error& error) {
+        EXPECT_NE(std::string(error.what())
+                      .find("expert bank 'experts': expert indices must be in [-1, 3) (-1: empty "
+                            "slot), got values from 0 to 3"),
+                  std::string::npos)
             << error.what();
     }
 }

@@ -49,6 +49,8 @@ TEST(PluginLoader, CreatedObjectsKeepTheirLibraryLoaded) {
     }  // the registry, and with it its handles on the library, is gone
     sdk::RouterInput input;
     input.hidden = at::ones({5, 4});
+    sdk::UnperturbedSelection unperturbed;
+    input.selection = &unperturbed;
     const sdk::RoutingDecision decision = router->route(input);  // code of the plugin library
     EXPECT_EQ(decision.expert_indices.sizes(), (at::IntArrayRef{5, 1}));
 }
@@ -78,6 +80,17 @@ TEST(PluginLoader, RefusesAWrongFingerprintNamingBothValues) {
     EXPECT_NE(reason.find(sdk::kBuildFingerprint), std::string::npos) << reason;
     EXPECT_NE(reason.find("torch: plugin 9.99, host"), std::string::npos) << reason;
     EXPECT_EQ(registry.refusals()[0].file.filename(), "moelab-plugin-wrong-fingerprint.so");
+}
+
+TEST(PluginLoader, RefusesAnotherSdkMajorVersionWithTheSameAbiNumber) {
+    PluginRegistry registry = load_plugins({fixture_dir("wrong_sdk")});
+    ASSERT_EQ(registry.refusals().size(), 1u);
+    EXPECT_TRUE(registry.plugins().empty());
+    const std::string& reason = registry.refusals()[0].reason;
+    EXPECT_NE(reason.find("plugin built against moelab SDK '3.1.0', but this moelab has SDK " +
+                          std::string(sdk::kSdkVersion) + " (major versions must match)"),
+              std::string::npos)
+        << reason;
 }
 
 TEST(PluginLoader, ThrowingFactoryBecomesAHostErrorNamingThePlugin) {

@@ -62,7 +62,8 @@ TEST(DsMoe, InactiveExpertsGetZeroGradientWhileEveryGateLearns) {
     at::manual_seed(2);
     const at::Tensor h = at::randn({64, 8});
     core::LayerRoutingStats stats;
-    const sdk::BlockOutput out = built.forward(h, at::zeros({64}, at::kLong), true, 0, &stats);
+    const sdk::BlockOutput out =
+        built.forward(h, at::zeros({64}, at::kLong), true, nullptr, &stats);
     ASSERT_FALSE(out.routing[0].active_mask.select(1, 3).any().item<bool>());
     (out.hidden * at::randn_like(out.hidden)).sum().backward();
 
@@ -87,7 +88,8 @@ TEST(DsMoe, InferenceComputesOnlyTheActiveExperts) {
     at::manual_seed(3);
     const at::Tensor h = at::randn({64, 8});
     core::LayerRoutingStats stats;
-    const sdk::BlockOutput out = built.forward(h, at::zeros({64}, at::kLong), false, 0, &stats);
+    const sdk::BlockOutput out =
+        built.forward(h, at::zeros({64}, at::kLong), false, nullptr, &stats);
     const at::Tensor active = out.routing[0].active_mask;
     const auto computed = stats.summary()["banks"]["experts"]["tokens_per_expert"];
     std::int64_t total = 0;

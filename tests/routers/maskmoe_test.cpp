@@ -47,12 +47,25 @@ TEST(MaskMoe, RareTokensUseOnlyTheirVisibleExpertAndFrequentOnesNeverAMaskedOne)
             }
         }
     }
-    // Disabling the top expert leaves rare tokens with no expert at all, without NaN.
-    const sdk::BlockOutput perturbed = built.forward(at::randn({640, 8}), ids, false, 1);
+    // Disabling the top expert leaves rare tokens with no expert at all, without NaN...
+    core::Perturbation disable_top{.kind = core::PerturbationKind::kDisableTop, .strength = 1};
+    const at::Tensor x = at::randn({640, 8});
+    const sdk::BlockOutput perturbed = built.forward(x, ids, false, &disable_top);
     EXPECT_TRUE(perturbed.hidden.isfinite().all().item<bool>());
-    EXPECT_TRUE((perturbed.routing[0].expert_indices.masked_select((ids < 12).unsqueeze(1)) == -1)
-                    .all()
-                    .item<bool>());
+    const at::Tensor rare = (ids < 12).unsqueeze(1);
+    EXPECT_TRUE((perturbed.routing[0].expert_indices.masked_select(rare) == -1).all().item<bool>());
+    // ... or, with none_left = fallback, routes them with the unmasked router minus the disabled
+    // expert: the top-2 of the full softmax after removing their one visible expert.
+    disable_top.none_left = core::NoneLeft::kFallback;
+    const sdk::BlockOutput fallback = built.forward(x, ids, false, &disable_top);
+    const at::Tensor weight = built.parameter("block.router.weight");
+    const at::Tensor unmasked =
+        x.matmul(weight.t()).softmax(-1).masked_fill(visible.index_select(0, ids), 0.0);
+    const at::Tensor expected = std::get<1>(unmasked.topk(2, -1));
+    for (std::int64_t t = 0; t < 640; ++t) {
+        if (ids[t].item<std::int64_t>() >= 12) continue;
+        ASSERT_TRUE(at::equal(fallback.routing[0].expert_indices[t], expected[t])) << "token " << t;
+    }
 }
 
 TEST(MaskMoe, OneTableForAllLayersUnlessPerLayer) {

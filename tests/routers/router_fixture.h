@@ -28,15 +28,14 @@ struct BuiltLayer {
     std::shared_ptr<core::MoeLayer> layer;
 
     sdk::BlockOutput forward(const at::Tensor& hidden, const at::Tensor& token_ids, bool training,
-                             int disable_top_experts = 0,
+                             const core::Perturbation* perturbation = nullptr,
                              core::LayerRoutingStats* stats = nullptr) {
         layer->train(training);
         sdk::BlockInput input;
         input.hidden = hidden;
         input.token_ids = token_ids;
         input.training = training;
-        input.perturbation.disable_top_experts = disable_top_experts;
-        return layer->forward(input, stats);
+        return layer->forward(input, stats, perturbation);
     }
     at::Tensor parameter(const std::string& name) const { return layer->named_parameters()[name]; }
     at::Tensor buffer(const std::string& name) const { return layer->named_buffers()[name]; }

@@ -7,7 +7,8 @@ build_dir=$1 source_dir=$2 work=$3 torch_dir=$4 moelab=$5
 
 rm -rf "$work"
 mkdir -p "$work"
-cmake --install "$build_dir" --component sdk --prefix "$work/install" >/dev/null
+# The documented install command (README: "Writing a plugin"), which leaves the build tree alone.
+bash "$source_dir/tools/install_sdk.sh" "$work/install" "$build_dir" >/dev/null
 launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 cmake -S "$source_dir/sdk/examples/expert-choice" -B "$work/build" -G Ninja \
@@ -38,3 +39,20 @@ for split in train validation test; do echo "some text" >"$work/run/corpus/$spli
 grep -q 'plugin = "expert-choice"' "$work/run/resolved.toml" ||
     { echo "FAIL: recipe did not resolve the example"; exit 1; }
 echo "PASS: example plugin built out of tree, listed, documented and resolved"
+
+# `moelab new` projects build unchanged against the installed SDK and pass the conformance kit.
+for kind in router block; do
+    "$moelab" new "$kind" "my-$kind" --dir "$work/new" >/dev/null
+    cmake -S "$work/new/my-$kind" -B "$work/new/my-$kind/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_PREFIX_PATH="$work/install" -DTorch_DIR="$torch_dir" "${launcher[@]}" >/dev/null
+    cmake --build "$work/new/my-$kind/build" >/dev/null
+    kit=$(MOELAB_PLUGIN_PATH="$work/new/my-$kind/build" "$moelab" plugins test "my-$kind") ||
+        { echo "FAIL: my-$kind does not pass the conformance kit"; echo "$kit"; exit 1; }
+    echo "$kit"
+    grep -q "perturbation disable_top .*pass" <<<"$kit" ||
+        { echo "FAIL: my-$kind does not honour disable_top"; exit 1; }
+    (cd "$work/run" && "$moelab" check "$work/new/my-$kind/recipe.toml" \
+        --set data.corpus=corpus --set data.cache_dir=cache >/dev/null) ||
+        { echo "FAIL: the recipe of my-$kind does not resolve"; exit 1; }
+done
+echo "PASS: moelab new router and block build against the installed SDK and pass the kit"

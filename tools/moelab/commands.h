@@ -12,6 +12,9 @@ std::string version_text();
 
 int list_plugins();
 int show_plugin_info(const std::string& name);
+// The conformance kit: every check of core/conformance on a component (by name) or on every
+// router of a library file. Exit 1 when a check fails.
+int test_plugin(const std::string& target);
 
 struct CheckArgs {
     std::string recipe;
@@ -32,11 +35,31 @@ struct EvalArgs {
     std::string target;  // run directory or checkpoint
     std::string split = "validation";
     long long max_batches = -1;  // -1: the recipe's eval.max_batches
-    int disable_top_experts = 0;
+    int disable_top_experts = 0;   // shorthand for perturb = "disable_top=N"
+    std::string perturb;           // KIND[=STRENGTH]: eval.perturbation.kind and .strength
+    std::vector<std::string> set;  // KEY=VALUE overrides of the run's resolved recipe
     std::string device;  // empty: the device the run recorded
     bool json = false;
 };
 int evaluate_run(const EvalArgs& args);
+
+struct CompareArgs {
+    std::string file;    // comparison file (TOML)
+    std::string output;  // empty: the file's `output`
+};
+int compare_runs(const CompareArgs& args);
+
+struct NewArgs {
+    std::string kind;  // router or block
+    std::string name;
+    std::string dir;  // parent directory; empty: the working directory
+};
+int new_plugin(const NewArgs& args);
+
+struct ReportArgs {
+    std::string directory;  // run directory or comparison output directory
+};
+int write_report(const ReportArgs& args);
 
 struct TokenizerTrainArgs {
     std::string algo = "bpe";  // tokenizer component

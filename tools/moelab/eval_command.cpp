@@ -6,14 +6,13 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/assembly/trained_model.h"
 #include "core/checkpoint/checkpoint.h"
-#include "core/data/batcher.h"
-#include "core/data/dataset.h"
 #include "core/eval/evaluator.h"
+#include "core/eval/perturbation_support.h"
 #include "core/system/printable.h"
 #include "core/system/read_file.h"
 #include "core/system/threads.h"
-#include "core/train/model_state.h"
 
 namespace moelab::cli {
 
@@ -80,11 +79,28 @@ int evaluate_run(const EvalArgs& args) {
     const fs::path step_dir = core::resolve_checkpoint(target);
     const fs::path run_dir = run_directory_of(target, step_dir);
 
-    std::vector<std::string> features;
-    if (args.disable_top_experts > 0) features.emplace_back(sdk::feature::kRoutingPerturbation);
     // The recorded device is the one the run resolved; --device moves the evaluation elsewhere,
     // and says so when that changes the arithmetic.
-    std::vector<std::string> overrides;
+    std::vector<std::string> overrides = args.set;
+    if (!args.perturb.empty() && args.disable_top_experts > 0) {
+        throw UsageError(
+            "--perturb and --disable-top-experts both choose the perturbation; give "
+            "one of them");
+    }
+    if (args.disable_top_experts > 0) {
+        overrides.push_back("eval.perturbation.kind=\"disable_top\"");
+        overrides.push_back(
+            fmt::format("eval.perturbation.strength={}.0", args.disable_top_experts));
+    } else if (!args.perturb.empty()) {
+        const auto eq = args.perturb.find('=');
+        overrides.push_back(
+            fmt::format("eval.perturbation.kind=\"{}\"", args.perturb.substr(0, eq)));
+        if (eq != std::string::npos) {
+            std::string strength = args.perturb.substr(eq + 1);
+            if (strength.find_first_of(".eE") == std::string::npos) strength += ".0";
+            overrides.push_back("eval.perturbation.strength=" + strength);
+        }
+    }
     if (!args.device.empty()) {
         overrides.push_back("train.device=" + args.device);
         if (args.device == "cpu") {
@@ -92,49 +108,38 @@ int evaluate_run(const EvalArgs& args) {
             fmt::print(stderr, "evaluating on the CPU in float32 (--device cpu)\n");
         }
     }
-    const auto loaded =
-        load_and_resolve((run_dir / "recipe.resolved.toml").string(), overrides, features);
+    const auto loaded = load_and_resolve((run_dir / "recipe.resolved.toml").string(), overrides);
     const core::ResolvedRecipe& resolved = loaded->resolved;
     const core::Recipe& recipe = resolved.recipe;
     core::apply_threads(
         core::recipe_threads(recipe.train.intra_op_threads, recipe.train.blas_threads));
 
-    const core::Dataset dataset = core::Dataset::prepare_with_tokenizer(
-        resolved,
-        core::read_file(run_dir / "tokenizer.txt", core::kMaxTokenizerBytes, "tokenizer file"),
+    const core::Perturbation perturbation = core::to_perturbation(recipe.eval.perturbation);
+    if (const sdk::Support support = core::perturbation_support(resolved, perturbation);
+        !support.ok) {
+        // Never a number the router did not produce under the perturbation: n/a and the reason.
+        throw UsageError(
+            fmt::format("{}: n/a: {}", core::describe_perturbation(perturbation), support.reason));
+    }
+    const core::TrainedModel trained(
+        resolved, run_dir, step_dir, loaded->device,
         [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
-    core::check_support(
-        resolved, core::capability_query(recipe, loaded->device, dataset.vocab_size(), features));
-    auto model = std::make_shared<core::LanguageModel>(
-        resolved, dataset.vocab_size(), [&dataset] { return dataset.training_token_counts(); });
-    // The weights are all evaluation needs: a missing or damaged optimizer state does not stop it.
-    const core::LoadedCheckpoint checkpoint =
-        core::load_checkpoint(step_dir, core::CheckpointParts::kModel);
-    core::load_model_tensors(*model, checkpoint.model);
-    const at::Device device =
-        loaded->device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-    model->to(device);
-
     const std::int64_t max_batches =
         args.max_batches >= 0 ? args.max_batches : recipe.eval.max_batches;
-    const auto batches = core::evaluation_batches(dataset.tokens(split), recipe.data.seq_len,
-                                                  recipe.eval.batch_size, max_batches);
-    core::EvalSetup setup;
-    setup.device = device;
-    setup.autocast_bf16 = loaded->device == "cuda" && recipe.model.dtype == "bfloat16";
-    setup.perturbation.disable_top_experts = args.disable_top_experts;
-    const core::EvalResult result = core::evaluate(*model, batches, setup);
+    const core::EvalResult result = trained.evaluate(split, max_batches, perturbation);
 
     nlohmann::json report = result.to_json();
     report["split"] = args.split;
     report["checkpoint"] = step_dir.string();
-    report["step"] = checkpoint.state.step;
-    report["disable_top_experts"] = args.disable_top_experts;
+    report["step"] = trained.step();
+    report["perturbation"] = perturbation.active()
+                                 ? nlohmann::json(core::describe_perturbation(perturbation))
+                                 : nlohmann::json(nullptr);
     const fs::path summary_file = run_dir / "summary.json";
-    if (fs::exists(summary_file) && args.disable_top_experts == 0 &&
+    if (fs::exists(summary_file) && !perturbation.active() &&
         max_batches == recipe.eval.max_batches) {
         // Only for the comparison line: a damaged summary is reported and skipped, not fatal.
-        if (auto ppl = summary_perplexity(summary_file, args.split, checkpoint.state.step)) {
+        if (auto ppl = summary_perplexity(summary_file, args.split, trained.step())) {
             report["summary_ppl"] = *ppl;
         }
     }
@@ -143,12 +148,9 @@ int evaluate_run(const EvalArgs& args) {
         return kExitOk;
     }
     fmt::print("checkpoint: {} (step {})\n", step_dir.string(), report["step"].get<std::int64_t>());
-    fmt::print(
-        "{}: loss {:.6f}, ppl {:.6f} over {} tokens{}\n", args.split, result.loss(),
-        result.perplexity(), result.tokens,
-        args.disable_top_experts > 0
-            ? fmt::format(" (top-{} expert(s) of every router disabled)", args.disable_top_experts)
-            : "");
+    fmt::print("{}: loss {:.6f}, ppl {:.6f} over {} tokens{}\n", args.split, result.loss(),
+               result.perplexity(), result.tokens,
+               perturbation.active() ? " under " + core::describe_perturbation(perturbation) : "");
     if (report.contains("summary_ppl")) {
         fmt::print("summary.json {} ppl: {:.6f}\n", args.split,
                    report["summary_ppl"].get<double>());

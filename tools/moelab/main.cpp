@@ -7,6 +7,7 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/system/allocator.h"
 
 namespace moelab::cli {
 namespace {
@@ -21,6 +22,15 @@ void add_plugins_command(CLI::App& app, int& exit_code) {
     info->add_option("name", *name, "Component name, as listed by `moelab plugins`")->required();
     info->callback(
         [&exit_code, name] { exit_code = run_guarded([&] { return show_plugin_info(*name); }); });
+    CLI::App* test = plugins->add_subcommand(
+        "test",
+        "Run the conformance kit on a router (decision contract, gradients, determinism, "
+        "checkpoint round trip, perturbations, ...): a pass/fail table, exit 1 on a failure");
+    auto target = std::make_shared<std::string>();
+    test->add_option("component", *target, "Component name, or a plugin library file (.so)")
+        ->required();
+    test->callback(
+        [&exit_code, target] { exit_code = run_guarded([&] { return test_plugin(*target); }); });
     plugins->callback([&exit_code, plugins] {
         if (plugins->get_subcommands().empty()) exit_code = run_guarded(list_plugins);
     });
@@ -79,11 +89,18 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     command->add_option("--max-batches", args->max_batches,
                         "Evaluate at most this many batches (default: the recipe's "
                         "eval.max_batches)");
+    command->add_option(
+        "--perturb", args->perturb,
+        "Routing perturbation KIND[=STRENGTH]: disable_top=N, logit_noise=SIGMA, "
+        "expert_dropout=P, random_routing=Q, forced_balance (docs/robustness.md); other switches "
+        "with --set eval.perturbation.KEY=VALUE");
     command
         ->add_option("--disable-top-experts", args->disable_top_experts,
-                     "Robustness probe: remove each router's N most probable experts per "
-                     "token before selection")
+                     "Shorthand for --perturb disable_top=N (the CartesianMoE paper's probe)")
         ->check(CLI::NonNegativeNumber);
+    command->add_option("--set", args->set,
+                        "Override a key of the run's resolved recipe, e.g. "
+                        "eval.perturbation.routers=[1] (repeatable)");
     command
         ->add_option("--device", args->device,
                      "Evaluate on this device instead of the one the run recorded (cpu, cuda; "
@@ -92,6 +109,48 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     command->add_flag("--json", args->json, "Print the result as JSON");
     command->callback(
         [&exit_code, args] { exit_code = run_guarded([&] { return evaluate_run(*args); }); });
+}
+
+void add_compare_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<CompareArgs>();
+    CLI::App* command = app.add_subcommand(
+        "compare",
+        "Train (or reuse) the runs a comparison file names, evaluate each unperturbed and under "
+        "every routing perturbation, and write results.csv/json/md (docs/robustness.md)");
+    command->add_option("file", args->file, "Comparison file (TOML)")->required();
+    command->add_option("--output", args->output,
+                        "Output directory (default: the file's `output`, else "
+                        "runs/compare/<name>)");
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return compare_runs(*args); }); });
+}
+
+void add_new_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<NewArgs>();
+    CLI::App* command = app.add_subcommand(
+        "new",
+        "Write a complete out-of-tree plugin project (CMakeLists, source, recipe, README) that "
+        "builds against the installed SDK and passes `moelab plugins test`");
+    command->add_option("kind", args->kind, "router or block")
+        ->required()
+        ->check(CLI::IsMember({"router", "block"}));
+    command->add_option("name", args->name, "Component name: lower-case letters, digits, '-'")
+        ->required();
+    command->add_option("--dir", args->dir, "Parent directory (default: the working directory)");
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return new_plugin(*args); }); });
+}
+
+void add_report_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<ReportArgs>();
+    CLI::App* command = app.add_subcommand(
+        "report",
+        "Write report.html (self-contained, opens offline) for a run or comparison directory, "
+        "and each chart as SVG and PNG");
+    command->add_option("directory", args->directory, "Run directory or comparison directory")
+        ->required();
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return write_report(*args); }); });
 }
 
 void add_use_options(CLI::App& command, TokenizerUseArgs& args, bool output) {
@@ -189,6 +248,7 @@ void add_tokenizer_command(CLI::App& app, int& exit_code) {
 
 int main(int argc, char** argv) {
     using namespace moelab::cli;
+    moelab::core::tune_allocator_for_training();  // before the first large allocation
     CLI::App app{"moelab: train and compare Mixture-of-Experts language models built from plugins"};
     app.set_version_flag(
         "--version", [] { return version_text(); },
@@ -199,6 +259,9 @@ int main(int argc, char** argv) {
     add_check_command(app, exit_code);
     add_run_command(app, exit_code);
     add_eval_command(app, exit_code);
+    add_compare_command(app, exit_code);
+    add_report_command(app, exit_code);
+    add_new_command(app, exit_code);
     add_tokenizer_command(app, exit_code);
     try {
         app.parse(argc, argv);

@@ -26,6 +26,7 @@ void register_components(sdk::Registrar& registrar) {
     component.params.add_float("base", 10000.0, "RoPE base b: theta_i = b^(-2i/head_dim)")
         .at_least(1.0);
     component.supports = supports;
+    component.features = {std::string(sdk::feature::kKvCache)};
     component.make_attention = [](const sdk::AttentionContext& context, const sdk::Params& params) {
         return std::make_shared<RopeAttention>(context, params.get_float("base"));
     };

@@ -1,6 +1,5 @@
 #include "cartesian_block.h"
 
-#include <limits>
 #include <tuple>
 
 #include "moelab/sdk/init.h"
@@ -32,32 +31,29 @@ RoutedSublayer::RoutedSublayer(const sdk::MoeLayerContext& context, const Cartes
         "experts",
         context.host->make_expert_bank({"experts_" + suffix, expert_count_, d_model, d_ff, -1.0}));
     if (options.shared) {
-        shared_ = register_module(
-            "shared", context.host->make_expert_bank({"shared_" + suffix, 1, d_model, d_ff, 0.0}));
+        sdk::ExpertBankSpec spec{"shared_" + suffix, 1, d_model, d_ff, 0.0};
+        spec.shared = true;
+        shared_ = register_module("shared", context.host->make_expert_bank(spec));
         mixing_weight_ = register_parameter(
             "mixing_weight", sdk::normal_weight({2, d_model}, context.init_std, generator));
         mixing_bias_ = register_parameter("mixing_bias", at::zeros({2}));
     }
 }
 
-at::Tensor RoutedSublayer::forward(const at::Tensor& hidden,
-                                   const sdk::RoutingPerturbation& perturbation,
-                                   sdk::RoutingDecision& decision) {
+at::Tensor RoutedSublayer::forward(const at::Tensor& hidden, sdk::SelectionControl& selection,
+                                   int router, sdk::RoutingDecision& decision) {
     const at::Tensor x = norm_->forward(hidden);
     at::Tensor mixing;
     {
         // Note [fp32 routing]: the authors' code casts router and input to fp32 as well.
         sdk::NoAutocast fp32_routing;
         const at::Tensor x32 = x.to(at::kFloat);
-        at::Tensor logits = x32.matmul(router_.t());
-        if (perturbation.disable_top_experts > 0) {
-            logits = sdk::mask_top_experts(logits, perturbation.disable_top_experts,
-                                           -std::numeric_limits<double>::infinity());
-        }
-        decision.probs = logits.softmax(-1);
-        // The authors renormalise only when k > 1.
+        decision.probs = x32.matmul(router_.t()).softmax(-1);
+        const at::Tensor scores =
+            selection.selectable_scores(decision.probs, sdk::ScoreKind::kSoftmax, router, {});
+        // Renormalised only when k > 1, like the authors' code.
         std::tie(decision.expert_indices, decision.combine_weights) =
-            sdk::select_top_k(decision.probs, options_.k, /*renormalize=*/options_.k > 1);
+            sdk::select_top_k(scores, options_.k, /*renormalize=*/true);
         if (shared_) mixing = at::linear(x32, mixing_weight_, mixing_bias_).softmax(-1);
     }
     at::Tensor update = experts_->mix(x, decision.expert_indices, decision.combine_weights);
@@ -90,10 +86,10 @@ sdk::BlockOutput CartesianBlock::forward(const sdk::BlockInput& input) {
     sdk::RoutingDecision first, second;
     const at::Tensor middle =
         input.hidden +
-        first_->forward(input.hidden, input.perturbation, first).to(input.hidden.scalar_type());
+        first_->forward(input.hidden, *input.selection, 0, first).to(input.hidden.scalar_type());
     output.hidden =
         middle +
-        second_->forward(middle, input.perturbation, second).to(input.hidden.scalar_type());
+        second_->forward(middle, *input.selection, 1, second).to(input.hidden.scalar_type());
     for (auto& [name, loss] : first.aux_losses) output.aux_losses.emplace_back(name + "_a", loss);
     for (auto& [name, loss] : second.aux_losses) output.aux_losses.emplace_back(name + "_b", loss);
     first.aux_losses.clear();

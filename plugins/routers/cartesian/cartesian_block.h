@@ -41,7 +41,8 @@ class RoutedSublayer : public torch::nn::Module {
     RoutedSublayer(const sdk::MoeLayerContext& context, const CartesianOptions& options,
                    const std::string& suffix, std::uint64_t seed);
 
-    at::Tensor forward(const at::Tensor& hidden, const sdk::RoutingPerturbation& perturbation,
+    // `router` is this sub-layer's number for the selection control (0: first, 1: second).
+    at::Tensor forward(const at::Tensor& hidden, sdk::SelectionControl& selection, int router,
                        sdk::RoutingDecision& decision);
 
   private:

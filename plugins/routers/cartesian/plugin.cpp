@@ -46,6 +46,7 @@ void register_components(sdk::Registrar& registrar) {
         "CartesianMoE: two routed sub-layers in sequence (Cartesian product experts)";
     component.params = schema();
     component.supports = supports;
+    component.features = sdk::all_selection_perturbations();
     component.make_block = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<CartesianBlock>(context, CartesianOptions::from(params));
     };

@@ -41,12 +41,12 @@ sdk::BlockOutput DsMoeBlock::forward(const sdk::BlockInput& input) {
         // Note [fp32 routing]: gates, threshold and the STE in fp32.
         sdk::NoAutocast fp32_routing;
         q = at::sigmoid(x.to(at::kFloat).matmul(gate_.t()));  // (tokens, experts)
-        if (input.perturbation.disable_top_experts > 0) {
-            q = sdk::mask_top_experts(q, input.perturbation.disable_top_experts, 0.0);
-        }
-        active = options_.force_open ? at::ones_like(q, at::kBool) : q > options_.tau;
-        gated = options_.force_open ? at::ones_like(q) : q * active;                       // G(q)
-        straight_through = options_.force_open ? gated : gated.detach() + q - q.detach();  // S(q)
+        // The gates the threshold reads; equal to q outside a host perturbation.
+        const at::Tensor s = input.selection->selectable_scores(q, sdk::ScoreKind::kSigmoid, 0, {});
+        // force_open (Eq. 20 ablation) opens every expert the selection control left available.
+        active = options_.force_open ? s > 0 : s > options_.tau;
+        gated = options_.force_open ? active.to(at::kFloat) : s * active;                  // G(q)
+        straight_through = options_.force_open ? gated : gated.detach() + s - s.detach();  // S(q)
         active_count = active.sum(1).to(at::kFloat);  // a constant (Eq. 8)
     }
 

@@ -37,6 +37,7 @@ void register_components(sdk::Registrar& registrar) {
         "DSMoE: sigmoid gates with a threshold and a straight-through estimator, sparsity loss";
     component.params = schema();
     component.supports = supports;
+    component.features = sdk::all_selection_perturbations();
     component.make_block = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<DsMoeBlock>(context, DsMoeOptions::from(params));
     };

@@ -53,10 +53,10 @@ sdk::BlockOutput FinedeepBlock::forward(const sdk::BlockInput& input) {
                 options_.output_guided
                     ? at::einsum("ktd,d->tk", {experts.to(at::kFloat), gates_[m]})
                     : x.to(at::kFloat).matmul(gates_[m].t());
-            gates = at::sigmoid(logits);
-            if (input.perturbation.disable_top_experts > 0) {
-                gates = sdk::mask_top_experts(gates, input.perturbation.disable_top_experts, 0.0);
-            }
+            // Dense gates: every expert is used with its gate; the selection control may zero
+            // some (router m of the block is sub-layer m).
+            gates = input.selection->selectable_scores(
+                at::sigmoid(logits), sdk::ScoreKind::kSigmoid, static_cast<int>(m), {});
         }
         z = z + at::einsum("tk,ktd->td", {gates.to(experts.scalar_type()), experts})
                     .to(z.scalar_type());

@@ -48,6 +48,7 @@ void register_components(sdk::Registrar& registrar) {
         "(interpretation)";
     component.params = schema();
     component.supports = supports;
+    component.features = sdk::all_selection_perturbations();
     component.make_block = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<FinedeepBlock>(context, FinedeepOptions::from(params));
     };

@@ -6,6 +6,7 @@
 
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/init.h"
+#include "moelab/sdk/routing_ops.h"
 
 namespace moelab::plugins::hash {
 
@@ -50,7 +51,8 @@ at::Tensor balanced_table(const at::Tensor& counts, std::int64_t experts, std::i
     return table;
 }
 
-HashRouter::HashRouter(const sdk::MoeLayerContext& context, const HashOptions& options) {
+HashRouter::HashRouter(const sdk::MoeLayerContext& context, const HashOptions& options)
+    : expert_count_(context.model.expert_count) {
     const std::int64_t experts = context.model.expert_count;
     const std::int64_t vocab = context.model.vocab_size;
     at::Tensor built;
@@ -69,14 +71,24 @@ HashRouter::HashRouter(const sdk::MoeLayerContext& context, const HashOptions& o
 }
 
 sdk::RoutingDecision HashRouter::route(const sdk::RouterInput& input) {
+    const at::Tensor indices = table.index_select(0, input.token_ids);  // (tokens, k)
+    const std::int64_t k = indices.size(1);
+    // The table as scores: 1/k on the token's k experts, a distribution with no ranking inside
+    // it. Choosing the k non-zero scores and weighting them equally is the Hash Layer; through
+    // the selection control the host can make experts unavailable or reassign them.
+    const at::Tensor table_scores =
+        at::zeros({indices.size(0), expert_count_}, input.hidden.options().dtype(at::kFloat))
+            .scatter(1, indices, 1.0 / static_cast<double>(k));
+    const at::Tensor scores =
+        input.selection->selectable_scores(table_scores, sdk::ScoreKind::kSoftmax, 0, {});
+    at::Tensor chosen = std::get<0>(sdk::select_top_k(scores, k, /*renormalize=*/false));
+    // Equal scores leave top-k's order to the implementation: list each token's experts in
+    // ascending order, empty slots last, so the decision is the same on every device.
+    const at::Tensor key = std::get<0>(chosen.masked_fill(chosen < 0, expert_count_).sort(1));
+    chosen = key.masked_fill(key == expert_count_, -1);
+    const at::Tensor used = (chosen >= 0).to(at::kFloat);
     sdk::RoutingDecision decision;
-    at::Tensor indices = table.index_select(0, input.token_ids);  // (tokens, k)
-    // Perturbation: the table's order is the token's expert priority; drop its first entries.
-    const int disabled =
-        std::min<int>(input.perturbation.disable_top_experts, static_cast<int>(table.size(1)));
-    if (disabled > 0) indices.narrow(1, 0, disabled).fill_(-1);
-    const at::Tensor used = (indices >= 0).to(at::kFloat);
-    decision.expert_indices = indices;
+    decision.expert_indices = chosen;
     decision.combine_weights = used / used.sum(1, /*keepdim=*/true).clamp_min(1.0);
     return decision;
 }

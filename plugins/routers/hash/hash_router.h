@@ -42,6 +42,9 @@ class HashRouter : public sdk::Router {
     sdk::RoutingDecision route(const sdk::RouterInput& input) override;
 
     at::Tensor table;  // (vocab, k) int64 buffer
+
+  private:
+    std::int64_t expert_count_;
 };
 
 }  // namespace moelab::plugins::hash

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/init.h"
@@ -71,22 +72,17 @@ sdk::RoutingDecision MaskMoeRouter::route(const sdk::RouterInput& input) {
     constexpr double kMasked = -std::numeric_limits<double>::infinity();
     const at::Tensor logits = input.hidden.matmul(weight_.t());  // (tokens, experts)
     const at::Tensor token_visible = visible.index_select(0, input.token_ids);
-    at::Tensor masked = logits.masked_fill(token_visible.logical_not(), kMasked);
-    if (input.perturbation.disable_top_experts > 0) {
-        masked = sdk::mask_top_experts(masked, input.perturbation.disable_top_experts, kMasked);
-    }
-    const at::Tensor selectable = masked.isfinite();
-    // A token whose every expert is masked (a rare token under perturbation) routes to no expert;
-    // its all -inf row is neutralised before the softmax, which would give NaN.
-    const at::Tensor none_left = selectable.any(1, /*keepdim=*/true).logical_not();
+    // Every id sees at least one expert, so no row is all -inf.
     sdk::RoutingDecision decision;
     decision.probs =
-        masked.masked_fill(none_left, 0.0).softmax(-1).masked_fill(selectable.logical_not(), 0.0);
-    auto [weights, indices] = decision.probs.topk(options_.k, -1);
-    const at::Tensor valid = selectable.gather(1, indices);
-    weights = weights * valid;
-    decision.combine_weights = weights / weights.sum(1, /*keepdim=*/true).clamp_min(1e-9);
-    decision.expert_indices = indices.masked_fill(valid.logical_not(), -1);
+        logits.masked_fill(token_visible.logical_not(), kMasked).softmax(-1);  // invisible: 0
+    // The unmasked router is the fallback for a token whose visible experts were all disabled by
+    // a perturbation, when the evaluation asks for it (none_left = "fallback").
+    const at::Tensor scores = input.selection->selectable_scores(
+        decision.probs, sdk::ScoreKind::kSoftmax, 0, logits.softmax(-1));
+    // Renormalised over the selected experts only for k > 1 (k = 1 would get no gradient).
+    std::tie(decision.expert_indices, decision.combine_weights) =
+        sdk::select_top_k(scores, options_.k, /*renormalize=*/true);
 
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(

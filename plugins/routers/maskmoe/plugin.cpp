@@ -54,6 +54,7 @@ void register_components(sdk::Registrar& registrar) {
     component.summary = "MaskMoE: top-k routing behind a per-vocabulary routing mask";
     component.params = schema();
     component.supports = supports;
+    component.features = sdk::all_selection_perturbations();
     component.make_router = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<MaskMoeRouter>(context, MaskMoeOptions::from(params));
     };

@@ -15,7 +15,8 @@ sdk::ParamSchema schema() {
                  "softmax_topk: softmax over all experts, then the k largest (GShard/Switch); "
                  "topk_softmax: the k largest logits, then softmax over them (Mixtral)");
     s.add_bool("renormalize", true,
-               "With softmax_topk: rescale the k selected probabilities to sum to 1");
+               "With softmax_topk and k > 1: rescale the k selected probabilities to sum to 1 "
+               "(never at k = 1, where the weight p / p = 1 would cut the router's gradient)");
     s.add_float("balance_coef", 0.01,
                 "Coefficient of the Switch load-balancing loss (computed on the full softmax)")
         .at_least(0);
@@ -47,6 +48,7 @@ void register_components(sdk::Registrar& registrar) {
     component.summary = "Top-k softmax router (GShard/Switch) with balance loss, z-loss, jitter";
     component.params = schema();
     component.supports = supports;
+    component.features = sdk::all_selection_perturbations();
     component.make_router = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<TopKRouter>(context, TopKOptions::from(params));
     };

@@ -1,6 +1,5 @@
 #include "topk_router.h"
 
-#include <limits>
 #include <tuple>
 
 #include "moelab/sdk/init.h"
@@ -41,21 +40,21 @@ sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
             hidden * at::empty_like(hidden).uniform_(1.0 - options_.jitter, 1.0 + options_.jitter);
     }
     const at::Tensor logits = hidden.matmul(weight_.t());  // (tokens, experts)
-    at::Tensor selectable = logits;
-    if (input.perturbation.disable_top_experts > 0) {
-        selectable = sdk::mask_top_experts(logits, input.perturbation.disable_top_experts,
-                                           -std::numeric_limits<double>::infinity());
-    }
 
     sdk::RoutingDecision decision;
-    decision.probs = selectable.softmax(-1);  // (tokens, experts)
+    decision.probs = logits.softmax(-1);  // (tokens, experts), clean: for the losses
+    const at::Tensor scores =
+        input.selection->selectable_scores(decision.probs, sdk::ScoreKind::kSoftmax, 0, {});
     if (options_.softmax_first) {
         std::tie(decision.expert_indices, decision.combine_weights) =
-            sdk::select_top_k(decision.probs, options_.k, options_.renormalize);
+            sdk::select_top_k(scores, options_.k, options_.renormalize);
     } else {
-        auto [top_logits, indices] = selectable.topk(options_.k, -1);
+        // Mixtral: softmax over the k largest logits, which is the k largest probabilities
+        // divided by their sum (the per-token constant of log-softmax cancels). With k = 1 the
+        // weight is the constant 1 by definition, and the router learns only through its losses.
+        auto [indices, top] = sdk::select_top_k(scores, options_.k, /*renormalize=*/false);
         decision.expert_indices = indices;
-        decision.combine_weights = top_logits.softmax(-1);
+        decision.combine_weights = top / top.sum(-1, /*keepdim=*/true).clamp_min(1e-9);
     }
 
     if (options_.shared_gate) {

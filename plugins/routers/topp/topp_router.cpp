@@ -1,7 +1,6 @@
 #include "topp_router.h"
 
 #include <algorithm>
-#include <limits>
 #include <tuple>
 
 #include "moelab/sdk/init.h"
@@ -14,6 +13,7 @@ TopPOptions TopPOptions::from(const sdk::Params& params) {
     options.p = params.get_float("p");
     options.max_experts = params.get_int("max_experts");
     options.balance_coef = params.get_float("balance_coef");
+    options.shared_gate = params.get_bool("shared_gate");
     return options;
 }
 
@@ -26,7 +26,7 @@ std::pair<at::Tensor, at::Tensor> select_top_p(const at::Tensor& probs, double p
     const at::Tensor before = at::cat({at::zeros_like(sorted.narrow(-1, 0, 1)),
                                        sorted.cumsum(-1).narrow(-1, 0, sorted.size(-1) - 1)},
                                       -1);
-    at::Tensor keep = before <= p;
+    at::Tensor keep = (before <= p) & (sorted > 0);  // score 0: not selectable
     std::int64_t slots = keep.sum(-1).max().item<std::int64_t>();
     if (max_experts > 0) slots = std::min(slots, max_experts);
     keep = keep.narrow(-1, 0, slots);
@@ -41,18 +41,28 @@ TopPRouter::TopPRouter(const sdk::MoeLayerContext& context, const TopPOptions& o
     weight_ = register_parameter(
         "weight",
         sdk::normal_weight({expert_count_, context.model.d_model}, context.init_std, generator));
+    if (options_.shared_gate) {
+        shared_gate_weight_ = register_parameter(
+            "shared_gate_weight",
+            sdk::normal_weight({2, context.model.d_model}, context.init_std, generator));
+        shared_gate_bias_ = register_parameter("shared_gate_bias", at::zeros({2}));
+    }
 }
 
 sdk::RoutingDecision TopPRouter::route(const sdk::RouterInput& input) {
-    at::Tensor logits = input.hidden.matmul(weight_.t());  // (tokens, experts)
-    if (input.perturbation.disable_top_experts > 0) {
-        logits = sdk::mask_top_experts(logits, input.perturbation.disable_top_experts,
-                                       -std::numeric_limits<double>::infinity());
-    }
+    const at::Tensor logits = input.hidden.matmul(weight_.t());  // (tokens, experts)
     sdk::RoutingDecision decision;
     decision.probs = logits.softmax(-1);
+    const at::Tensor scores =
+        input.selection->selectable_scores(decision.probs, sdk::ScoreKind::kSoftmax, 0, {});
     std::tie(decision.expert_indices, decision.combine_weights) =
-        select_top_p(decision.probs, options_.p, options_.max_experts);
+        select_top_p(scores, options_.p, options_.max_experts);
+    if (options_.shared_gate) {
+        const at::Tensor mixing =
+            at::linear(input.hidden, shared_gate_weight_, shared_gate_bias_).softmax(-1);
+        decision.token_scale = mixing.select(1, 0);
+        decision.shared_scale = mixing.select(1, 1);
+    }
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
             "balance",

@@ -34,16 +34,21 @@ public:
         const std::int64_t capacity = std::min<std::int64_t>(
             tokens, static_cast<std::int64_t>(std::ceil(experts_per_token_ * tokens /
                                                         static_cast<double>(expert_count_))));
+        // Note [Selection contract]: the host may perturb the scores (robustness studies); an
+        // expert may only choose tokens whose returned score is not 0.
+        const at::Tensor scores = input.selection->selectable_scores(
+            decision.probs, moelab::sdk::ScoreKind::kSoftmax, /*router=*/0, {});
         // Each expert (column) picks its `capacity` highest-affinity tokens.
-        const at::Tensor chosen = std::get<1>(decision.probs.t().topk(capacity, -1));  // (E, cap)
+        const at::Tensor chosen = std::get<1>(scores.t().topk(capacity, -1));  // (E, cap)
         const at::Tensor mask =
             at::zeros({expert_count_, tokens}, decision.probs.options().dtype(at::kBool))
                 .scatter_(1, chosen, true)
-                .t();  // (tokens, experts)
+                .t() &
+            (scores > 0);  // (tokens, experts)
         const at::Tensor experts = at::arange(expert_count_, decision.probs.options().dtype(at::kLong))
                                        .expand({tokens, expert_count_});
         decision.expert_indices = at::where(mask, experts, at::full_like(experts, -1));
-        decision.combine_weights = decision.probs * mask;  // gradient flows into chosen weights
+        decision.combine_weights = scores * mask;  // gradient flows into chosen weights
         decision.active_mask = mask;
         decision.stats.emplace_back("experts_per_token",
                                     mask.sum(-1).to(at::kFloat).mean().detach());
@@ -56,15 +61,6 @@ private:
     at::Tensor weight_;  // (experts, d_model)
 };
 
-moelab::sdk::Support supports(const moelab::sdk::CapabilityQuery& query,
-                              const moelab::sdk::Params&) {
-    if (query.wants(moelab::sdk::feature::kRoutingPerturbation)) {
-        return moelab::sdk::Support::no(
-            "experts choose tokens here, so 'disable each token's top expert' is undefined");
-    }
-    return moelab::sdk::Support::yes();
-}
-
 void register_components(moelab::sdk::Registrar& registrar) {
     moelab::sdk::RouterComponent component;
     component.name = "expert-choice";
@@ -73,7 +69,9 @@ void register_components(moelab::sdk::Registrar& registrar) {
         .add_float("experts_per_token", 2.0,
                    "Average experts per token; each expert takes ceil(c * tokens / experts) tokens")
         .between(0.01, 1024);
-    component.supports = supports;
+    // Every perturbation the host runs through the selection control applies to expert choice
+    // too: a disabled expert cannot choose the token, noise and reassignment change the affinities.
+    component.features = moelab::sdk::all_selection_perturbations();
     component.make_router = [](const moelab::sdk::MoeLayerContext& context,
                                const moelab::sdk::Params& params) {
         return std::make_shared<ExpertChoiceRouter>(context, params.get_float("experts_per_token"));

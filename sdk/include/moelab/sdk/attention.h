@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/nn/module.h>
 
@@ -48,8 +49,8 @@ public:
     // Returns the residual branch, (batch, seq, d_model).
     virtual at::Tensor forward(const AttentionInput& input) = 0;
 
-    // A cache able to hold `max_len` tokens for `batch` sequences. Components that cannot decode
-    // incrementally reject feature::kKvCache in their SupportsFn and throw here.
+    // A cache able to hold `max_len` tokens for `batch` sequences. Components that can decode
+    // incrementally list feature::kKvCache; the others throw here.
     virtual std::unique_ptr<AttentionCache> make_cache(std::int64_t batch,
                                                        std::int64_t max_len) = 0;
 };
@@ -59,6 +60,8 @@ struct AttentionComponent {
     std::string summary;
     ParamSchema params;
     SupportsFn supports;  // optional
+    // Optional features (capability.h feature::) this component has; any other is absent.
+    std::vector<std::string> features;
     std::function<std::shared_ptr<Attention>(const AttentionContext&, const Params&)>
         make_attention;
 };

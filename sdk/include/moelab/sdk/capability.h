@@ -34,16 +34,30 @@ struct ModelShape {
     std::int64_t shared_expert_count = 0;
 };
 
-// Names of optional features a run may need. New features are new strings: the query grows
-// without changing any interface layout.
+// Names of optional features a run may need. A component has a feature only when it lists it in
+// its `features` (router_component.h, attention.h, tokenizer.h): the host never assumes one. New
+// features are new strings, so the list grows without changing any interface layout.
 namespace feature {
-// The evaluator masks each router's highest-probability experts (RouterInput::perturbation).
-inline constexpr std::string_view kRoutingPerturbation = "routing_perturbation";
+// Routing perturbations the host applies through SelectionControl (selection_control.h); a router
+// lists those it honours. methods.md §2.7 and docs/robustness.md define them.
+inline constexpr std::string_view kDisableTop = "perturbation.disable_top";
+inline constexpr std::string_view kLogitNoise = "perturbation.logit_noise";
+inline constexpr std::string_view kExpertDropout = "perturbation.expert_dropout";
+inline constexpr std::string_view kRandomRouting = "perturbation.random_routing";
+inline constexpr std::string_view kForcedBalance = "perturbation.forced_balance";
 // Incremental decoding with AttentionCache.
 inline constexpr std::string_view kKvCache = "kv_cache";
 // Expert banks sharded across processes; blocks must only talk to experts through ExpertBank.
 inline constexpr std::string_view kExpertParallel = "expert_parallel";
 }  // namespace feature
+
+// The features every perturbation-aware router in gate form can list: the host implements them
+// all behind SelectionControl, so a router that follows the selection contract has them all.
+inline std::vector<std::string> all_selection_perturbations() {
+    return {std::string(feature::kDisableTop), std::string(feature::kLogitNoise),
+            std::string(feature::kExpertDropout), std::string(feature::kRandomRouting),
+            std::string(feature::kForcedBalance)};
+}
 
 struct CapabilityQuery {
     ModelShape model;
@@ -77,7 +91,8 @@ inline Support experts_fit(std::int64_t count, std::string_view option,
     return Support::yes();
 }
 
-// Optional on every component; an empty function means "supports everything the schema allows".
+// Optional on every component: refuses what the schema allows but this run cannot do, also a
+// declared feature with particular options. An empty function means "no further refusals".
 using SupportsFn = std::function<Support(const CapabilityQuery& query, const Params& params)>;
 
 }  // namespace moelab::sdk

@@ -25,6 +25,9 @@ struct ExpertBankSpec {
     // a = SiLU(W_gate x) * (W_up x) with |a| > activation_threshold, and the host reports their
     // fraction (the non-sparse activation rate, "nsar") with the bank's statistics. < 0: off.
     double activation_threshold = -1.0;
+    // Always-active experts added to every token (a shared expert), as opposed to routed ones.
+    // Robustness studies may switch shared banks off; the host does that for every bank marked so.
+    bool shared = false;
 };
 
 // Thread-safety: like any torch::nn::Module, one forward at a time per bank.

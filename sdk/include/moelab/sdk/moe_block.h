@@ -11,6 +11,7 @@
 #include <torch/nn/module.h>
 
 #include "moelab/sdk/routing.h"
+#include "moelab/sdk/selection_control.h"
 
 namespace moelab::sdk {
 
@@ -21,7 +22,9 @@ struct BlockInput {
     at::Tensor token_ids;  // (tokens,) int64
     bool training = false;
     std::int64_t step = 0;
-    RoutingPerturbation perturbation;
+    // Never null while the host calls forward(): each router of the block hands it its scores
+    // before choosing, numbered in execution order (Note [Selection contract]).
+    SelectionControl* selection = nullptr;
 };
 
 struct BlockOutput {

@@ -10,6 +10,7 @@
 #include <torch/nn/module.h>
 
 #include "moelab/sdk/routing.h"
+#include "moelab/sdk/selection_control.h"
 
 namespace moelab::sdk {
 
@@ -20,10 +21,11 @@ struct RouterInput {
     at::Tensor hidden;
     // (tokens,) int64: vocabulary id of each token (MaskMoE, Hash routing).
     at::Tensor token_ids;
-    int sublayer_index = 0;  // for blocks that route several times; 0 in the standard block
     bool training = false;
     std::int64_t step = 0;  // optimizer step, for schedules
-    RoutingPerturbation perturbation;
+    // Never null while the host calls route(): hand it the scores before choosing, as router 0
+    // (Note [Selection contract] in selection_control.h).
+    SelectionControl* selection = nullptr;
 };
 
 class Router : public torch::nn::Module {

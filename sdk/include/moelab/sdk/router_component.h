@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "moelab/sdk/capability.h"
 #include "moelab/sdk/moe_block.h"
@@ -20,6 +21,8 @@ struct RouterComponent {
     std::string summary;  // one line for `moelab plugins`
     ParamSchema params;
     SupportsFn supports;  // optional
+    // Optional features (capability.h feature::) this component has; any other is absent.
+    std::vector<std::string> features;
     std::function<std::shared_ptr<Router>(const MoeLayerContext&, const Params&)> make_router;
     std::function<std::shared_ptr<MoeBlock>(const MoeLayerContext&, const Params&)> make_block;
 };

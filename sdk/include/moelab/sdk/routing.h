@@ -15,15 +15,6 @@ namespace moelab::sdk {
 // (name, scalar tensor) pairs, in a stable order chosen by the producer.
 using NamedScalars = std::vector<std::pair<std::string, at::Tensor>>;
 
-// Evaluation-time perturbation of routing (robustness studies, methods.md §2.7): before selecting,
-// a router removes its `disable_top_experts` highest-probability experts for every token and
-// selects among the rest exactly as it normally would (top-k and renormalise, or TopP on the
-// remainder). Routers that cannot honour it must say so through their SupportsFn for
-// feature::kRoutingPerturbation.
-struct RoutingPerturbation {
-    int disable_top_experts = 0;
-};
-
 struct RoutingDecision {
     // (tokens, slots) int64. Expert of each slot, or -1 for an empty slot: a token may use any
     // number of experts from 0 to `slots`.

@@ -1,7 +1,7 @@
 #pragma once
 
-// Building blocks shared by router plugins: selection, perturbation and the standard auxiliary
-// losses. All functions expect float32 inputs (routing runs in fp32).
+// Building blocks shared by router plugins: selection and the standard auxiliary losses. All
+// functions expect float32 inputs (routing runs in fp32).
 
 #include <algorithm>
 #include <cstdint>
@@ -11,25 +11,20 @@
 
 namespace moelab::sdk {
 
-// Removes the `count` highest-scoring experts of every token by setting their scores to `fill`
-// (-inf for logits, 0 for probabilities). Used for RoutingPerturbation. At least one expert stays,
-// so that a softmax over the rest is defined.
-inline at::Tensor mask_top_experts(const at::Tensor& scores, int count, double fill) {
-    count = std::min<int>(count, static_cast<int>(scores.size(-1)) - 1);
-    if (count <= 0) return scores;
-    const at::Tensor top = std::get<1>(scores.topk(count, /*dim=*/-1));
-    return scores.scatter(-1, top, fill);
-}
-
-// Top-k selection over probs (tokens, experts): indices (tokens, k) int64 and their probabilities,
-// renormalised to sum to one per token when `renormalize` is set.
-inline std::pair<at::Tensor, at::Tensor> select_top_k(const at::Tensor& probs, std::int64_t k,
+// Top-k selection over scores (tokens, experts) >= 0: indices (tokens, k) int64 and their scores,
+// renormalised to sum to one per token when `renormalize` is set. Experts with score 0 are not
+// selectable (Note [Selection contract]): a token with fewer than k of them gets empty slots (-1,
+// weight 0). Renormalise only for k > 1: with one expert the weight p / p = 1 is a constant and the
+// router would get no gradient from the loss (the CartesianMoE authors' code does the same).
+inline std::pair<at::Tensor, at::Tensor> select_top_k(const at::Tensor& scores, std::int64_t k,
                                                       bool renormalize) {
-    auto [weights, indices] = probs.topk(k, /*dim=*/-1);
-    if (renormalize) {
+    auto [weights, indices] = scores.topk(k, /*dim=*/-1);
+    const at::Tensor selectable = weights > 0;
+    weights = weights * selectable;
+    if (renormalize && k > 1) {
         weights = weights / weights.sum(-1, /*keepdim=*/true).clamp_min(1e-9);
     }
-    return {indices, weights};
+    return {indices.masked_fill(selectable.logical_not(), -1), weights};
 }
 
 // Fraction of routed assignments per expert: (experts,) float32. Slots with index -1 are ignored.

@@ -67,6 +67,8 @@ struct TokenizerComponent {
     std::string summary;
     ParamSchema params;
     SupportsFn supports;  // optional
+    // Optional features (capability.h feature::) this component has; any other is absent.
+    std::vector<std::string> features;
     std::function<std::shared_ptr<Tokenizer>(const TokenizerTrainingData&, const Params&)> train;
     std::function<std::shared_ptr<Tokenizer>(std::string_view serialized, const Params&)> load;
 };

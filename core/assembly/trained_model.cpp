@@ -1,0 +1,44 @@
+#include "core/assembly/trained_model.h"
+
+#include "core/checkpoint/checkpoint.h"
+#include "core/data/batcher.h"
+#include "core/system/read_file.h"
+#include "core/train/model_state.h"
+
+namespace moelab::core {
+
+namespace fs = std::filesystem;
+
+TrainedModel::TrainedModel(const ResolvedRecipe& resolved, const fs::path& run_dir,
+                           const fs::path& step_dir, const std::string& device,
+                           const std::function<void(const std::string&)>& log)
+    : resolved_(resolved) {
+    const Recipe& recipe = resolved.recipe;
+    dataset_.emplace(Dataset::prepare_with_tokenizer(
+        resolved, read_file(run_dir / "tokenizer.txt", kMaxTokenizerBytes, "tokenizer file"), log));
+    check_support(resolved, capability_query(recipe, device, dataset_->vocab_size()));
+    const Dataset* data = &*dataset_;
+    model_ = std::make_shared<LanguageModel>(resolved, data->vocab_size(),
+                                             [data] { return data->training_token_counts(); });
+    const LoadedCheckpoint checkpoint = load_checkpoint(step_dir, CheckpointParts::kModel);
+    load_model_tensors(*model_, checkpoint.model);
+    step_ = checkpoint.state.step;
+    device_ = device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+    model_->to(device_);
+    autocast_bf16_ = device == "cuda" && recipe.model.dtype == "bfloat16";
+}
+
+EvalResult TrainedModel::evaluate(Split split, std::int64_t max_batches,
+                                  const Perturbation& perturbation) const {
+    const Recipe& recipe = resolved_.recipe;
+    const auto batches = evaluation_batches(dataset_->tokens(split), recipe.data.seq_len,
+                                            recipe.eval.batch_size, max_batches);
+    EvalSetup setup;
+    setup.device = device_;
+    setup.autocast_bf16 = autocast_bf16_;
+    setup.perturbation = perturbation;
+    setup.step = step_;
+    return core::evaluate(*model_, batches, setup);
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,29 @@
+#include "core/conformance/conformance_report.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace moelab::core {
+
+bool ConformanceReport::passed() const {
+    return std::none_of(checks.begin(), checks.end(), [](const ConformanceCheck& check) {
+        return check.outcome == CheckOutcome::kFail;
+    });
+}
+
+std::string ConformanceReport::table() const {
+    std::size_t width = 5;
+    for (const ConformanceCheck& check : checks) width = std::max(width, check.name.size());
+    std::string out =
+        fmt::format("{}\n  {:<{}}  {:<6}  {}\n", component, "check", width, "result", "detail");
+    for (const ConformanceCheck& check : checks) {
+        const char* result = check.outcome == CheckOutcome::kPass   ? "pass"
+                             : check.outcome == CheckOutcome::kFail ? "FAIL"
+                                                                    : "info";
+        out += fmt::format("  {:<{}}  {:<6}  {}\n", check.name, width, result, check.detail);
+    }
+    return out;
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,208 @@
+#include "core/report/run_report.h"
+
+#include <fstream>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/system/atomic_file.h"
+#include "core/system/file_error.h"
+#include "core/system/read_file.h"
+
+namespace moelab::core {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// metrics.jsonl records; a line that does not parse (a write cut short) is skipped.
+std::vector<json> read_records(const fs::path& file) {
+    std::vector<json> records;
+    const std::string text = read_file(file, kMaxCorpusFileBytes, "metrics log");
+    std::size_t start = 0;
+    while (start < text.size()) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        json record = json::parse(text.substr(start, end - start), nullptr, false);
+        if (record.is_object()) records.push_back(std::move(record));
+        start = end + 1;
+    }
+    return records;
+}
+
+json line_chart(const std::string& title, json values, const std::string& y,
+                const std::string& y_title, const std::string& color = "", bool log_y = false) {
+    json encoding = {
+        {"x", {{"field", "step"}, {"type", "quantitative"}, {"title", "step"}}},
+        {"y",
+         {{"field", y},
+          {"type", "quantitative"},
+          {"title", y_title},
+          {"scale", log_y ? json{{"type", "log"}, {"nice", false}} : json{{"zero", false}}}}}};
+    if (!color.empty()) {
+        encoding["color"] = {{"field", color}, {"type", "nominal"}, {"title", color}};
+    }
+    return {{"title", title},
+            {"width", 640},
+            {"height", 220},
+            {"data", {{"values", values}}},
+            {"mark", {{"type", "line"}, {"point", values.size() < 40}}},
+            {"encoding", encoding}};
+}
+
+std::string number(double value, int digits = 4) { return fmt::format("{:.{}f}", value, digits); }
+
+}  // namespace
+
+ReportPage run_report_page(const fs::path& run_dir) {
+    const std::vector<json> records = read_records(run_dir / "metrics.jsonl");
+    json summary;
+    if (fs::exists(run_dir / "summary.json")) {
+        summary = json::parse(read_file(run_dir / "summary.json", kMaxSmallFileBytes, "summary"),
+                              nullptr, false);
+    }
+    std::string recipe_name = run_dir.filename().string();
+    json run_record;
+    for (const json& r : records) {
+        if (r.value("type", "") == "run") run_record = r;
+    }
+    if (run_record.is_object()) recipe_name = run_record.value("recipe", recipe_name);
+
+    ReportPage page(fmt::format("moelab run {} ({})", recipe_name, run_dir.filename().string()));
+    json losses = json::array(), rates = json::array(), validation = json::array();
+    json load = json::array(), entropy = json::array(), health = json::array();
+    std::int64_t last_step = 0;
+    for (const json& r : records) {
+        const std::string type = r.value("type", "");
+        const std::int64_t step = r.value("step", std::int64_t{0});
+        if (type == "train") {
+            last_step = step;
+            losses.push_back(
+                {{"step", step}, {"series", "loss (with aux)"}, {"value", r.value("loss", 0.0)}});
+            losses.push_back({{"step", step},
+                              {"series", "language-model loss"},
+                              {"value", r.value("lm_loss", 0.0)}});
+            rates.push_back({{"step", step}, {"lr", r.value("lr", 0.0)}});
+            if (!r.contains("moe")) continue;
+            for (const auto& [layer, stats] : r["moe"].items()) {
+                if (stats.contains("banks")) {
+                    for (const auto& [bank, b] : stats["banks"].items()) {
+                        const std::string where = layer + " " + bank;
+                        const json& counts = b["tokens_per_expert"];
+                        double total = 0;
+                        for (const json& c : counts) total += c.get<double>();
+                        for (std::size_t e = 0; e < counts.size(); ++e) {
+                            load.push_back(
+                                {{"step", step},
+                                 {"bank", where},
+                                 {"expert", e},
+                                 {"share", total > 0 ? counts[e].get<double>() / total : 0.0}});
+                        }
+                        health.push_back({{"step", step},
+                                          {"series", where + " dead"},
+                                          {"value", b.value("dead_fraction", 0.0)}});
+                        health.push_back({{"step", step},
+                                          {"series", where + " dropped"},
+                                          {"value", b.value("dropped_fraction", 0.0)}});
+                    }
+                }
+                if (stats.contains("routers")) {
+                    for (std::size_t i = 0; i < stats["routers"].size(); ++i) {
+                        const json& router = stats["routers"][i];
+                        if (!router.contains("entropy")) continue;
+                        entropy.push_back({{"step", step},
+                                           {"router", fmt::format("{} router {}", layer, i)},
+                                           {"entropy", router["entropy"].get<double>()}});
+                    }
+                }
+            }
+        } else if (type == "eval" && r.value("split", "") == "validation") {
+            validation.push_back({{"step", step}, {"ppl", r.value("ppl", 0.0)}});
+        }
+    }
+
+    page.heading("Summary");
+    std::vector<std::vector<std::string>> rows = {{"quantity", "value"}};
+    rows.push_back({"training steps logged", std::to_string(last_step)});
+    if (summary.is_object()) {
+        for (const char* split : {"validation", "test"}) {
+            if (!summary.contains(split)) continue;
+            rows.push_back(
+                {fmt::format("{} perplexity", split), number(summary[split].value("ppl", 0.0))});
+            rows.push_back({fmt::format("{} unigram perplexity", split),
+                            number(summary[split].value("unigram_ppl", 0.0))});
+        }
+        rows.push_back({"wall time (s)", number(summary.value("wall_seconds", 0.0), 1)});
+        rows.push_back({"training tokens/s", number(summary.value("tokens_per_second", 0.0), 0)});
+        if (summary.contains("parameters")) {
+            const json& p = summary["parameters"];
+            rows.push_back(
+                {"parameters, total", std::to_string(p.value("total", std::int64_t{0}))});
+            rows.push_back(
+                {"parameters, in experts", std::to_string(p.value("expert", std::int64_t{0}))});
+            rows.push_back({"parameters, active per token", number(p.value("active", 0.0), 0)});
+        }
+    } else if (run_record.is_object() && run_record.contains("parameters")) {
+        rows.push_back({"parameters, total",
+                        std::to_string(run_record["parameters"].value("total", std::int64_t{0}))});
+        rows.push_back({"parameters, in experts",
+                        std::to_string(run_record["parameters"].value("expert", std::int64_t{0}))});
+        page.paragraph("The run has not finished: final perplexities appear when it does.");
+    }
+    page.table(rows);
+
+    page.heading("Training");
+    page.chart("loss", line_chart("Training loss (mean over each logging window)", losses, "value",
+                                  "loss (nats per token)", "series"));
+    page.chart("learning_rate", line_chart("Learning rate", rates, "lr", "learning rate"));
+    if (!validation.empty()) {
+        page.chart("validation_ppl", line_chart("Validation perplexity", validation, "ppl",
+                                                "perplexity (log scale)", "", true));
+    }
+    if (!load.empty()) {
+        page.heading("Routing");
+        page.chart(
+            "expert_load",
+            {{"title", "Expert load over training: share of each bank's assignments"},
+             {"data", {{"values", load}}},
+             {"mark", "rect"},
+             {"width", 640},
+             {"height", 90},
+             {"encoding",
+              {{"x",
+                {{"field", "step"},
+                 {"type", "ordinal"},
+                 {"title", "step"},
+                 {"axis", {{"labelOverlap", true}}}}},
+               {"y", {{"field", "expert"}, {"type", "ordinal"}, {"title", "expert"}}},
+               {"color",
+                {{"field", "share"},
+                 {"type", "quantitative"},
+                 {"title", "share of assignments"},
+                 {"scale", {{"scheme", "viridis"}}}}},
+               {"row", {{"field", "bank"}, {"type", "nominal"}, {"title", "layer and bank"}}}}}});
+    }
+    if (!entropy.empty()) {
+        page.chart("routing_entropy", line_chart("Routing entropy (nats, mean over tokens)",
+                                                 entropy, "entropy", "entropy (nats)", "router"));
+    }
+    if (!health.empty()) {
+        page.chart("dead_and_dropped",
+                   line_chart("Dead experts (fraction of the bank) and dropped assignments "
+                              "(fraction of assignments)",
+                              health, "value", "fraction", "series"));
+    }
+    if (fs::exists(run_dir / "recipe.resolved.toml")) {
+        page.heading("Resolved recipe");
+        page.preformatted(read_file(run_dir / "recipe.resolved.toml", kMaxRecipeBytes, "recipe"));
+    }
+    return page;
+}
+
+void write_run_report(const fs::path& run_dir) {
+    write_file_atomically(run_dir / "report.html", run_report_page(run_dir).html());
+}
+
+}  // namespace moelab::core

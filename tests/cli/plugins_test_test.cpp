@@ -1,0 +1,85 @@
+// `moelab plugins test`: every built-in router passes the conformance kit, and the kit fails, with
+// the right reason, on routers that each break one rule (tests/plugin/fixtures/kit_routers.cpp).
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "support/subprocess.h"
+
+namespace moelab::tests {
+namespace {
+
+namespace fs = std::filesystem;
+
+CommandResult kit(const std::string& target) {
+    const std::string path = shell_quote((fs::path(MOELAB_FIXTURE_DIR) / "kit_routers").string());
+    return run_command("MOELAB_PLUGIN_PATH=" + path + " " + shell_quote(MOELAB_BINARY) +
+                       " plugins test " + target);
+}
+
+class BuiltInRouter : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BuiltInRouter, PassesTheConformanceKit) {
+    const CommandResult result = kit(GetParam());
+    EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+    EXPECT_NE(result.out.find("router '" + GetParam() + "'"), std::string::npos) << result.out;
+    EXPECT_EQ(result.out.find("FAIL"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("perturbation forced_balance"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("\npassed\n"), std::string::npos) << result.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Routers, BuiltInRouter,
+                         ::testing::Values("topk", "topp", "hash", "maskmoe", "cartesian", "dsmoe",
+                                           "finedeep"),
+                         [](const auto& info) { return info.param; });
+
+struct Defect {
+    std::string router;
+    std::string check;
+    std::string reason;
+};
+
+class DefectiveRouter : public ::testing::TestWithParam<Defect> {};
+
+TEST_P(DefectiveRouter, FailsTheKitWithTheReason) {
+    const Defect& defect = GetParam();
+    const CommandResult result = kit(defect.router);
+    EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+    const auto row = result.out.find(defect.check);
+    ASSERT_NE(row, std::string::npos) << result.out;
+    const std::string line = result.out.substr(row, result.out.find('\n', row) - row);
+    EXPECT_NE(line.find("FAIL"), std::string::npos) << line;
+    EXPECT_NE(line.find(defect.reason), std::string::npos) << line;
+    EXPECT_NE(result.out.find("\nFAILED\n"), std::string::npos) << result.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, DefectiveRouter,
+    ::testing::Values(
+        Defect{"kit-out-of-range", "decision contract",
+               "expert_indices must be in [-1, 8) (-1: empty slot), got values from 8 to"},
+        Defect{"kit-detached", "gradients reach every parameter",
+               "no gradient from the loss: block.router.weight"},
+        Defect{"kit-ignores-selection", "perturbation disable_top",
+               "lists perturbation.disable_top but router 0 never handed its scores"},
+        Defect{"kit-vector-aux", "decision contract",
+               "aux_losses['balance'] must be a floating-point scalar (one element)"},
+        Defect{"kit-nondeterministic", "determinism under a seed",
+               "two layers built with the same seed give different outputs"}),
+    [](const auto& info) {
+        std::string name = info.param.router;
+        for (char& c : name) c = c == '-' ? '_' : c;
+        return name;
+    });
+
+TEST(PluginsTest, AnUnknownComponentIsAUsageError) {
+    const CommandResult result = kit("topkk");
+    EXPECT_EQ(result.exit_code, 2);
+    EXPECT_NE(result.err.find("no component named 'topkk' (did you mean 'topk'?)"),
+              std::string::npos)
+        << result.err;
+}
+
+}  // namespace
+}  // namespace moelab::tests
