@@ -27,6 +27,7 @@ nlohmann::json ComparisonCell::to_json() const {
                         {"run_dir", run_dir},   {"perturbation", kind},
                         {"strength", strength}, {"description", perturbation},
                         {"measured", measured}, {"step", step}};
+    if (!note.empty()) j["note"] = note;
     if (measured) {
         j["loss"] = loss;
         j["ppl"] = ppl;
@@ -48,6 +49,7 @@ ComparisonCell ComparisonCell::from_json(const nlohmann::json& j) {
     c.perturbation = j.at("description").get<std::string>();
     c.measured = j.at("measured").get<bool>();
     c.step = j.at("step").get<std::int64_t>();
+    c.note = j.value("note", std::string());
     if (c.measured) {
         c.loss = j.at("loss").get<double>();
         c.ppl = j.at("ppl").get<double>();
@@ -227,6 +229,9 @@ ComparisonSummary run_comparison(const Comparison& comparison, const RecipeResol
                 cell.ppl = result.perplexity();
                 cell.tokens = result.tokens;
                 cell.step = model->step();
+                if (result.routing.perturbed_gates()) {
+                    cell.note = "gates, not a softmax ranking: not the paper's protocol";
+                }
                 if (i == 0) clean_ppl = cell.ppl;
                 cell.ratio = clean_ppl > 0 ? cell.ppl / clean_ppl : 0.0;
                 measuring_seconds += std::chrono::duration<double>(Clock::now() - start).count();
@@ -250,15 +255,17 @@ ComparisonSummary run_comparison(const Comparison& comparison, const RecipeResol
 void write_comparison_results(const Comparison& comparison,
                               const std::vector<ComparisonCell>& cells) {
     std::string csv =
-        "run,seed,perturbation,strength,description,measured,loss,ppl,ratio,tokens,step,reason\n";
+        "run,seed,perturbation,strength,description,measured,loss,ppl,ratio,tokens,step,reason,"
+        "note\n";
     nlohmann::json rows = nlohmann::json::array();
     for (const ComparisonCell& c : cells) {
-        csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_field(c.run), c.seed,
+        csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_field(c.run), c.seed,
                            c.kind, c.strength, csv_field(c.perturbation), c.measured ? 1 : 0,
                            c.measured ? fmt::format("{:.6f}", c.loss) : "",
                            c.measured ? fmt::format("{:.6f}", c.ppl) : "",
                            c.measured ? fmt::format("{:.6f}", c.ratio) : "",
-                           c.measured ? std::to_string(c.tokens) : "", c.step, csv_field(c.reason));
+                           c.measured ? std::to_string(c.tokens) : "", c.step, csv_field(c.reason),
+                           csv_field(c.note));
         rows.push_back(c.to_json());
     }
     const nlohmann::json results = {{"comparison", comparison.name},
@@ -298,12 +305,17 @@ std::string comparison_markdown(const Comparison& comparison,
         "mean ± sd. n/a: the router cannot be evaluated under that perturbation (reasons "
         "below); no number is reported for it.\n\n",
         comparison.split);
+    // Short column heads ("disable_top 1"); the full descriptions follow the table.
+    auto head = [](const std::string& description) {
+        return description.substr(0, description.find(" ("));
+    };
     out += "| run | n |";
-    for (const std::string& column : columns) out += fmt::format(" {} |", column);
+    for (const std::string& column : columns) out += fmt::format(" {} |", head(column));
     out += "\n|---|---|";
     for (std::size_t i = 0; i < columns.size(); ++i) out += "---|";
     out += "\n";
     std::vector<std::string> reasons;
+    bool any_note = false;
     for (const std::string& run : runs) {
         const std::size_t n = groups[{run, columns.front()}].size();
         out += fmt::format("| {} | {} |", run, n);
@@ -311,10 +323,12 @@ std::string comparison_markdown(const Comparison& comparison,
             const auto& group = groups[{run, column}];
             std::vector<double> ppl, ratio;
             std::string reason;
+            bool noted = false;
             for (const ComparisonCell* c : group) {
                 if (c->measured) {
                     ppl.push_back(c->ppl);
                     ratio.push_back(c->ratio);
+                    noted = noted || !c->note.empty();
                 } else {
                     reason = c->reason;
                 }
@@ -333,10 +347,21 @@ std::string comparison_markdown(const Comparison& comparison,
                 out += fmt::format(" {:.3f} ± {:.3f} |", pm, ps);
             } else {
                 const auto [rm, rs] = mean_sd(ratio);
-                out += fmt::format(" {:.3f} ± {:.3f} (×{:.3f} ± {:.3f}) |", pm, ps, rm, rs);
+                out += fmt::format(" {:.3f} ± {:.3f} (×{:.3f} ± {:.3f}){} |", pm, ps, rm, rs,
+                                   noted ? " †" : "");
+                any_note = any_note || noted;
             }
         }
         out += "\n";
+    }
+    out += "\n";
+    for (const std::string& column : columns) {
+        if (column != "none") out += fmt::format("- `{}`: {}\n", head(column), column);
+    }
+    if (any_note) {
+        out +=
+            "\n† The perturbation acted on sigmoid gates, not on a softmax ranking: not the "
+            "paper's protocol (docs/robustness.md).\n";
     }
     if (!reasons.empty()) {
         out += "\n";

@@ -41,6 +41,9 @@ struct ComparisonCell {
     double ratio = 0;  // ppl / unperturbed ppl of the same run and seed
     std::int64_t tokens = 0;
     std::int64_t step = 0;  // the checkpoint's step
+    // Set when the perturbation acted on sigmoid gates (DSMoE, Finedeep), not on a softmax
+    // ranking: not the paper's protocol.
+    std::string note;
 
     nlohmann::json to_json() const;
     static ComparisonCell from_json(const nlohmann::json& json);

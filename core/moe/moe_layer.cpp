@@ -136,6 +136,7 @@ sdk::BlockOutput MoeLayer::forward(sdk::BlockInput input, LayerRoutingStats* sta
                         describe_plugin(*plugin_), layer_index_, input.step, error.what()));
     }
     selection.check(output, *plugin_);
+    if (stats != nullptr && selection.perturbed_gates()) stats->note_perturbed_gates();
     for (const auto& bank : banks_) {
         std::vector<DispatchRecord> records = bank->take_dispatches();
         if (stats == nullptr) continue;

@@ -155,6 +155,7 @@ at::Tensor PerturbedSelection::selectable_scores(const at::Tensor& scores, sdk::
         mix(mix(mix(perturbation_->seed, static_cast<std::uint64_t>(site_.batch)),
                 static_cast<std::uint64_t>(site_.layer)),
             static_cast<std::uint64_t>(router));
+    if (kind == sdk::ScoreKind::kSigmoid) perturbed_gates_ = true;
     PerturbedScores perturbed = perturb_scores(scores, kind, fallback, *perturbation_, seed);
     call.perturbed = true;
     call.disabled = perturbed.disabled;

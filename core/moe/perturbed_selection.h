@@ -49,6 +49,9 @@ class PerturbedSelection final : public sdk::SelectionControl {
     // over its scores, handed them twice, or chose an expert this control disabled.
     void check(const sdk::BlockOutput& output, const PluginInfo& plugin) const;
 
+    // Whether a perturbation was applied to sigmoid gates in this forward.
+    bool perturbed_gates() const { return perturbed_gates_; }
+
   private:
     struct Call {
         int router = 0;
@@ -58,6 +61,7 @@ class PerturbedSelection final : public sdk::SelectionControl {
     const Perturbation* perturbation_;
     SelectionSite site_;
     bool layer_perturbed_;
+    bool perturbed_gates_ = false;
     std::vector<Call> calls_;
 };
 

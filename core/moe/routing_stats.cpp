@@ -114,6 +114,13 @@ const LayerRoutingStats& RoutingStats::layer_or_empty(int layer_index) const {
     return it == layers_.end() ? kEmpty : it->second;
 }
 
+bool RoutingStats::perturbed_gates() const {
+    for (const auto& [index, stats] : layers_) {
+        if (stats.perturbed_gates()) return true;
+    }
+    return false;
+}
+
 nlohmann::json RoutingStats::summary() const {
     nlohmann::json out = nlohmann::json::object();
     for (const auto& [index, stats] : layers_) out["layer" + std::to_string(index)] = stats.summary();

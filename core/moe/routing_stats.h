@@ -23,6 +23,10 @@ public:
     void add_dispatch(const std::string& bank, const DispatchRecord& record);
     void add_decision(std::size_t sublayer, const sdk::RoutingDecision& decision);
     void add_scalars(const std::string& kind, const sdk::NamedScalars& scalars);
+    // A perturbation was applied to sigmoid gates (ScoreKind::kSigmoid) rather than to a softmax
+    // ranking: the result is not the CartesianMoE paper's protocol (docs/robustness.md).
+    void note_perturbed_gates() { perturbed_gates_ = true; }
+    bool perturbed_gates() const { return perturbed_gates_; }
 
     // {"banks": {"experts": {"tokens_per_expert": [...], "load_imbalance": .., "cv": ..,
     //   "dead_fraction": .., "dropped_fraction": .., "active_fraction": ..,
@@ -56,6 +60,7 @@ private:
     std::map<std::string, BankTotals> banks_;
     std::vector<DecisionTotals> decisions_;
     std::map<std::string, std::map<std::string, ScalarTotals>> scalars_;  // kind -> name -> totals
+    bool perturbed_gates_ = false;
 };
 
 // Statistics of every MoE layer, keyed by layer index.
@@ -67,7 +72,10 @@ public:
     bool empty() const { return layers_.empty(); }
     nlohmann::json summary() const;  // {"layer1": {...}, ...}
 
-private:
+    // Whether some layer perturbed sigmoid gates (LayerRoutingStats::note_perturbed_gates).
+    bool perturbed_gates() const;
+
+  private:
     std::map<int, LayerRoutingStats> layers_;
 };
 

@@ -4,6 +4,11 @@
 
 namespace moelab::core {
 
+PluginError::PluginError(const std::string& plugin, std::string_view operation, std::string reason)
+    : std::runtime_error(fmt::format("{}: {} failed: {}", plugin, operation, reason)),
+      plugin_(plugin),
+      reason_(std::move(reason)) {}
+
 std::string describe_plugin(const PluginInfo& plugin) {
     return fmt::format("plugin '{}' ({})", plugin.name, plugin.file.string());
 }
@@ -15,8 +20,7 @@ void rethrow_as_plugin_error(const PluginInfo& plugin, std::string_view operatio
     } catch (const PluginError&) {
         throw;  // already names its plugin
     } catch (const std::exception& e) {
-        throw PluginError(
-            fmt::format("{}: {} failed: {}", describe_plugin(plugin), operation, e.what()));
+        throw PluginError(describe_plugin(plugin), operation, e.what());
     } catch (...) {
         throw PluginError(fmt::format("{}: {} failed with a non-standard exception",
                                       describe_plugin(plugin), operation));

@@ -17,6 +17,17 @@ namespace moelab::core {
 class PluginError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
+    // "<plugin>: <operation> failed: <reason>", keeping the plugin's own words apart, so that a
+    // caller with more context can say it once instead of wrapping the whole text again.
+    PluginError(const std::string& plugin, std::string_view operation, std::string reason);
+
+    // The plugin's own message; empty for errors the host raised about a plugin.
+    const std::string& reason() const { return reason_; }
+    const std::string& plugin() const { return plugin_; }
+
+  private:
+    std::string plugin_;
+    std::string reason_;
 };
 
 std::string describe_plugin(const PluginInfo& plugin);  // "plugin 'topk' (path/to/lib.so)"

@@ -164,8 +164,15 @@ TEST_F(TokenizerCli, BadInputExitsTwoNamingTheProblem) {
                        "does not exist");
     EXPECT_FALSE(fs::exists(dir_ / "x.json"));
     std::ofstream(dir_ / "broken.json") << R"({"tokenizer": "bpe", "format": "moelab-bpe"})";
+    // Said once: the file, the plugin's reason, who read it (no "cannot load ... failed: ...").
     expect_usage_error("encode " + q(dir_ / "broken.json") + " " + text,
-                       "broken.json: cannot load it as a 'bpe' tokenizer");
+                       "broken.json: not a valid moelab BPE tokenizer file: ");
+    expect_usage_error("encode " + q(dir_ / "broken.json") + " " + text,
+                       " (read as a 'bpe' tokenizer by plugin 'bpe' (");
+    std::ofstream(dir_ / "garbled.json") << "{\"tokenizer\": \"bpe\",\n  \"merges\": [oops]}";
+    expect_usage_error("encode --as bpe " + q(dir_ / "garbled.json") + " " + text,
+                       "garbled.json: not a valid moelab BPE tokenizer file: not valid JSON "
+                       "(syntax error at line 2, column 14)");
     std::ofstream(dir_ / "anonymous.json") << R"({"merges": []})";
     expect_usage_error("stats " + q(dir_ / "anonymous.json") + " " + text, "name it with --as");
     ASSERT_EQ(run_command(moelab() + " tokenizer train --vocab 300 " + text + " -o " +

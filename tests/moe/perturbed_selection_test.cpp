@@ -155,6 +155,19 @@ TEST(PerturbedSelection, SeedsEachLayerBatchAndRouterIndependentlyAndReproducibl
     EXPECT_FALSE(at::equal(draw(1, 2, 0), draw(1, 2, 1)));
 }
 
+TEST(PerturbedSelection, RecordsWhenItPerturbedGatesRatherThanARanking) {
+    const Perturbation top1 = make(PerturbationKind::kDisableTop, 1);
+    PerturbedSelection softmax(&top1, {0, 0, 0});
+    softmax.selectable_scores(rows({{0.6f, 0.4f}}), ScoreKind::kSoftmax, 0, {});
+    EXPECT_FALSE(softmax.perturbed_gates());
+    PerturbedSelection gates(&top1, {0, 0, 0});
+    gates.selectable_scores(rows({{0.9f, 0.2f}}), ScoreKind::kSigmoid, 0, {});
+    EXPECT_TRUE(gates.perturbed_gates());
+    PerturbedSelection plain(nullptr, {0, 0, 0});
+    plain.selectable_scores(rows({{0.9f, 0.2f}}), ScoreKind::kSigmoid, 0, {});
+    EXPECT_FALSE(plain.perturbed_gates());
+}
+
 TEST(PerturbedSelection, AppliesOnlyToTheLayersAndRoutersItNames) {
     Perturbation top1 = make(PerturbationKind::kDisableTop, 1);
     top1.layers = {3};

@@ -82,6 +82,11 @@ LoadedTokenizer load_tokenizer_file(const std::string& file, const std::string& 
     try {
         loaded.tokenizer = core::load_tokenizer(component, text, params);
     } catch (const core::PluginError& error) {
+        // One line, said once: the file, what the plugin found wrong, and who looked.
+        if (!error.reason().empty()) {
+            throw UsageError(fmt::format("{}: {} (read as a '{}' tokenizer by {})", file,
+                                         error.reason(), loaded.component, error.plugin()));
+        }
         throw UsageError(fmt::format("{}: cannot load it as a '{}' tokenizer: {}", file,
                                      loaded.component, error.what()));
     }

@@ -1,5 +1,8 @@
 #include "tokenizer_file.h"
 
+#include <algorithm>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "byte_level.h"
@@ -111,9 +114,24 @@ TokenizerFile read_tokenizer_file(std::string_view text) {
     json root;
     try {
         root = json::parse(text);
-    } catch (const json::exception& error) {
-        // parse_error, and out_of_range for numbers beyond a double (1e999): both bad files.
-        bad(std::string("JSON parse error: ") + error.what());
+    } catch (const json::parse_error& error) {
+        // Where, in the file's own terms; the library's text names its internals.
+        std::size_t line = 1, column = 1;
+        const std::size_t end =
+            std::min<std::size_t>(error.byte == 0 ? 0 : error.byte - 1, text.size());
+        for (std::size_t i = 0; i < end; ++i) {
+            if (text[i] == '\n') {
+                ++line;
+                column = 1;
+            } else {
+                ++column;
+            }
+        }
+        bad("not valid JSON (syntax error at line " + std::to_string(line) + ", column " +
+            std::to_string(column) + ")");
+    } catch (const json::exception&) {
+        // out_of_range: a number beyond a double (1e999).
+        bad("not valid JSON (a number out of range)");
     }
     if (!root.is_object()) bad("expected a JSON object");
     if (string_member(root, "format") != kFormat)
