@@ -10,6 +10,7 @@
 #include "core/config/diagnostics.h"
 #include "core/config/options_binding.h"
 #include "core/config/options_schema.h"
+#include "core/config/toml_guard.h"
 #include "core/config/toml_params.h"
 #include "core/system/file_error.h"
 #include "core/system/read_file.h"
@@ -130,6 +131,11 @@ std::vector<double> read_strengths(const toml::table& table, const std::string& 
 }  // namespace
 
 Comparison parse_comparison(const std::string& text, const fs::path& origin) {
+    if (const auto hazard = find_toml_hazard(text)) {
+        throw ConfigError(ConfigIssue{{origin.string(), hazard->line, hazard->column},
+                                      "",
+                                      fmt::format("TOML syntax error: {}", hazard->message)});
+    }
     toml::table root;
     try {
         root = toml::parse(text, origin.string());

@@ -6,6 +6,7 @@
 
 #include "core/config/options_schema.h"
 #include "core/config/suggest.h"
+#include "core/config/toml_guard.h"
 #include "core/config/toml_params.h"
 #include "core/system/read_file.h"
 
@@ -44,6 +45,11 @@ toml::table parse_file(const std::filesystem::path& file, const SourceLocation& 
         throw ConfigError(ConfigIssue{referenced_at, referencing_key,
                                       fmt::format("'{}' {} (expected a base recipe file, TOML)",
                                                   printable_path(file), error.reason())});
+    }
+    if (const auto hazard = find_toml_hazard(text)) {
+        throw ConfigError(ConfigIssue{{file.string(), hazard->line, hazard->column},
+                                      "",
+                                      fmt::format("TOML syntax error: {}", hazard->message)});
     }
     try {
         return toml::parse(text, file.string());
@@ -143,17 +149,30 @@ void apply_override(toml::table& root, const std::string& override_text, Diagnos
     }
 
     // The value in TOML syntax; a bare word (topk, cuda) is taken as a string.
+    // Text toml++ 3.3.0 would crash on (toml_guard.h) is no TOML value: taken as a bare word.
     toml::table parsed;
-    try {
-        parsed = toml::parse("value = " + value_text, origin);
-    } catch (const toml::parse_error&) {
+    bool parsed_directly = false;
+    const std::string direct = "value = " + value_text;
+    if (!find_toml_hazard(direct)) {
+        try {
+            parsed = toml::parse(direct, origin);
+            parsed_directly = true;
+        } catch (const toml::parse_error&) {
+        }
+    }
+    if (!parsed_directly) {
         std::string quoted = "\"";
         for (char c : value_text) {
             if (c == '"' || c == '\\') quoted += '\\';
             quoted += c;
         }
+        const std::string as_string = "value = " + quoted + "\"";
+        if (const auto hazard = find_toml_hazard(as_string)) {
+            diagnostics.add(at, path, fmt::format("cannot parse value: {}", hazard->message));
+            return;
+        }
         try {
-            parsed = toml::parse("value = " + quoted + "\"", origin);
+            parsed = toml::parse(as_string, origin);
         } catch (const toml::parse_error& error) {
             diagnostics.add(at, path, fmt::format("cannot parse value: {}", error.description()));
             return;

@@ -1,0 +1,29 @@
+#pragma once
+
+// A lexical check run before TOML text reaches toml++. Debian 12's toml++ 3.3.0 ends the process
+// (an assertion, or undefined behaviour under NDEBUG) on three kinds of invalid input instead of
+// raising a parse error; found by the recipe and comparison-file fuzzers:
+//  - a table header whose key starts with something else than a key character or a quote
+//    ("[!]", "[[[a]]]"; marzer/tomlplusplus#301),
+//  - a non-ASCII character outside strings and comments where the parser looks for whitespace
+//    (U+00E9 after a value; marzer/tomlplusplus#190, #295),
+//  - a ',' followed by '}' or another ',' ("x = [1,}").
+// None of them is valid TOML 1.0 (bare keys and everything outside strings and comments are
+// ASCII; a ',' separates values and is never followed by '}' or ','), so refusing them here never
+// refuses a valid file. Remove this check once the toml++ in use has the fixes.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace moelab::core {
+
+struct TomlHazard {
+    int line = 0;    // 1-based
+    int column = 0;  // 1-based, in bytes
+    std::string message;
+};
+
+std::optional<TomlHazard> find_toml_hazard(std::string_view text);
+
+}  // namespace moelab::core

@@ -1,0 +1,73 @@
+// core/config/toml_guard.h: refuses exactly the invalid TOML that crashes toml++ 3.3.0, with its
+// line and column, and never valid TOML (every shipped recipe, and strings holding the patterns).
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/config/toml_guard.h"
+
+namespace moelab::core {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(TomlGuard, RefusesTheTextThatCrashesTheParserWithItsPosition) {
+    struct Case {
+        std::string text;
+        int line, column;
+        std::string message;
+    };
+    const std::vector<Case> cases = {
+        {"a = 1\n[!]\n", 2, 2, "a table header must start with a key, got '!'"},
+        {"[[[a]]]\n", 1, 3, "a table header must start with a key, got '['"},
+        {"  [\n", 1, 4, "a table header must start with a key, got the end of the line"},
+        {"x = 1 \xc3\xa9\n", 1, 7, "a non-ASCII character outside a string or comment"},
+        {"[t\xc3\xa9]\n", 1, 3, "a non-ASCII character outside a string or comment"},
+        {"x = [1,}\n", 1, 8, "expected a value after ',', got '}'"},
+        {"x = [1,\n  # note\n  , 2]\n", 3, 3, "expected a value after ',', got ','"},
+        {"x = {a = 1, }\n", 1, 13, "expected a value after ',', got '}'"},
+    };
+    for (const Case& c : cases) {
+        const auto hazard = find_toml_hazard(c.text);
+        ASSERT_TRUE(hazard.has_value()) << c.text;
+        EXPECT_EQ(hazard->line, c.line) << c.text;
+        EXPECT_EQ(hazard->column, c.column) << c.text;
+        EXPECT_NE(hazard->message.find(c.message), std::string::npos) << hazard->message;
+    }
+}
+
+TEST(TomlGuard, AcceptsValidTomlIncludingThePatternsInsideStringsAndComments) {
+    for (const std::string text : {
+             "x = [1, 2, ]\n",
+             "x = [\n  [1, 2],\n  [3],\n]\n",
+             "name = \"caf\xc3\xa9 ,} [!]\" # comment \xc3\xa9 ,}\n",
+             "s = 'a,}'\nt = \"\"\"\n[!]\n,}\n\"\"\"\nu = '''\n\xc3\xa9 ,,\n'''\n",
+             "q = \"escaped \\\" ,} quote\"\n",
+             "[\"quoted key\"]\n[ spaced ]\n[[array.of.tables]]\n  [indented]\n",
+             "t = {a = 1, b = [1, {c = 2}]}\n",
+         }) {
+        const auto hazard = find_toml_hazard(text);
+        EXPECT_FALSE(hazard.has_value()) << text << "\n" << (hazard ? hazard->message : "");
+    }
+}
+
+TEST(TomlGuard, AcceptsEveryShippedRecipeAndComparisonFile) {
+    int files = 0;
+    for (const auto& entry :
+         fs::recursive_directory_iterator(fs::path(MOELAB_SOURCE_DIR) / "recipes")) {
+        if (entry.path().extension() != ".toml") continue;
+        std::ifstream in(entry.path());
+        std::stringstream text;
+        text << in.rdbuf();
+        const auto hazard = find_toml_hazard(text.str());
+        EXPECT_FALSE(hazard.has_value()) << entry.path() << ": " << (hazard ? hazard->message : "");
+        ++files;
+    }
+    EXPECT_GT(files, 20);
+}
+
+}  // namespace
+}  // namespace moelab::core
