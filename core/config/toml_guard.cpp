@@ -1,5 +1,7 @@
 #include "core/config/toml_guard.h"
 
+#include <string>
+
 namespace moelab::core {
 
 namespace {
@@ -16,8 +18,16 @@ class Scanner {
     std::optional<TomlHazard> run() {
         while (at_ < text_.size()) {
             const char c = text_[at_];
-            if (c == '\n') {
-                newline();
+            if (c == '\n' || c == '#') {
+                if (expect_value_ && after_equals_) {
+                    return hazard(c == '#' ? "expected a value after '=', got a comment"
+                                           : "expected a value after '=', got the end of the line");
+                }
+                if (c == '#') {
+                    skip_comment();
+                } else {
+                    newline();
+                }
                 continue;
             }
             if (c == ' ' || c == '\t' || c == '\r') {
@@ -25,29 +35,57 @@ class Scanner {
                 ++column_;
                 continue;
             }
-            if (c == '#') {
-                skip_comment();
-                continue;
-            }
-            if (static_cast<unsigned char>(c) >= 0x80) {
-                return hazard(
-                    "a non-ASCII character outside a string or comment (TOML keys "
-                    "and values other than strings are ASCII)");
-            }
+            if (static_cast<unsigned char>(c) >= 0x80) return non_ascii();
             if (after_comma_ && (c == '}' || c == ',')) {
                 return hazard(std::string("expected a value after ',', got '") + c + "'");
             }
             after_comma_ = c == ',';
-            if (c == '"' || c == '\'') {
-                skip_string(c);
-                continue;
-            }
-            if (c == '[' && depth_ == 0 && line_start_) {
+            if (nesting_.empty() && line_start_ && c == '[') {
                 if (auto found = check_header()) return found;
                 continue;
             }
-            if (c == '[' || c == '{') ++depth_;
-            if ((c == ']' || c == '}') && depth_ > 0) --depth_;
+            const bool value_position = expect_value_;
+            expect_value_ = false;
+            after_equals_ = false;
+            // A value cannot start with a terminator; ']' only closes an array ("[]", "[1,]").
+            const bool in_array = !nesting_.empty() && nesting_.back() == '[';
+            if (value_position && (c == ',' || c == '}' || (c == ']' && !in_array))) {
+                return hazard(std::string("expected a value, got '") + c + "'");
+            }
+            if (c == '"' || c == '\'') {
+                skip_string(c);  // a string value or a quoted key
+                continue;
+            }
+            if (value_position && c != '[' && c != '{') {
+                // The parser reads a bare value (number, boolean, date) up to a value terminator,
+                // whatever it holds: quotes and brackets in it are part of that scan.
+                if (auto found = skip_bare_value()) return found;
+                continue;
+            }
+            switch (c) {
+                case '=':
+                    expect_value_ = true;
+                    after_equals_ = true;
+                    break;
+                case '[':
+                    nesting_.push_back('[');
+                    expect_value_ = true;
+                    break;
+                case '{':
+                    nesting_.push_back('{');
+                    break;
+                case ',':
+                    expect_value_ = !nesting_.empty() && nesting_.back() == '[';
+                    break;
+                case ']':
+                    if (!nesting_.empty() && nesting_.back() == '[') nesting_.pop_back();
+                    break;
+                case '}':
+                    if (!nesting_.empty() && nesting_.back() == '{') nesting_.pop_back();
+                    break;
+                default:
+                    break;
+            }
             advance();
         }
         return std::nullopt;
@@ -66,6 +104,25 @@ class Scanner {
         line_start_ = true;
     }
     TomlHazard hazard(std::string message) const { return {line_, column_, std::move(message)}; }
+    TomlHazard non_ascii() const {
+        return hazard(
+            "a non-ASCII character outside a string or comment (TOML keys and values "
+            "other than strings are ASCII)");
+    }
+
+    // toml++'s value terminators: whitespace, a line break, ',', ']', '}', '#'.
+    std::optional<TomlHazard> skip_bare_value() {
+        while (at_ < text_.size()) {
+            const char c = text_[at_];
+            if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ']' ||
+                c == '}' || c == '#') {
+                return std::nullopt;
+            }
+            if (static_cast<unsigned char>(c) >= 0x80) return non_ascii();
+            advance();
+        }
+        return std::nullopt;
+    }
 
     void skip_comment() {
         while (at_ < text_.size() && text_[at_] != '\n') advance();
@@ -140,7 +197,9 @@ class Scanner {
     int column_ = 1;
     bool line_start_ = true;
     bool after_comma_ = false;
-    int depth_ = 0;  // brackets and braces open in values
+    bool expect_value_ = false;  // after '=', '[' of an array, ',' in an array
+    bool after_equals_ = false;  // expect_value_ set by '=' (a value must follow on the line)
+    std::string nesting_;        // '[' and '{' open in values, innermost last
 };
 
 }  // namespace

@@ -29,6 +29,14 @@ TEST(TomlGuard, RefusesTheTextThatCrashesTheParserWithItsPosition) {
         {"x = [1,}\n", 1, 8, "expected a value after ',', got '}'"},
         {"x = [1,\n  # note\n  , 2]\n", 3, 3, "expected a value after ',', got ','"},
         {"x = {a = 1, }\n", 1, 13, "expected a value after ',', got '}'"},
+        {"seeds = [}\n", 1, 10, "expected a value, got '}'"},
+        {"x = [,1]\n", 1, 6, "expected a value, got ','"},
+        {"x = }\n", 1, 5, "expected a value, got '}'"},
+        {"x = ]\n", 1, 5, "expected a value, got ']'"},
+        {"x = # nothing\n", 1, 5, "expected a value after '=', got a comment"},
+        {"x =\ny = 1\n", 1, 4, "expected a value after '=', got the end of the line"},
+        // A bare value is read up to a terminator, quotes included: the string is no string.
+        {"x = 3e{[\"\"\"\xcc\xa4\"\"\"\n", 1, 12, "a non-ASCII character outside a string"},
     };
     for (const Case& c : cases) {
         const auto hazard = find_toml_hazard(c.text);
@@ -42,12 +50,15 @@ TEST(TomlGuard, RefusesTheTextThatCrashesTheParserWithItsPosition) {
 TEST(TomlGuard, AcceptsValidTomlIncludingThePatternsInsideStringsAndComments) {
     for (const std::string text : {
              "x = [1, 2, ]\n",
+             "e = []\nf = [ # comment\n  1, # one\n  2,\n]\n",
              "x = [\n  [1, 2],\n  [3],\n]\n",
              "name = \"caf\xc3\xa9 ,} [!]\" # comment \xc3\xa9 ,}\n",
              "s = 'a,}'\nt = \"\"\"\n[!]\n,}\n\"\"\"\nu = '''\n\xc3\xa9 ,,\n'''\n",
              "q = \"escaped \\\" ,} quote\"\n",
              "[\"quoted key\"]\n[ spaced ]\n[[array.of.tables]]\n  [indented]\n",
              "t = {a = 1, b = [1, {c = 2}]}\n",
+             "a.\"caf\xc3\xa9\" = 1\nx = [\"\xc3\xa9\", '\xc3\xa9']\nt = {\"\xc3\xa9\" = 1}\n",
+             "d = 1979-05-27T07:32:00Z\nf = [+1.5e-3, inf, -nan, 0x1f]\n",
          }) {
         const auto hazard = find_toml_hazard(text);
         EXPECT_FALSE(hazard.has_value()) << text << "\n" << (hazard ? hazard->message : "");
