@@ -63,6 +63,43 @@ TEST(Cartesian, EqualsTheTwoStageReference) {
     EXPECT_EQ(out.aux_losses[1].first, "balance_b");
 }
 
+// disable_top on a block with two routers, exactly as defined: the perturbed router chooses the
+// top-2 of its clean probabilities with its argmax removed (renormalised), and a router left out
+// of `routers` routes exactly as without the perturbation.
+TEST(Cartesian, DisableTopActsOnTheRoutersItNamesAsDefined) {
+    BuiltLayer built = build_layer("cartesian", {}, LayerSpec{.experts = 5, .d_ff_expert = 8});
+    at::manual_seed(8);
+    const at::Tensor h = at::randn({32, 8});
+    const at::Tensor ids = at::zeros({32}, at::kLong);
+    const sdk::BlockOutput clean = built.forward(h, ids, false);
+
+    // The expected choice of a router from its clean probabilities: top-2 without the argmax.
+    auto without_top = [](const at::Tensor& probs) {
+        const at::Tensor removed = probs.scatter(1, probs.argmax(1, true), 0.0);
+        auto [weights, indices] = removed.topk(2, 1);
+        return std::pair{indices, weights / weights.sum(1, true)};
+    };
+    core::Perturbation second_only{.kind = core::PerturbationKind::kDisableTop, .strength = 1};
+    second_only.routers = {1};
+    const sdk::BlockOutput b = built.forward(h, ids, false, &second_only);
+    EXPECT_TRUE(at::equal(b.routing[0].expert_indices, clean.routing[0].expert_indices));
+    EXPECT_TRUE(at::equal(b.routing[0].combine_weights, clean.routing[0].combine_weights));
+    const auto [b_indices, b_weights] = without_top(b.routing[1].probs);
+    EXPECT_TRUE(at::equal(b.routing[1].expert_indices, b_indices));
+    EXPECT_TRUE(at::allclose(b.routing[1].combine_weights, b_weights, 1e-6, 1e-6));
+
+    const core::Perturbation both{.kind = core::PerturbationKind::kDisableTop, .strength = 1};
+    const sdk::BlockOutput ab = built.forward(h, ids, false, &both);
+    for (int r = 0; r < 2; ++r) {
+        const auto [indices, weights] = without_top(ab.routing[r].probs);
+        EXPECT_TRUE(at::equal(ab.routing[r].expert_indices, indices)) << "router " << r;
+        EXPECT_TRUE(at::allclose(ab.routing[r].combine_weights, weights, 1e-6, 1e-6))
+            << "router " << r;
+    }
+    // The first router's clean probabilities are the same in all three forwards.
+    EXPECT_TRUE(at::allclose(ab.routing[0].probs, clean.routing[0].probs));
+}
+
 TEST(Cartesian, ParametersMatchTopKWithFullSizeExperts) {
     // 2 sub-layers x experts x (d_ff_expert / 2) = experts x d_ff_expert: the expert parameters
     // of a top-k layer with the same [moe] settings.
