@@ -73,6 +73,18 @@ INSTANTIATE_TEST_SUITE_P(
         return name;
     });
 
+TEST(PluginsTest, TheRopeAttentionPassesIncludingItsCache) {
+    const CommandResult result = kit("rope");
+    EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+    for (const char* check : {"causality", "cache equals recomputation", "checkpoint round trip"}) {
+        const auto row = result.out.find(check);
+        ASSERT_NE(row, std::string::npos) << check << "\n" << result.out;
+        EXPECT_NE(result.out.substr(row, result.out.find('\n', row) - row).find("pass"),
+                  std::string::npos)
+            << result.out;
+    }
+}
+
 TEST(PluginsTest, AnUnknownComponentIsAUsageError) {
     const CommandResult result = kit("topkk");
     EXPECT_EQ(result.exit_code, 2);

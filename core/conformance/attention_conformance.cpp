@@ -1,0 +1,216 @@
+#include "core/conformance/attention_conformance.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <map>
+
+#include <fmt/format.h>
+#include <torch/autograd.h>
+
+#include "core/plugin/instantiate.h"
+#include "core/plugin/plugin_error.h"
+#include "moelab/sdk/init.h"
+
+namespace moelab::core {
+
+namespace {
+
+constexpr std::int64_t kModel = 32, kHeads = 4, kBatch = 2, kSeq = 16;
+
+sdk::ModelShape kit_shape() {
+    sdk::ModelShape shape;
+    shape.d_model = kModel;
+    shape.layer_count = 2;
+    shape.vocab_size = 64;
+    shape.head_count = kHeads;
+    shape.kv_head_count = kHeads;
+    shape.head_dim = kModel / kHeads;
+    shape.max_seq_len = 64;
+    shape.d_ff = 64;
+    return shape;
+}
+
+sdk::Params defaults(const sdk::ParamSchema& schema) {
+    std::map<std::string, sdk::ParamValue, std::less<>> values;
+    for (const sdk::ParamSpec& spec : schema.specs()) values[spec.name] = spec.default_value;
+    return sdk::Params(std::move(values));
+}
+
+std::shared_ptr<sdk::Attention> build(const RegisteredAttention& attention, std::uint64_t seed) {
+    sdk::AttentionContext context;
+    context.model = kit_shape();
+    context.layer_index = 1;
+    context.seed = seed;
+    context.init_std = 0.1;
+    return instantiate_attention(attention, context, defaults(attention.component.params));
+}
+
+at::Tensor hidden_states(std::int64_t seq, std::uint64_t seed) {
+    at::Generator generator = sdk::make_generator(seed);
+    return at::randn({kBatch, seq, kModel}, generator, at::kFloat);
+}
+
+at::Tensor run(sdk::Attention& attention, const at::Tensor& hidden, std::int64_t first_position,
+               sdk::AttentionCache* cache, bool training) {
+    attention.train(training);
+    sdk::ForwardState state;
+    sdk::AttentionInput input;
+    input.hidden = hidden;
+    input.positions = at::arange(first_position, first_position + hidden.size(1), at::kLong);
+    input.cache = cache;
+    input.state = &state;
+    input.training = training;
+    return attention.forward(input);
+}
+
+ConformanceCheck run_check(const std::string& name,
+                           const std::function<ConformanceCheck()>& check) {
+    try {
+        ConformanceCheck result = check();
+        result.name = name;
+        return result;
+    } catch (const std::exception& error) {
+        return {name, CheckOutcome::kFail, error.what()};
+    }
+}
+
+ConformanceCheck pass(std::string detail) { return {"", CheckOutcome::kPass, std::move(detail)}; }
+ConformanceCheck fail(std::string detail) { return {"", CheckOutcome::kFail, std::move(detail)}; }
+
+double max_difference(const at::Tensor& a, const at::Tensor& b) {
+    return (a - b).abs().max().item<double>();
+}
+
+}  // namespace
+
+ConformanceReport test_attention_component(const RegisteredAttention& attention) {
+    ConformanceReport report;
+    const sdk::AttentionComponent& component = attention.component;
+    report.component = fmt::format("attention '{}' ({} {})", component.name,
+                                   describe_plugin(*attention.plugin), attention.plugin->version);
+    // Every check but the gradient one runs without autograd (which re-enables it).
+    torch::NoGradGuard no_grad;
+
+    report.checks.push_back(run_check("output contract", [&] {
+        auto layer = build(attention, 11);
+        const at::Tensor out = run(*layer, hidden_states(kSeq, 1), 0, nullptr, false);
+        if (out.sizes() != at::IntArrayRef{kBatch, kSeq, kModel}) {
+            return fail(fmt::format("returned shape {}, expected ({}, {}, {})",
+                                    c10::str(out.sizes()), kBatch, kSeq, kModel));
+        }
+        if (!out.isfinite().all().item<bool>()) return fail("non-finite output");
+        return pass(fmt::format("({}, {}, {}) in, same shape out", kBatch, kSeq, kModel));
+    }));
+
+    report.checks.push_back(run_check("causality", [&] {
+        auto layer = build(attention, 11);
+        const at::Tensor x = hidden_states(kSeq, 2);
+        at::Tensor changed = x.clone();
+        changed.narrow(1, kSeq / 2, kSeq / 2).normal_();
+        const at::Tensor a = run(*layer, x, 0, nullptr, false);
+        const at::Tensor b = run(*layer, changed, 0, nullptr, false);
+        const double leak = max_difference(a.narrow(1, 0, kSeq / 2), b.narrow(1, 0, kSeq / 2));
+        if (leak > 1e-5) {
+            return fail(fmt::format(
+                "changing positions {}.. changed earlier outputs by up to {:.2e}", kSeq / 2, leak));
+        }
+        return pass("earlier positions do not see later ones");
+    }));
+
+    report.checks.push_back(run_check("gradients reach every parameter", [&] {
+        torch::AutoGradMode enable(true);
+        auto layer = build(attention, 11);
+        const at::Tensor out = run(*layer, hidden_states(kSeq, 3), 0, nullptr, true);
+        (out * hidden_states(kSeq, 4)).sum().backward();
+        std::string missing;
+        for (const auto& item : layer->named_parameters()) {
+            const at::Tensor& grad = item.value().grad();
+            if (item.value().requires_grad() &&
+                (!grad.defined() || grad.abs().sum().item<double>() == 0.0)) {
+                missing += (missing.empty() ? "" : ", ") + item.key();
+            }
+        }
+        if (!missing.empty()) return fail("no gradient: " + missing);
+        return pass(fmt::format("{} parameters", layer->named_parameters().size()));
+    }));
+
+    report.checks.push_back(run_check("determinism under a seed", [&] {
+        auto a = build(attention, 21);
+        auto b = build(attention, 21);
+        const at::Tensor x = hidden_states(kSeq, 5);
+        if (!at::equal(run(*a, x, 0, nullptr, false), run(*b, x, 0, nullptr, false))) {
+            return fail("two layers built with the same seed give different outputs");
+        }
+        return pass("same seed, same output");
+    }));
+
+    report.checks.push_back(run_check("checkpoint round trip", [&] {
+        auto a = build(attention, 31);
+        auto b = build(attention, 32);
+        std::map<std::string, at::Tensor> saved;
+        for (const auto& item : a->named_parameters()) saved[item.key()] = item.value();
+        for (const auto& item : a->named_buffers()) saved[item.key()] = item.value();
+        for (auto& item : b->named_parameters()) item.value().copy_(saved.at(item.key()));
+        for (auto& item : b->named_buffers()) item.value().copy_(saved.at(item.key()));
+        const at::Tensor x = hidden_states(kSeq, 6);
+        if (!at::equal(run(*a, x, 0, nullptr, false), run(*b, x, 0, nullptr, false))) {
+            return fail(
+                "a layer restored from another's parameters and buffers computes "
+                "something else");
+        }
+        return pass(fmt::format("{} tensors", saved.size()));
+    }));
+
+    const auto& features = component.features;
+    if (std::find(features.begin(), features.end(), sdk::feature::kKvCache) != features.end()) {
+        report.checks.push_back(run_check("cache equals recomputation", [&] {
+            auto layer = build(attention, 11);
+            const at::Tensor x = hidden_states(kSeq, 7);
+            const at::Tensor full = run(*layer, x, 0, nullptr, false);
+            std::unique_ptr<sdk::AttentionCache> cache = layer->make_cache(kBatch, kSeq);
+            // A prompt of 5 tokens, then one token at a time.
+            std::vector<at::Tensor> pieces{run(*layer, x.narrow(1, 0, 5), 0, cache.get(), false)};
+            for (std::int64_t t = 5; t < kSeq; ++t) {
+                pieces.push_back(run(*layer, x.narrow(1, t, 1), t, cache.get(), false));
+            }
+            if (cache->length() != kSeq) {
+                return fail(
+                    fmt::format("the cache holds {} tokens after {}", cache->length(), kSeq));
+            }
+            const double difference = max_difference(at::cat(pieces, 1), full);
+            if (difference > 1e-5) {
+                return fail(
+                    fmt::format("decoding with the cache differs from recomputation by "
+                                "up to {:.2e}",
+                                difference));
+            }
+            return pass(fmt::format("prompt of 5 + {} single tokens, max difference {:.1e}",
+                                    kSeq - 5, difference));
+        }));
+    } else {
+        report.checks.push_back({"cache equals recomputation", CheckOutcome::kInfo,
+                                 "does not list kv_cache: no incremental decoding"});
+    }
+
+    report.checks.push_back(run_check("throughput", [&] {
+        auto layer = build(attention, 11);
+        const at::Tensor x = hidden_states(256, 8);
+        run(*layer, x, 0, nullptr, false);
+        const auto start = std::chrono::steady_clock::now();
+        constexpr int kRounds = 5;
+        for (int i = 0; i < kRounds; ++i) run(*layer, x, 0, nullptr, false);
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        ConformanceCheck info;
+        info.outcome = CheckOutcome::kInfo;
+        info.detail = fmt::format(
+            "{:.0f} tokens/s (batch 2 x 256, d_model 32, 4 heads, CPU, "
+            "inference)",
+            kRounds * kBatch * 256 / seconds);
+        return info;
+    }));
+    return report;
+}
+
+}  // namespace moelab::core
