@@ -50,7 +50,7 @@ struct CompareArgs {
 int compare_runs(const CompareArgs& args);
 
 struct NewArgs {
-    std::string kind;  // router or block
+    std::string kind;  // router, block or attention
     std::string name;
     std::string dir;  // parent directory; empty: the working directory
 };

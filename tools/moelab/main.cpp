@@ -131,9 +131,9 @@ void add_new_command(CLI::App& app, int& exit_code) {
         "new",
         "Write a complete out-of-tree plugin project (CMakeLists, source, recipe, README) that "
         "builds against the installed SDK and passes `moelab plugins test`");
-    command->add_option("kind", args->kind, "router or block")
+    command->add_option("kind", args->kind, "router, block or attention")
         ->required()
-        ->check(CLI::IsMember({"router", "block"}));
+        ->check(CLI::IsMember({"router", "block", "attention"}));
     command->add_option("name", args->name, "Component name: lower-case letters, digits, '-'")
         ->required();
     command->add_option("--dir", args->dir, "Parent directory (default: the working directory)");

@@ -208,6 +208,122 @@ void register_components(sdk::Registrar& registrar) {
 MOELAB_PLUGIN("{{NAME}}", "0.1.0", "{{NAME}} MoE block", {{IDENT}}::register_components)
 )tmpl";
 
+constexpr const char* kAttentionSource =
+    R"tmpl(// {{NAME}}: causal multi-head self-attention with rotary position embeddings, written with
+// moelab's plugin SDK ({{SDK_VERSION}}). It trains and passes `moelab plugins test`. It does not
+// decode incrementally (no kv_cache feature; make_cache throws): add an AttentionCache and list
+// sdk::feature::kKvCache for decoding (the built-in rope plugin shows one).
+
+#include <cmath>
+#include <limits>
+
+#include "moelab/sdk/error.h"
+#include "moelab/sdk/init.h"
+#include "moelab/sdk/plugin.h"
+#include "moelab/sdk/rotary.h"
+
+namespace {{IDENT}} {
+
+namespace sdk = moelab::sdk;
+
+class Attention : public sdk::Attention {
+public:
+    Attention(const sdk::AttentionContext& context, const sdk::Params& params)
+        : heads_(context.model.head_count), head_dim_(context.model.head_dim) {
+        const std::int64_t d_model = context.model.d_model;
+        // Randomness from the layer's seed keeps runs reproducible (the kit checks it).
+        at::Generator generator = sdk::make_generator(context.seed);
+        const double std = context.init_std;
+        w_qkv_ = register_parameter(
+            "w_qkv", sdk::normal_weight({3 * heads_ * head_dim_, d_model}, std, generator));
+        // Matrices writing into the residual stream start smaller (Note [Initialisation]).
+        w_output_ = register_parameter(
+            "w_output",
+            sdk::normal_weight({d_model, heads_ * head_dim_},
+                               sdk::residual_init_std(std, context.model.layer_count), generator));
+        // A buffer, not a plain member: saved in checkpoints and moved with the module.
+        inv_freq_ = register_buffer(
+            "inv_freq", sdk::rope_inv_freq(params.get_float("base"), head_dim_).unsqueeze(0));
+    }
+
+    at::Tensor forward(const sdk::AttentionInput& input) override {
+        if (input.cache != nullptr) throw sdk::Error("{{NAME}} does not decode with a cache");
+        const at::Tensor& x = input.hidden;  // (batch, seq, d_model), normalised by the host
+        const std::int64_t batch = x.size(0), seq = x.size(1);
+        const at::Tensor qkv =
+            at::linear(x, w_qkv_).view({batch, seq, 3, heads_, head_dim_}).permute({2, 0, 3, 1, 4});
+        const auto [cos, sin] = sdk::rope_tables(inv_freq_, input.positions);
+        const at::Tensor query = sdk::apply_rope(qkv[0], cos, sin);  // (batch, heads, seq, dim)
+        const at::Tensor key = sdk::apply_rope(qkv[1], cos, sin);
+        // Causal by contract: position p attends to positions <= p. Softmax in fp32.
+        at::Tensor scores = at::matmul(query, key.transpose(-2, -1)).to(at::kFloat) /
+                            std::sqrt(static_cast<double>(head_dim_));
+        const at::Tensor future = input.positions.view({1, -1}) > input.positions.view({-1, 1});
+        scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+        const at::Tensor mixed = at::matmul(scores.softmax(-1).to(qkv.scalar_type()), qkv[2])
+                                     .transpose(1, 2)
+                                     .reshape({batch, seq, heads_ * head_dim_});
+        return at::linear(mixed, w_output_);
+    }
+
+    std::unique_ptr<sdk::AttentionCache> make_cache(std::int64_t, std::int64_t) override {
+        throw sdk::Error("{{NAME}} does not decode incrementally (no kv_cache feature)");
+    }
+
+private:
+    std::int64_t heads_;
+    std::int64_t head_dim_;
+    at::Tensor w_qkv_;     // (3 heads head_dim, d_model): query, key, value
+    at::Tensor w_output_;  // (d_model, heads head_dim)
+    at::Tensor inv_freq_;  // (1, head_dim / 2)
+};
+
+sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params&) {
+    if (query.model.kv_head_count != query.model.head_count) {
+        return sdk::Support::no("grouped-query attention is not implemented: set [model] "
+                                "kv_heads = 0");
+    }
+    if (query.model.head_dim % 2 != 0) {
+        return sdk::Support::no("rotary embeddings need an even head dimension");
+    }
+    return sdk::Support::yes();
+}
+
+void register_components(sdk::Registrar& registrar) {
+    sdk::AttentionComponent component;
+    component.name = "{{NAME}}";
+    component.summary = "Causal multi-head attention with RoPE (from `moelab new attention`)";
+    component.params.add_float("base", 10000.0, "RoPE base: theta_i = base^(-2i/head_dim)")
+        .at_least(1.0);
+    component.supports = supports;
+    component.make_attention = [](const sdk::AttentionContext& context,
+                                  const sdk::Params& params) {
+        return std::make_shared<Attention>(context, params);
+    };
+    registrar.add_attention(std::move(component));
+}
+
+}  // namespace {{IDENT}}
+
+MOELAB_PLUGIN("{{NAME}}", "0.1.0", "{{NAME}} attention", {{IDENT}}::register_components)
+)tmpl";
+
+constexpr const char* kAttentionRecipe =
+    R"tmpl(# Trains the quickstart model (recipes/quickstart.toml of moelab) with the {{NAME}} attention.
+# From the moelab checkout, after building this project:
+#   build/bin/moelab run {{DIR}}/recipe.toml
+extends = "{{MOELAB_ROOT}}/recipes/quickstart.toml"
+name = "{{NAME}}"
+description = "The quickstart model with the {{NAME}} attention"
+
+[plugins]
+search_path = ["build"]  # relative to this file: where cmake puts the plugin library
+
+[attention]
+plugin = "{{NAME}}"
+base = 10000.0
+)tmpl";
+
 constexpr const char* kRecipe =
     R"tmpl(# Trains the quickstart model (recipes/quickstart.toml of moelab) with the {{NAME}} {{KIND}}.
 # From the moelab checkout, after building this project:
@@ -265,10 +381,10 @@ std::string fill(std::string text, const std::map<std::string, std::string>& val
 }  // namespace
 
 int new_plugin(const NewArgs& args) {
-    if (args.kind != "router" && args.kind != "block") {
+    if (args.kind != "router" && args.kind != "block" && args.kind != "attention") {
         throw UsageError(
             fmt::format("moelab new: '{}' is not a kind it can make yet; expected "
-                        "router or block",
+                        "router, block or attention",
                         args.kind));
     }
     const std::string& name = args.name;
@@ -303,9 +419,12 @@ int new_plugin(const NewArgs& args) {
         {"MOELAB_ROOT", fs::weakly_canonical(MOELAB_SOURCE_DIR).string()},
     };
     core::write_file_atomically(dir / "CMakeLists.txt", fill(kCMakeLists, values));
-    core::write_file_atomically(dir / (ident + ".cpp"),
-                                fill(args.kind == "router" ? kRouterSource : kBlockSource, values));
-    core::write_file_atomically(dir / "recipe.toml", fill(kRecipe, values));
+    const char* source = args.kind == "router"  ? kRouterSource
+                         : args.kind == "block" ? kBlockSource
+                                                : kAttentionSource;
+    core::write_file_atomically(dir / (ident + ".cpp"), fill(source, values));
+    core::write_file_atomically(
+        dir / "recipe.toml", fill(args.kind == "attention" ? kAttentionRecipe : kRecipe, values));
     core::write_file_atomically(dir / "README.md", fill(kReadme, values));
     fmt::print("wrote {}/: CMakeLists.txt, {}.cpp, recipe.toml, README.md\n", dir.string(), ident);
     fmt::print(
