@@ -217,7 +217,8 @@ TEST(TokenizerFile, RoundTripsAndNamesWhatIsWrong) {
         }
         return std::string("no error");
     };
-    EXPECT_NE(error_of("{not json").find("not valid JSON (syntax error at line 1, column 2)"),
+    // The position where the parser noticed: after reading "no" of the invalid literal.
+    EXPECT_NE(error_of("{not json").find("not valid JSON (syntax error at line 1, column 3)"),
               std::string::npos)
         << error_of("{not json");
     std::string no_merges = text;
