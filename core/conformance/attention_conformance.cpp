@@ -64,20 +64,6 @@ at::Tensor run(sdk::Attention& attention, const at::Tensor& hidden, std::int64_t
     return attention.forward(input);
 }
 
-ConformanceCheck run_check(const std::string& name,
-                           const std::function<ConformanceCheck()>& check) {
-    try {
-        ConformanceCheck result = check();
-        result.name = name;
-        return result;
-    } catch (const std::exception& error) {
-        return {name, CheckOutcome::kFail, error.what()};
-    }
-}
-
-ConformanceCheck pass(std::string detail) { return {"", CheckOutcome::kPass, std::move(detail)}; }
-ConformanceCheck fail(std::string detail) { return {"", CheckOutcome::kFail, std::move(detail)}; }
-
 double max_difference(const at::Tensor& a, const at::Tensor& b) {
     return (a - b).abs().max().item<double>();
 }

@@ -6,6 +6,20 @@
 
 namespace moelab::core {
 
+ConformanceCheck run_check(const std::string& name,
+                           const std::function<ConformanceCheck()>& check) {
+    try {
+        ConformanceCheck result = check();
+        result.name = name;
+        return result;
+    } catch (const std::exception& error) {
+        return {name, CheckOutcome::kFail, error.what()};
+    }
+}
+
+ConformanceCheck pass(std::string detail) { return {"", CheckOutcome::kPass, std::move(detail)}; }
+ConformanceCheck fail(std::string detail) { return {"", CheckOutcome::kFail, std::move(detail)}; }
+
 bool ConformanceReport::passed() const {
     return std::none_of(checks.begin(), checks.end(), [](const ConformanceCheck& check) {
         return check.outcome == CheckOutcome::kFail;

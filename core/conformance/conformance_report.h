@@ -2,6 +2,7 @@
 
 // The result of `moelab plugins test`: one row per check, with why it failed.
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,5 +23,10 @@ struct ConformanceReport {
     bool passed() const;
     std::string table() const;  // a fixed-width table for the terminal
 };
+
+// Runs `check` under `name`; an exception it throws is the check's failure, with its message.
+ConformanceCheck run_check(const std::string& name, const std::function<ConformanceCheck()>& check);
+ConformanceCheck pass(std::string detail);
+ConformanceCheck fail(std::string detail);
 
 }  // namespace moelab::core

@@ -89,21 +89,6 @@ at::Tensor token_ids(std::int64_t tokens, std::uint64_t seed) {
     return at::randint(kVocab, {tokens}, generator, at::TensorOptions().dtype(at::kLong));
 }
 
-// Runs `check`; an exception is the check's failure, with its message.
-ConformanceCheck run_check(const std::string& name,
-                           const std::function<ConformanceCheck()>& check) {
-    try {
-        ConformanceCheck result = check();
-        result.name = name;
-        return result;
-    } catch (const std::exception& error) {
-        return {name, CheckOutcome::kFail, error.what()};
-    }
-}
-
-ConformanceCheck pass(std::string detail) { return {"", CheckOutcome::kPass, std::move(detail)}; }
-ConformanceCheck fail(std::string detail) { return {"", CheckOutcome::kFail, std::move(detail)}; }
-
 // Parameters (not buffers) that should learn, with their gradients after one backward pass.
 std::vector<std::string> parameters_without_gradient(Layer& layer, std::int64_t tokens) {
     const at::Tensor x = hidden_states(tokens, 3);
