@@ -5,22 +5,11 @@
 #include "core/moe/standard_block.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/plugin_error.h"
+#include "core/system/hash.h"
 #include "core/system/tensor_text.h"
 #include "moelab/sdk/error.h"
 
 namespace moelab::core {
-
-namespace {
-
-// splitmix64: decorrelated seeds for consecutive banks of one layer.
-std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t salt) {
-    std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (salt + 1);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-}  // namespace
 
 LayerHostServices::LayerHostServices(DispatchPolicy policy, double init_std,
                                      double output_init_std, std::uint64_t seed,

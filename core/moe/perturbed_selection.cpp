@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "core/plugin/plugin_error.h"
+#include "core/system/hash.h"
 #include "core/system/tensor_text.h"
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/init.h"
@@ -15,14 +16,6 @@
 namespace moelab::core {
 
 namespace {
-
-// splitmix64 over (seed, batch, layer, router): independent draws per site, reproducible.
-std::uint64_t mix(std::uint64_t seed, std::uint64_t value) {
-    std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (value + 1);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 // Random numbers are drawn on the CPU and moved, so a perturbation is the same on every device.
 at::Tensor uniform(at::IntArrayRef shape, at::Generator& generator, const at::Tensor& like) {
@@ -152,9 +145,9 @@ at::Tensor PerturbedSelection::selectable_scores(const at::Tensor& scores, sdk::
             router, tensor_text(fallback), shape_text(scores.sizes())));
     }
     const std::uint64_t seed =
-        mix(mix(mix(perturbation_->seed, static_cast<std::uint64_t>(site_.batch)),
-                static_cast<std::uint64_t>(site_.layer)),
-            static_cast<std::uint64_t>(router));
+        mix_seed(mix_seed(mix_seed(perturbation_->seed, static_cast<std::uint64_t>(site_.batch)),
+                          static_cast<std::uint64_t>(site_.layer)),
+                 static_cast<std::uint64_t>(router));
     if (kind == sdk::ScoreKind::kSigmoid) perturbed_gates_ = true;
     PerturbedScores perturbed = perturb_scores(scores, kind, fallback, *perturbation_, seed);
     call.perturbed = true;

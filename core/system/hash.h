@@ -10,6 +10,15 @@
 
 namespace moelab::core {
 
+// splitmix64 of seed and salt: decorrelated seeds for consecutive things (banks of a layer; the
+// batch, layer and router of a routing perturbation).
+inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t salt) {
+    std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (salt + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 class ContentHash {
 public:
     ContentHash& add(std::string_view bytes) {
