@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -71,6 +72,46 @@ bool has_leftovers(const fs::path& checkpoints) {
     return false;
 }
 
+// Lines in the metrics file so far (a partly written last line does not count).
+int finished_lines(const fs::path& metrics) {
+    std::ifstream in(metrics);
+    int lines = 0;
+    for (std::string line; std::getline(in, line);) lines += !in.eof();
+    return lines;
+}
+
+// Step at which the n-th (0-based) interruption after the first is aimed: evenly spread.
+int target_step(int n, int jitter) {
+    const int step = (n * kSteps) / kInterruptions + jitter;
+    return std::clamp(step, 1, kSteps - 1);
+}
+
+bool exited(pid_t pid) {
+    siginfo_t info{};
+    // WNOWAIT leaves the child waitable: the caller still reaps it below.
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+        return true;
+    return info.si_pid != 0;
+}
+
+// Waits until the run has written `step` training records (eval is off, so every metrics line
+// is one) or has exited; true when it exited. Bounded so a stuck run fails instead of hanging.
+bool wait_for_step(pid_t pid, const fs::path& metrics, int step) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (exited(pid)) return true;
+        if (finished_lines(metrics) >= step) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return exited(pid);
+}
+
+// The first interruption: somewhere in the start-up, before the first step is written.
+bool wait_for_start_up(pid_t pid) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    return exited(pid);
+}
+
 TEST(KillResume, EveryInterruptedRunResumesAndFinishesLikeAnUninterruptedOne) {
     const TestCorpus corpus(6000);
     const std::string binary = shell_quote(MOELAB_BINARY);
@@ -81,9 +122,14 @@ TEST(KillResume, EveryInterruptedRunResumesAndFinishesLikeAnUninterruptedOne) {
     ASSERT_EQ(expected.size(), static_cast<std::size_t>(kSteps));
 
     std::mt19937 random(20261201);
-    // Start-up (LibTorch, data) takes most of a second; kills land from then to past the end of
-    // training, so some hit the first checkpoint and many hit saves (one after every step).
-    std::uniform_int_distribution<int> delay_ms(300, 2500);
+    // Kills are placed by the run's progress, not by wall time: a fixed delay lands past the end
+    // of training on a fast machine and before start-up on a slow one. Each interruption has a
+    // target step spread evenly over the run; the kill comes 0-15 ms after that step's metrics
+    // line appears, which is while its checkpoint is being written (one save after every step).
+    // The first run is killed during start-up, before any checkpoint exists.
+    std::uniform_int_distribution<int> jitter_ms(0, 15);
+    std::uniform_int_distribution<int> target_jitter(-kSteps / (4 * kInterruptions),
+                                                     kSteps / (4 * kInterruptions));
     const fs::path run = corpus.root() / "killed";
     int killed = 0, resumed = 0, leftovers_seen = 0, before_first_checkpoint = 0;
     for (int attempt = 0; attempt < 3 * kInterruptions && killed < kInterruptions; ++attempt) {
@@ -91,7 +137,13 @@ TEST(KillResume, EveryInterruptedRunResumesAndFinishesLikeAnUninterruptedOne) {
         resumed += resume;
         const pid_t pid = start(
             corpus.root(), binary + " " + run_arguments("killed") + (resume ? " --resume" : ""));
-        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));
+        const bool exited_early = killed == 0
+                                      ? wait_for_start_up(pid)
+                                      : wait_for_step(pid, run / "metrics.jsonl",
+                                                      target_step(killed, target_jitter(random)));
+        if (!exited_early) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(jitter_ms(random)));
+        }
         const bool still_running = ::waitpid(pid, nullptr, WNOHANG) == 0;
         if (still_running) {
             ::kill(pid, SIGKILL);
