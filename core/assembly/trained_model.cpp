@@ -2,6 +2,7 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "core/data/batcher.h"
+#include "core/system/device.h"
 #include "core/system/read_file.h"
 #include "core/train/model_state.h"
 
@@ -10,7 +11,7 @@ namespace moelab::core {
 namespace fs = std::filesystem;
 
 TrainedModel::TrainedModel(const ResolvedRecipe& resolved, const fs::path& run_dir,
-                           const fs::path& step_dir, const std::string& device,
+                           const fs::path& step_dir, DeviceChoice device,
                            const std::function<void(const std::string&)>& log)
     : resolved_(resolved) {
     const Recipe& recipe = resolved.recipe;
@@ -23,9 +24,9 @@ TrainedModel::TrainedModel(const ResolvedRecipe& resolved, const fs::path& run_d
     const LoadedCheckpoint checkpoint = load_checkpoint(step_dir, CheckpointParts::kModel);
     load_model_tensors(*model_, checkpoint.model);
     step_ = checkpoint.state.step;
-    device_ = device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+    device_ = torch_device(device);
     model_->to(device_);
-    autocast_bf16_ = device == "cuda" && recipe.model.dtype == "bfloat16";
+    autocast_bf16_ = device == DeviceChoice::kCuda && recipe.model.dtype == ComputeDtype::kBfloat16;
 }
 
 EvalResult TrainedModel::evaluate(Split split, std::int64_t max_batches,

@@ -25,7 +25,7 @@ class TrainedModel {
     // checkpoints (resolve_checkpoint). `device` is the resolved device ("cpu" or "cuda"). Only
     // the weights are read: a missing or damaged optimizer state does not matter here.
     TrainedModel(const ResolvedRecipe& resolved, const std::filesystem::path& run_dir,
-                 const std::filesystem::path& step_dir, const std::string& device,
+                 const std::filesystem::path& step_dir, DeviceChoice device,
                  const std::function<void(const std::string&)>& log);
 
     // Loss, perplexity and routing statistics on `split` (at most `max_batches` batches; 0: the

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config/choices.h"
 #include "core/config/diagnostics.h"
 
 namespace moelab::core {
@@ -30,13 +31,13 @@ struct ModelOptions {
     std::int64_t layers = 4;
     std::int64_t d_model = 256;
     std::int64_t heads = 4;
-    std::int64_t kv_heads = 0;  // 0: as many as heads (no GQA)
-    std::int64_t d_ff = 1024;   // intermediate size of the dense SwiGLU FFN layers
-    std::string ffn = "dense";  // "dense" everywhere, or "moe" layers placed by [moe]
+    std::int64_t kv_heads = 0;      // 0: as many as heads (no GQA)
+    std::int64_t d_ff = 1024;       // intermediate size of the dense SwiGLU FFN layers
+    FfnKind ffn = FfnKind::kDense;  // dense everywhere, or MoE layers placed by [moe]
     bool tie_embeddings = true;
     double norm_eps = 1e-5;
     double init_std = 0.02;
-    std::string dtype = "float32";  // compute dtype; "bfloat16" autocasts on CUDA
+    ComputeDtype dtype = ComputeDtype::kFloat32;  // bfloat16 autocasts on CUDA
 };
 
 struct MoeOptions {
@@ -46,13 +47,17 @@ struct MoeOptions {
     std::int64_t interval = 1;
     std::int64_t experts = 8;
     std::int64_t d_ff_expert = 256;
-    std::int64_t shared_experts = 0;   // always-active experts of size d_ff_expert, in every MoE layer
-    double capacity_factor = 0.0;      // 0: dropless
-    std::string drop_policy = "probability";  // which assignments an over-full expert keeps
+    std::int64_t shared_experts =
+        0;                         // always-active experts of size d_ff_expert, in every MoE layer
+    bool shared_gate = false;      // mix routed and shared outputs with a learned 2-way softmax
+    double capacity_factor = 0.0;  // 0: dropless
+    // Which assignments an over-full expert keeps.
+    DropPolicy drop_policy = DropPolicy::kProbability;
+    std::string kernel = "auto";  // grouped SwiGLU expert kernel (kernels/README.md)
 };
 
 struct TrainOptions {
-    std::string device = "auto";  // "auto", "cpu" or "cuda"
+    DeviceChoice device = DeviceChoice::kAuto;  // resolved to kCpu or kCuda before a run
     std::int64_t steps = 1000;
     std::int64_t batch_size = 16;  // sequences per micro-batch
     std::int64_t grad_accum = 1;   // micro-batches per optimizer step
@@ -107,13 +112,13 @@ struct EvalOptions {
 // A plugin's options table as written in the recipe, validated later against the plugin's schema
 // (resolve_plugin_params). Opaque outside core/config.
 class PluginTable {
-public:
+  public:
     struct Impl;
     PluginTable();
     explicit PluginTable(std::shared_ptr<const Impl> impl);
     const Impl& impl() const { return *impl_; }
 
-private:
+  private:
     std::shared_ptr<const Impl> impl_;
 };
 
@@ -135,13 +140,16 @@ struct Recipe {
     ModelOptions model;
     PluginSelection attention;
     MoeOptions moe;
-    std::optional<PluginSelection> router;  // present iff model.ffn == "moe"
+    std::optional<PluginSelection> router;  // present iff model.ffn is FfnKind::kMoe
     InitOptions init;
     TrainOptions train;
     EvalOptions eval;
 
     // Where each key (dotted path) was set; keys left at their default are absent.
     std::map<std::string, SourceLocation> locations;
+    // Deprecated keys the recipe used, each with what to write instead. The recipe still works;
+    // the CLI prints them as warnings.
+    std::vector<ConfigIssue> deprecations;
 
     // The location of `key`, else of its closest set ancestor, else the recipe file itself.
     SourceLocation location_of(const std::string& key) const;

@@ -7,18 +7,20 @@
 
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "core/config/choices.h"
 #include "moelab/sdk/params.h"
 
 namespace moelab::core {
 
 template <class Options>
 class OptionsBinding {
-public:
+  public:
     sdk::ParamSpec& bind(std::string key, bool Options::*member, std::string doc) {
         add_setter(key, member);
         return schema_.add_bool(std::move(key), defaults_.*member, std::move(doc));
@@ -52,6 +54,25 @@ public:
                                   std::move(doc));
     }
 
+    // An enum choice (choices.h): the recipe writes one of ChoiceNames<Choice>::names.
+    template <class Choice>
+    sdk::ParamSpec& bind_choice(std::string key, Choice Options::*member, std::string doc) {
+        const auto& names = ChoiceNames<Choice>::names;
+        setters_.push_back([key, member](const sdk::Params& values, Options& target) {
+            const std::string& text = std::get<std::string>(values.values().find(key)->second);
+            for (std::size_t i = 0; i < std::size(names); ++i) {
+                if (names[i] == text) target.*member = static_cast<Choice>(i);
+            }
+        });
+        getters_.push_back([key, member](const Options& source) {
+            return std::pair<std::string, sdk::ParamValue>(key,
+                                                           std::string(name_of(source.*member)));
+        });
+        return schema_.add_choice(std::move(key), std::string(name_of(defaults_.*member)),
+                                  std::vector<std::string>(std::begin(names), std::end(names)),
+                                  std::move(doc));
+    }
+
     const sdk::ParamSchema& schema() const { return schema_; }
 
     // Copies every bound value from `values` (validated against schema()) into `target`.
@@ -66,7 +87,7 @@ public:
         return sdk::Params(std::move(values));
     }
 
-private:
+  private:
     template <class Value>
     void add_setter(const std::string& key, Value Options::*member) {
         setters_.push_back([key, member](const sdk::Params& values, Options& target) {

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "moelab/kernels/grouped_swiglu.h"
+
 namespace moelab::core {
 
 const OptionsBinding<Recipe>& recipe_top_binding() {
@@ -55,7 +57,7 @@ const OptionsBinding<ModelOptions>& model_binding() {
             .between(0, 1024);
         b.bind("d_ff", &ModelOptions::d_ff, "Intermediate size of the dense SwiGLU FFN layers")
             .between(1, 1 << 20);
-        b.bind_choice("ffn", &ModelOptions::ffn, {"dense", "moe"},
+        b.bind_choice("ffn", &ModelOptions::ffn,
                       "FFN of every layer: dense SwiGLU, or MoE blocks placed by [moe] and "
                       "routed by [router]");
         b.bind("tie_embeddings", &ModelOptions::tie_embeddings,
@@ -64,7 +66,7 @@ const OptionsBinding<ModelOptions>& model_binding() {
         b.bind("init_std", &ModelOptions::init_std,
                "Standard deviation of the normal initialisation of weight matrices")
             .between(0, 10);
-        b.bind_choice("dtype", &ModelOptions::dtype, {"float32", "bfloat16"},
+        b.bind_choice("dtype", &ModelOptions::dtype,
                       "Compute dtype; bfloat16 autocasts matrix products on CUDA while weights, "
                       "routing and the optimizer stay in float32");
         return b;
@@ -88,13 +90,25 @@ const OptionsBinding<MoeOptions>& moe_binding() {
         b.bind("shared_experts", &MoeOptions::shared_experts,
                "Always-active experts of size d_ff_expert added to every routed block")
             .between(0, 64);
+        b.bind("shared_gate", &MoeOptions::shared_gate,
+               "Mix routed and shared experts per token with a learned 2-way softmax, "
+               "c_0 * routed + c_1 * shared (SMoE-Share, methods.md §2.3); off: shared experts are "
+               "added. Routers in gate form only");
         b.bind("capacity_factor", &MoeOptions::capacity_factor,
                "0: dropless; c > 0: an expert keeps at most ceil(c * assignments / experts) "
                "assignments per batch")
             .between(0, 1024);
-        b.bind_choice("drop_policy", &MoeOptions::drop_policy, {"probability", "position"},
+        b.bind_choice("drop_policy", &MoeOptions::drop_policy,
                       "Which assignments an over-full expert keeps: highest routing weight, or "
                       "earliest tokens");
+        std::vector<std::string> kernel_names{"auto"};
+        for (const kernels::GroupedSwigluKernel& kernel : kernels::grouped_swiglu_kernels()) {
+            kernel_names.emplace_back(kernel.name);
+        }
+        b.bind_choice("kernel", &MoeOptions::kernel, std::move(kernel_names),
+                      "Grouped SwiGLU expert kernel: auto (the first that can run the case), "
+                      "grouped (CPU, one GEMM per expert) or reference (LibTorch operators, any "
+                      "device); kernels/README.md");
         return b;
     }();
     return binding;
@@ -103,7 +117,7 @@ const OptionsBinding<MoeOptions>& moe_binding() {
 const OptionsBinding<TrainOptions>& train_binding() {
     static const OptionsBinding<TrainOptions> binding = [] {
         OptionsBinding<TrainOptions> b;
-        b.bind_choice("device", &TrainOptions::device, {"auto", "cpu", "cuda"},
+        b.bind_choice("device", &TrainOptions::device,
                       "Where to train; auto picks CUDA when a device is present");
         b.bind("steps", &TrainOptions::steps, "Optimizer steps").at_least(1);
         b.bind("batch_size", &TrainOptions::batch_size, "Sequences per micro-batch")
@@ -129,8 +143,7 @@ const OptionsBinding<TrainOptions>& train_binding() {
         b.bind("blas_threads", &TrainOptions::blas_threads,
                "OpenBLAS threads; 0 uses the measured default (docs/threads.md)")
             .between(0, 4096);
-        b.bind("log_every", &TrainOptions::log_every, "Steps between metric records")
-            .at_least(1);
+        b.bind("log_every", &TrainOptions::log_every, "Steps between metric records").at_least(1);
         b.bind("eval_every", &TrainOptions::eval_every,
                "Steps between validation evaluations; 0 evaluates only at the end")
             .at_least(0);

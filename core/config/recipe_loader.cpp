@@ -313,6 +313,50 @@ void resolve_search_paths(Recipe& recipe, Diagnostics& diagnostics) {
     }
 }
 
+// Keys that moved: a recipe that still writes the old one keeps working, with a deprecation
+// warning naming the new place. Writing both is an error.
+struct MovedKey {
+    const char* from_section;
+    const char* from_key;
+    const char* to_section;
+    const char* to_key;
+    const char* why;
+};
+constexpr MovedKey kMovedKeys[] = {
+    {"router", "shared_gate", "moe", "shared_gate",
+     "since SDK 4 the host mixes shared experts for every router in gate form"},
+};
+
+void move_deprecated_keys(toml::table& root, Recipe& recipe, Diagnostics& diagnostics) {
+    for (const MovedKey& moved : kMovedKeys) {
+        toml::table* from = root[moved.from_section].as_table();
+        toml::node* node = from == nullptr ? nullptr : from->get(moved.from_key);
+        if (node == nullptr) continue;
+        const std::string old_key = fmt::format("{}.{}", moved.from_section, moved.from_key);
+        const std::string new_key = fmt::format("{}.{}", moved.to_section, moved.to_key);
+        const SourceLocation at = location_of(node->source());
+        toml::node* target_node = root.get(moved.to_section);
+        if (target_node != nullptr && !target_node->is_table()) continue;  // reported when read
+        if (target_node == nullptr) {
+            root.insert(moved.to_section, toml::table{});
+            target_node = root.get(moved.to_section);
+        }
+        toml::table& target = *target_node->as_table();
+        if (target.contains(moved.to_key)) {
+            diagnostics.add(at, old_key,
+                            fmt::format("is the deprecated spelling of {}, which is also set; "
+                                        "keep only {}",
+                                        new_key, new_key));
+            continue;
+        }
+        // Moving the node keeps its source position for later messages.
+        target.insert(std::string(moved.to_key), std::move(*node));
+        from->erase(moved.from_key);
+        recipe.deprecations.push_back(
+            {at, old_key, fmt::format("deprecated: write {} instead ({})", new_key, moved.why)});
+    }
+}
+
 void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
     auto at = [&](const std::string& key) { return recipe.location_of(key); };
     const ModelOptions& model = recipe.model;
@@ -326,16 +370,21 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                         fmt::format("must divide model.heads = {} (or be 0), got {}", model.heads,
                                     model.kv_heads));
     }
-    if (model.ffn == "moe" && !recipe.router) {
+    if (model.ffn == FfnKind::kMoe && !recipe.router) {
         diagnostics.add(at("model.ffn"), "router",
                         "model.ffn = \"moe\" needs a [router] table with plugin = \"...\"");
     }
-    if (model.ffn == "dense" && recipe.router) {
+    if (model.ffn == FfnKind::kDense && recipe.router) {
         diagnostics.add(at("router"), "router",
                         "a [router] is given but model.ffn = \"dense\"; set model.ffn = \"moe\" "
                         "or remove [router]");
     }
-    if (model.ffn == "moe" && recipe.moe.first_layer >= model.layers) {
+    if (recipe.moe.shared_gate && recipe.moe.shared_experts == 0) {
+        diagnostics.add(at("moe.shared_gate"), "moe.shared_gate",
+                        "a shared gate mixes routed and shared experts: set moe.shared_experts "
+                        ">= 1, or shared_gate = false");
+    }
+    if (model.ffn == FfnKind::kMoe && recipe.moe.first_layer >= model.layers) {
         diagnostics.add(at("moe.first_layer"), "moe.first_layer",
                         fmt::format("must be below model.layers = {} (no layer would be MoE), got "
                                     "{}",
@@ -356,7 +405,7 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                         fmt::format("must not exceed train.steps = {}, got {}", train.steps,
                                     train.warmup_steps));
     }
-    if (model.dtype == "bfloat16" && train.device == "cpu") {
+    if (model.dtype == ComputeDtype::kBfloat16 && train.device == DeviceChoice::kCpu) {
         diagnostics.add(at("model.dtype"), "model.dtype",
                         "bfloat16 autocast is supported on CUDA only; use float32 with "
                         "train.device = \"cpu\"");
@@ -368,7 +417,7 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                         "model to partition");
     }
     if (init.partition_ffn > 0 &&
-        (model.ffn != "moe" || init.partition_ffn != recipe.moe.experts)) {
+        (model.ffn != FfnKind::kMoe || init.partition_ffn != recipe.moe.experts)) {
         diagnostics.add(at("init.partition_ffn"), "init.partition_ffn",
                         fmt::format("must equal [moe] experts = {} of an MoE model (model.ffn = "
                                     "\"moe\"), got {}",
@@ -408,6 +457,7 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
 
     Recipe recipe;
     recipe.file = file;
+    move_deprecated_keys(root, recipe, diagnostics);
     std::vector<std::string> sections = host_section_names();
     sections.insert(sections.end(), plugin_section_names().begin(), plugin_section_names().end());
     const sdk::Params top = detail::read_params(root, recipe_top_binding().schema(), "", sections,

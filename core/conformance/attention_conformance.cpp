@@ -21,10 +21,10 @@ constexpr std::int64_t kModel = 32, kHeads = 4, kBatch = 2, kSeq = 16;
 sdk::ModelShape kit_shape() {
     sdk::ModelShape shape;
     shape.d_model = kModel;
-    shape.layer_count = 2;
+    shape.layers = 2;
     shape.vocab_size = 64;
-    shape.head_count = kHeads;
-    shape.kv_head_count = kHeads;
+    shape.heads = kHeads;
+    shape.kv_heads = kHeads;
     shape.head_dim = kModel / kHeads;
     shape.max_seq_len = 64;
     shape.d_ff = 64;

@@ -30,14 +30,14 @@ struct Layer {
 sdk::ModelShape kit_shape() {
     sdk::ModelShape shape;
     shape.d_model = kModel;
-    shape.layer_count = 2;
+    shape.layers = 2;
     shape.vocab_size = kVocab;
-    shape.head_count = 4;
-    shape.kv_head_count = 4;
+    shape.heads = 4;
+    shape.kv_heads = 4;
     shape.head_dim = kModel / 4;
     shape.max_seq_len = 64;
     shape.d_ff = kDenseFf;
-    shape.expert_count = kExperts;
+    shape.experts = kExperts;
     shape.d_ff_expert = kExpertFf;
     return shape;
 }
@@ -60,7 +60,7 @@ Layer build(const RegisteredRouter& router, const sdk::Params& params, std::uint
     context.model = kit_shape();
     context.layer_index = 1;
     context.moe_layer_index = 0;
-    context.moe_layer_count = 2;
+    context.moe_layers = 2;
     context.seed = seed;
     context.model_seed = seed + 1000;
     context.init_std = 0.1;

@@ -27,8 +27,8 @@ sdk::Support perturbation_support(const ResolvedRecipe& resolved,
             perturbation_name(perturbation.kind)));
     }
     if (!component.supports) return sdk::Support::yes();
-    sdk::CapabilityQuery query =
-        capability_query(resolved.recipe, "cpu", /*vocab_size=*/0, {feature});
+    sdk::CapabilityQuery query = capability_query(resolved.recipe, resolved.recipe.train.device,
+                                                  /*vocab_size=*/0, {feature});
     const sdk::Support support = call_plugin(*resolved.router->plugin, "capability query", [&] {
         return component.supports(query, resolved.router_params);
     });

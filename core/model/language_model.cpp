@@ -17,7 +17,7 @@ namespace {
 
 bool is_moe_layer(const Recipe& recipe, std::int64_t layer) {
     const MoeOptions& moe = recipe.moe;
-    return recipe.model.ffn == "moe" && layer >= moe.first_layer &&
+    return recipe.model.ffn == FfnKind::kMoe && layer >= moe.first_layer &&
            (layer - moe.first_layer) % moe.interval == 0;
 }
 
@@ -32,11 +32,12 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
     const double init_std = m.init_std;
     const double output_std = sdk::residual_init_std(init_std, m.layers);
     // The shape plugins were asked about when the recipe was resolved.
-    const sdk::ModelShape shape = capability_query(recipe, "", vocab_size, {}).model;
+    const sdk::ModelShape shape =
+        capability_query(recipe, recipe.train.device, vocab_size, {}).model;
 
     at::Generator generator = sdk::make_generator(derive_seed(seed, "embedding", 0));
-    embedding_ = register_parameter("embedding",
-                                    sdk::normal_weight({vocab_size, m.d_model}, init_std, generator));
+    embedding_ = register_parameter(
+        "embedding", sdk::normal_weight({vocab_size, m.d_model}, init_std, generator));
     if (!m.tie_embeddings) {
         at::Generator head_generator = sdk::make_generator(derive_seed(seed, "head", 0));
         head_ = register_parameter(
@@ -47,7 +48,8 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
     for (std::int64_t l = 0; l < m.layers; ++l) moe_count += is_moe_layer(recipe, l) ? 1 : 0;
 
     const DispatchPolicy policy{recipe.moe.capacity_factor,
-                                recipe.moe.drop_policy == "probability"};
+                                recipe.moe.drop_policy == DropPolicy::kProbability,
+                                recipe.moe.kernel};
     int moe_index = 0;
     for (std::int64_t l = 0; l < m.layers; ++l) {
         const int layer = static_cast<int>(l);
@@ -69,23 +71,23 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
             context.model = shape;
             context.layer_index = layer;
             context.moe_layer_index = moe_index++;
-            context.moe_layer_count = static_cast<int>(moe_count);
+            context.moe_layers = static_cast<int>(moe_count);
             context.seed = derive_seed(seed, "router", l);
             context.model_seed = derive_seed(seed, "router-model", 0);
             context.init_std = init_std;
             context.host = &host;
             moe = make_moe_layer(*resolved.router, resolved.router_params, context, host);
         } else {
-            dense = std::make_shared<SwiGluFfn>(m.d_model, m.d_ff, m.norm_eps, init_std,
-                                                output_std, derive_seed(seed, "ffn", l));
+            dense = std::make_shared<SwiGluFfn>(m.d_model, m.d_ff, m.norm_eps, init_std, output_std,
+                                                derive_seed(seed, "ffn", l));
         }
         layers_.push_back(register_module(
             fmt::format("layer{}", l),
-            std::make_shared<TransformerLayer>(layer, attention, resolved.attention->plugin,
-                                               dense, moe, m.d_model, m.norm_eps)));
+            std::make_shared<TransformerLayer>(layer, attention, resolved.attention->plugin, dense,
+                                               moe, m.d_model, m.norm_eps)));
     }
-    final_norm_ = register_module("final_norm", std::make_shared<sdk::RmsNorm>(m.d_model,
-                                                                               m.norm_eps));
+    final_norm_ =
+        register_module("final_norm", std::make_shared<sdk::RmsNorm>(m.d_model, m.norm_eps));
 }
 
 LanguageModel::~LanguageModel() = default;
@@ -125,7 +127,8 @@ double LanguageModel::active_parameters(const RoutingStats& stats) const {
             std::int64_t numel = 0;
             for (const at::Tensor& p : bank->parameters()) numel += p.numel();
             auto it = fractions.find(bank->spec().name);
-            active -= static_cast<double>(numel) * (1.0 - (it == fractions.end() ? 1.0 : it->second));
+            active -=
+                static_cast<double>(numel) * (1.0 - (it == fractions.end() ? 1.0 : it->second));
         }
     }
     return active;

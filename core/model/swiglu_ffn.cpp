@@ -1,6 +1,6 @@
 #include "core/model/swiglu_ffn.h"
 
-#include "core/moe/grouped_swiglu.h"
+#include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/sdk/init.h"
 
 namespace moelab::core {
@@ -15,7 +15,7 @@ SwiGluFfn::SwiGluFfn(std::int64_t d_model, std::int64_t d_ff, double norm_eps, d
 }
 
 at::Tensor SwiGluFfn::forward(const at::Tensor& hidden) {
-    return hidden + swiglu(norm_->forward(hidden), w_in, w_out);
+    return hidden + kernels::reference::swiglu(norm_->forward(hidden), w_in, w_out);
 }
 
 }  // namespace moelab::core

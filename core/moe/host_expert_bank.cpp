@@ -4,8 +4,10 @@
 
 #include <fmt/format.h>
 
-#include "core/moe/grouped_swiglu.h"
+#include "core/moe/extension_check.h"
 #include "core/system/tensor_text.h"
+#include "kernels/binding/grouped_swiglu.h"
+#include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/init.h"
 
@@ -14,25 +16,38 @@ namespace moelab::core {
 HostExpertBank::HostExpertBank(sdk::ExpertBankSpec spec, DispatchPolicy policy, double init_std,
                                double output_init_std, std::uint64_t seed)
     : spec_(std::move(spec)), policy_(policy) {
-    if (spec_.expert_count <= 0 || spec_.d_model <= 0 || spec_.d_ff <= 0) {
-        throw sdk::Error(fmt::format("expert bank '{}': expert_count, d_model and d_ff must be "
-                                     "positive, got {}, {}, {}",
-                                     spec_.name, spec_.expert_count, spec_.d_model, spec_.d_ff));
+    if (spec_.experts <= 0 || spec_.d_model <= 0 || spec_.d_ff_expert <= 0) {
+        throw sdk::Error(
+            fmt::format("expert bank '{}': experts, d_model and d_ff_expert must be "
+                        "positive, got {}, {}, {}",
+                        spec_.name, spec_.experts, spec_.d_model, spec_.d_ff_expert));
+    }
+    check_extensions(spec_.extensions, fmt::format("expert bank '{}': ExpertBankSpec", spec_.name),
+                     {known(sdk::bank_extension::kActivationThreshold)});
+    if (const double* threshold =
+            spec_.extensions.find(sdk::bank_extension::kActivationThreshold)) {
+        if (!(*threshold >= 0)) {
+            throw sdk::Error(
+                fmt::format("expert bank '{}': extension activation_threshold must be "
+                            ">= 0, got {}",
+                            spec_.name, *threshold));
+        }
+        activation_threshold_ = *threshold;
     }
     if (spec_.capacity_factor >= 0) policy_.capacity_factor = spec_.capacity_factor;
     at::Generator generator = sdk::make_generator(seed);
     w_in = register_parameter(
-        "w_in", sdk::normal_weight({spec_.expert_count, spec_.d_model, 2 * spec_.d_ff}, init_std,
+        "w_in", sdk::normal_weight({spec_.experts, spec_.d_model, 2 * spec_.d_ff_expert}, init_std,
                                    generator));
-    w_out = register_parameter(
-        "w_out", sdk::normal_weight({spec_.expert_count, spec_.d_ff, spec_.d_model},
-                                    output_init_std, generator));
+    w_out = register_parameter("w_out",
+                               sdk::normal_weight({spec_.experts, spec_.d_ff_expert, spec_.d_model},
+                                                  output_init_std, generator));
 }
 
 at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
                                const at::Tensor& weights) {
     const std::int64_t tokens = x.size(0);
-    const std::int64_t experts = spec_.expert_count;
+    const std::int64_t experts = spec_.experts;
     if (indices.dim() != 2 || indices.size(0) != tokens || indices.scalar_type() != at::kLong ||
         weights.sizes() != indices.sizes()) {
         throw sdk::Error(fmt::format(
@@ -69,8 +84,8 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
     if (policy_.capacity_factor > 0 && policy_.keep_highest_weight) {
         const at::Tensor by_weight =
             std::get<1>(at::sort(weight.detach(), /*stable=*/true, 0, /*descending=*/true));
-        const at::Tensor by_expert = std::get<1>(
-            at::sort(expert.index_select(0, by_weight), /*stable=*/true, 0, false));
+        const at::Tensor by_expert =
+            std::get<1>(at::sort(expert.index_select(0, by_weight), /*stable=*/true, 0, false));
         order = by_weight.index_select(0, by_expert);
     } else {
         order = std::get<1>(at::sort(expert, /*stable=*/true, 0, false));
@@ -78,8 +93,8 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
     at::Tensor counts = at::bincount(expert, /*weights=*/{}, experts);  // (E,) int64
     at::Tensor dropped = at::zeros({}, counts.options());
     if (policy_.capacity_factor > 0) {
-        const std::int64_t capacity = static_cast<std::int64_t>(std::ceil(
-            policy_.capacity_factor * static_cast<double>(assignment.numel()) / experts));
+        const std::int64_t capacity = static_cast<std::int64_t>(
+            std::ceil(policy_.capacity_factor * static_cast<double>(assignment.numel()) / experts));
         const at::Tensor sorted_expert = expert.index_select(0, order);
         const at::Tensor first_of_expert = at::cumsum(counts, 0) - counts;  // (E,)
         const at::Tensor rank = at::arange(order.numel(), counts.options()) -
@@ -89,9 +104,8 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
         dropped = (counts - kept).sum();
         counts = kept;
     }
-    dispatches_.push_back(DispatchRecord{counts.detach(),
-                                         at::full({}, assignment.numel(), counts.options()),
-                                         dropped, tokens});
+    dispatches_.push_back(DispatchRecord{
+        counts.detach(), at::full({}, assignment.numel(), counts.options()), dropped, tokens});
 
     const at::Tensor sorted_token = token.index_select(0, order);
     const at::Tensor rows = x.index_select(0, sorted_token);  // (kept, d_model)
@@ -99,13 +113,16 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
     const at::Tensor counts_cpu = counts.to(at::kCPU);
     const std::vector<std::int64_t> group_sizes(counts_cpu.data_ptr<std::int64_t>(),
                                                 counts_cpu.data_ptr<std::int64_t>() + experts);
-    const bool custom = kernel_ == GroupedKernel::kCustomFunction ||
-                        (kernel_ == GroupedKernel::kAuto && !x.is_cuda());
     const at::Tensor w_in_x = w_in.to(rows.scalar_type());
     const at::Tensor w_out_x = w_out.to(rows.scalar_type());
-    const at::Tensor expert_rows = custom ? grouped_swiglu(rows, w_in_x, w_out_x, group_sizes)
-                                          : grouped_swiglu_composed(rows, w_in_x, w_out_x,
-                                                                    group_sizes);
+    const kernels::KernelChoice choice = kernels::choose_grouped_swiglu_kernel(
+        policy_.kernel, kernels::describe_grouped_swiglu(rows, w_in_x, w_out_x));
+    if (!choice.verdict.ok) {
+        throw sdk::Error(fmt::format("expert bank '{}': kernel '{}': {}", spec_.name,
+                                     policy_.kernel, choice.verdict.reason));
+    }
+    const at::Tensor expert_rows =
+        kernels::run_grouped_swiglu(*choice.kernel, rows, w_in_x, w_out_x, group_sizes);
     // Under autocast the expert rows come back in bfloat16; the weighted combine accumulates in
     // the dtype of x (the residual stream's).
     const at::Tensor scale = weight.index_select(0, order).to(x.scalar_type());
@@ -115,14 +132,15 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
 
 at::Tensor HostExpertBank::run_all(const at::Tensor& x) {
     const std::int64_t tokens = x.size(0);
-    if (switched_off_) return at::zeros({spec_.expert_count, tokens, x.size(1)}, x.options());
+    if (switched_off_) return at::zeros({spec_.experts, tokens, x.size(1)}, x.options());
     const at::TensorOptions counts = at::TensorOptions().dtype(at::kLong).device(x.device());
-    DispatchRecord record{at::full({spec_.expert_count}, tokens, counts),
-                          at::full({}, tokens * spec_.expert_count, counts), at::zeros({}, counts),
+    DispatchRecord record{at::full({spec_.experts}, tokens, counts),
+                          at::full({}, tokens * spec_.experts, counts), at::zeros({}, counts),
                           tokens};
-    const at::Tensor activation = swiglu_activation(x.unsqueeze(0), w_in.to(x.scalar_type()));
-    if (spec_.activation_threshold >= 0) {
-        record.probed_active = (activation.detach().abs() > spec_.activation_threshold).sum();
+    const at::Tensor activation =
+        kernels::reference::swiglu_activation(x.unsqueeze(0), w_in.to(x.scalar_type()));
+    if (activation_threshold_) {
+        record.probed_active = (activation.detach().abs() > *activation_threshold_).sum();
         record.probed = activation.numel();
     }
     dispatches_.push_back(std::move(record));

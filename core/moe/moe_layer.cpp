@@ -11,9 +11,11 @@
 
 namespace moelab::core {
 
-LayerHostServices::LayerHostServices(DispatchPolicy policy, double init_std,
-                                     double output_init_std, std::uint64_t seed,
-                                     std::function<at::Tensor()> token_counts)
+// Salt of the shared gate's seed: far from the expert banks' salts (0, 1, ... per layer).
+constexpr std::uint64_t kSharedGateSalt = 0x5ba7ed6a7e;
+
+LayerHostServices::LayerHostServices(DispatchPolicy policy, double init_std, double output_init_std,
+                                     std::uint64_t seed, std::function<at::Tensor()> token_counts)
     : policy_(policy),
       init_std_(init_std),
       output_init_std_(output_init_std),
@@ -24,9 +26,10 @@ std::shared_ptr<sdk::ExpertBank> LayerHostServices::make_expert_bank(
     const sdk::ExpertBankSpec& spec) {
     for (const auto& bank : banks_) {
         if (bank->spec().name == spec.name) {
-            throw sdk::Error(fmt::format("an expert bank named '{}' already exists in this layer; "
-                                         "give each bank its own ExpertBankSpec::name",
-                                         spec.name));
+            throw sdk::Error(
+                fmt::format("an expert bank named '{}' already exists in this layer; "
+                            "give each bank its own ExpertBankSpec::name",
+                            spec.name));
         }
     }
     auto bank = std::make_shared<HostExpertBank>(spec, policy_, init_std_, output_init_std_,
@@ -154,16 +157,18 @@ std::shared_ptr<MoeLayer> make_moe_layer(const RegisteredRouter& router, const s
     } else {
         auto gate = instantiate_router(router, context, params);
         auto experts =
-            host.make_expert_bank({"experts", m.expert_count, m.d_model, m.d_ff_expert, -1.0});
+            host.make_expert_bank({"experts", m.experts, m.d_model, m.d_ff_expert, -1.0});
         std::shared_ptr<sdk::ExpertBank> shared;
-        if (m.shared_expert_count > 0) {
-            sdk::ExpertBankSpec spec{"shared", 1, m.d_model, m.shared_expert_count * m.d_ff_expert,
-                                     0.0};
+        if (m.shared_experts > 0) {
+            sdk::ExpertBankSpec spec{"shared", 1, m.d_model, m.shared_experts * m.d_ff_expert, 0.0};
             spec.shared = true;
             shared = host.make_expert_bank(spec);
         }
+        std::optional<StandardMoeBlock::SharedGate> shared_gate;
+        if (m.shared_gate)
+            shared_gate = {context.init_std, mix_seed(context.seed, kSharedGateSalt)};
         block = std::make_shared<StandardMoeBlock>(gate, router.plugin, experts, shared, m.d_model,
-                                                   m.norm_eps);
+                                                   m.norm_eps, shared_gate);
     }
     return std::make_shared<MoeLayer>(context.layer_index, block, host.banks(), router.plugin);
 }

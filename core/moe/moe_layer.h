@@ -22,7 +22,7 @@ namespace moelab::core {
 // HostServices for the factories of one MoE layer: banks get the recipe's dispatch policy and the
 // host's initialisation, seeded per layer and bank; the layer keeps track of them for statistics.
 class LayerHostServices final : public sdk::HostServices {
-public:
+  public:
     LayerHostServices(DispatchPolicy policy, double init_std, double output_init_std,
                       std::uint64_t seed, std::function<at::Tensor()> token_counts);
 
@@ -31,7 +31,7 @@ public:
 
     const std::vector<std::shared_ptr<HostExpertBank>>& banks() const { return banks_; }
 
-private:
+  private:
     DispatchPolicy policy_;
     double init_std_;
     double output_init_std_;
@@ -41,7 +41,7 @@ private:
 };
 
 class MoeLayer : public torch::nn::Module {
-public:
+  public:
     // Throws PluginError if the block did not register one of `banks` as a submodule (its
     // parameters would silently not be trained or saved).
     MoeLayer(int layer_index, std::shared_ptr<sdk::MoeBlock> block,
@@ -59,7 +59,7 @@ public:
     const std::vector<std::shared_ptr<HostExpertBank>>& banks() const { return banks_; }
     sdk::MoeBlock& block() { return *block_; }
 
-private:
+  private:
     int layer_index_;
     std::shared_ptr<sdk::MoeBlock> block_;
     std::vector<std::shared_ptr<HostExpertBank>> banks_;  // owned through block_'s submodules
@@ -67,8 +67,8 @@ private:
 };
 
 // The MoE layer a router component provides at one position: its own block (make_block), or the
-// host's standard block around its gate (make_router) with a bank of context.model.expert_count
-// experts and, when context.model.shared_expert_count > 0, a shared bank. `host` must be the
+// host's standard block around its gate (make_router) with a bank of context.model.experts
+// experts and, when context.model.shared_experts > 0, a shared bank. `host` must be the
 // services in context.host.
 std::shared_ptr<MoeLayer> make_moe_layer(const RegisteredRouter& router, const sdk::Params& params,
                                          const sdk::MoeLayerContext& context,

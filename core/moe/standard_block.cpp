@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include "core/moe/extension_check.h"
 #include "core/plugin/plugin_error.h"
 #include "core/system/printable.h"
 #include "core/system/tensor_text.h"
 #include "moelab/sdk/error.h"
+#include "moelab/sdk/init.h"
 #include "moelab/sdk/no_autocast.h"
 
 namespace moelab::core {
@@ -30,20 +32,22 @@ void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t t
         if (!t.defined()) return;
         if (t.dim() != 2 || t.size(0) != tokens ||
             (expert_count > 0 && t.size(1) != expert_count)) {
-            throw sdk::Error(fmt::format("{} must have shape (tokens={}, experts={}), got {}",
-                                         name, tokens, expert_count, tensor_text(t)));
+            throw sdk::Error(fmt::format("{} must have shape (tokens={}, experts={}), got {}", name,
+                                         tokens, expert_count, tensor_text(t)));
         }
     };
     check_per_expert(decision.probs, "probs");
     check_per_expert(decision.active_mask, "active_mask");
     auto check_per_token = [&](const at::Tensor& t, const char* name) {
         if (t.defined() && (t.dim() != 1 || t.size(0) != tokens)) {
-            throw sdk::Error(
-                fmt::format("{} must have shape (tokens={}), got {}", name, tokens, tensor_text(t)));
+            throw sdk::Error(fmt::format("{} must have shape (tokens={}), got {}", name, tokens,
+                                         tensor_text(t)));
         }
     };
-    check_per_token(decision.token_scale, "token_scale");
-    check_per_token(decision.shared_scale, "shared_scale");
+    check_extensions(decision.extensions, "RoutingDecision",
+                     {known(sdk::decision_extension::kTokenScale)});
+    const at::Tensor* token_scale = decision.extensions.find(sdk::decision_extension::kTokenScale);
+    if (token_scale != nullptr) check_per_token(*token_scale, "extension token_scale");
     if (expert_count > 0 && indices.numel() > 0) {
         const auto [low, high] = at::aminmax(indices);
         const std::int64_t lowest = low.item<std::int64_t>();
@@ -67,8 +71,7 @@ void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t t
     };
     check_finite(weights, "combine_weights");
     check_finite(decision.probs, "probs");
-    check_finite(decision.token_scale, "token_scale");
-    check_finite(decision.shared_scale, "shared_scale");
+    if (token_scale != nullptr) check_finite(*token_scale, "extension token_scale");
     check_named_scalars(decision.aux_losses, "aux_losses", upstream);
     check_named_scalars(decision.stats, "stats", upstream);
 }
@@ -104,7 +107,7 @@ StandardMoeBlock::StandardMoeBlock(std::shared_ptr<sdk::Router> router,
                                    std::shared_ptr<const PluginInfo> router_plugin,
                                    std::shared_ptr<sdk::ExpertBank> experts,
                                    std::shared_ptr<sdk::ExpertBank> shared, std::int64_t d_model,
-                                   double norm_eps)
+                                   double norm_eps, std::optional<SharedGate> shared_gate)
     : router_(std::move(router)),
       router_plugin_(std::move(router_plugin)),
       experts_(std::move(experts)),
@@ -113,11 +116,20 @@ StandardMoeBlock::StandardMoeBlock(std::shared_ptr<sdk::Router> router,
     register_module("router", router_);
     register_module("experts", experts_);
     if (shared_) register_module("shared", shared_);
+    if (shared_gate) {
+        if (!shared_) throw sdk::Error("a shared gate needs shared experts ([moe] shared_experts)");
+        at::Generator generator = sdk::make_generator(shared_gate->seed);
+        shared_gate_weight_ =
+            register_parameter("shared_gate_weight",
+                               sdk::normal_weight({2, d_model}, shared_gate->init_std, generator));
+        shared_gate_bias_ = register_parameter("shared_gate_bias", at::zeros({2}));
+    }
 }
 
 sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
     const at::Tensor x = norm_->forward(input.hidden);  // (tokens, d_model)
     sdk::RoutingDecision decision;
+    at::Tensor mixing;  // (tokens, 2) float32, with a shared gate
     {
         // Note [fp32 routing]: routers see fp32 input with autocast off, so logits, softmax or
         // sigmoid and top-k selection are computed in fp32 whatever the model's dtype.
@@ -129,31 +141,33 @@ sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
         router_input.step = input.step;
         sdk::UnperturbedSelection unperturbed;  // for callers outside the host's MoE layer
         router_input.selection = input.selection != nullptr ? input.selection : &unperturbed;
-        decision = call_plugin(*router_plugin_, "routing",
-                               [&] { return router_->route(router_input); });
+        decision =
+            call_plugin(*router_plugin_, "routing", [&] { return router_->route(router_input); });
+        if (shared_gate_weight_.defined()) {
+            mixing =
+                at::linear(router_input.hidden, shared_gate_weight_, shared_gate_bias_).softmax(-1);
+        }
     }
     try {
         std::vector<at::Tensor> upstream = router_->parameters();
         upstream.push_back(input.hidden);
-        check_routing_decision(decision, x.size(0), experts_->spec().expert_count, upstream);
+        check_routing_decision(decision, x.size(0), experts_->spec().experts, upstream);
     } catch (const sdk::Error& error) {
         throw PluginError(fmt::format("{}: routing returned a malformed decision: {}",
                                       describe_plugin(*router_plugin_), error.what()));
     }
     at::Tensor mixed = experts_->mix(x, decision.expert_indices, decision.combine_weights);
-    if (decision.token_scale.defined()) {
-        mixed = mixed * decision.token_scale.to(mixed.scalar_type()).unsqueeze(1);
+    if (const at::Tensor* scale = decision.extensions.find(sdk::decision_extension::kTokenScale)) {
+        mixed = mixed * scale->to(mixed.scalar_type()).unsqueeze(1);
     }
     if (shared_) {
-        at::Tensor shared = shared_->run_all(x).squeeze(0);
-        if (decision.shared_scale.defined()) {
-            shared = shared * decision.shared_scale.to(shared.scalar_type()).unsqueeze(1);
+        at::Tensor shared = shared_->run_all(x).squeeze(0).to(mixed.scalar_type());
+        if (mixing.defined()) {
+            mixed = mixed * mixing.select(1, 0).to(mixed.scalar_type()).unsqueeze(1) +
+                    shared * mixing.select(1, 1).to(mixed.scalar_type()).unsqueeze(1);
+        } else {
+            mixed = mixed + shared;
         }
-        mixed = mixed + shared.to(mixed.scalar_type());
-    } else if (decision.shared_scale.defined()) {
-        throw PluginError(fmt::format("{}: routing returned shared_scale but the recipe has no "
-                                      "shared experts ([moe] shared_experts = 0)",
-                                      describe_plugin(*router_plugin_)));
     }
 
     sdk::BlockOutput output;

@@ -2,9 +2,15 @@
 
 // The host's MoE block for routers in gate form (sdk::Router):
 //   x = RMSNorm(h);  decision = router(x in fp32, autocast off)
-//   y = h + token_scale * experts.mix(x, decision) + shared_scale * shared(x)
+//   routed = experts.mix(x, decision), times the decision's token_scale extension if it has one
+//   y = h + routed + shared(x)                         without [moe] shared_gate
+//   y = h + c_0 * routed + c_1 * shared(x),  c = softmax(C x + b) over two entries, with it
+// The gate c is the SMoE-Share / residual-MoE mixing (methods.md §2.3), owned by the host so
+// that every gate router can be combined with it.
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "core/plugin/plugin_info.h"
@@ -16,27 +22,35 @@
 namespace moelab::core {
 
 class StandardMoeBlock final : public sdk::MoeBlock {
-public:
-    // `shared` may be null (no shared experts).
+  public:
+    // `shared` may be null (no shared experts). A shared gate needs shared experts; its weight
+    // C ~ N(0, init_std^2) is drawn from `seed`, its bias b starts at 0.
+    struct SharedGate {
+        double init_std = 0.02;
+        std::uint64_t seed = 0;
+    };
     StandardMoeBlock(std::shared_ptr<sdk::Router> router,
                      std::shared_ptr<const PluginInfo> router_plugin,
                      std::shared_ptr<sdk::ExpertBank> experts,
-                     std::shared_ptr<sdk::ExpertBank> shared, std::int64_t d_model,
-                     double norm_eps);
+                     std::shared_ptr<sdk::ExpertBank> shared, std::int64_t d_model, double norm_eps,
+                     std::optional<SharedGate> shared_gate = std::nullopt);
 
     sdk::BlockOutput forward(const sdk::BlockInput& input) override;
 
-private:
+  private:
     std::shared_ptr<sdk::RmsNorm> norm_;
     std::shared_ptr<sdk::Router> router_;
     std::shared_ptr<const PluginInfo> router_plugin_;
     std::shared_ptr<sdk::ExpertBank> experts_;
     std::shared_ptr<sdk::ExpertBank> shared_;
+    at::Tensor shared_gate_weight_;  // (2, d_model) float32, with a shared gate
+    at::Tensor shared_gate_bias_;    // (2,)
 };
 
 // Throws sdk::Error naming the field unless `decision` fits `tokens` and `expert_count` (< 0:
 // unknown): shapes and dtypes, expert indices in [-1, expert_count), finite combine weights and
-// probabilities, aux losses and stats that are finite floating-point scalars.
+// probabilities, extensions this host defines (token_scale: (tokens,) finite), aux losses and
+// stats that are finite floating-point scalars.
 // Non-finite values are the plugin's fault only when everything it computed from was finite:
 // `upstream` holds its input and parameters, and when one of them is non-finite the model has
 // diverged, which the trainer's divergence check reports (checked only on this failure path).

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <type_traits>
+#include <variant>
 
 #include <fmt/format.h>
 
@@ -12,32 +14,49 @@ namespace moelab::core {
 
 const char* component_kind_name(ComponentKind kind) {
     switch (kind) {
-        case ComponentKind::kRouter: return "router";
-        case ComponentKind::kAttention: return "attention";
-        case ComponentKind::kTokenizer: return "tokenizer";
+        case ComponentKind::kRouter:
+            return "router";
+        case ComponentKind::kAttention:
+            return "attention";
+        case ComponentKind::kTokenizer:
+            return "tokenizer";
     }
     return "?";
 }
 
 namespace {
 
+using AnyComponent =
+    std::variant<sdk::RouterComponent, sdk::AttentionComponent, sdk::TokenizerComponent>;
+
 // Collects one plugin's registrations before they are checked and committed.
 class StagingRegistrar final : public sdk::Registrar {
-public:
-    void add_router(sdk::RouterComponent component) override {
-        routers.push_back(std::move(component));
-    }
-    void add_attention(sdk::AttentionComponent component) override {
-        attention.push_back(std::move(component));
-    }
-    void add_tokenizer(sdk::TokenizerComponent component) override {
-        tokenizers.push_back(std::move(component));
-    }
+  public:
+    void add_router(sdk::RouterComponent component) override { add(std::move(component)); }
+    void add_attention(sdk::AttentionComponent component) override { add(std::move(component)); }
+    void add_tokenizer(sdk::TokenizerComponent component) override { add(std::move(component)); }
 
-    std::vector<sdk::RouterComponent> routers;
-    std::vector<sdk::AttentionComponent> attention;
-    std::vector<sdk::TokenizerComponent> tokenizers;
+    std::vector<AnyComponent> components;
+
+  private:
+    template <class Component>
+    void add(Component component) {
+        components.emplace_back(std::in_place_type<Component>, std::move(component));
+    }
 };
+
+// What a component of each kind must set, or null when it is complete.
+const char* incomplete(const sdk::RouterComponent& c) {
+    return static_cast<bool>(c.make_router) == static_cast<bool>(c.make_block)
+               ? "must set exactly one of make_router and make_block"
+               : nullptr;
+}
+const char* incomplete(const sdk::AttentionComponent& c) {
+    return c.make_attention ? nullptr : "must set make_attention";
+}
+const char* incomplete(const sdk::TokenizerComponent& c) {
+    return c.train && c.load ? nullptr : "must set both train and load";
+}
 
 std::optional<std::string> check_schema(const sdk::ParamSchema& schema) {
     for (const sdk::ParamSpec& spec : schema.specs()) {
@@ -57,9 +76,9 @@ std::optional<std::string> check_schema(const sdk::ParamSchema& schema) {
         } else if (const auto* v = std::get_if<double>(&spec.default_value)) {
             bad_default = out_of_range(*v);
         } else if (const auto* v = std::get_if<std::string>(&spec.default_value)) {
-            bad_default = !spec.choices.empty() &&
-                          std::find(spec.choices.begin(), spec.choices.end(), *v) ==
-                              spec.choices.end();
+            bad_default =
+                !spec.choices.empty() &&
+                std::find(spec.choices.begin(), spec.choices.end(), *v) == spec.choices.end();
         }
         if (bad_default) {
             return fmt::format("default of '{}' violates its own range or choices", spec.name);
@@ -91,70 +110,45 @@ std::optional<std::string> PluginRegistry::add_plugin(
     // Every name must be new, well formed, and each component complete.
     std::set<std::string> staged;
     std::optional<std::string> problem;
-    auto check = [&](const std::string& name, ComponentKind kind, const sdk::ParamSchema& schema,
-                     bool complete, const char* needs) {
-        if (problem) return;
-        const char* kind_name = component_kind_name(kind);
-        if (!valid_component_name(name)) {
-            problem = fmt::format("{} component name '{}' must match [a-z0-9][a-z0-9_-]*",
-                                  kind_name, name);
-        } else if (!staged.insert(name).second) {
-            problem = fmt::format("registers the component name '{}' twice", name);
-        } else if (auto existing = listing(name)) {
-            problem = fmt::format("component name '{}' is already registered by plugin '{}' ({})",
-                                  name, existing->plugin->name, existing->plugin->file.string());
-        } else if (!complete) {
-            problem = fmt::format("{} component '{}' {}", kind_name, name, needs);
-        } else if (auto bad = check_schema(schema)) {
-            problem = fmt::format("{} component '{}': {}", kind_name, name, *bad);
-        }
-    };
-    for (const auto& c : staging.routers) {
-        check(c.name, ComponentKind::kRouter, c.params,
-              static_cast<bool>(c.make_router) != static_cast<bool>(c.make_block),
-              "must set exactly one of make_router and make_block");
-    }
-    for (const auto& c : staging.attention) {
-        check(c.name, ComponentKind::kAttention, c.params, static_cast<bool>(c.make_attention),
-              "must set make_attention");
-    }
-    for (const auto& c : staging.tokenizers) {
-        check(c.name, ComponentKind::kTokenizer, c.params, c.train && c.load,
-              "must set both train and load");
+    for (const AnyComponent& staged_component : staging.components) {
+        if (problem) break;
+        std::visit(
+            [&](const auto& c) {
+                const char* kind_name =
+                    component_kind_name(static_cast<ComponentKind>(staged_component.index()));
+                if (!valid_component_name(c.name)) {
+                    problem = fmt::format("{} component name '{}' must match [a-z0-9][a-z0-9_-]*",
+                                          kind_name, c.name);
+                } else if (!staged.insert(c.name).second) {
+                    problem = fmt::format("registers the component name '{}' twice", c.name);
+                } else if (auto existing = listing(c.name)) {
+                    problem = fmt::format(
+                        "component name '{}' is already registered by plugin '{}' ({})", c.name,
+                        existing->plugin->name, existing->plugin->file.string());
+                } else if (const char* needs = incomplete(c)) {
+                    problem = fmt::format("{} component '{}' {}", kind_name, c.name, needs);
+                } else if (auto bad = check_schema(c.params)) {
+                    problem = fmt::format("{} component '{}': {}", kind_name, c.name, *bad);
+                }
+            },
+            staged_component);
     }
     if (problem) {
         return fmt::format("{}: {}", describe_plugin(*plugin), *problem);
     }
 
-    for (auto& c : staging.routers) {
-        std::string name = c.name;  // copied first: the component is moved below
-        routers_.emplace(std::move(name), RegisteredRouter{library, plugin, std::move(c)});
-    }
-    for (auto& c : staging.attention) {
-        std::string name = c.name;  // copied first: the component is moved below
-        attention_.emplace(std::move(name), RegisteredAttention{library, plugin, std::move(c)});
-    }
-    for (auto& c : staging.tokenizers) {
-        std::string name = c.name;  // copied first: the component is moved below
-        tokenizers_.emplace(std::move(name), RegisteredTokenizer{library, plugin, std::move(c)});
+    for (AnyComponent& staged_component : staging.components) {
+        std::visit(
+            [&](auto& c) {
+                using Component = std::decay_t<decltype(c)>;
+                std::string name = c.name;  // copied first: the component is moved below
+                components_.emplace(std::move(name), RegisteredComponent(Registered<Component>{
+                                                         library, plugin, std::move(c)}));
+            },
+            staged_component);
     }
     plugins_.push_back(std::move(plugin));
     return std::nullopt;
-}
-
-const RegisteredRouter* PluginRegistry::find_router(std::string_view name) const {
-    auto it = routers_.find(name);
-    return it == routers_.end() ? nullptr : &it->second;
-}
-
-const RegisteredAttention* PluginRegistry::find_attention(std::string_view name) const {
-    auto it = attention_.find(name);
-    return it == attention_.end() ? nullptr : &it->second;
-}
-
-const RegisteredTokenizer* PluginRegistry::find_tokenizer(std::string_view name) const {
-    auto it = tokenizers_.find(name);
-    return it == tokenizers_.end() ? nullptr : &it->second;
 }
 
 std::vector<std::string> PluginRegistry::names(ComponentKind kind) const {
@@ -167,26 +161,29 @@ std::vector<std::string> PluginRegistry::names(ComponentKind kind) const {
 
 std::vector<ComponentListing> PluginRegistry::listings() const {
     std::vector<ComponentListing> out;
-    for (const auto& [name, r] : routers_) {
-        out.push_back({name, ComponentKind::kRouter, r.component.summary, &r.component.params,
-                       r.plugin});
+    for (const auto& [name, registered] : components_) {
+        std::visit(
+            [&, &name = name](const auto& r) {
+                out.push_back({name, kind_of(registered), r.component.summary, &r.component.params,
+                               r.plugin});
+            },
+            registered);
     }
-    for (const auto& [name, a] : attention_) {
-        out.push_back({name, ComponentKind::kAttention, a.component.summary, &a.component.params,
-                       a.plugin});
-    }
-    for (const auto& [name, t] : tokenizers_) {
-        out.push_back({name, ComponentKind::kTokenizer, t.component.summary, &t.component.params,
-                       t.plugin});
-    }
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+        return static_cast<int>(a.kind) < static_cast<int>(b.kind);
+    });
     return out;
 }
 
 std::optional<ComponentListing> PluginRegistry::listing(std::string_view name) const {
-    for (ComponentListing& entry : listings()) {
-        if (entry.name == name) return std::move(entry);
-    }
-    return std::nullopt;
+    auto it = components_.find(name);
+    if (it == components_.end()) return std::nullopt;
+    return std::visit(
+        [&](const auto& r) {
+            return ComponentListing{it->first, kind_of(it->second), r.component.summary,
+                                    &r.component.params, r.plugin};
+        },
+        it->second);
 }
 
 }  // namespace moelab::core

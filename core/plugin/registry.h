@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "core/plugin/plugin_info.h"
@@ -30,6 +31,14 @@ using RegisteredRouter = Registered<sdk::RouterComponent>;
 using RegisteredAttention = Registered<sdk::AttentionComponent>;
 using RegisteredTokenizer = Registered<sdk::TokenizerComponent>;
 
+// Any registered component; the alternatives are in ComponentKind's order.
+using RegisteredComponent =
+    std::variant<RegisteredRouter, RegisteredAttention, RegisteredTokenizer>;
+
+inline ComponentKind kind_of(const RegisteredComponent& component) {
+    return static_cast<ComponentKind>(component.index());
+}
+
 // A library found on the search path but not loaded, and why.
 struct PluginRefusal {
     std::filesystem::path file;
@@ -46,7 +55,7 @@ struct ComponentListing {
 };
 
 class PluginRegistry {
-public:
+  public:
     // Calls the plugin's register function and adds all its components, or none of them: if the
     // function throws, a name is taken (the reason names both files) or a component is malformed,
     // the whole plugin is refused and the reason is returned.
@@ -58,20 +67,34 @@ public:
     const std::vector<std::shared_ptr<const PluginInfo>>& plugins() const { return plugins_; }
     const std::vector<PluginRefusal>& refusals() const { return refusals_; }
 
-    const RegisteredRouter* find_router(std::string_view name) const;
-    const RegisteredAttention* find_attention(std::string_view name) const;
-    const RegisteredTokenizer* find_tokenizer(std::string_view name) const;
+    // The component called `name` if it is a `Component`, else null.
+    template <class Component>
+    const Registered<Component>* find(std::string_view name) const {
+        auto it = components_.find(name);
+        return it == components_.end() ? nullptr : std::get_if<Registered<Component>>(&it->second);
+    }
+    const RegisteredRouter* find_router(std::string_view name) const {
+        return find<sdk::RouterComponent>(name);
+    }
+    const RegisteredAttention* find_attention(std::string_view name) const {
+        return find<sdk::AttentionComponent>(name);
+    }
+    const RegisteredTokenizer* find_tokenizer(std::string_view name) const {
+        return find<sdk::TokenizerComponent>(name);
+    }
+    // Every component, by name (names are unique across kinds).
+    const std::map<std::string, RegisteredComponent, std::less<>>& components() const {
+        return components_;
+    }
 
     std::vector<std::string> names(ComponentKind kind) const;
     std::vector<ComponentListing> listings() const;  // sorted by kind, then name
     std::optional<ComponentListing> listing(std::string_view name) const;
 
-private:
+  private:
     std::vector<std::shared_ptr<const PluginInfo>> plugins_;
     std::vector<PluginRefusal> refusals_;
-    std::map<std::string, RegisteredRouter, std::less<>> routers_;
-    std::map<std::string, RegisteredAttention, std::less<>> attention_;
-    std::map<std::string, RegisteredTokenizer, std::less<>> tokenizers_;
+    std::map<std::string, RegisteredComponent, std::less<>> components_;
 };
 
 }  // namespace moelab::core

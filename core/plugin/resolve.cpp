@@ -5,6 +5,7 @@
 #include "core/config/recipe_loader.h"
 #include "core/config/suggest.h"
 #include "core/plugin/plugin_error.h"
+#include "moelab/kernels/grouped_swiglu.h"
 
 namespace moelab::core {
 
@@ -15,26 +16,27 @@ std::map<std::string, sdk::Params> ResolvedRecipe::plugin_params() const {
     return params;
 }
 
-sdk::CapabilityQuery capability_query(const Recipe& recipe, const std::string& device,
+sdk::CapabilityQuery capability_query(const Recipe& recipe, DeviceChoice device,
                                       std::int64_t vocab_size, std::vector<std::string> features) {
     const ModelOptions& m = recipe.model;
     sdk::CapabilityQuery query;
     query.model.d_model = m.d_model;
-    query.model.layer_count = m.layers;
+    query.model.layers = m.layers;
     query.model.vocab_size = vocab_size;
-    query.model.head_count = m.heads;
-    query.model.kv_head_count = m.kv_heads == 0 ? m.heads : m.kv_heads;
+    query.model.heads = m.heads;
+    query.model.kv_heads = m.kv_heads == 0 ? m.heads : m.kv_heads;
     query.model.head_dim = m.d_model / m.heads;
     query.model.max_seq_len = recipe.data.seq_len;
     query.model.d_ff = m.d_ff;
     query.model.norm_eps = m.norm_eps;
     if (recipe.router) {
-        query.model.expert_count = recipe.moe.experts;
+        query.model.experts = recipe.moe.experts;
         query.model.d_ff_expert = recipe.moe.d_ff_expert;
-        query.model.shared_expert_count = recipe.moe.shared_experts;
+        query.model.shared_experts = recipe.moe.shared_experts;
+        query.model.shared_gate = recipe.moe.shared_gate;
     }
-    query.device = device;
-    query.dtype = m.dtype;
+    query.device = name_of(device);
+    query.dtype = name_of(m.dtype);
     query.features = std::move(features);
     return query;
 }
@@ -48,8 +50,8 @@ const Registered<Component>* find_component(const Recipe& recipe, const PluginSe
     if (found != nullptr) return found;
     const std::string key = selection.section + ".plugin";
     const std::vector<std::string> available = registry.names(kind);
-    std::string message = fmt::format("no {} component named '{}'", component_kind_name(kind),
-                                      selection.plugin);
+    std::string message =
+        fmt::format("no {} component named '{}'", component_kind_name(kind), selection.plugin);
     if (auto other = registry.listing(selection.plugin)) {
         const bool vowel = other->kind == ComponentKind::kAttention;
         message += fmt::format(" ('{}' is {} {} component)", selection.plugin, vowel ? "an" : "a",
@@ -78,10 +80,9 @@ void ask_support(const Recipe& recipe, const std::string& section,
     });
     if (support.ok) return;
     const std::string key = section + ".plugin";
-    throw ConfigError(ConfigIssue{
-        recipe.location_of(key), key,
-        fmt::format("{} '{}' does not support this run: {}", section,
-                    registered.component.name, support.reason)});
+    throw ConfigError(ConfigIssue{recipe.location_of(key), key,
+                                  fmt::format("{} '{}' does not support this run: {}", section,
+                                              registered.component.name, support.reason)});
 }
 
 }  // namespace
@@ -98,6 +99,14 @@ ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
     if (recipe.router) {
         resolved.router = find_component(recipe, *recipe.router, registry, ComponentKind::kRouter,
                                          registry.find_router(recipe.router->plugin));
+        if (recipe.moe.shared_gate && resolved.router->component.make_block) {
+            throw ConfigError(ConfigIssue{
+                recipe.location_of("moe.shared_gate"), "moe.shared_gate",
+                fmt::format("the host's shared gate mixes the output of routers in gate form; "
+                            "'{}' is a block that builds its own FFN (and its own shared "
+                            "experts, if any): remove shared_gate",
+                            recipe.router->plugin)});
+        }
     }
 
     // Collect option problems of all three sections before failing.
@@ -121,7 +130,30 @@ ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
 
     resolved.recipe = std::move(recipe);
     check_support(resolved, query);
+    if (resolved.router != nullptr) check_expert_kernel(resolved.recipe, query);
     return resolved;
+}
+
+void check_expert_kernel(const Recipe& recipe, const sdk::CapabilityQuery& query) {
+    kernels::GroupedSwigluDesc desc;
+    desc.experts = recipe.moe.experts;
+    desc.d_model = recipe.model.d_model;
+    desc.d_ff = recipe.moe.d_ff_expert;
+    desc.backend = query.device == name_of(DeviceChoice::kCuda) ? kernels::Backend::kCuda
+                                                                : kernels::Backend::kCpu;
+    // Under bfloat16 autocast (CUDA only) the experts' rows arrive in bfloat16.
+    desc.element =
+        desc.backend == kernels::Backend::kCuda && query.dtype == name_of(ComputeDtype::kBfloat16)
+            ? kernels::ElementType::kBfloat16
+            : kernels::ElementType::kFloat32;
+    const kernels::KernelChoice choice =
+        kernels::choose_grouped_swiglu_kernel(recipe.moe.kernel, desc);
+    if (!choice.verdict.ok) {
+        throw ConfigError(
+            ConfigIssue{recipe.location_of("moe.kernel"), "moe.kernel",
+                        fmt::format("kernel \"{}\" cannot run this model on {}: {}",
+                                    recipe.moe.kernel, query.device, choice.verdict.reason)});
+    }
 }
 
 void check_support(const ResolvedRecipe& resolved, const sdk::CapabilityQuery& query) {

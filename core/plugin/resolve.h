@@ -27,9 +27,9 @@ struct ResolvedRecipe {
     std::map<std::string, sdk::Params> plugin_params() const;
 };
 
-// The query the components of `recipe` are asked. `device` is the resolved device ("cpu" or
-// "cuda"); `vocab_size` is 0 while the tokenizer has not been built yet.
-sdk::CapabilityQuery capability_query(const Recipe& recipe, const std::string& device,
+// The query the components of `recipe` are asked. `device` is the resolved device (kCpu or
+// kCuda); `vocab_size` is 0 while the tokenizer has not been built yet.
+sdk::CapabilityQuery capability_query(const Recipe& recipe, DeviceChoice device,
                                       std::int64_t vocab_size,
                                       std::vector<std::string> features = {});
 
@@ -37,6 +37,11 @@ sdk::CapabilityQuery capability_query(const Recipe& recipe, const std::string& d
 // the names available), its options are invalid, or it does not support `query`.
 ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
                               const sdk::CapabilityQuery& query);
+
+// Throws ConfigError at moe.kernel unless the recipe's expert kernel can run its MoE layers on the
+// device and dtype of `query` (part of resolve_recipe; separate for callers that change the
+// device afterwards).
+void check_expert_kernel(const Recipe& recipe, const sdk::CapabilityQuery& query);
 
 // Asks every resolved component again, e.g. once the vocabulary size is known.
 void check_support(const ResolvedRecipe& resolved, const sdk::CapabilityQuery& query);

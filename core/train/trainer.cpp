@@ -142,9 +142,9 @@ class TrainingRun {
 };
 
 void TrainingRun::setup() {
-    const std::string device = resolve_device(recipe_);
-    device_ = device == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-    bf16_ = device == "cuda" && recipe_.model.dtype == "bfloat16";
+    const DeviceChoice device = resolve_device(recipe_);
+    device_ = torch_device(device);
+    bf16_ = device == DeviceChoice::kCuda && recipe_.model.dtype == ComputeDtype::kBfloat16;
     apply_threads(recipe_threads(train_.intra_op_threads, train_.blas_threads));
     at::manual_seed(static_cast<std::uint64_t>(recipe_.seed));
 
@@ -218,7 +218,7 @@ void TrainingRun::setup() {
                      {"build_fingerprint", build.build_fingerprint},
                      {"torch_version", build.torch_version},
                      {"device", device},
-                     {"dtype", recipe_.model.dtype},
+                     {"dtype", name_of(recipe_.model.dtype)},
                      {"threads", {{"intra_op", threads.intra_op}, {"blas", threads.blas}}},
                      {"plugins", plugin_records(resolved_)},
                      {"parameters", {{"total", counts.total}, {"expert", counts.expert}}},
@@ -232,7 +232,7 @@ void TrainingRun::setup() {
     log(
         fmt::format("model: {:.2f}M parameters ({:.2f}M in experts), vocab {}, device {}, "
                     "threads {}/{}",
-                    counts.total / 1e6, counts.expert / 1e6, data.vocab_size(), device,
+                    counts.total / 1e6, counts.expert / 1e6, data.vocab_size(), name_of(device),
                     threads.intra_op, threads.blas));
 }
 

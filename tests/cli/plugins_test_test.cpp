@@ -1,5 +1,6 @@
-// `moelab plugins test`: every built-in router passes the conformance kit, and the kit fails, with
-// the right reason, on routers that each break one rule (tests/plugin/fixtures/kit_routers.cpp).
+// `moelab plugins test`: every built-in router and tokenizer passes the conformance kit, and the
+// kit fails, with the right reason, on routers and tokenizers that each break one rule
+// (tests/plugin/fixtures/kit_routers.cpp, kit_tokenizers.cpp).
 
 #include <gtest/gtest.h>
 
@@ -13,7 +14,9 @@ namespace {
 namespace fs = std::filesystem;
 
 CommandResult kit(const std::string& target) {
-    const std::string path = shell_quote((fs::path(MOELAB_FIXTURE_DIR) / "kit_routers").string());
+    const fs::path fixtures(MOELAB_FIXTURE_DIR);
+    const std::string path = shell_quote((fixtures / "kit_routers").string() + ":" +
+                                         (fixtures / "kit_tokenizers").string());
     return run_command("MOELAB_PLUGIN_PATH=" + path + " " + shell_quote(MOELAB_BINARY) +
                        " plugins test " + target);
 }
@@ -35,16 +38,16 @@ INSTANTIATE_TEST_SUITE_P(Routers, BuiltInRouter,
                          [](const auto& info) { return info.param; });
 
 struct Defect {
-    std::string router;
+    std::string component;
     std::string check;
     std::string reason;
 };
 
-class DefectiveRouter : public ::testing::TestWithParam<Defect> {};
+class DefectiveComponent : public ::testing::TestWithParam<Defect> {};
 
-TEST_P(DefectiveRouter, FailsTheKitWithTheReason) {
+TEST_P(DefectiveComponent, FailsTheKitWithTheReason) {
     const Defect& defect = GetParam();
-    const CommandResult result = kit(defect.router);
+    const CommandResult result = kit(defect.component);
     EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
     const auto row = result.out.find(defect.check);
     ASSERT_NE(row, std::string::npos) << result.out;
@@ -55,7 +58,22 @@ TEST_P(DefectiveRouter, FailsTheKitWithTheReason) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Fixtures, DefectiveRouter,
+    Tokenizers, DefectiveComponent,
+    ::testing::Values(Defect{"kit-lossy", "lossless round trip",
+                             "decode(encode(unseen words)) differs at byte 0"},
+                      Defect{"kit-id-out-of-range", "ids and special tokens in range",
+                             "gave id 256, outside [0, 256)"},
+                      Defect{"kit-nondeterministic-training", "deterministic training",
+                             "training twice on the same text with the same options gives "
+                             "different tokenizers"}),
+    [](const auto& info) {
+        std::string name = info.param.component;
+        for (char& c : name) c = c == '-' ? '_' : c;
+        return name;
+    });
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, DefectiveComponent,
     ::testing::Values(
         Defect{"kit-out-of-range", "decision contract",
                "expert_indices must be in [-1, 8) (-1: empty slot), got values from 8 to"},
@@ -68,10 +86,35 @@ INSTANTIATE_TEST_SUITE_P(
         Defect{"kit-nondeterministic", "determinism under a seed",
                "two layers built with the same seed give different outputs"}),
     [](const auto& info) {
-        std::string name = info.param.router;
+        std::string name = info.param.component;
         for (char& c : name) c = c == '-' ? '_' : c;
         return name;
     });
+
+class BuiltInTokenizer : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BuiltInTokenizer, PassesTheConformanceKit) {
+    const CommandResult result = kit(GetParam());
+    EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+    EXPECT_NE(result.out.find("tokenizer '" + GetParam() + "'"), std::string::npos) << result.out;
+    EXPECT_EQ(result.out.find("FAIL"), std::string::npos) << result.out;
+    for (const char* check : {"lossless round trip", "serialize -> load round trip"}) {
+        const auto row = result.out.find(check);
+        ASSERT_NE(row, std::string::npos) << check << "\n" << result.out;
+        EXPECT_NE(result.out.substr(row, result.out.find('\n', row) - row).find("pass"),
+                  std::string::npos)
+            << result.out;
+    }
+    EXPECT_NE(result.out.find("\npassed\n"), std::string::npos) << result.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Tokenizers, BuiltInTokenizer,
+                         ::testing::Values("bytes", "bpe", "lbpe", "scaffold-bpe"),
+                         [](const auto& info) {
+                             std::string name = info.param;
+                             for (char& c : name) c = c == '-' ? '_' : c;
+                             return name;
+                         });
 
 TEST(PluginsTest, TheRopeAttentionPassesIncludingItsCache) {
     const CommandResult result = kit("rope");

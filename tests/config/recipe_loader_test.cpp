@@ -17,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 
 class RecipeFiles : public ::testing::Test {
-protected:
+  protected:
     fs::path write(const std::string& name, const std::string& text) {
         const fs::path file = dir_ / name;
         fs::create_directories(file.parent_path());
@@ -40,7 +40,7 @@ TEST_F(RecipeFiles, DefaultsComeFromTheOptionDeclarations) {
     EXPECT_EQ(recipe.name, "minimal");
     EXPECT_EQ(recipe.model.layers, ModelOptions{}.layers);
     EXPECT_EQ(recipe.train.lr_peak, TrainOptions{}.lr_peak);
-    EXPECT_EQ(recipe.model.ffn, "dense");
+    EXPECT_EQ(recipe.model.ffn, FfnKind::kDense);
     EXPECT_FALSE(recipe.router.has_value());
     EXPECT_EQ(recipe.tokenizer.plugin, "bytes");
 }
@@ -139,7 +139,7 @@ TEST_F(RecipeFiles, OverridesApplyInOrderAndParseTomlValues) {
                            "train.lr_peak=1e-4", "train.lr_min=0", "train.warmup_steps=5",
                            "plugins.search_path=[\"" + a + "\", \"" + b + "\"]", "train.steps=43"});
     EXPECT_EQ(recipe.train.steps, 43);
-    EXPECT_EQ(recipe.train.device, "cpu");  // bare word taken as a string
+    EXPECT_EQ(recipe.train.device, DeviceChoice::kCpu);  // bare word taken as a string
     EXPECT_FALSE(recipe.model.tie_embeddings);
     EXPECT_DOUBLE_EQ(recipe.train.lr_peak, 1e-4);
     EXPECT_EQ(recipe.plugins.search_path, (std::vector<std::string>{a, b}));
@@ -208,6 +208,55 @@ lr_min = 0.0
     EXPECT_DOUBLE_EQ(reloaded.train.lr_peak, 0.000123456789);  // shortest round-trip formatting
     const std::string reprinted = format_recipe(reloaded, {});
     EXPECT_EQ(reprinted.substr(reprinted.find('\n')), printed.substr(printed.find('\n')));
+}
+
+// [router] shared_gate moved to [moe] shared_gate in SDK 4 (the host mixes shared experts for
+// every gate router): the old spelling keeps working with a deprecation naming the new key.
+TEST_F(RecipeFiles, DeprecatedRouterSharedGateMovesToMoeWithAWarning) {
+    const std::string moe = std::string(kMinimal) + R"(
+[model]
+ffn = "moe"
+[moe]
+shared_experts = 1
+[router]
+plugin = "topk"
+k = 2
+shared_gate = true
+)";
+    const Recipe recipe = load_recipe(write("old.toml", moe));
+    EXPECT_TRUE(recipe.moe.shared_gate);
+    ASSERT_EQ(recipe.deprecations.size(), 1u);
+    const std::string warning = format_issue(recipe.deprecations[0]);
+    EXPECT_NE(warning.find("old.toml:14:"), std::string::npos) << warning;
+    EXPECT_NE(warning.find("router.shared_gate"), std::string::npos) << warning;
+    EXPECT_NE(warning.find("write moe.shared_gate instead"), std::string::npos) << warning;
+
+    // Written both ways: an error, not a silent choice.
+    try {
+        load_recipe(write("both.toml", moe), {"moe.shared_gate=false"});
+        FAIL() << "both spellings were accepted";
+    } catch (const ConfigError& error) {
+        EXPECT_NE(std::string(error.what()).find("keep only moe.shared_gate"), std::string::npos)
+            << error.what();
+    }
+}
+
+TEST_F(RecipeFiles, SharedGateNeedsSharedExperts) {
+    try {
+        load_recipe(write("gate.toml", std::string(kMinimal) + R"(
+[model]
+ffn = "moe"
+[moe]
+shared_gate = true
+[router]
+plugin = "topk"
+)"));
+        FAIL() << "a shared gate without shared experts was accepted";
+    } catch (const ConfigError& error) {
+        const std::string message = error.what();
+        EXPECT_NE(message.find("gate.toml:10:"), std::string::npos) << message;
+        EXPECT_NE(message.find("moe.shared_experts >= 1"), std::string::npos) << message;
+    }
 }
 
 TEST(FormatParamValue, WritesTomlLiterals) {

@@ -52,7 +52,7 @@ TEST(SwitchBalanceLoss, EqualsTheFormulaOnAHandComputedExample) {
 }
 
 class TopKBlock : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         registry_ = load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
         ASSERT_NE(registry_.find_router("topk"), nullptr);
@@ -62,11 +62,12 @@ protected:
         const RegisteredRouter& topk = *registry_.find_router("topk");
         sdk::MoeLayerContext context;
         context.model.d_model = kModel;
-        context.model.expert_count = kExperts;
+        context.model.experts = kExperts;
         context.seed = 17;
         context.init_std = 0.5;
         std::map<std::string, sdk::ParamValue, std::less<>> values;
-        for (const auto& spec : topk.component.params.specs()) values[spec.name] = spec.default_value;
+        for (const auto& spec : topk.component.params.specs())
+            values[spec.name] = spec.default_value;
         values["k"] = k;
         values["renormalize"] = renormalize;
         values["balance_coef"] = 0.5;
@@ -83,8 +84,8 @@ TEST_F(TopKBlock, MatchesTheHandWrittenReferenceIncludingRouterGradients) {
         auto bank = std::make_shared<HostExpertBank>(
             sdk::ExpertBankSpec{"experts", kExperts, kModel, kFf, -1}, DispatchPolicy{}, 0.3, 0.3,
             4);
-        StandardMoeBlock block(router, registry_.find_router("topk")->plugin, bank, nullptr,
-                               kModel, 1e-5);
+        StandardMoeBlock block(router, registry_.find_router("topk")->plugin, bank, nullptr, kModel,
+                               1e-5);
         const at::Tensor hidden = at::randn({kTokens, kModel}).requires_grad_();
         sdk::BlockInput input;
         input.hidden = hidden;
@@ -149,7 +150,7 @@ TEST_F(TopKBlock, TopKThenSoftmaxAndTheZLossFollowTheirDefinitions) {
     const RegisteredRouter& topk = *registry_.find_router("topk");
     sdk::MoeLayerContext context;
     context.model.d_model = kModel;
-    context.model.expert_count = kExperts;
+    context.model.experts = kExperts;
     context.seed = 3;
     context.init_std = 0.5;
     std::map<std::string, sdk::ParamValue, std::less<>> values;
@@ -187,14 +188,15 @@ TEST_F(TopKBlock, PerturbationRemovesEachTokensTopExpertAndRenormalises) {
     const sdk::RoutingDecision perturbed = router->route(input);
     // The new first choice is the old second choice; the argmax expert never appears.
     const at::Tensor argmax = normal.probs.argmax(-1);
-    EXPECT_TRUE(at::equal(perturbed.expert_indices.select(1, 0), normal.expert_indices.select(1, 1)));
+    EXPECT_TRUE(
+        at::equal(perturbed.expert_indices.select(1, 0), normal.expert_indices.select(1, 1)));
     EXPECT_FALSE((perturbed.expert_indices == argmax.unsqueeze(1)).any().item<bool>());
     EXPECT_TRUE(at::allclose(perturbed.combine_weights.sum(-1), at::ones({kTokens})));
 }
 
 // A router that records what it was given.
 class SpyRouter : public sdk::Router {
-public:
+  public:
     sdk::RoutingDecision route(const sdk::RouterInput& input) override {
         seen_dtype = input.hidden.scalar_type();
         matmul_dtype = at::matmul(input.hidden, at::ones({input.hidden.size(1), 2})).scalar_type();
@@ -235,7 +237,7 @@ TEST(StandardBlock, RoutesInFp32UnderBf16Autocast) {
 
 TEST(StandardBlock, MalformedDecisionIsAPluginErrorNamingThePlugin) {
     class BadRouter : public sdk::Router {
-    public:
+      public:
         sdk::RoutingDecision route(const sdk::RouterInput& input) override {
             sdk::RoutingDecision decision;
             decision.expert_indices = at::zeros({input.hidden.size(0) + 1, 1}, at::kLong);

@@ -25,7 +25,7 @@ fs::path fixture_dir(const std::string& name) { return fs::path(MOELAB_FIXTURE_D
 sdk::MoeLayerContext small_context() {
     sdk::MoeLayerContext context;
     context.model.d_model = 4;
-    context.model.expert_count = 3;
+    context.model.experts = 3;
     return context;
 }
 
@@ -62,9 +62,9 @@ TEST(PluginLoader, RefusesAWrongAbiVersionNamingFileAndBothVersions) {
     EXPECT_EQ(registry.find_router("wrong-abi-router"), nullptr);
     const PluginRefusal& refusal = registry.refusals()[0];
     EXPECT_EQ(refusal.file.filename(), "moelab-plugin-wrong-abi.so");
-    EXPECT_NE(refusal.reason.find("plugin ABI version " +
-                                  std::to_string(sdk::kPluginAbiVersion + 1000)),
-              std::string::npos)
+    EXPECT_NE(
+        refusal.reason.find("plugin ABI version " + std::to_string(sdk::kPluginAbiVersion + 1000)),
+        std::string::npos)
         << refusal.reason;
     EXPECT_NE(refusal.reason.find("host's ABI version " + std::to_string(sdk::kPluginAbiVersion)),
               std::string::npos)
@@ -105,8 +105,7 @@ TEST(PluginLoader, ThrowingFactoryBecomesAHostErrorNamingThePlugin) {
         const std::string message = error.what();
         EXPECT_NE(message.find("plugin 'throwing'"), std::string::npos) << message;
         EXPECT_NE(message.find("moelab-plugin-throwing.so"), std::string::npos) << message;
-        EXPECT_NE(message.find("creating router 'exploding-router'"), std::string::npos)
-            << message;
+        EXPECT_NE(message.find("creating router 'exploding-router'"), std::string::npos) << message;
         EXPECT_NE(message.find("factory exploded"), std::string::npos) << message;
     }
 }
@@ -190,18 +189,17 @@ TEST_P(CliWithFixture, ReportsAndExitsWithTwo) {
 
 INSTANTIATE_TEST_SUITE_P(
     BrokenFixtures, CliWithFixture,
-    ::testing::Values(std::pair<std::string, std::string>{"wrong_abi", "plugin ABI version"},
-                      std::pair<std::string, std::string>{"wrong_fingerprint", "torch=9.99"},
-                      std::pair<std::string, std::string>{"throwing_register",
-                                                          "registration exploded"},
-                      std::pair<std::string, std::string>{"not_a_plugin",
-                                                          "is not a moelab plugin"}));
+    ::testing::Values(
+        std::pair<std::string, std::string>{"wrong_abi", "plugin ABI version"},
+        std::pair<std::string, std::string>{"wrong_fingerprint", "torch=9.99"},
+        std::pair<std::string, std::string>{"throwing_register", "registration exploded"},
+        std::pair<std::string, std::string>{"not_a_plugin", "is not a moelab plugin"}));
 
 TEST(CliWithFixture, ThrowingFactoryStillListsItsComponent) {
     // Listing does not call factories, so a plugin whose factory throws is listed normally.
     const tests::CommandResult listing = tests::run_command(
-        "MOELAB_PLUGIN_PATH=" + tests::shell_quote(fixture_dir("throwing_factory").string()) +
-        " " + tests::shell_quote(MOELAB_BINARY) + " plugins info exploding-router");
+        "MOELAB_PLUGIN_PATH=" + tests::shell_quote(fixture_dir("throwing_factory").string()) + " " +
+        tests::shell_quote(MOELAB_BINARY) + " plugins info exploding-router");
     EXPECT_EQ(listing.exit_code, 0) << listing.err;
     EXPECT_NE(listing.out.find("exploding-router (router)"), std::string::npos);
 }

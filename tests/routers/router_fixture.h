@@ -48,6 +48,7 @@ struct LayerSpec {
     std::int64_t d_ff = 24;  // the dense FFN size (Finedeep)
     std::int64_t vocab = 16;
     std::int64_t shared_experts = 0;
+    bool shared_gate = false;       // [moe] shared_gate
     std::uint64_t seed = 5;         // the layer's seed (and its host's)
     std::uint64_t model_seed = 99;  // shared by all layers of a model
     at::Tensor token_counts;        // (vocab,) int64; default: id v occurs v times
@@ -70,13 +71,14 @@ inline BuiltLayer build_layer(const std::string& router, const Options& override
         core::DispatchPolicy{}, 0.5, 0.3, spec.seed * 7 + 1, [counts] { return counts; });
     sdk::MoeLayerContext context;
     context.model.d_model = spec.d_model;
-    context.model.expert_count = spec.experts;
+    context.model.experts = spec.experts;
     context.model.d_ff_expert = spec.d_ff_expert;
     context.model.d_ff = spec.d_ff;
     context.model.vocab_size = spec.vocab;
-    context.model.shared_expert_count = spec.shared_experts;
-    context.model.layer_count = 2;
-    context.moe_layer_count = 2;
+    context.model.shared_experts = spec.shared_experts;
+    context.model.shared_gate = spec.shared_gate;
+    context.model.layers = 2;
+    context.moe_layers = 2;
     context.seed = spec.seed;
     context.model_seed = spec.model_seed;
     context.init_std = 0.5;

@@ -41,7 +41,7 @@ grep -q 'plugin = "expert-choice"' "$work/run/resolved.toml" ||
 echo "PASS: example plugin built out of tree, listed, documented and resolved"
 
 # `moelab new` projects build unchanged against the installed SDK and pass the conformance kit.
-for kind in router block attention; do
+for kind in router block attention tokenizer; do
     "$moelab" new "$kind" "my-$kind" --dir "$work/new" >/dev/null
     cmake -S "$work/new/my-$kind" -B "$work/new/my-$kind/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_PREFIX_PATH="$work/install" -DTorch_DIR="$torch_dir" "${launcher[@]}" >/dev/null
@@ -49,12 +49,16 @@ for kind in router block attention; do
     kit=$(MOELAB_PLUGIN_PATH="$work/new/my-$kind/build" "$moelab" plugins test "my-$kind") ||
         { echo "FAIL: my-$kind does not pass the conformance kit"; echo "$kit"; exit 1; }
     echo "$kit"
-    if [ "$kind" != attention ]; then
+    case $kind in
+    router | block)
         grep -q "perturbation disable_top .*pass" <<<"$kit" ||
-            { echo "FAIL: my-$kind does not honour disable_top"; exit 1; }
-    fi
+            { echo "FAIL: my-$kind does not honour disable_top"; exit 1; } ;;
+    tokenizer)
+        grep -q "lossless round trip .*pass" <<<"$kit" ||
+            { echo "FAIL: my-$kind does not round-trip"; exit 1; } ;;
+    esac
     (cd "$work/run" && "$moelab" check "$work/new/my-$kind/recipe.toml" \
         --set data.corpus=corpus --set data.cache_dir=cache >/dev/null) ||
         { echo "FAIL: the recipe of my-$kind does not resolve"; exit 1; }
 done
-echo "PASS: moelab new router, block and attention build against the installed SDK and pass the kit"
+echo "PASS: moelab new router, block, attention and tokenizer build against the installed SDK and pass the kit"

@@ -14,9 +14,9 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::set<std::string> kStandardHeaders = {
-    "algorithm", "cmath",   "cstddef", "cstdint",  "exception", "functional", "limits",
-    "map",       "memory",  "mutex",    "optional", "span",     "stdexcept",  "string",
-    "string_view", "thread", "tuple",   "utility",  "variant",  "vector"};
+    "algorithm",   "cmath",  "cstddef", "cstdint",     "exception", "functional", "limits",
+    "map",         "memory", "mutex",   "optional",    "span",      "stdexcept",  "string",
+    "string_view", "thread", "tuple",   "type_traits", "utility",   "variant",    "vector"};
 
 TEST(SdkHeaders, IncludeOnlyStandardLibraryLibTorchAndSdk) {
     const fs::path dir = fs::path(MOELAB_SOURCE_DIR) / "sdk" / "include" / "moelab" / "sdk";

@@ -23,12 +23,12 @@
 #include <torch/autograd.h>
 #include <torch/cuda.h>
 
-#include "core/moe/grouped_swiglu.h"
-#include "core/moe/host_expert_bank.h"
 #include "core/model/swiglu_ffn.h"
+#include "core/moe/host_expert_bank.h"
 #include "core/system/blas_probe.h"
 #include "core/system/threads.h"
 #include "core/train/autocast_scope.h"
+#include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/sdk/rms_norm.h"
 #include "moelab/sdk/routing_ops.h"
 
@@ -50,15 +50,24 @@ Options parse(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
         const long long value = std::atoll(argv[i + 1]);
-        if (flag == "--tokens") o.tokens = value;
-        else if (flag == "--d-model") o.d_model = value;
-        else if (flag == "--d-ff") o.d_ff = value;
-        else if (flag == "--experts") o.experts = value;
-        else if (flag == "--k") o.k = value;
-        else if (flag == "--rounds") o.rounds = static_cast<int>(value);
-        else if (flag == "--threads") o.threads = static_cast<int>(value);
-        else if (flag == "--device") o.device = argv[i + 1];
-        else if (flag == "--bf16") o.bf16 = value != 0;
+        if (flag == "--tokens")
+            o.tokens = value;
+        else if (flag == "--d-model")
+            o.d_model = value;
+        else if (flag == "--d-ff")
+            o.d_ff = value;
+        else if (flag == "--experts")
+            o.experts = value;
+        else if (flag == "--k")
+            o.k = value;
+        else if (flag == "--rounds")
+            o.rounds = static_cast<int>(value);
+        else if (flag == "--threads")
+            o.threads = static_cast<int>(value);
+        else if (flag == "--device")
+            o.device = argv[i + 1];
+        else if (flag == "--bf16")
+            o.bf16 = value != 0;
         else {
             std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
             std::exit(2);
@@ -96,7 +105,8 @@ int main(int argc, char** argv) {
 
     // Shared pieces: input, upstream gradient, router weight, norms.
     const at::Tensor hidden = at::randn({o.tokens, o.d_model}, at::TensorOptions().device(device));
-    const at::Tensor upstream = at::randn({o.tokens, o.d_model}, at::TensorOptions().device(device));
+    const at::Tensor upstream =
+        at::randn({o.tokens, o.d_model}, at::TensorOptions().device(device));
     const at::Tensor router =
         (0.02 * at::randn({o.experts, o.d_model}, at::TensorOptions().device(device)))
             .requires_grad_();
@@ -133,12 +143,12 @@ int main(int argc, char** argv) {
         auto [indices, weights] = route(x);
         at::Tensor y = h;
         for (std::int64_t e = 0; e < o.experts; ++e) {
-            const at::Tensor hit = (indices == e);                       // (tokens, k)
+            const at::Tensor hit = (indices == e);  // (tokens, k)
             const at::Tensor token = at::nonzero(hit.any(-1)).squeeze(1);
             if (token.numel() == 0) continue;
             const at::Tensor gate = (weights * hit).sum(-1).index_select(0, token);
-            const at::Tensor out = moelab::core::swiglu(x.index_select(0, token), bank.w_in[e],
-                                                        bank.w_out[e]);
+            const at::Tensor out = moelab::kernels::reference::swiglu(x.index_select(0, token),
+                                                                      bank.w_in[e], bank.w_out[e]);
             y = y.index_add(0, token, out * gate.unsqueeze(1));
         }
         y.backward(upstream);
@@ -146,12 +156,13 @@ int main(int argc, char** argv) {
     // Gradients accumulate across rounds; that costs the same in every variant.
 
     const auto settings = moelab::core::current_threads();
-    std::printf("moe block benchmark on %s%s: tokens=%lld d_model=%lld d_ff=%lld experts=%lld "
-                "top-%lld, forward+backward, %d rounds\n",
-                o.device.c_str(), cuda && o.bf16 ? " (bf16 autocast)" : "",
-                static_cast<long long>(o.tokens), static_cast<long long>(o.d_model),
-                static_cast<long long>(o.d_ff), static_cast<long long>(o.experts),
-                static_cast<long long>(o.k), o.rounds);
+    std::printf(
+        "moe block benchmark on %s%s: tokens=%lld d_model=%lld d_ff=%lld experts=%lld "
+        "top-%lld, forward+backward, %d rounds\n",
+        o.device.c_str(), cuda && o.bf16 ? " (bf16 autocast)" : "",
+        static_cast<long long>(o.tokens), static_cast<long long>(o.d_model),
+        static_cast<long long>(o.d_ff), static_cast<long long>(o.experts),
+        static_cast<long long>(o.k), o.rounds);
     if (cuda) {
         std::printf("dense peer: cuBLAS through LibTorch\n");
     } else {
@@ -178,8 +189,9 @@ int main(int argc, char** argv) {
     std::printf("%-8s %10.1f\n", "naive", 1e3 * n);
     std::printf("ratio moe/dense = %.3f\n", m / d);
     std::printf("ratio naive/moe = %.3f\n", n / m);
-    std::printf("{\"moe_ms\": %.3f, \"dense_ms\": %.3f, \"naive_ms\": %.3f, \"moe_over_dense\": "
-                "%.4f, \"naive_over_moe\": %.4f}\n",
-                1e3 * m, 1e3 * d, 1e3 * n, m / d, n / m);
+    std::printf(
+        "{\"moe_ms\": %.3f, \"dense_ms\": %.3f, \"naive_ms\": %.3f, \"moe_over_dense\": "
+        "%.4f, \"naive_over_moe\": %.4f}\n",
+        1e3 * m, 1e3 * d, 1e3 * n, m / d, n / m);
     return 0;
 }

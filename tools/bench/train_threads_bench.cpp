@@ -32,12 +32,15 @@ int main(int argc, char** argv) {
     std::vector<std::string> overrides;
     for (int i = 2; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
-        if (flag == "--steps") steps = std::atoi(argv[i + 1]);
-        else if (flag == "--set") overrides.emplace_back(argv[i + 1]);
+        if (flag == "--steps")
+            steps = std::atoi(argv[i + 1]);
+        else if (flag == "--set")
+            overrides.emplace_back(argv[i + 1]);
     }
     Recipe recipe = load_recipe(argv[1], overrides);
     PluginRegistry registry = load_plugins(plugin_search_path(recipe.plugins.search_path));
-    const moelab::sdk::CapabilityQuery query = capability_query(recipe, "cpu", 0);
+    const moelab::sdk::CapabilityQuery query =
+        capability_query(recipe, moelab::core::DeviceChoice::kCpu, 0);
     ResolvedRecipe resolved = resolve_recipe(std::move(recipe), registry, query);
     const Dataset dataset = Dataset::prepare(resolved, [](const std::string&) {});
     const Recipe& r = resolved.recipe;
@@ -57,7 +60,8 @@ int main(int argc, char** argv) {
         LanguageModel model(resolved, dataset.vocab_size(),
                             [&] { return dataset.training_token_counts(); });
         std::vector<NamedParameter> named;
-        for (const auto& item : model.named_parameters()) named.push_back({item.key(), item.value()});
+        for (const auto& item : model.named_parameters())
+            named.push_back({item.key(), item.value()});
         AdamW optimizer(named, AdamWOptions{});
         TrainBatcher batcher(dataset.tokens(Split::kTrain), r.data.seq_len, r.train.batch_size, 1);
         auto step = [&] {

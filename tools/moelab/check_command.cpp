@@ -13,7 +13,8 @@ int check_recipe(const CheckArgs& args) {
     core::check_init_source(loaded->resolved.recipe);
     const core::ResolvedRecipe& resolved = loaded->resolved;
     fmt::print("{}", core::format_recipe(resolved.recipe, resolved.plugin_params()));
-    fmt::print(stderr, "recipe '{}' is valid (device {})\n", resolved.recipe.name, loaded->device);
+    fmt::print(stderr, "recipe '{}' is valid (device {})\n", resolved.recipe.name,
+               core::name_of(loaded->device));
     return kExitOk;
 }
 

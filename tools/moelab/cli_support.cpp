@@ -96,6 +96,9 @@ std::unique_ptr<LoadedRecipe> load_and_resolve(const std::string& recipe_file,
                                                const std::vector<std::string>& overrides,
                                                const std::vector<std::string>& features) {
     core::Recipe recipe = core::load_recipe(recipe_file, overrides);
+    for (const core::ConfigIssue& deprecation : recipe.deprecations) {
+        fmt::print(stderr, "warning: {}\n", core::format_issue(deprecation));
+    }
     auto loaded = std::make_unique<LoadedRecipe>();
     // A library on the search path that cannot be loaded is reported, but only fatal when the
     // recipe needs a component nobody provides (resolution then points at the refusals).

@@ -21,7 +21,7 @@ inline constexpr int kExitRuntimeError = 1;
 inline constexpr int kExitUsageError = 2;
 
 class UsageError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -40,7 +40,7 @@ std::string format_refusals(const core::PluginRegistry& registry);
 struct LoadedRecipe {
     core::PluginRegistry registry;
     core::ResolvedRecipe resolved;
-    std::string device;
+    core::DeviceChoice device = core::DeviceChoice::kCpu;  // resolved: kCpu or kCuda
 };
 std::unique_ptr<LoadedRecipe> load_and_resolve(const std::string& recipe_file,
                                                const std::vector<std::string>& overrides,

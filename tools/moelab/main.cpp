@@ -24,8 +24,9 @@ void add_plugins_command(CLI::App& app, int& exit_code) {
         [&exit_code, name] { exit_code = run_guarded([&] { return show_plugin_info(*name); }); });
     CLI::App* test = plugins->add_subcommand(
         "test",
-        "Run the conformance kit on a router (decision contract, gradients, determinism, "
-        "checkpoint round trip, perturbations, ...): a pass/fail table, exit 1 on a failure");
+        "Run the conformance kit on a router, attention or tokenizer (decision contract, "
+        "gradients, causality, lossless round trip, determinism, checkpoint round trip, "
+        "perturbations, ...): a pass/fail table, exit 1 on a failure");
     auto target = std::make_shared<std::string>();
     test->add_option("component", *target, "Component name, or a plugin library file (.so)")
         ->required();
@@ -131,9 +132,9 @@ void add_new_command(CLI::App& app, int& exit_code) {
         "new",
         "Write a complete out-of-tree plugin project (CMakeLists, source, recipe, README) that "
         "builds against the installed SDK and passes `moelab plugins test`");
-    command->add_option("kind", args->kind, "router, block or attention")
+    command->add_option("kind", args->kind, "router, block, attention or tokenizer")
         ->required()
-        ->check(CLI::IsMember({"router", "block", "attention"}));
+        ->check(CLI::IsMember({"router", "block", "attention", "tokenizer"}));
     command->add_option("name", args->name, "Component name: lower-case letters, digits, '-'")
         ->required();
     command->add_option("--dir", args->dir, "Parent directory (default: the working directory)");

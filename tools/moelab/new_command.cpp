@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "core/system/atomic_file.h"
 #include "core/system/file_error.h"
+#include "core/system/printable.h"
 #include "moelab/sdk/version.h"
 
 namespace moelab::cli {
@@ -52,7 +53,7 @@ public:
     Router(const sdk::MoeLayerContext& context, const sdk::Params& params)
         : k_(params.get_int("k")),
           balance_coef_(params.get_float("balance_coef")),
-          expert_count_(context.model.expert_count) {
+          expert_count_(context.model.experts) {
         // Randomness from the layer's seed keeps runs reproducible (the kit checks it).
         at::Generator generator = sdk::make_generator(context.seed);
         weight_ = register_parameter(
@@ -136,7 +137,7 @@ public:
     Block(const sdk::MoeLayerContext& context, const sdk::Params& params)
         : k_(params.get_int("k")),
           balance_coef_(params.get_float("balance_coef")),
-          expert_count_(context.model.expert_count) {
+          expert_count_(context.model.experts) {
         const std::int64_t d_model = context.model.d_model;
         norm_ = register_module("norm",
                                 std::make_shared<sdk::RmsNorm>(d_model, context.model.norm_eps));
@@ -229,7 +230,7 @@ namespace sdk = moelab::sdk;
 class Attention : public sdk::Attention {
 public:
     Attention(const sdk::AttentionContext& context, const sdk::Params& params)
-        : heads_(context.model.head_count), head_dim_(context.model.head_dim) {
+        : heads_(context.model.heads), head_dim_(context.model.head_dim) {
         const std::int64_t d_model = context.model.d_model;
         // Randomness from the layer's seed keeps runs reproducible (the kit checks it).
         at::Generator generator = sdk::make_generator(context.seed);
@@ -240,7 +241,7 @@ public:
         w_output_ = register_parameter(
             "w_output",
             sdk::normal_weight({d_model, heads_ * head_dim_},
-                               sdk::residual_init_std(std, context.model.layer_count), generator));
+                               sdk::residual_init_std(std, context.model.layers), generator));
         // A buffer, not a plain member: saved in checkpoints and moved with the module.
         inv_freq_ = register_buffer(
             "inv_freq", sdk::rope_inv_freq(params.get_float("base"), head_dim_).unsqueeze(0));
@@ -279,7 +280,7 @@ private:
 };
 
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params&) {
-    if (query.model.kv_head_count != query.model.head_count) {
+    if (query.model.kv_heads != query.model.heads) {
         return sdk::Support::no("grouped-query attention is not implemented: set [model] "
                                 "kv_heads = 0");
     }
@@ -306,6 +307,184 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace {{IDENT}}
 
 MOELAB_PLUGIN("{{NAME}}", "0.1.0", "{{NAME}} attention", {{IDENT}}::register_components)
+)tmpl";
+
+constexpr const char* kTokenizerSource =
+    R"tmpl(// {{NAME}}: a word-level tokenizer with byte fallback, written with moelab's plugin SDK
+// ({{SDK_VERSION}}). Ids 0-255 are the bytes, 256 is the end-of-document token, and the rest are
+// the most frequent words of the training split (ASCII letters, with their leading space). A word
+// of the vocabulary is one id; anything else is spelled in bytes, so every byte string round-trips
+// (`moelab plugins test` checks it). Replace train() and encode() with your algorithm.
+
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "moelab/sdk/plugin.h"
+
+namespace {{IDENT}} {
+
+namespace sdk = moelab::sdk;
+
+constexpr std::int32_t kEos = 256;
+constexpr std::int32_t kFirstWord = 257;
+
+bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// The word starting at `at`: an optional space, then ASCII letters; empty when there is none.
+std::string_view word_at(std::string_view text, std::size_t at) {
+    std::size_t end = at + (text[at] == ' ' ? 1 : 0);
+    const std::size_t letters = end;
+    while (end < text.size() && is_letter(text[end])) ++end;
+    return end == letters ? std::string_view() : text.substr(at, end - at);
+}
+
+class WordTokenizer : public sdk::Tokenizer {
+public:
+    explicit WordTokenizer(std::vector<std::string> words) : words_(std::move(words)) {
+        for (std::size_t i = 0; i < words_.size(); ++i) {
+            ids_.emplace(words_[i], kFirstWord + static_cast<std::int32_t>(i));
+        }
+    }
+
+    std::int64_t vocab_size() const override {
+        return kFirstWord + static_cast<std::int64_t>(words_.size());
+    }
+    sdk::SpecialTokens special_tokens() const override { return {kEos, -1, -1}; }
+
+    void encode(std::string_view text, std::vector<std::int32_t>& out) const override {
+        for (std::size_t at = 0; at < text.size();) {
+            const std::string_view word = word_at(text, at);
+            if (!word.empty()) {
+                if (auto it = ids_.find(std::string(word)); it != ids_.end()) {
+                    out.push_back(it->second);
+                    at += word.size();
+                    continue;
+                }
+            }
+            const std::size_t bytes = word.empty() ? 1 : word.size();
+            for (std::size_t i = 0; i < bytes; ++i) {
+                out.push_back(static_cast<unsigned char>(text[at + i]));
+            }
+            at += bytes;
+        }
+    }
+
+    std::string decode(std::span<const std::int32_t> ids) const override {
+        std::string text;
+        for (std::int32_t id : ids) {
+            if (id >= 0 && id < 256) {
+                text += static_cast<char>(id);
+            } else if (id >= kFirstWord && id < vocab_size()) {
+                text += words_[id - kFirstWord];
+            } else if (id != kEos) {
+                throw sdk::Error("{{NAME}}: id " + std::to_string(id) + " is outside [0, " +
+                                 std::to_string(vocab_size()) + ")");
+            }
+        }
+        return text;
+    }
+
+    // JSON with the component name, so `moelab tokenizer` commands know who loads the file.
+    // Words are ASCII letters and spaces: nothing to escape.
+    std::string serialize() const override {
+        std::string out = "{\"tokenizer\": \"{{NAME}}\", \"words\": [";
+        for (std::size_t i = 0; i < words_.size(); ++i) {
+            out += (i ? ", \"" : "\"") + words_[i] + "\"";
+        }
+        return out + "]}\n";
+    }
+
+    std::vector<sdk::TokenizerFact> facts() const override {
+        return {{"algorithm", "whole words + byte fallback"},
+                {"words", std::to_string(words_.size())}};
+    }
+
+    static std::vector<std::string> parse(std::string_view text) {
+        const std::size_t list = text.find("\"words\": [");
+        if (list == std::string_view::npos) {
+            throw sdk::Error("{{NAME}}: not a {{NAME}} tokenizer file (no \"words\" list)");
+        }
+        std::vector<std::string> words;
+        std::size_t at = list + 10;
+        while (true) {
+            const std::size_t open = text.find_first_of("\"]", at);
+            if (open == std::string_view::npos) throw sdk::Error("{{NAME}}: unterminated list");
+            if (text[open] == ']') break;
+            const std::size_t close = text.find('"', open + 1);
+            if (close == std::string_view::npos) throw sdk::Error("{{NAME}}: unterminated word");
+            words.emplace_back(text.substr(open + 1, close - open - 1));
+            at = close + 1;
+        }
+        return words;
+    }
+
+private:
+    std::vector<std::string> words_;
+    std::unordered_map<std::string, std::int32_t> ids_;
+};
+
+// The vocab_size - 257 most frequent words, ties broken alphabetically (deterministic).
+std::shared_ptr<sdk::Tokenizer> train(const sdk::TokenizerTrainingData& data,
+                                      const sdk::Params& params) {
+    std::map<std::string, std::int64_t> counts;
+    for (const std::string& file : data.files) {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) throw sdk::Error("{{NAME}}: cannot read " + file);
+        const std::string text((std::istreambuf_iterator<char>(in)), {});
+        for (std::size_t at = 0; at < text.size();) {
+            const std::string_view word = word_at(text, at);
+            if (word.size() > 1) ++counts[std::string(word)];
+            at += std::max<std::size_t>(word.size(), 1);
+        }
+    }
+    std::vector<std::pair<std::string, std::int64_t>> ranked(counts.begin(), counts.end());
+    std::stable_sort(ranked.begin(), ranked.end(),
+                     [](const auto& a, const auto& b) { return a.second > b.second; });
+    const auto wanted = static_cast<std::size_t>(params.get_int("vocab_size") - kFirstWord);
+    std::vector<std::string> words;
+    for (std::size_t i = 0; i < ranked.size() && i < wanted; ++i) {
+        if (ranked[i].second >= 2) words.push_back(ranked[i].first);
+    }
+    return std::make_shared<WordTokenizer>(std::move(words));
+}
+
+void register_components(sdk::Registrar& registrar) {
+    sdk::TokenizerComponent component;
+    component.name = "{{NAME}}";
+    component.summary = "Whole-word tokenizer with byte fallback ({{NAME}})";
+    component.params.add_int("vocab_size", 1024, "Bytes, end of document and the frequent words")
+        .between(kFirstWord + 1, 1 << 20);
+    component.train = train;
+    component.load = [](std::string_view serialized, const sdk::Params&) {
+        return std::make_shared<WordTokenizer>(WordTokenizer::parse(serialized));
+    };
+    registrar.add_tokenizer(std::move(component));
+}
+
+}  // namespace {{IDENT}}
+
+MOELAB_PLUGIN("{{NAME}}", "0.1.0", "{{NAME}} tokenizer", {{IDENT}}::register_components)
+)tmpl";
+
+constexpr const char* kTokenizerRecipe =
+    R"tmpl(# Trains the quickstart model (recipes/quickstart.toml of moelab) with the {{NAME}} tokenizer.
+# From the moelab checkout, after building this project:
+#   build/bin/moelab run {{DIR}}/recipe.toml
+extends = "{{MOELAB_ROOT}}/recipes/quickstart.toml"
+name = "{{NAME}}"
+description = "The quickstart model with the {{NAME}} tokenizer"
+
+[plugins]
+search_path = ["build"]  # relative to this file: where cmake puts the plugin library
+
+[tokenizer]
+plugin = "{{NAME}}"
+vocab_size = 1024
 )tmpl";
 
 constexpr const char* kAttentionRecipe =
@@ -351,21 +530,59 @@ change `{{IDENT}}.cpp` to make it yours.
 cmake -S . -B build -DCMAKE_PREFIX_PATH="<SDK prefix>;<LibTorch prefix>"
 cmake --build build
 
-# 2. Check it: decision contract, gradients (also at k = 1), determinism, checkpoint round trip,
-#    every routing perturbation it lists, throughput
+# 2. Check it: {{CHECKS}}
 MOELAB_PLUGIN_PATH=$PWD/build <moelab>/build/bin/moelab plugins test {{NAME}}
 
 # 3. Train the quickstart model with it (from the moelab checkout, which holds data/brown)
 build/bin/moelab run {{DIR}}/recipe.toml
 ```
 
-The router chooses from the scores the host hands back (`input.selection->selectable_scores`):
-that one call is what lets `moelab compare` measure its robustness (disable the top experts,
-logit noise, expert dropout, random routing, forced balance). Keep it when you change the
-selection, and list in `component.features` only the perturbations you honour; for the others
-the comparison says n/a. The SDK: `sdk/README.md` of moelab; the tutorial:
-`docs/writing-a-router.md`.
+{{NOTES}} The SDK: `sdk/README.md` of moelab; the tutorial: `docs/writing-a-router.md`.
 )tmpl";
+
+// What `moelab new` can make: the source, the recipe and what the README says about it.
+struct PluginTemplate {
+    const char* kind;
+    const char* source;
+    const char* recipe;
+    const char* checks;  // what `moelab plugins test` checks, for the README
+    const char* notes;
+};
+
+constexpr const char* kRouterChecks =
+    "decision contract, gradients (also at k = 1), determinism, checkpoint round trip,\n"
+    "#    every routing perturbation it lists, throughput";
+constexpr const char* kRouterNotes =
+    "The router chooses from the scores the host hands back "
+    "(`input.selection->selectable_scores`):\n"
+    "that one call is what lets `moelab compare` measure its robustness (disable the top experts,\n"
+    "logit noise, expert dropout, random routing, forced balance). Keep it when you change the\n"
+    "selection, and list in `component.features` only the perturbations you honour; for the "
+    "others\n"
+    "the comparison says n/a.";
+
+constexpr PluginTemplate kTemplates[] = {
+    {"router", kRouterSource, kRecipe, kRouterChecks, kRouterNotes},
+    {"block", kBlockSource, kRecipe, kRouterChecks, kRouterNotes},
+    {"attention", kAttentionSource, kAttentionRecipe,
+     "output contract, causality, gradients, determinism, checkpoint round trip,\n"
+     "#    cache equals recomputation (it lists kv_cache), throughput",
+     "Attention is causal by contract; with `kv_cache` in `component.features` the kit checks "
+     "that\n"
+     "decoding token by token with the cache equals recomputing the sequence."},
+    {"tokenizer", kTokenizerSource, kTokenizerRecipe,
+     "ids in range, lossless round trip (training and unseen text, multi-byte UTF-8,\n"
+     "#    whitespace, control characters, bytes that are not UTF-8), serialize -> load, "
+     "determinism,\n"
+     "#    concurrent calls, compression and throughput",
+     "`decode(encode(text)) == text` for every UTF-8 text is the contract (for every byte string, "
+     "if\n"
+     "the tokenizer is byte-level); `serialize()` must rebuild an identical tokenizer through "
+     "`load`,\n"
+     "since the host keys its token cache by that text. `moelab tokenizer "
+     "train|encode|decode|stats`\n"
+     "work with it as with the built-in ones."},
+};
 
 std::string fill(std::string text, const std::map<std::string, std::string>& values) {
     for (const auto& [key, value] : values) {
@@ -381,11 +598,15 @@ std::string fill(std::string text, const std::map<std::string, std::string>& val
 }  // namespace
 
 int new_plugin(const NewArgs& args) {
-    if (args.kind != "router" && args.kind != "block" && args.kind != "attention") {
+    const PluginTemplate* kind = nullptr;
+    for (const PluginTemplate& candidate : kTemplates) {
+        if (args.kind == candidate.kind) kind = &candidate;
+    }
+    if (kind == nullptr) {
         throw UsageError(
-            fmt::format("moelab new: '{}' is not a kind it can make yet; expected "
-                        "router, block or attention",
-                        args.kind));
+            fmt::format("moelab new: '{}' is not a kind it can make; expected router, block, "
+                        "attention or tokenizer",
+                        core::printable(args.kind)));
     }
     const std::string& name = args.name;
     const bool valid_name =
@@ -417,14 +638,12 @@ int new_plugin(const NewArgs& args) {
         {"SDK_MAJOR", std::to_string(sdk::kSdkVersionMajor)},
         {"SDK_VERSION", std::string("SDK ") + sdk::kSdkVersion},
         {"MOELAB_ROOT", fs::weakly_canonical(MOELAB_SOURCE_DIR).string()},
+        {"CHECKS", kind->checks},
+        {"NOTES", kind->notes},
     };
     core::write_file_atomically(dir / "CMakeLists.txt", fill(kCMakeLists, values));
-    const char* source = args.kind == "router"  ? kRouterSource
-                         : args.kind == "block" ? kBlockSource
-                                                : kAttentionSource;
-    core::write_file_atomically(dir / (ident + ".cpp"), fill(source, values));
-    core::write_file_atomically(
-        dir / "recipe.toml", fill(args.kind == "attention" ? kAttentionRecipe : kRecipe, values));
+    core::write_file_atomically(dir / (ident + ".cpp"), fill(kind->source, values));
+    core::write_file_atomically(dir / "recipe.toml", fill(kind->recipe, values));
     core::write_file_atomically(dir / "README.md", fill(kReadme, values));
     fmt::print("wrote {}/: CMakeLists.txt, {}.cpp, recipe.toml, README.md\n", dir.string(), ident);
     fmt::print(

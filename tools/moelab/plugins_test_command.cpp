@@ -1,14 +1,15 @@
 #include <filesystem>
+#include <variant>
 
 #include <fmt/format.h>
 
 #include "cli_support.h"
 #include "commands.h"
 #include "core/config/suggest.h"
-#include "core/conformance/attention_conformance.h"
-#include "core/conformance/router_conformance.h"
+#include "core/conformance/kit.h"
 #include "core/plugin/loader.h"
 #include "core/system/file_error.h"
+#include "core/system/printable.h"
 
 namespace moelab::cli {
 
@@ -24,8 +25,7 @@ int test_plugin(const std::string& target) {
                                                                   ? fs::path(".")
                                                                   : fs::path(target).parent_path()})
                                         : load_registry({}, /*allow_refusals=*/true);
-    std::vector<const core::RegisteredRouter*> routers;
-    std::vector<const core::RegisteredAttention*> attentions;
+    std::vector<const core::RegisteredComponent*> components;
     if (is_file) {
         if (!fs::is_regular_file(target)) {
             throw UsageError(
@@ -37,38 +37,24 @@ int test_plugin(const std::string& target) {
                     fmt::format("{} cannot be loaded: {}", refusal.file.string(), refusal.reason));
             }
         }
-        for (const std::string& name : registry.names(core::ComponentKind::kRouter)) {
-            const core::RegisteredRouter* router = registry.find_router(name);
-            if (fs::equivalent(router->plugin->file, target)) routers.push_back(router);
+        for (const auto& [name, component] : registry.components()) {
+            const auto& plugin = std::visit([](const auto& r) { return r.plugin; }, component);
+            if (fs::equivalent(plugin->file, target)) components.push_back(&component);
         }
-        for (const std::string& name : registry.names(core::ComponentKind::kAttention)) {
-            const core::RegisteredAttention* attention = registry.find_attention(name);
-            if (fs::equivalent(attention->plugin->file, target)) attentions.push_back(attention);
+        if (components.empty()) {
+            throw UsageError(fmt::format("{} registers no component", target));
         }
-    } else if (const core::RegisteredRouter* router = registry.find_router(target)) {
-        routers.push_back(router);
-    } else if (const core::RegisteredAttention* attention = registry.find_attention(target)) {
-        attentions.push_back(attention);
-    } else if (registry.listing(target)) {
-        throw UsageError(
-            fmt::format("'{}' is a tokenizer component; the conformance kit covers "
-                        "routers and attention (tokenizer checks are not written "
-                        "yet)",
-                        target));
+    } else if (auto it = registry.components().find(target); it != registry.components().end()) {
+        components.push_back(&it->second);
     } else {
-        throw UsageError(
-            fmt::format("no component named '{}'{}", target,
-                        core::did_you_mean(target, registry.names(core::ComponentKind::kRouter))));
-    }
-    if (routers.empty() && attentions.empty()) {
-        throw UsageError(fmt::format("{} registers no router or attention component", target));
+        std::vector<std::string> names;
+        for (const auto& [name, component] : registry.components()) names.push_back(name);
+        throw UsageError(fmt::format("no component named '{}'{}", core::printable(target),
+                                     core::did_you_mean(target, names)));
     }
     std::vector<core::ConformanceReport> reports;
-    for (const core::RegisteredRouter* router : routers) {
-        reports.push_back(core::test_router_component(*router));
-    }
-    for (const core::RegisteredAttention* attention : attentions) {
-        reports.push_back(core::test_attention_component(*attention));
+    for (const core::RegisteredComponent* component : components) {
+        reports.push_back(core::test_component(*component));
     }
     bool passed = true;
     for (const core::ConformanceReport& report : reports) {

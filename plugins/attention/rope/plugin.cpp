@@ -10,10 +10,12 @@ namespace {
 
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params&) {
     if (query.model.head_dim % 2 != 0) {
-        return sdk::Support::no("rotary embeddings need an even head dimension (d_model / heads), "
-                                "got " + std::to_string(query.model.head_dim));
+        return sdk::Support::no(
+            "rotary embeddings need an even head dimension (d_model / heads), "
+            "got " +
+            std::to_string(query.model.head_dim));
     }
-    if (query.model.kv_head_count > 0 && query.model.head_count % query.model.kv_head_count != 0) {
+    if (query.model.kv_heads > 0 && query.model.heads % query.model.kv_heads != 0) {
         return sdk::Support::no("kv_heads must divide heads");
     }
     return sdk::Support::yes();

@@ -28,17 +28,17 @@ std::pair<at::Tensor, at::Tensor> RopeCache::append(const at::Tensor& keys,
 }
 
 RopeAttention::RopeAttention(const sdk::AttentionContext& context, double base)
-    : heads_(context.model.head_count),
-      kv_heads_(context.model.kv_head_count),
+    : heads_(context.model.heads),
+      kv_heads_(context.model.kv_heads),
       head_dim_(context.model.head_dim) {
     const std::int64_t d_model = context.model.d_model;
     at::Generator generator = sdk::make_generator(context.seed);
     const double std = context.init_std;
-    const double out_std = sdk::residual_init_std(std, context.model.layer_count);
-    w_query_ = register_parameter("w_query",
-                                  sdk::normal_weight({heads_ * head_dim_, d_model}, std, generator));
-    w_key_ = register_parameter("w_key",
-                                sdk::normal_weight({kv_heads_ * head_dim_, d_model}, std, generator));
+    const double out_std = sdk::residual_init_std(std, context.model.layers);
+    w_query_ = register_parameter(
+        "w_query", sdk::normal_weight({heads_ * head_dim_, d_model}, std, generator));
+    w_key_ = register_parameter(
+        "w_key", sdk::normal_weight({kv_heads_ * head_dim_, d_model}, std, generator));
     w_value_ = register_parameter(
         "w_value", sdk::normal_weight({kv_heads_ * head_dim_, d_model}, std, generator));
     w_output_ = register_parameter(
@@ -57,7 +57,7 @@ at::Tensor RopeAttention::forward(const sdk::AttentionInput& input) {
     const auto [cos, sin] = sdk::rope_tables(inv_freq_, input.positions);
     at::Tensor query = sdk::apply_rope(project(w_query_, heads_), cos, sin);  // (b, h, s, hd)
     at::Tensor key = sdk::apply_rope(project(w_key_, kv_heads_), cos, sin);   // (b, kv, s, hd)
-    at::Tensor value = project(w_value_, kv_heads_);                         // (b, kv, s, hd)
+    at::Tensor value = project(w_value_, kv_heads_);                          // (b, kv, s, hd)
 
     at::Tensor key_positions = input.positions;
     if (input.cache != nullptr) {

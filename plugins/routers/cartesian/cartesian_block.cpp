@@ -19,7 +19,7 @@ CartesianOptions CartesianOptions::from(const sdk::Params& params) {
 
 RoutedSublayer::RoutedSublayer(const sdk::MoeLayerContext& context, const CartesianOptions& options,
                                const std::string& suffix, std::uint64_t seed)
-    : options_(options), expert_count_(context.model.expert_count) {
+    : options_(options), expert_count_(context.model.experts) {
     const std::int64_t d_model = context.model.d_model;
     const std::int64_t d_ff = context.model.d_ff_expert / options.grain_level;
     norm_ =
@@ -61,8 +61,7 @@ at::Tensor RoutedSublayer::forward(const at::Tensor& hidden, sdk::SelectionContr
         const at::Tensor shared = shared_->run_all(x).squeeze(0);
         update = update * mixing.select(1, 0).unsqueeze(1).to(update.scalar_type()) +
                  shared * mixing.select(1, 1).unsqueeze(1).to(shared.scalar_type());
-        decision.token_scale = mixing.select(1, 0).detach();
-        decision.shared_scale = mixing.select(1, 1).detach();
+        decision.extensions.set(sdk::decision_extension::kTokenScale, mixing.select(1, 0).detach());
     }
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(

@@ -26,7 +26,7 @@ sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& para
     const std::int64_t k = params.get_int("k");
     const std::int64_t grain = params.get_int("grain_level");
     if (sdk::Support fit = sdk::experts_fit(k, "k", query); !fit.ok) return fit;
-    if (query.model.shared_expert_count > 0) {
+    if (query.model.shared_experts > 0) {
         return sdk::Support::no(
             "the block has its own shared sub-experts (shared = true); set "
             "[moe] shared_experts = 0");

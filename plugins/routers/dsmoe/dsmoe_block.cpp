@@ -20,8 +20,8 @@ DsMoeOptions DsMoeOptions::from(const sdk::Params& params) {
 
 DsMoeBlock::DsMoeBlock(const sdk::MoeLayerContext& context, const DsMoeOptions& options)
     : options_(options),
-      expert_count_(context.model.expert_count),
-      moe_layer_count_(std::max(1, context.moe_layer_count)) {
+      expert_count_(context.model.experts),
+      moe_layer_count_(std::max(1, context.moe_layers)) {
     const std::int64_t d_model = context.model.d_model;
     norm_ =
         register_module("norm", std::make_shared<sdk::RmsNorm>(d_model, context.model.norm_eps));
@@ -84,7 +84,9 @@ sdk::BlockOutput DsMoeBlock::forward(const sdk::BlockInput& input) {
     decision.combine_weights = gated.detach();
     decision.probs = q.detach();
     decision.active_mask = active;
-    if (token_scale.defined()) decision.token_scale = token_scale;
+    if (token_scale.defined()) {
+        decision.extensions.set(sdk::decision_extension::kTokenScale, token_scale.detach());
+    }
     output.routing.push_back(std::move(decision));
     return output;
 }

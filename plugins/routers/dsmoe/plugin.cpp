@@ -24,7 +24,7 @@ sdk::ParamSchema schema() {
 }
 
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params&) {
-    if (query.model.shared_expert_count > 0) {
+    if (query.model.shared_experts > 0) {
         return sdk::Support::no("DSMoE has no shared experts; set [moe] shared_experts = 0");
     }
     return sdk::Support::yes();

@@ -28,7 +28,7 @@ FinedeepBlock::FinedeepBlock(const sdk::MoeLayerContext& context, const Finedeep
         norms_.push_back(register_module(
             "norm" + index, std::make_shared<sdk::RmsNorm>(d_model, context.model.norm_eps)));
         sdk::ExpertBankSpec spec{"sublayer" + index, k, d_model, d_ff, 0.0};
-        spec.activation_threshold = options.nsar_epsilon;
+        spec.extensions.set(sdk::bank_extension::kActivationThreshold, options.nsar_epsilon);
         banks_.push_back(register_module("experts" + index, context.host->make_expert_bank(spec)));
         const std::vector<std::int64_t> shape = options.output_guided
                                                     ? std::vector<std::int64_t>{d_model}

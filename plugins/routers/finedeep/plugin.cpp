@@ -27,7 +27,7 @@ sdk::ParamSchema schema() {
 
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
     const std::int64_t parts = params.get_int("sublayers") * params.get_int("experts_per_sublayer");
-    if (query.model.shared_expert_count > 0) {
+    if (query.model.shared_experts > 0) {
         return sdk::Support::no(
             "Finedeep has no shared experts (all experts are active); set "
             "[moe] shared_experts = 0");

@@ -52,8 +52,8 @@ at::Tensor balanced_table(const at::Tensor& counts, std::int64_t experts, std::i
 }
 
 HashRouter::HashRouter(const sdk::MoeLayerContext& context, const HashOptions& options)
-    : expert_count_(context.model.expert_count) {
-    const std::int64_t experts = context.model.expert_count;
+    : expert_count_(context.model.experts) {
+    const std::int64_t experts = context.model.experts;
     const std::int64_t vocab = context.model.vocab_size;
     at::Tensor built;
     if (options.balanced) {

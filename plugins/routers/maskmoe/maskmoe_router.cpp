@@ -52,7 +52,7 @@ at::Tensor build_mask(const at::Tensor& frequent, std::int64_t experts,
 constexpr std::uint64_t kPerLayerSalt = 0x6d61736b5f6d6f65ULL;
 
 MaskMoeRouter::MaskMoeRouter(const sdk::MoeLayerContext& context, const MaskMoeOptions& options)
-    : options_(options), expert_count_(context.model.expert_count) {
+    : options_(options), expert_count_(context.model.experts) {
     at::Generator generator = sdk::make_generator(context.seed);
     weight_ = register_parameter(
         "weight",

@@ -35,7 +35,7 @@ sdk::ParamSchema schema() {
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
     const std::int64_t k = params.get_int("k");
     const std::int64_t visible = params.get_int("visible_frequent");
-    const std::int64_t experts = query.model.expert_count;
+    const std::int64_t experts = query.model.experts;
     if (experts > 0 && (k > experts || visible > experts)) {
         return sdk::Support::no("k = " + std::to_string(k) + " and visible_frequent = " +
                                 std::to_string(visible) + " must not exceed the " +

@@ -24,21 +24,12 @@ sdk::ParamSchema schema() {
     s.add_float("jitter", 0.0,
                 "Training-time multiplicative input noise: hidden *= U(1 - jitter, 1 + jitter)")
         .between(0, 0.999);
-    s.add_bool("shared_gate", false,
-               "Mix routed and shared experts ([moe] shared_experts) per token with a learned "
-               "2-way softmax, c_0 * routed + c_1 * shared (SMoE-Share); off: shared experts are "
-               "added");
     return s;
 }
 
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
     const std::int64_t k = params.get_int("k");
     if (sdk::Support fit = sdk::experts_fit(k, "k", query); !fit.ok) return fit;
-    if (params.get_bool("shared_gate") && query.model.shared_expert_count == 0) {
-        return sdk::Support::no(
-            "shared_gate = true needs shared experts: set [moe] "
-            "shared_experts >= 1");
-    }
     return sdk::Support::yes();
 }
 

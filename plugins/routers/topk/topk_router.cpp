@@ -15,22 +15,15 @@ TopKOptions TopKOptions::from(const sdk::Params& params) {
     options.balance_coef = params.get_float("balance_coef");
     options.z_loss_coef = params.get_float("z_loss_coef");
     options.jitter = params.get_float("jitter");
-    options.shared_gate = params.get_bool("shared_gate");
     return options;
 }
 
 TopKRouter::TopKRouter(const sdk::MoeLayerContext& context, const TopKOptions& options)
-    : options_(options), expert_count_(context.model.expert_count) {
+    : options_(options), expert_count_(context.model.experts) {
     at::Generator generator = sdk::make_generator(context.seed);
     weight_ = register_parameter(
         "weight",
         sdk::normal_weight({expert_count_, context.model.d_model}, context.init_std, generator));
-    if (options_.shared_gate) {
-        shared_gate_weight_ = register_parameter(
-            "shared_gate_weight",
-            sdk::normal_weight({2, context.model.d_model}, context.init_std, generator));
-        shared_gate_bias_ = register_parameter("shared_gate_bias", at::zeros({2}));
-    }
 }
 
 sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
@@ -57,12 +50,6 @@ sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
         decision.combine_weights = top / top.sum(-1, /*keepdim=*/true).clamp_min(1e-9);
     }
 
-    if (options_.shared_gate) {
-        const at::Tensor mixing = at::linear(input.hidden, shared_gate_weight_, shared_gate_bias_)
-                                      .softmax(-1);  // (tokens, 2)
-        decision.token_scale = mixing.select(1, 0);
-        decision.shared_scale = mixing.select(1, 1);
-    }
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
             "balance",

@@ -3,9 +3,6 @@
 // Top-k routing in the Switch/GShard family: a linear gate over the normalised hidden state,
 // softmax then top-k (optionally renormalised) or top-k then softmax over the chosen logits, the
 // Switch load-balancing loss, the ST-MoE router z-loss and Switch's multiplicative input jitter.
-// With shared_gate it also mixes the host's shared experts the way the CartesianMoE authors'
-// SMoE-Share baseline does (DeepSpeed's residual MoE, methods.md §2.3): c = softmax(C x + b) over
-// two entries, output = c_0 * routed + c_1 * shared.
 
 #include <cstdint>
 #include <string>
@@ -22,8 +19,7 @@ struct TopKOptions {
     bool renormalize = true;    // rescale the k selected probabilities to sum to 1
     double balance_coef = 0.01;
     double z_loss_coef = 0.0;
-    double jitter = 0.0;       // training only: hidden *= U(1 - jitter, 1 + jitter)
-    bool shared_gate = false;  // mix routed and shared experts with a learned 2-way softmax
+    double jitter = 0.0;  // training only: hidden *= U(1 - jitter, 1 + jitter)
 
     static TopKOptions from(const sdk::Params& params);
 };
@@ -37,9 +33,7 @@ class TopKRouter : public sdk::Router {
   private:
     TopKOptions options_;
     std::int64_t expert_count_;
-    at::Tensor weight_;              // (experts, d_model) float32
-    at::Tensor shared_gate_weight_;  // (2, d_model), with shared_gate
-    at::Tensor shared_gate_bias_;    // (2,)
+    at::Tensor weight_;  // (experts, d_model) float32
 };
 
 }  // namespace moelab::plugins::topk

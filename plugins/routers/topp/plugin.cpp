@@ -16,20 +16,7 @@ sdk::ParamSchema schema() {
     s.add_float("balance_coef", 0.01,
                 "Coefficient of the Switch load-balancing loss over the selected experts")
         .at_least(0);
-    s.add_bool("shared_gate", false,
-               "Mix routed and shared experts ([moe] shared_experts) per token with a learned "
-               "2-way softmax, c_0 * routed + c_1 * shared (the authors' TopP baseline); off: "
-               "shared experts are added");
     return s;
-}
-
-sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
-    if (params.get_bool("shared_gate") && query.model.shared_expert_count == 0) {
-        return sdk::Support::no(
-            "shared_gate = true needs shared experts: set [moe] "
-            "shared_experts >= 1");
-    }
-    return sdk::Support::yes();
 }
 
 void register_components(sdk::Registrar& registrar) {
@@ -37,7 +24,6 @@ void register_components(sdk::Registrar& registrar) {
     component.name = "topp";
     component.summary = "Top-p router: shortest probability prefix above p, raw weights (TopP)";
     component.params = schema();
-    component.supports = supports;
     component.features = sdk::all_selection_perturbations();
     component.make_router = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<TopPRouter>(context, TopPOptions::from(params));

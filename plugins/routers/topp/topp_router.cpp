@@ -13,7 +13,6 @@ TopPOptions TopPOptions::from(const sdk::Params& params) {
     options.p = params.get_float("p");
     options.max_experts = params.get_int("max_experts");
     options.balance_coef = params.get_float("balance_coef");
-    options.shared_gate = params.get_bool("shared_gate");
     return options;
 }
 
@@ -36,17 +35,11 @@ std::pair<at::Tensor, at::Tensor> select_top_p(const at::Tensor& probs, double p
 }
 
 TopPRouter::TopPRouter(const sdk::MoeLayerContext& context, const TopPOptions& options)
-    : options_(options), expert_count_(context.model.expert_count) {
+    : options_(options), expert_count_(context.model.experts) {
     at::Generator generator = sdk::make_generator(context.seed);
     weight_ = register_parameter(
         "weight",
         sdk::normal_weight({expert_count_, context.model.d_model}, context.init_std, generator));
-    if (options_.shared_gate) {
-        shared_gate_weight_ = register_parameter(
-            "shared_gate_weight",
-            sdk::normal_weight({2, context.model.d_model}, context.init_std, generator));
-        shared_gate_bias_ = register_parameter("shared_gate_bias", at::zeros({2}));
-    }
 }
 
 sdk::RoutingDecision TopPRouter::route(const sdk::RouterInput& input) {
@@ -57,12 +50,6 @@ sdk::RoutingDecision TopPRouter::route(const sdk::RouterInput& input) {
         input.selection->selectable_scores(decision.probs, sdk::ScoreKind::kSoftmax, 0, {});
     std::tie(decision.expert_indices, decision.combine_weights) =
         select_top_p(scores, options_.p, options_.max_experts);
-    if (options_.shared_gate) {
-        const at::Tensor mixing =
-            at::linear(input.hidden, shared_gate_weight_, shared_gate_bias_).softmax(-1);
-        decision.token_scale = mixing.select(1, 0);
-        decision.shared_scale = mixing.select(1, 1);
-    }
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
             "balance",

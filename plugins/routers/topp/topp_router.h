@@ -17,9 +17,6 @@ struct TopPOptions {
     double p = 0.4;
     std::int64_t max_experts = 0;  // 0: no cap beyond the expert count
     double balance_coef = 0.01;
-    // The CartesianMoE authors' TopP baseline runs with a shared expert mixed by a learned 2-way
-    // softmax (methods.md §2.3, use_residual): c_0 * routed + c_1 * shared, as topk's shared_gate.
-    bool shared_gate = false;
 
     static TopPOptions from(const sdk::Params& params);
 };
@@ -40,8 +37,6 @@ class TopPRouter : public sdk::Router {
     TopPOptions options_;
     std::int64_t expert_count_;
     at::Tensor weight_;  // (experts, d_model) float32
-    at::Tensor shared_gate_weight_;  // (2, d_model), with shared_gate
-    at::Tensor shared_gate_bias_;    // (2,)
 };
 
 }  // namespace moelab::plugins::topp

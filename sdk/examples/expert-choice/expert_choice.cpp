@@ -17,9 +17,9 @@
 namespace expert_choice {
 
 class ExpertChoiceRouter : public moelab::sdk::Router {
-public:
+  public:
     ExpertChoiceRouter(const moelab::sdk::MoeLayerContext& context, double experts_per_token)
-        : experts_per_token_(experts_per_token), expert_count_(context.model.expert_count) {
+        : experts_per_token_(experts_per_token), expert_count_(context.model.experts) {
         at::Generator generator = moelab::sdk::make_generator(context.seed);
         weight_ = register_parameter(
             "weight", moelab::sdk::normal_weight({expert_count_, context.model.d_model},
@@ -45,8 +45,9 @@ public:
                 .scatter_(1, chosen, true)
                 .t() &
             (scores > 0);  // (tokens, experts)
-        const at::Tensor experts = at::arange(expert_count_, decision.probs.options().dtype(at::kLong))
-                                       .expand({tokens, expert_count_});
+        const at::Tensor experts =
+            at::arange(expert_count_, decision.probs.options().dtype(at::kLong))
+                .expand({tokens, expert_count_});
         decision.expert_indices = at::where(mask, experts, at::full_like(experts, -1));
         decision.combine_weights = scores * mask;  // gradient flows into chosen weights
         decision.active_mask = mask;
@@ -55,7 +56,7 @@ public:
         return decision;
     }
 
-private:
+  private:
     double experts_per_token_;
     std::int64_t expert_count_;
     at::Tensor weight_;  // (experts, d_model)

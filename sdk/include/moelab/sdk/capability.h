@@ -16,22 +16,26 @@
 
 namespace moelab::sdk {
 
-// Shapes of the model a component is asked to join. Fields that do not apply are 0.
+// Shapes of the model a component is asked to join. Fields that do not apply are 0. The names are
+// the recipe's keys ([model] layers, heads, kv_heads, d_ff; [moe] experts, d_ff_expert,
+// shared_experts): one vocabulary for recipes, the SDK and the metrics.
 struct ModelShape {
     std::int64_t d_model = 0;
-    std::int64_t layer_count = 0;
+    std::int64_t layers = 0;
     std::int64_t vocab_size = 0;
-    std::int64_t head_count = 0;
-    std::int64_t kv_head_count = 0;
+    std::int64_t heads = 0;
+    std::int64_t kv_heads = 0;  // resolved: equals heads when the recipe has no GQA
     std::int64_t head_dim = 0;
     std::int64_t max_seq_len = 0;
-    std::int64_t d_ff = 0;          // dense SwiGLU intermediate size
-    double norm_eps = 1e-5;         // epsilon of the model's RMSNorms; blocks use it for theirs
-    std::int64_t expert_count = 0;  // experts per MoE layer, from the recipe's [moe] table
-    std::int64_t d_ff_expert = 0;   // intermediate size of one expert
-    // Always-active shared experts the host's standard block adds ([moe] shared_experts); each has
-    // d_ff_expert. Routers in gate form can weigh them through RoutingDecision::shared_scale.
-    std::int64_t shared_expert_count = 0;
+    std::int64_t d_ff = 0;         // dense SwiGLU intermediate size
+    double norm_eps = 1e-5;        // epsilon of the model's RMSNorms; blocks use it for theirs
+    std::int64_t experts = 0;      // routed experts per MoE layer
+    std::int64_t d_ff_expert = 0;  // intermediate size of one expert
+    // Always-active shared experts the host's standard block adds to every gate router's output,
+    // each of size d_ff_expert; with [moe] shared_gate the host mixes them through its own learned
+    // 2-way gate. Blocks (make_block) build their own banks and may refuse shared experts.
+    std::int64_t shared_experts = 0;
+    bool shared_gate = false;  // [moe] shared_gate: output = c_0 * routed + c_1 * shared
 };
 
 // Names of optional features a run may need. A component has a feature only when it lists it in
@@ -47,8 +51,6 @@ inline constexpr std::string_view kRandomRouting = "perturbation.random_routing"
 inline constexpr std::string_view kForcedBalance = "perturbation.forced_balance";
 // Incremental decoding with AttentionCache.
 inline constexpr std::string_view kKvCache = "kv_cache";
-// Expert banks sharded across processes; blocks must only talk to experts through ExpertBank.
-inline constexpr std::string_view kExpertParallel = "expert_parallel";
 }  // namespace feature
 
 // The features every perturbation-aware router in gate form can list: the host implements them
@@ -82,11 +84,10 @@ struct Support {
 // [moe] experts of each layer. Support::no names the option and both values.
 inline Support experts_fit(std::int64_t count, std::string_view option,
                            const CapabilityQuery& query) {
-    const std::int64_t experts = query.model.expert_count;
+    const std::int64_t experts = query.model.experts;
     if (experts > 0 && count > experts) {
-        return Support::no(std::string(option) + " = " + std::to_string(count) +
-                           " exceeds the " + std::to_string(experts) +
-                           " experts per layer ([moe] experts)");
+        return Support::no(std::string(option) + " = " + std::to_string(count) + " exceeds the " +
+                           std::to_string(experts) + " experts per layer ([moe] experts)");
     }
     return Support::yes();
 }

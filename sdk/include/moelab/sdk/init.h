@@ -22,8 +22,8 @@ inline at::Tensor normal_weight(at::IntArrayRef shape, double std, at::Generator
 }
 
 // Standard deviation for matrices that write into the residual stream (GPT-2's scaling).
-inline double residual_init_std(double init_std, std::int64_t layer_count) {
-    return init_std / std::sqrt(2.0 * static_cast<double>(std::max<std::int64_t>(1, layer_count)));
+inline double residual_init_std(double init_std, std::int64_t layers) {
+    return init_std / std::sqrt(2.0 * static_cast<double>(std::max<std::int64_t>(1, layers)));
 }
 
 }  // namespace moelab::sdk

@@ -10,6 +10,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "moelab/sdk/extensions.h"
+
 namespace moelab::sdk {
 
 // (name, scalar tensor) pairs, in a stable order chosen by the producer.
@@ -27,17 +29,20 @@ struct RoutingDecision {
     at::Tensor probs;
     // Optional (tokens, experts) bool: which experts a threshold router activated.
     at::Tensor active_mask;
-    // Optional (tokens,) float32: multiplies each token's mixed routed-expert output (DSMoE's
-    // n/#active, or the routed share c_0 of a gated shared expert).
-    at::Tensor token_scale;
-    // Optional (tokens,) float32: multiplies the output of the host's shared experts ([moe]
-    // shared_experts) for each token; without it they are added with weight 1. SMoE-Share mixes
-    // routed and shared outputs with a 2-way softmax c: token_scale = c_0, shared_scale = c_1.
-    at::Tensor shared_scale;
+    // Method-specific data (Note [Extensions]): the keys of decision_extension below.
+    Extensions extensions;
     // Differentiable scalars, already multiplied by their coefficients, added to the loss.
     NamedScalars aux_losses;
     // Detached scalars reported in the metrics (e.g. "active_experts_mean").
     NamedScalars stats;
 };
+
+// Keys of RoutingDecision::extensions (sdk/README.md "Extensions" lists each with its version).
+namespace decision_extension {
+// (tokens,) float32, since 4.0: multiplies each token's mixed routed-expert output in the host's
+// standard block (a threshold router's n / #active, as DSMoE's). Blocks apply their own scaling
+// and may report it here for the metrics.
+inline constexpr ExtensionKey<at::Tensor> kTokenScale{"token_scale"};
+}  // namespace decision_extension
 
 }  // namespace moelab::sdk

@@ -28,21 +28,21 @@ inline std::pair<at::Tensor, at::Tensor> select_top_k(const at::Tensor& scores, 
 }
 
 // Fraction of routed assignments per expert: (experts,) float32. Slots with index -1 are ignored.
-inline at::Tensor expert_assignment_fraction(const at::Tensor& indices, std::int64_t expert_count) {
+inline at::Tensor expert_assignment_fraction(const at::Tensor& indices, std::int64_t experts) {
     const at::Tensor chosen = indices.masked_select(indices >= 0);
-    const at::Tensor counts = at::bincount(chosen, /*weights=*/{}, expert_count).to(at::kFloat);
+    const at::Tensor counts = at::bincount(chosen, /*weights=*/{}, experts).to(at::kFloat);
     return counts / std::max<std::int64_t>(1, chosen.numel());
 }
 
 // Switch/GShard load-balancing loss (Fedus et al. 2021, eq. 4, generalised to k slots):
-//   expert_count * sum_e f_e * P_e
+//   experts * sum_e f_e * P_e
 // f_e: fraction of the routed assignments that went to expert e (not differentiable);
 // P_e: mean router probability of expert e over tokens. Equals 1 under perfectly uniform routing.
 inline at::Tensor switch_balance_loss(const at::Tensor& probs, const at::Tensor& indices,
-                                      std::int64_t expert_count) {
-    const at::Tensor fraction = expert_assignment_fraction(indices, expert_count);
+                                      std::int64_t experts) {
+    const at::Tensor fraction = expert_assignment_fraction(indices, experts);
     const at::Tensor mean_prob = probs.mean(0);
-    return static_cast<double>(expert_count) * (fraction * mean_prob).sum();
+    return static_cast<double>(experts) * (fraction * mean_prob).sum();
 }
 
 // Router z-loss (Zoph et al. 2022, ST-MoE eq. 5): mean over tokens of logsumexp(logits)^2.

@@ -1,0 +1,125 @@
+#pragma once
+
+// The grouped SwiGLU expert family, torch-free: what a kernel is asked to compute, the weight
+// layout every kernel shares, and which kernels exist with the cases each can implement. Tensors
+// cross into kernels only through kernels/binding/ (the one torch-aware layer).
+//
+//   For each expert e and each row r of its group [offset_e, offset_e + count_e):
+//     [gate | up] = x_r W_in[e]          W_in:  (experts, d_model, 2 d_ff), gate first
+//     a_r         = SiLU(gate) * up
+//     y_r         = a_r W_out[e]         W_out: (experts, d_ff, d_model)
+//
+// Note [Expert weight layout]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Decided once for the whole code base: both matrices of all experts are stacked along a leading
+// expert dimension, row-major, input dimension before output dimension (x W, not W x), with the
+// gate and up projections side by side in W_in (gate columns first). Master weights are float32;
+// a kernel may read them in the compute dtype. Checkpoints name them `<bank>.w_in` and
+// `<bank>.w_out`; `[init] partition_ffn` splits a dense FFN along d_ff into this layout.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace moelab::kernels {
+
+enum class ElementType { kFloat32, kBfloat16 };
+enum class Backend { kCpu, kCuda };
+
+struct GroupedSwigluDesc {
+    std::int64_t experts = 0;
+    std::int64_t d_model = 0;
+    std::int64_t d_ff = 0;
+    ElementType element = ElementType::kFloat32;  // of the rows and the computation
+    Backend backend = Backend::kCpu;
+};
+
+// Whether a kernel can implement a case; `reason` says why not (and what would).
+struct Verdict {
+    bool ok = true;
+    std::string reason;
+
+    static Verdict yes() { return {}; }
+    static Verdict no(std::string why) { return {false, std::move(why)}; }
+};
+
+struct GroupedSwigluKernel {
+    std::string_view name;     // the `[moe] kernel` value
+    std::string_view summary;  // one line for messages and docs
+    Verdict (*can_implement)(const GroupedSwigluDesc& desc);
+};
+
+namespace detail {
+
+inline Verdict any_case(const GroupedSwigluDesc&) { return Verdict::yes(); }
+
+// The grouped CPU kernel: per-expert GEMMs into preallocated outputs with a hand-written backward
+// (kernels/binding/grouped_swiglu_cpu.cpp). On CUDA it would take part neither in autocast nor in
+// asynchronous execution (its loop needs the group sizes on the host), so it refuses CUDA.
+inline Verdict cpu_only(const GroupedSwigluDesc& desc) {
+    if (desc.backend != Backend::kCpu) {
+        return Verdict::no(
+            "the grouped kernel runs on the CPU only; on CUDA use kernel = \"reference\" (or "
+            "\"auto\")");
+    }
+    return Verdict::yes();
+}
+
+// Every kernel, in the order `auto` tries them.
+inline constexpr GroupedSwigluKernel kKernels[] = {
+    {"grouped", "CPU: one GEMM per expert into preallocated outputs, hand-written backward",
+     cpu_only},
+    {"reference", "LibTorch operators composed per expert (any device and dtype; autocast applies)",
+     any_case},
+};
+
+}  // namespace detail
+
+// Every kernel, in the order `auto` tries them.
+inline std::span<const GroupedSwigluKernel> grouped_swiglu_kernels() { return detail::kKernels; }
+
+// The kernel named `name`, or null.
+inline const GroupedSwigluKernel* find_grouped_swiglu_kernel(std::string_view name) {
+    for (const GroupedSwigluKernel& kernel : detail::kKernels) {
+        if (kernel.name == name) return &kernel;
+    }
+    return nullptr;
+}
+
+// The names `[moe] kernel` accepts: "auto" and every kernel's name, comma-separated.
+inline std::string grouped_swiglu_kernel_names() {
+    std::string names = "auto";
+    for (const GroupedSwigluKernel& kernel : detail::kKernels) {
+        names += ", " + std::string(kernel.name);
+    }
+    return names;
+}
+
+// `name` ("auto" or a kernel's name) resolved for `desc`: the kernel itself, or for "auto" the
+// first that can implement it, with the verdict of the kernel chosen (or why none fits).
+struct KernelChoice {
+    const GroupedSwigluKernel* kernel = nullptr;
+    Verdict verdict;
+};
+inline KernelChoice choose_grouped_swiglu_kernel(std::string_view name,
+                                                 const GroupedSwigluDesc& desc) {
+    if (name != "auto") {
+        const GroupedSwigluKernel* kernel = find_grouped_swiglu_kernel(name);
+        if (kernel == nullptr) {
+            return {nullptr, Verdict::no("no grouped SwiGLU kernel named '" + std::string(name) +
+                                         "'; expected one of " + grouped_swiglu_kernel_names())};
+        }
+        return {kernel, kernel->can_implement(desc)};
+    }
+    std::string reasons;
+    for (const GroupedSwigluKernel& kernel : detail::kKernels) {
+        Verdict verdict = kernel.can_implement(desc);
+        if (verdict.ok) return {&kernel, std::move(verdict)};
+        reasons += (reasons.empty() ? "" : "; ") + std::string(kernel.name) + ": " + verdict.reason;
+    }
+    return {nullptr, Verdict::no("no kernel can implement this case (" + reasons + ")")};
+}
+
+}  // namespace moelab::kernels
