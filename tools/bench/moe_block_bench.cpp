@@ -4,10 +4,15 @@
 //   naive:  the same MoE computed the "Python way": per expert, find its tokens with a mask,
 //           index_select them, run the expert, index_add back (no permutation, no grouping)
 // The variants run interleaved, round after round, in one process, and the report gives the
-// median time of each and the ratios moe/dense and naive/moe.
+// median time of each, the ratios moe/dense and naive/moe, and the achieved GFLOP/s of the expert
+// GEMMs (18 T k d f FLOPs forward + backward) against the machine's GEMM peak measured in the same
+// process: the best of square 2048 sgemms (bf16 GEMMs on CUDA with --bf16), and the same GEMM at
+// the shape one expert sees (T k / E rows).
 //
 //   moelab_bench_moe [--tokens 8192] [--d-model 512] [--d-ff 1024] [--experts 8] [--k 2]
 //                    [--rounds 7] [--threads N] [--device cpu|cuda] [--bf16 1]
+//                    [--kernel auto|grouped|reference] [--only moe|dense|naive]
+// --only times one variant (for a profiler: perf record -g moelab_bench_moe --only moe).
 // --threads sets OpenBLAS's threads (CPU); on CUDA the dense peer is cuBLAS through LibTorch and
 // every timed round ends with a device synchronisation.
 
@@ -43,6 +48,8 @@ struct Options {
     int threads = 0;
     std::string device = "cpu";
     bool bf16 = false;
+    std::string kernel = "auto";
+    std::string only;  // empty: every variant
 };
 
 Options parse(int argc, char** argv) {
@@ -68,6 +75,10 @@ Options parse(int argc, char** argv) {
             o.device = argv[i + 1];
         else if (flag == "--bf16")
             o.bf16 = value != 0;
+        else if (flag == "--kernel")
+            o.kernel = argv[i + 1];
+        else if (flag == "--only")
+            o.only = argv[i + 1];
         else {
             std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
             std::exit(2);
@@ -87,6 +98,21 @@ double seconds(const std::function<void()>& run, bool cuda) {
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
+}
+
+// Best GFLOP/s of `rounds` GEMMs (m x k) x (k x n) after a warm-up.
+double gemm_gflops(std::int64_t m, std::int64_t k, std::int64_t n, const at::TensorOptions& options,
+                   bool cuda, int rounds) {
+    const at::Tensor a = at::randn({m, k}, options);
+    const at::Tensor b = at::randn({k, n}, options);
+    at::Tensor c = at::empty({m, n}, options);
+    at::mm_out(c, a, b);
+    double best = 0;
+    for (int r = 0; r < rounds; ++r) {
+        const double t = seconds([&] { at::mm_out(c, a, b); }, cuda);
+        best = std::max(best, 2.0 * m * k * n / t / 1e9);
+    }
+    return best;
 }
 
 }  // namespace
@@ -113,6 +139,7 @@ int main(int argc, char** argv) {
     auto norm = std::make_shared<moelab::sdk::RmsNorm>(o.d_model, 1e-5);
     HostExpertBank bank({"experts", o.experts, o.d_model, o.d_ff, 0.0}, DispatchPolicy{}, 0.02,
                         0.02, 1);
+    bank.set_kernel(o.kernel);
     moelab::core::SwiGluFfn dense(o.d_model, o.k * o.d_ff, 1e-5, 0.02, 0.02, 2);
     norm->to(device);
     bank.to(device);
@@ -169,8 +196,26 @@ int main(int argc, char** argv) {
         std::printf("threads: intra-op %d, BLAS %d (cores %d); BLAS %s\n", settings.intra_op,
                     settings.blas, cores, moelab::core::probe_blas().description().c_str());
     }
-    std::printf("dense baseline: SwiGLU d_ff=%lld (= k x d_ff, equal active FLOPs)\n",
-                static_cast<long long>(o.k * o.d_ff));
+    std::printf("dense baseline: SwiGLU d_ff=%lld (= k x d_ff, equal active FLOPs); kernel %s\n",
+                static_cast<long long>(o.k * o.d_ff), o.kernel.c_str());
+
+    // The machine's GEMM peak, in this process with these threads.
+    const at::TensorOptions gemm_options =
+        at::TensorOptions().device(device).dtype(cuda && o.bf16 ? at::kBFloat16 : at::kFloat);
+    const double peak = gemm_gflops(2048, 2048, 2048, gemm_options, cuda, 5);
+    const std::int64_t expert_rows = std::max<std::int64_t>(1, o.tokens * o.k / o.experts);
+    const double at_shape = gemm_gflops(expert_rows, o.d_model, 2 * o.d_ff, gemm_options, cuda, 5);
+
+    if (!o.only.empty()) {
+        const std::function<void()> run = o.only == "moe"     ? std::function<void()>(run_moe)
+                                          : o.only == "dense" ? std::function<void()>(run_dense)
+                                                              : std::function<void()>(run_naive);
+        std::vector<double> times;
+        for (int r = 0; r < o.rounds + 1; ++r) times.push_back(seconds(run, cuda));
+        times.erase(times.begin());  // warm-up
+        std::printf("%s only: median %.1f ms\n", o.only.c_str(), 1e3 * median(times));
+        return 0;
+    }
 
     // Warm-up, then interleaved rounds.
     run_moe();
@@ -189,9 +234,22 @@ int main(int argc, char** argv) {
     std::printf("%-8s %10.1f\n", "naive", 1e3 * n);
     std::printf("ratio moe/dense = %.3f\n", m / d);
     std::printf("ratio naive/moe = %.3f\n", n / m);
+    const double flops = 18.0 * o.tokens * o.k * o.d_model * o.d_ff;
+    const double moe_gflops = flops / m / 1e9, dense_gflops = flops / d / 1e9;
+    std::printf(
+        "GEMM peak (2048^3): %.1f GFLOP/s; at one expert's shape (%lld x %lld x %lld): "
+        "%.1f GFLOP/s\n",
+        peak, static_cast<long long>(expert_rows), static_cast<long long>(o.d_model),
+        static_cast<long long>(2 * o.d_ff), at_shape);
+    std::printf(
+        "achieved: moe %.1f GFLOP/s (%.0f%% of peak), dense %.1f GFLOP/s (%.0f%% of peak)\n",
+        moe_gflops, 100 * moe_gflops / peak, dense_gflops, 100 * dense_gflops / peak);
     std::printf(
         "{\"moe_ms\": %.3f, \"dense_ms\": %.3f, \"naive_ms\": %.3f, \"moe_over_dense\": "
-        "%.4f, \"naive_over_moe\": %.4f}\n",
-        1e3 * m, 1e3 * d, 1e3 * n, m / d, n / m);
+        "%.4f, \"naive_over_moe\": %.4f, \"gemm_peak_gflops\": %.2f, "
+        "\"gemm_at_expert_shape_gflops\": %.2f, \"moe_gflops\": %.2f, \"dense_gflops\": %.2f, "
+        "\"moe_fraction_of_peak\": %.4f}\n",
+        1e3 * m, 1e3 * d, 1e3 * n, m / d, n / m, peak, at_shape, moe_gflops, dense_gflops,
+        moe_gflops / peak);
     return 0;
 }
