@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The GPU check in one command, for a machine with an NVIDIA GPU, nvcc and PyTorch 2.x (whose
+# LibTorch moelab builds against): configures with the `cuda` preset, builds, runs the CUDA and
+# kernel tests and the GPU benchmarks, and writes every log to $OUT (default ./gpu-check/).
+#
+#   bash tools/gpu_check.sh
+#
+# Without network access, carry the other dependencies as Debian packages in .deps/ (toml++, fmt,
+# Boost, GoogleTest, CLI11, nlohmann-json, Gloo; see DEVELOPERS.md): they are unpacked to
+# $DEPS (default /tmp/deps) and added to CMAKE_PREFIX_PATH. The benchmarks print the MoE layer's
+# time and TFLOP/s as ratios to cuBLAS dense GEMM measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-$PWD/gpu-check}
+deps=${DEPS:-/tmp/deps}
+build=${BUILD:-/tmp/moelab-cuda}
+mkdir -p "$out" "$deps"
+if compgen -G ".deps/*.deb" >/dev/null; then
+    for package in .deps/*.deb; do dpkg -x "$package" "$deps"; done
+fi
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+nvidia-smi 2>&1 | tee "$out/nvidia-smi.log" || true
+
+cmake --preset cuda -B "$build" -G Ninja -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
+    2>&1 | tee "$out/configure.log"
+cmake --build "$build" -j"$(nproc)" 2>&1 | tee "$out/build.log" | tail -5
+
+# CUDA tests, the kernel tests (every kernel x shape family) and the tiny CUDA run.
+ctest --test-dir "$build" -R "Cuda|EveryKernel|GroupedSwiglu|ExpertBank|TinyRun" \
+    --output-on-failure 2>&1 | tee "$out/tests.log" | tail -20
+
+# The shapes of the kernels issue: SonicMoE's, Mixtral-like, and the project's benchmark shape.
+shapes=("--tokens 32768 --d-model 4096 --d-ff 1024 --experts 64 --k 4"
+        "--tokens 8192 --d-model 4096 --d-ff 14336 --experts 8 --k 2"
+        "--tokens 8192 --d-model 512 --d-ff 1024 --experts 8 --k 2")
+for shape in "${shapes[@]}"; do
+    for bf16 in 1 0; do
+        # shellcheck disable=SC2086  # the shape is a list of flags
+        "$build/bin/moelab_bench_moe" --device cuda --bf16 "$bf16" --rounds 5 $shape 2>&1 |
+            tee -a "$out/bench.log"
+    done
+done
+echo "logs in $out"
