@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/moe/extension_check.h"
+#include "core/system/hash.h"
 #include "core/system/tensor_text.h"
 #include "kernels/binding/grouped_swiglu.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
@@ -35,13 +36,17 @@ HostExpertBank::HostExpertBank(sdk::ExpertBankSpec spec, DispatchPolicy policy, 
         activation_threshold_ = *threshold;
     }
     if (spec_.capacity_factor >= 0) policy_.capacity_factor = spec_.capacity_factor;
-    at::Generator generator = sdk::make_generator(seed);
-    w_in = register_parameter(
-        "w_in", sdk::normal_weight({spec_.experts, spec_.d_model, 2 * spec_.d_ff_expert}, init_std,
-                                   generator));
-    w_out = register_parameter("w_out",
-                               sdk::normal_weight({spec_.experts, spec_.d_ff_expert, spec_.d_model},
-                                                  output_init_std, generator));
+    std::vector<at::Tensor> w_in_rows, w_out_rows;
+    for (std::int64_t e = 0; e < spec_.experts; ++e) {
+        at::Generator generator =
+            sdk::make_generator(mix_seed(seed, static_cast<std::uint64_t>(e)));
+        w_in_rows.push_back(
+            sdk::normal_weight({spec_.d_model, 2 * spec_.d_ff_expert}, init_std, generator));
+        w_out_rows.push_back(
+            sdk::normal_weight({spec_.d_ff_expert, spec_.d_model}, output_init_std, generator));
+    }
+    w_in = register_parameter("w_in", at::stack(w_in_rows));
+    w_out = register_parameter("w_out", at::stack(w_out_rows));
 }
 
 at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
@@ -151,6 +156,14 @@ std::vector<DispatchRecord> HostExpertBank::take_dispatches() {
     std::vector<DispatchRecord> taken;
     taken.swap(dispatches_);
     return taken;
+}
+
+ExpertBankFactory local_expert_banks(DispatchPolicy policy, double init_std,
+                                     double output_init_std) {
+    return
+        [policy, init_std, output_init_std](const sdk::ExpertBankSpec& spec, std::uint64_t seed) {
+            return std::make_shared<HostExpertBank>(spec, policy, init_std, output_init_std, seed);
+        };
 }
 
 }  // namespace moelab::core

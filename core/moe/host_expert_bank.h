@@ -4,14 +4,15 @@
 // dispatch that permutes (token, expert) assignments so that each expert's rows are contiguous,
 // a grouped SwiGLU kernel on those rows (kernels/: the recipe's [moe] kernel), and a weighted
 // scatter-add back to tokens.
-// Nothing loops over tokens. Dropless unless a capacity factor is set.
+// Nothing loops over tokens. Dropless unless a capacity factor is set. Experts live in this
+// process (local_expert_banks() makes them for a layer).
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "moelab/sdk/expert_bank.h"
+#include "core/moe/managed_expert_bank.h"
 
 namespace moelab::core {
 
@@ -23,20 +24,11 @@ struct DispatchPolicy {
     std::string kernel = "auto";
 };
 
-// What one mix() call did, for the routing statistics. Tensors stay on the bank's device.
-struct DispatchRecord {
-    at::Tensor tokens_per_expert;  // (experts,) int64: assignments processed per expert
-    at::Tensor assignments;        // () int64: valid (token, expert) assignments requested
-    at::Tensor dropped;            // () int64: assignments dropped for capacity
-    std::int64_t tokens = 0;       // tokens in the call
-    // Activation probe (bank_extension::kActivationThreshold): intermediate activations with
-    // |a| > threshold, out of `probed`. Undefined and 0 when the probe is off.
-    at::Tensor probed_active;  // () int64
-    std::int64_t probed = 0;
-};
-
-class HostExpertBank final : public sdk::ExpertBank {
+class HostExpertBank final : public ManagedExpertBank {
   public:
+    // Expert e's weights are drawn from their own generator, seeded with mix_seed(seed, e): an
+    // expert's initialisation does not depend on how many experts the bank (or a shard of it)
+    // holds. W_in ~ N(0, init_std^2), W_out ~ N(0, output_init_std^2).
     HostExpertBank(sdk::ExpertBankSpec spec, DispatchPolicy policy, double init_std,
                    double output_init_std, std::uint64_t seed);
 
@@ -45,14 +37,11 @@ class HostExpertBank final : public sdk::ExpertBank {
                    const at::Tensor& weights) override;
     at::Tensor run_all(const at::Tensor& x) override;
 
-    // Dispatch records since the last call, oldest first.
-    std::vector<DispatchRecord> take_dispatches();
+    std::vector<DispatchRecord> take_dispatches() override;
     // "auto" or a kernel name; checked against the case at the next mix().
     void set_kernel(std::string kernel) { policy_.kernel = std::move(kernel); }
     const DispatchPolicy& policy() const { return policy_; }
-    // A switched-off bank contributes zeros and records nothing (robustness studies switch shared
-    // banks off).
-    void set_switched_off(bool off) { switched_off_ = off; }
+    void set_switched_off(bool off) override { switched_off_ = off; }
 
     at::Tensor w_in;   // (experts, d_model, 2 * d_ff): [gate | up]
     at::Tensor w_out;  // (experts, d_ff, d_model)
@@ -64,5 +53,9 @@ class HostExpertBank final : public sdk::ExpertBank {
     bool switched_off_ = false;
     std::vector<DispatchRecord> dispatches_;
 };
+
+// The factory of banks whose experts all live in this process.
+ExpertBankFactory local_expert_banks(DispatchPolicy policy, double init_std,
+                                     double output_init_std);
 
 }  // namespace moelab::core

@@ -14,13 +14,9 @@ namespace moelab::core {
 // Salt of the shared gate's seed: far from the expert banks' salts (0, 1, ... per layer).
 constexpr std::uint64_t kSharedGateSalt = 0x5ba7ed6a7e;
 
-LayerHostServices::LayerHostServices(DispatchPolicy policy, double init_std, double output_init_std,
-                                     std::uint64_t seed, std::function<at::Tensor()> token_counts)
-    : policy_(policy),
-      init_std_(init_std),
-      output_init_std_(output_init_std),
-      seed_(seed),
-      token_counts_(std::move(token_counts)) {}
+LayerHostServices::LayerHostServices(ExpertBankFactory banks, std::uint64_t seed,
+                                     std::function<at::Tensor()> token_counts)
+    : factory_(std::move(banks)), seed_(seed), token_counts_(std::move(token_counts)) {}
 
 std::shared_ptr<sdk::ExpertBank> LayerHostServices::make_expert_bank(
     const sdk::ExpertBankSpec& spec) {
@@ -32,8 +28,7 @@ std::shared_ptr<sdk::ExpertBank> LayerHostServices::make_expert_bank(
                             spec.name));
         }
     }
-    auto bank = std::make_shared<HostExpertBank>(spec, policy_, init_std_, output_init_std_,
-                                                 mix_seed(seed_, banks_.size()));
+    std::shared_ptr<ManagedExpertBank> bank = factory_(spec, mix_seed(seed_, banks_.size()));
     banks_.push_back(bank);
     return bank;
 }
@@ -44,7 +39,7 @@ at::Tensor LayerHostServices::training_token_counts() {
 }
 
 MoeLayer::MoeLayer(int layer_index, std::shared_ptr<sdk::MoeBlock> block,
-                   std::vector<std::shared_ptr<HostExpertBank>> banks,
+                   std::vector<std::shared_ptr<ManagedExpertBank>> banks,
                    std::shared_ptr<const PluginInfo> plugin)
     : layer_index_(layer_index),
       block_(std::move(block)),
@@ -70,7 +65,7 @@ namespace {
 // Switches a layer's shared banks off for one forward and back on, also when the block throws.
 class SharedBanksOff {
   public:
-    SharedBanksOff(const std::vector<std::shared_ptr<HostExpertBank>>& banks, bool off)
+    SharedBanksOff(const std::vector<std::shared_ptr<ManagedExpertBank>>& banks, bool off)
         : banks_(banks), off_(off) {
         set(off_);
     }
@@ -85,7 +80,7 @@ class SharedBanksOff {
             if (bank->spec().shared) bank->set_switched_off(value);
         }
     }
-    const std::vector<std::shared_ptr<HostExpertBank>>& banks_;
+    const std::vector<std::shared_ptr<ManagedExpertBank>>& banks_;
     bool off_;
 };
 

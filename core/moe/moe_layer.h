@@ -19,25 +19,28 @@
 
 namespace moelab::core {
 
-// HostServices for the factories of one MoE layer: banks get the recipe's dispatch policy and the
-// host's initialisation, seeded per layer and bank; the layer keeps track of them for statistics.
+// HostServices for the factories of one MoE layer: banks come from the layer's ExpertBankFactory,
+// seeded per layer and bank; the layer keeps track of them for statistics.
 class LayerHostServices final : public sdk::HostServices {
   public:
+    LayerHostServices(ExpertBankFactory banks, std::uint64_t seed,
+                      std::function<at::Tensor()> token_counts);
+    // Banks in this process (local_expert_banks) with the recipe's policy and initialisation.
     LayerHostServices(DispatchPolicy policy, double init_std, double output_init_std,
-                      std::uint64_t seed, std::function<at::Tensor()> token_counts);
+                      std::uint64_t seed, std::function<at::Tensor()> token_counts)
+        : LayerHostServices(local_expert_banks(policy, init_std, output_init_std), seed,
+                            std::move(token_counts)) {}
 
     std::shared_ptr<sdk::ExpertBank> make_expert_bank(const sdk::ExpertBankSpec& spec) override;
     at::Tensor training_token_counts() override;
 
-    const std::vector<std::shared_ptr<HostExpertBank>>& banks() const { return banks_; }
+    const std::vector<std::shared_ptr<ManagedExpertBank>>& banks() const { return banks_; }
 
   private:
-    DispatchPolicy policy_;
-    double init_std_;
-    double output_init_std_;
+    ExpertBankFactory factory_;
     std::uint64_t seed_;
     std::function<at::Tensor()> token_counts_;
-    std::vector<std::shared_ptr<HostExpertBank>> banks_;
+    std::vector<std::shared_ptr<ManagedExpertBank>> banks_;
 };
 
 class MoeLayer : public torch::nn::Module {
@@ -45,7 +48,7 @@ class MoeLayer : public torch::nn::Module {
     // Throws PluginError if the block did not register one of `banks` as a submodule (its
     // parameters would silently not be trained or saved).
     MoeLayer(int layer_index, std::shared_ptr<sdk::MoeBlock> block,
-             std::vector<std::shared_ptr<HostExpertBank>> banks,
+             std::vector<std::shared_ptr<ManagedExpertBank>> banks,
              std::shared_ptr<const PluginInfo> plugin);
 
     // `stats` and `perturbation` may be null. The layer hands the block its SelectionControl
@@ -56,13 +59,13 @@ class MoeLayer : public torch::nn::Module {
                              const Perturbation* perturbation = nullptr, SelectionSite site = {});
 
     int layer_index() const { return layer_index_; }
-    const std::vector<std::shared_ptr<HostExpertBank>>& banks() const { return banks_; }
+    const std::vector<std::shared_ptr<ManagedExpertBank>>& banks() const { return banks_; }
     sdk::MoeBlock& block() { return *block_; }
 
   private:
     int layer_index_;
     std::shared_ptr<sdk::MoeBlock> block_;
-    std::vector<std::shared_ptr<HostExpertBank>> banks_;  // owned through block_'s submodules
+    std::vector<std::shared_ptr<ManagedExpertBank>> banks_;  // owned through block_'s submodules
     std::shared_ptr<const PluginInfo> plugin_;
 };
 

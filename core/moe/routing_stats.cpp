@@ -123,7 +123,8 @@ bool RoutingStats::perturbed_gates() const {
 
 nlohmann::json RoutingStats::summary() const {
     nlohmann::json out = nlohmann::json::object();
-    for (const auto& [index, stats] : layers_) out["layer" + std::to_string(index)] = stats.summary();
+    for (const auto& [index, stats] : layers_)
+        out["layer" + std::to_string(index)] = stats.summary();
     return out;
 }
 

@@ -19,7 +19,7 @@
 namespace moelab::core {
 
 class LayerRoutingStats {
-public:
+  public:
     void add_dispatch(const std::string& bank, const DispatchRecord& record);
     void add_decision(std::size_t sublayer, const sdk::RoutingDecision& decision);
     void add_scalars(const std::string& kind, const sdk::NamedScalars& scalars);
@@ -38,7 +38,7 @@ public:
     // parameters an average token uses.
     std::map<std::string, double> active_fractions() const;
 
-private:
+  private:
     struct BankTotals {
         at::Tensor tokens_per_expert;  // (experts,) int64
         at::Tensor assignments;        // ()
@@ -48,8 +48,8 @@ private:
         std::int64_t probed = 0;
     };
     struct DecisionTotals {
-        at::Tensor entropy_sum;           // () float: sum over tokens
-        at::Tensor experts_sum;           // () float: sum over tokens of used slots
+        at::Tensor entropy_sum;  // () float: sum over tokens
+        at::Tensor experts_sum;  // () float: sum over tokens of used slots
         std::int64_t tokens = 0;
         bool has_probs = false;
     };
@@ -65,7 +65,7 @@ private:
 
 // Statistics of every MoE layer, keyed by layer index.
 class RoutingStats {
-public:
+  public:
     LayerRoutingStats& layer(int layer_index) { return layers_[layer_index]; }
     // The layer's statistics, or empty ones if it reported none.
     const LayerRoutingStats& layer_or_empty(int layer_index) const;

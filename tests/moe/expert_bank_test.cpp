@@ -136,6 +136,20 @@ TEST(ExpertBank, RejectsMalformedIndicesWithAClearMessage) {
     }
 }
 
+// Expert e is drawn from its own seed: the same expert whatever the bank's size (so sharding the
+// experts across processes later cannot change the model), with the requested scales.
+TEST(ExpertBank, EachExpertsInitialisationIsIndependentOfTheBankSize) {
+    HostExpertBank four({"experts", 4, 32, 48, -1}, DispatchPolicy{}, 0.2, 0.05, 77);
+    HostExpertBank eight({"experts", 8, 32, 48, -1}, DispatchPolicy{}, 0.2, 0.05, 77);
+    EXPECT_TRUE(at::equal(four.w_in, eight.w_in.narrow(0, 0, 4)));
+    EXPECT_TRUE(at::equal(four.w_out, eight.w_out.narrow(0, 0, 4)));
+    EXPECT_FALSE(at::equal(eight.w_in[0], eight.w_in[1]));  // experts differ from each other
+    EXPECT_NEAR(eight.w_in.std().item<double>(), 0.2, 0.01);
+    EXPECT_NEAR(eight.w_out.std().item<double>(), 0.05, 0.0025);
+    HostExpertBank other_seed({"experts", 4, 32, 48, -1}, DispatchPolicy{}, 0.2, 0.05, 78);
+    EXPECT_FALSE(at::equal(four.w_in, other_seed.w_in));
+}
+
 TEST(ExpertBank, RunAllEqualsEachExpertApplied) {
     at::Generator gen = at::detail::createCPUGenerator(3);
     HostExpertBank bank({"experts", 3, 6, 5, -1}, DispatchPolicy{}, 0.2, 0.2, 2);
