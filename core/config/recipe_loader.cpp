@@ -379,10 +379,11 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                         "a [router] is given but model.ffn = \"dense\"; set model.ffn = \"moe\" "
                         "or remove [router]");
     }
-    if (recipe.moe.shared_gate && recipe.moe.shared_experts == 0) {
+    if (model.ffn == FfnKind::kMoe && recipe.moe.shared_gate && recipe.moe.shared_experts == 0) {
         diagnostics.add(at("moe.shared_gate"), "moe.shared_gate",
                         "a shared gate mixes routed and shared experts: set moe.shared_experts "
-                        ">= 1, or shared_gate = false");
+                        ">= 1, or shared_gate = false (routers in block form build their own "
+                        "FFN and take no shared gate)");
     }
     if (model.ffn == FfnKind::kMoe && recipe.moe.first_layer >= model.layers) {
         diagnostics.add(at("moe.first_layer"), "moe.first_layer",

@@ -63,9 +63,18 @@ struct Sample {
 };
 
 // Valid UTF-8 that every tokenizer must round-trip (sdk::Tokenizer::encode's contract).
+// The first `bytes` bytes of `text`, shortened to end on a UTF-8 character boundary.
+std::string utf8_prefix(const std::string& text, std::size_t bytes) {
+    std::size_t end = std::min(bytes, text.size());
+    while (end > 0 && end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) {
+        --end;
+    }
+    return text.substr(0, end);
+}
+
 std::vector<Sample> valid_samples(const std::string& training) {
     return {
-        {"training text", training.substr(0, 2000)},
+        {"training text", utf8_prefix(training, 2000)},
         {"unseen text", generated_text(2000, 777)},
         {"unseen words", "Zyzzyva quokka xylophone 1234567890 !@#$%^&*() [brackets] {braces}"},
         {"multi-byte UTF-8",

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/moe/extension_check.h"
 #include "core/moe/standard_block.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/plugin_error.h"
@@ -28,6 +29,9 @@ std::shared_ptr<sdk::ExpertBank> LayerHostServices::make_expert_bank(
                             spec.name));
         }
     }
+    // Every factory's banks get the same check of the plugin's extension keys.
+    check_extensions(spec.extensions, fmt::format("expert bank '{}': ExpertBankSpec", spec.name),
+                     {known(sdk::bank_extension::kActivationThreshold)});
     std::shared_ptr<ManagedExpertBank> bank = factory_(spec, mix_seed(seed_, banks_.size()));
     banks_.push_back(bank);
     return bank;

@@ -1,5 +1,7 @@
 #include "core/plugin/resolve.h"
 
+#include <string_view>
+
 #include <fmt/format.h>
 
 #include "core/config/recipe_loader.h"
@@ -99,6 +101,22 @@ ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
     if (recipe.router) {
         resolved.router = find_component(recipe, *recipe.router, registry, ComponentKind::kRouter,
                                          registry.find_router(recipe.router->plugin));
+        // A deprecated [router] key was moved to its new place at load time; a router that
+        // declares an option of that name would silently lose it, so that is an error.
+        for (const ConfigIssue& deprecation : recipe.deprecations) {
+            const std::string_view key = deprecation.key;
+            if (!key.starts_with("router.")) continue;
+            const std::string option(key.substr(std::string_view("router.").size()));
+            for (const sdk::ParamSpec& spec : resolved.router->component.params.specs()) {
+                if (spec.name != option) continue;
+                throw ConfigError(ConfigIssue{
+                    deprecation.location, deprecation.key,
+                    fmt::format("router '{}' declares an option '{}', but [router] {} is read as "
+                                "the deprecated spelling of the host's key ({}); rename the "
+                                "plugin's option",
+                                recipe.router->plugin, option, option, deprecation.message)});
+            }
+        }
         if (recipe.moe.shared_gate && resolved.router->component.make_block) {
             throw ConfigError(ConfigIssue{
                 recipe.location_of("moe.shared_gate"), "moe.shared_gate",
@@ -141,11 +159,9 @@ void check_expert_kernel(const Recipe& recipe, const sdk::CapabilityQuery& query
     desc.d_ff = recipe.moe.d_ff_expert;
     desc.backend = query.device == name_of(DeviceChoice::kCuda) ? kernels::Backend::kCuda
                                                                 : kernels::Backend::kCpu;
-    // Under bfloat16 autocast (CUDA only) the experts' rows arrive in bfloat16.
-    desc.element =
-        desc.backend == kernels::Backend::kCuda && query.dtype == name_of(ComputeDtype::kBfloat16)
-            ? kernels::ElementType::kBfloat16
-            : kernels::ElementType::kFloat32;
+    // The experts' rows are the residual stream's dtype, float32, also under bfloat16 autocast
+    // (which acts inside the kernel's matrix products): GroupedSwigluDesc::element.
+    desc.element = kernels::ElementType::kFloat32;
     const kernels::KernelChoice choice =
         kernels::choose_grouped_swiglu_kernel(recipe.moe.kernel, desc);
     if (!choice.verdict.ok) {

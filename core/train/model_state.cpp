@@ -1,5 +1,9 @@
 #include "core/train/model_state.h"
 
+#include <string_view>
+#include <utility>
+#include <vector>
+
 #include <fmt/format.h>
 #include <torch/autograd.h>
 
@@ -16,9 +20,39 @@ std::vector<NamedTensor> model_tensors(const torch::nn::Module& model) {
     return tensors;
 }
 
+namespace {
+
+// Tensors the host renamed, as (old suffix, new suffix): checkpoints written before the rename
+// still load. SDK 4 moved the SMoE-Share gate from the topk/topp routers into the host's
+// standard block ([moe] shared_gate).
+constexpr std::pair<std::string_view, std::string_view> kRenamedTensors[] = {
+    {".block.router.shared_gate_weight", ".block.shared_gate_weight"},
+    {".block.router.shared_gate_bias", ".block.shared_gate_bias"},
+};
+
+std::map<std::string, at::Tensor> with_current_names(std::map<std::string, at::Tensor> tensors) {
+    for (const auto& [old_suffix, new_suffix] : kRenamedTensors) {
+        std::vector<std::string> old_names;
+        for (const auto& [name, tensor] : tensors) {
+            if (name.ends_with(old_suffix)) old_names.push_back(name);
+        }
+        for (const std::string& name : old_names) {
+            std::string current = name.substr(0, name.size() - old_suffix.size());
+            current += new_suffix;
+            if (tensors.count(current) != 0) continue;  // both present: let the check report it
+            tensors[current] = tensors.at(name);
+            tensors.erase(name);
+        }
+    }
+    return tensors;
+}
+
+}  // namespace
+
 void load_model_tensors(torch::nn::Module& model,
-                        const std::map<std::string, at::Tensor>& tensors) {
+                        const std::map<std::string, at::Tensor>& checkpoint_tensors) {
     torch::NoGradGuard no_grad;
+    const std::map<std::string, at::Tensor> tensors = with_current_names(checkpoint_tensors);
     std::vector<std::string> problems;
     std::size_t matched = 0;
     for (const NamedTensor& target : model_tensors(model)) {
@@ -52,11 +86,11 @@ void load_model_tensors(torch::nn::Module& model,
 }
 
 std::vector<NamedTensor> rng_state(bool cuda) {
-    std::vector<NamedTensor> tensors{
-        {"rng/cpu", at::detail::getDefaultCPUGenerator().get_state()}};
+    std::vector<NamedTensor> tensors{{"rng/cpu", at::detail::getDefaultCPUGenerator().get_state()}};
     if (cuda) {
         tensors.push_back(
-            {"rng/cuda", at::globalContext().defaultGenerator(at::Device(at::kCUDA, 0)).get_state()});
+            {"rng/cuda",
+             at::globalContext().defaultGenerator(at::Device(at::kCUDA, 0)).get_state()});
     }
     return tensors;
 }

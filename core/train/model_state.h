@@ -15,7 +15,8 @@ namespace moelab::core {
 std::vector<NamedTensor> model_tensors(const torch::nn::Module& model);
 
 // Copies checkpoint tensors into the model. CheckpointError names every missing, unexpected or
-// mis-shaped tensor.
+// mis-shaped tensor. Tensors the host has renamed since (model_state.cpp) load under their
+// current names.
 void load_model_tensors(torch::nn::Module& model, const std::map<std::string, at::Tensor>& tensors);
 
 // The random generators a run draws from (CPU, and CUDA when used), as U8 tensors.

@@ -217,7 +217,7 @@ void TrainingRun::setup() {
                      {"sdk_version", build.sdk_version},
                      {"build_fingerprint", build.build_fingerprint},
                      {"torch_version", build.torch_version},
-                     {"device", device},
+                     {"device", name_of(device)},
                      {"dtype", name_of(recipe_.model.dtype)},
                      {"threads", {{"intra_op", threads.intra_op}, {"blas", threads.blas}}},
                      {"plugins", plugin_records(resolved_)},

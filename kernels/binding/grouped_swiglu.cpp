@@ -33,8 +33,21 @@ GroupedSwigluDesc describe_grouped_swiglu(const at::Tensor& rows, const at::Tens
     desc.experts = w_in.size(0);
     desc.d_model = rows.size(1);
     desc.d_ff = w_out.size(1);
-    desc.element =
-        rows.scalar_type() == at::kBFloat16 ? ElementType::kBfloat16 : ElementType::kFloat32;
+    switch (rows.scalar_type()) {
+        case at::kFloat:
+            desc.element = ElementType::kFloat32;
+            break;
+        case at::kBFloat16:
+            desc.element = ElementType::kBfloat16;
+            break;
+        case at::kDouble:
+            desc.element = ElementType::kFloat64;
+            break;
+        default:
+            throw std::invalid_argument(std::string("grouped SwiGLU: rows of dtype ") +
+                                        c10::toString(rows.scalar_type()) +
+                                        " are not supported (float32, bfloat16, float64)");
+    }
     desc.backend = rows.is_cuda() ? Backend::kCuda : Backend::kCpu;
     return desc;
 }
@@ -54,8 +67,12 @@ at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tenso
         throw std::invalid_argument("grouped SwiGLU kernel '" + std::string(kernel.name) +
                                     "': " + verdict.reason);
     }
+    // Every row of the kernel table has its implementation here; a row without one is an error,
+    // never a silent fallback (tests/kernels runs every row).
     if (kernel.name == "grouped") return binding::grouped_swiglu_cpu(rows, w_in, w_out, counts);
-    return reference::grouped_swiglu(rows, w_in, w_out, counts);
+    if (kernel.name == "reference") return reference::grouped_swiglu(rows, w_in, w_out, counts);
+    throw std::invalid_argument("grouped SwiGLU kernel '" + std::string(kernel.name) +
+                                "' has no implementation in kernels/binding");
 }
 
 }  // namespace moelab::kernels

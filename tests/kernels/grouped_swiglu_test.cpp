@@ -49,6 +49,15 @@ const Shape kShapes[] = {
     {"odd_sizes", 13, 7, {5, 1, 11}},
 };
 
+// Every row of the kernel table, so that a kernel added there is tested here.
+std::vector<std::string> kernel_names() {
+    std::vector<std::string> names;
+    for (const GroupedSwigluKernel& kernel : grouped_swiglu_kernels()) {
+        names.emplace_back(kernel.name);
+    }
+    return names;
+}
+
 class EveryKernel : public ::testing::TestWithParam<std::tuple<std::string, Shape>> {};
 
 TEST_P(EveryKernel, MatchesTheNaiveLoopForwardAndBackward) {
@@ -84,7 +93,7 @@ TEST_P(EveryKernel, MatchesTheNaiveLoopForwardAndBackward) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, EveryKernel,
-                         ::testing::Combine(::testing::Values("grouped", "reference"),
+                         ::testing::Combine(::testing::ValuesIn(kernel_names()),
                                             ::testing::ValuesIn(kShapes)),
                          [](const auto& info) {
                              return std::get<0>(info.param) + "_" + std::get<1>(info.param).name;

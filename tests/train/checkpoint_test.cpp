@@ -15,6 +15,7 @@
 #include "core/checkpoint/checkpoint.h"
 #include "core/checkpoint/safetensors.h"
 #include "core/system/read_file.h"
+#include "core/train/model_state.h"
 #include "support/temp_dir.h"
 
 namespace moelab::core {
@@ -266,6 +267,33 @@ TEST_F(CheckpointFiles, SafetensorsErrorsNameTheFile) {
         EXPECT_NE(what.find("dtype must be one of"), std::string::npos) << what;
     }
     EXPECT_THROW(read_safetensors(dir_), CheckpointError) << "a directory";
+}
+
+// SDK 4 moved the SMoE-Share gate from the router into the host's block: checkpoints written
+// under the old names load into the current model, and the names are checked as strictly as ever.
+TEST(ModelState, RenamedSharedGateTensorsLoadUnderTheirCurrentNames) {
+    struct Block : torch::nn::Module {
+        Block() {
+            weight = register_parameter("shared_gate_weight", at::zeros({2, 3}));
+            bias = register_parameter("shared_gate_bias", at::zeros({2}));
+        }
+        at::Tensor weight, bias;
+    };
+    struct Layer : torch::nn::Module {
+        Layer() { block = register_module("block", std::make_shared<Block>()); }
+        std::shared_ptr<Block> block;
+    };
+    torch::nn::Module model;
+    auto layer = model.register_module("layer1", std::make_shared<Layer>());
+    const at::Tensor weight = at::arange(6, at::kFloat).reshape({2, 3});
+    const at::Tensor bias = at::tensor({5.0f, 7.0f});
+    load_model_tensors(model, {{"layer1.block.router.shared_gate_weight", weight},
+                               {"layer1.block.router.shared_gate_bias", bias}});
+    EXPECT_TRUE(at::equal(layer->block->weight, weight));
+    EXPECT_TRUE(at::equal(layer->block->bias, bias));
+    // Anything else that does not fit is still reported.
+    EXPECT_THROW(load_model_tensors(model, {{"layer1.block.router.shared_gate_weight", weight}}),
+                 CheckpointError);
 }
 
 }  // namespace

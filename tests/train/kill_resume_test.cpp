@@ -72,11 +72,14 @@ bool has_leftovers(const fs::path& checkpoints) {
     return false;
 }
 
-// Lines in the metrics file so far (a partly written last line does not count).
+// Training records in the metrics file so far (a partly written last line does not count, nor
+// does the "run" header each start writes).
 int finished_lines(const fs::path& metrics) {
     std::ifstream in(metrics);
     int lines = 0;
-    for (std::string line; std::getline(in, line);) lines += !in.eof();
+    for (std::string line; std::getline(in, line);) {
+        lines += !in.eof() && line.find("\"type\":\"train\"") != std::string::npos;
+    }
     return lines;
 }
 
@@ -94,8 +97,8 @@ bool exited(pid_t pid) {
     return info.si_pid != 0;
 }
 
-// Waits until the run has written `step` training records (eval is off, so every metrics line
-// is one) or has exited; true when it exited. Bounded so a stuck run fails instead of hanging.
+// Waits until the run has written `step` training records or has exited; true when it exited.
+// Bounded so a stuck run fails instead of hanging.
 bool wait_for_step(pid_t pid, const fs::path& metrics, int step) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
     while (std::chrono::steady_clock::now() < deadline) {

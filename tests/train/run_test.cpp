@@ -77,6 +77,8 @@ TEST_F(TinyRun, LeavesEverythingARunNeedsInItsDirectory) {
     const auto run_records = records("a", "run");
     ASSERT_EQ(run_records.size(), 1u);
     const nlohmann::json& first = run_records[0];
+    EXPECT_EQ(first["device"], "cpu");  // the resolved device, by name
+    EXPECT_EQ(first["dtype"], "float32");
     EXPECT_EQ(first["plugins"].size(), 3u);
     for (const auto& plugin : first["plugins"]) {
         EXPECT_FALSE(plugin["version"].get<std::string>().empty());

@@ -25,14 +25,17 @@
 
 namespace moelab::kernels {
 
-enum class ElementType { kFloat32, kBfloat16 };
+// Float64 serves the tests (the kernels against a float64 oracle).
+enum class ElementType { kFloat32, kBfloat16, kFloat64 };
 enum class Backend { kCpu, kCuda };
 
 struct GroupedSwigluDesc {
     std::int64_t experts = 0;
     std::int64_t d_model = 0;
     std::int64_t d_ff = 0;
-    ElementType element = ElementType::kFloat32;  // of the rows and the computation
+    // Of the rows handed to the kernel. Under CUDA bfloat16 autocast they are still float32 (the
+    // residual stream's dtype); autocast acts inside the kernel's matrix products.
+    ElementType element = ElementType::kFloat32;
     Backend backend = Backend::kCpu;
 };
 
