@@ -15,6 +15,7 @@
 #include "core/plugin/instantiate.h"
 #include "core/plugin/loader.h"
 #include "core/plugin/plugin_error.h"
+#include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/sdk/routing_ops.h"
 #include "naive_moe.h"
 
@@ -290,6 +291,20 @@ TEST(StandardBlock, ChecksIndexRangeFinitenessAndScalarsOfEveryDecision) {
          "aux_losses['balance'] must be a floating-point scalar (one element), got"},
         {[](sdk::RoutingDecision& d) { d.stats.emplace_back("entropy", at::full({}, INFINITY)); },
          "stats['entropy'] is not finite: inf"},
+        // Extensions: only keys this host's SDK defines, with their declared shape.
+        {[](sdk::RoutingDecision& d) {
+             d.extensions.set(sdk::ExtensionKey<at::Tensor>{"shared_scale"}, at::ones({3}));
+         },
+         "RoutingDecision extension 'shared_scale' is not defined by this host's SDK 4.0.0 (it "
+         "defines: token_scale)"},
+        {[](sdk::RoutingDecision& d) {
+             d.extensions.set(sdk::ExtensionKey<double>{"token_scale"}, 2);
+         },
+         "RoutingDecision extension 'token_scale' must hold a tensor, got a number"},
+        {[](sdk::RoutingDecision& d) {
+             d.extensions.set(sdk::decision_extension::kTokenScale, at::ones({5}));
+         },
+         "extension token_scale must have shape (tokens=3), got"},
     };
     for (const auto& [edit, expected] : cases) {
         auto bank = std::make_shared<HostExpertBank>(sdk::ExpertBankSpec{"experts", 2, 4, 4, -1},
@@ -306,6 +321,35 @@ TEST(StandardBlock, ChecksIndexRangeFinitenessAndScalarsOfEveryDecision) {
             EXPECT_NE(std::string(error.what()).find("plugin 'test'"), std::string::npos);
             EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
         }
+    }
+}
+
+// The bank side of Note [Extensions]: the probe key is read (set from an integer literal, which
+// converts to the key's double), unknown keys are refused.
+TEST(ExpertBank, ReadsItsExtensionKeysAndRefusesUnknownOnes) {
+    sdk::ExpertBankSpec spec{"probed", 2, 4, 3, -1};
+    spec.extensions.set(sdk::bank_extension::kActivationThreshold, 0);
+    HostExpertBank bank(spec, DispatchPolicy{}, 0.3, 0.3, 4);
+    const at::Tensor x = at::randn({5, 4});
+    bank.run_all(x);
+    const std::vector<DispatchRecord> records = bank.take_dispatches();
+    ASSERT_EQ(records.size(), 1u);
+    const at::Tensor activation = kernels::reference::swiglu_activation(x.unsqueeze(0), bank.w_in);
+    EXPECT_EQ(records[0].probed, activation.numel());
+    EXPECT_EQ(records[0].probed_active.item<std::int64_t>(),
+              (activation.abs() > 0).sum().item<std::int64_t>());
+
+    sdk::ExpertBankSpec unknown{"experts", 2, 4, 3, -1};
+    unknown.extensions.set(sdk::ExtensionKey<double>{"dropout"}, 0.1);
+    try {
+        HostExpertBank refused(unknown, DispatchPolicy{}, 0.3, 0.3, 4);
+        ADD_FAILURE() << "an unknown bank extension was accepted";
+    } catch (const sdk::Error& error) {
+        EXPECT_NE(std::string(error.what())
+                      .find("expert bank 'experts': ExpertBankSpec extension 'dropout' is not "
+                            "defined by this host's SDK 4.0.0 (it defines: activation_threshold)"),
+                  std::string::npos)
+            << error.what();
     }
 }
 

@@ -9,8 +9,8 @@
 // ~~~~~~~~~~~~~~~~~
 // A new key is an SDK minor version: the struct layouts stay as they are, so plugins built against
 // older minors keep working. The host checks every key it receives against the keys of its own
-// SDK version and refuses unknown ones with an error naming the plugin, the key and both SDK
-// versions: a plugin built against a newer minor that needs a newer key fails loudly on an older
+// SDK version and refuses unknown ones with an error naming the plugin, the key and the host's
+// SDK version: a plugin built against a newer minor that needs a newer key fails loudly on an older
 // host, never silently. The table of keys, each with the version that introduced it, is in
 // sdk/README.md ("Extensions").
 
@@ -39,8 +39,9 @@ struct ExtensionKey {
 
 class Extensions {
   public:
+    // The value converts to the key's type: set(kActivationThreshold, 0) stores 0.0.
     template <class Value>
-    void set(const ExtensionKey<Value>& key, Value value) {
+    void set(const ExtensionKey<Value>& key, std::type_identity_t<Value> value) {
         entries_.insert_or_assign(std::string(key.name), ExtensionValue(std::move(value)));
     }
 
