@@ -31,19 +31,13 @@ sdk::ModelShape kit_shape() {
     return shape;
 }
 
-sdk::Params defaults(const sdk::ParamSchema& schema) {
-    std::map<std::string, sdk::ParamValue, std::less<>> values;
-    for (const sdk::ParamSpec& spec : schema.specs()) values[spec.name] = spec.default_value;
-    return sdk::Params(std::move(values));
-}
-
 std::shared_ptr<sdk::Attention> build(const RegisteredAttention& attention, std::uint64_t seed) {
     sdk::AttentionContext context;
     context.model = kit_shape();
     context.layer_index = 1;
     context.seed = seed;
     context.init_std = 0.1;
-    return instantiate_attention(attention, context, defaults(attention.component.params));
+    return instantiate_attention(attention, context, default_params(attention.component.params));
 }
 
 at::Tensor hidden_states(std::int64_t seq, std::uint64_t seed) {
@@ -73,8 +67,7 @@ double max_difference(const at::Tensor& a, const at::Tensor& b) {
 ConformanceReport test_attention_component(const RegisteredAttention& attention) {
     ConformanceReport report;
     const sdk::AttentionComponent& component = attention.component;
-    report.component = fmt::format("attention '{}' ({} {})", component.name,
-                                   describe_plugin(*attention.plugin), attention.plugin->version);
+    report.component = describe_component("attention", component.name, *attention.plugin);
     // Every check but the gradient one runs without autograd (which re-enables it).
     torch::NoGradGuard no_grad;
 

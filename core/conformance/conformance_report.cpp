@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "core/plugin/plugin_error.h"
+
 namespace moelab::core {
 
 ConformanceCheck run_check(const std::string& name,
@@ -18,6 +20,17 @@ ConformanceCheck run_check(const std::string& name,
 }
 
 ConformanceCheck pass(std::string detail) { return {"", CheckOutcome::kPass, std::move(detail)}; }
+std::string describe_component(const char* kind, const std::string& name,
+                               const PluginInfo& plugin) {
+    return fmt::format("{} '{}' ({} {})", kind, name, describe_plugin(plugin), plugin.version);
+}
+
+sdk::Params default_params(const sdk::ParamSchema& schema) {
+    std::map<std::string, sdk::ParamValue, std::less<>> values;
+    for (const sdk::ParamSpec& spec : schema.specs()) values[spec.name] = spec.default_value;
+    return sdk::Params(std::move(values));
+}
+
 ConformanceCheck fail(std::string detail) { return {"", CheckOutcome::kFail, std::move(detail)}; }
 
 bool ConformanceReport::passed() const {

@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "core/plugin/plugin_info.h"
+#include "moelab/sdk/params.h"
+
 namespace moelab::core {
 
 enum class CheckOutcome { kPass, kFail, kInfo };
@@ -27,6 +30,10 @@ struct ConformanceReport {
 // Runs `check` under `name`; an exception it throws is the check's failure, with its message.
 ConformanceCheck run_check(const std::string& name, const std::function<ConformanceCheck()>& check);
 ConformanceCheck pass(std::string detail);
+// "router 'topk' (plugin 'topk' (FILE) 1.0.0)": the title of a component's report.
+std::string describe_component(const char* kind, const std::string& name, const PluginInfo& plugin);
+// Every option of `schema` at its default: the settings the kit tests a component with.
+sdk::Params default_params(const sdk::ParamSchema& schema);
 ConformanceCheck fail(std::string detail);
 
 }  // namespace moelab::core

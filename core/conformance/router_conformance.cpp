@@ -44,9 +44,9 @@ sdk::ModelShape kit_shape() {
 
 sdk::Params with_option(const sdk::ParamSchema& schema, const std::string& name,
                         sdk::ParamValue value) {
-    std::map<std::string, sdk::ParamValue, std::less<>> values;
-    for (const sdk::ParamSpec& spec : schema.specs()) values[spec.name] = spec.default_value;
-    if (!name.empty()) values[name] = std::move(value);
+    if (name.empty()) return default_params(schema);
+    std::map<std::string, sdk::ParamValue, std::less<>> values = default_params(schema).values();
+    values[name] = std::move(value);
     return sdk::Params(std::move(values));
 }
 
@@ -141,8 +141,7 @@ ConformanceCheck check_decisions(const sdk::BlockOutput& out, std::int64_t token
 ConformanceReport test_router_component(const RegisteredRouter& router) {
     ConformanceReport report;
     const sdk::RouterComponent& component = router.component;
-    report.component = fmt::format("router '{}' ({} {})", component.name,
-                                   describe_plugin(*router.plugin), router.plugin->version);
+    report.component = describe_component("router", component.name, *router.plugin);
     const sdk::Params defaults = with_option(component.params, "", {});
 
     if (component.supports) {

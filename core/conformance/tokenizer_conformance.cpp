@@ -89,12 +89,6 @@ std::vector<Sample> valid_samples(const std::string& training) {
 // Bytes that are not UTF-8: only byte-level tokenizers promise to round-trip them.
 const std::string kInvalidUtf8 = "\xff\xfe \xc3( \x80\x80 \xed\xa0\x80 \xf4\x90\x80\x80";
 
-sdk::Params defaults(const sdk::ParamSchema& schema) {
-    std::map<std::string, sdk::ParamValue, std::less<>> values;
-    for (const sdk::ParamSpec& spec : schema.specs()) values[spec.name] = spec.default_value;
-    return sdk::Params(std::move(values));
-}
-
 std::vector<std::int32_t> encode(const sdk::Tokenizer& tokenizer, const std::string& text) {
     std::vector<std::int32_t> ids;
     tokenizer.encode(text, ids);
@@ -141,9 +135,8 @@ class KitCorpus {
 ConformanceReport test_tokenizer_component(const RegisteredTokenizer& tokenizer) {
     ConformanceReport report;
     const sdk::TokenizerComponent& component = tokenizer.component;
-    report.component = fmt::format("tokenizer '{}' ({} {})", component.name,
-                                   describe_plugin(*tokenizer.plugin), tokenizer.plugin->version);
-    const sdk::Params params = defaults(component.params);
+    report.component = describe_component("tokenizer", component.name, *tokenizer.plugin);
+    const sdk::Params params = default_params(component.params);
     const std::string training = generated_text(200'000, 1);
     const KitCorpus corpus(training);
     const std::vector<Sample> samples = valid_samples(training);

@@ -20,7 +20,7 @@ inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t salt) {
 }
 
 class ContentHash {
-public:
+  public:
     ContentHash& add(std::string_view bytes) {
         for (unsigned char c : bytes) state_ = (state_ ^ c) * 0x100000001b3ULL;
         // Separator, so that add("ab").add("c") differs from add("a").add("bc").
@@ -49,7 +49,7 @@ public:
         return out;
     }
 
-private:
+  private:
     std::uint64_t state_ = 0xcbf29ce484222325ULL;
 };
 

@@ -51,7 +51,8 @@ Ids encode(const Encoder& encoder, std::string_view text) {
 }
 
 const EncodingOptions kMergeRank{};
-const EncodingOptions kLongestByRank{EncodingPolicy::kLongestFirst, LengthUnit::kBytes, TieBreak::kRank};
+const EncodingOptions kLongestByRank{EncodingPolicy::kLongestFirst, LengthUnit::kBytes,
+                                     TieBreak::kRank};
 const EncodingOptions kLongestByPosition{EncodingPolicy::kLongestFirst, LengthUnit::kBytes,
                                          TieBreak::kPosition};
 
@@ -119,8 +120,9 @@ Ids reference_merge(const Vocabulary& v, const EncodingOptions& options, std::st
         if (options.policy == EncodingPolicy::kMergeRank) {
             auto it = rank_of_pair.find({a, b});
             if (it == rank_of_pair.end()) return std::nullopt;
-            return std::make_pair(std::make_pair(static_cast<std::int64_t>(it->second), std::int64_t{0}),
-                                  v.merges[it->second].result);
+            return std::make_pair(
+                std::make_pair(static_cast<std::int64_t>(it->second), std::int64_t{0}),
+                v.merges[it->second].result);
         }
         if (v.is_scaffold(a) || v.is_scaffold(b)) return std::nullopt;
         auto it = normal.find(v.tokens[a] + v.tokens[b]);
@@ -207,7 +209,8 @@ TEST(TokenizerFile, RoundTripsAndNamesWhatIsWrong) {
     ASSERT_EQ(read.vocabulary.merges.size(), 4u);
     EXPECT_EQ(read.vocabulary.merges[3].result, 259);
     EXPECT_EQ(write_tokenizer_file(read), text);
-    EXPECT_NE(text.find("\"demolition\": {\"257\":[97,98],\"259\":[97,258]}"), std::string::npos) << text;
+    EXPECT_NE(text.find("\"demolition\": {\"257\":[97,98],\"259\":[97,258]}"), std::string::npos)
+        << text;
 
     auto error_of = [](const std::string& bad) {
         try {
@@ -240,31 +243,38 @@ TEST(TokenizerFile, RoundTripsAndNamesWhatIsWrong) {
         return error_of(changed);
     };
     // Ids that do not fit: never truncated to a valid one.
-    EXPECT_NE(replaced("[[97,98]", "[[4294967393,98]").find("merges must hold token ids in [0, 260), got 4294967393"),
+    EXPECT_NE(replaced("[[97,98]", "[[4294967393,98]")
+                  .find("merges must hold token ids in [0, 260), got 4294967393"),
               std::string::npos)
         << replaced("[[97,98]", "[[4294967393,98]");
     EXPECT_NE(replaced("[[97,98]", "[[-1,98]").find("got -1"), std::string::npos);
     EXPECT_NE(replaced("[[97,98]", "[[97.0,98]").find("got 97.0"), std::string::npos);
-    EXPECT_NE(replaced("\"scaffold\": [257", "\"scaffold\": [9999999999").find("scaffold must hold"),
-              std::string::npos);
+    EXPECT_NE(
+        replaced("\"scaffold\": [257", "\"scaffold\": [9999999999").find("scaffold must hold"),
+        std::string::npos);
     // Wrong types name the key.
-    EXPECT_NE(replaced("\"tokens\": [", "\"tokens\": \"x\", \"unused\": [").find("'tokens' must be an array"),
+    EXPECT_NE(replaced("\"tokens\": [", "\"tokens\": \"x\", \"unused\": [")
+                  .find("'tokens' must be an array"),
               std::string::npos);
-    EXPECT_NE(replaced("\"demolition\": {", "\"demolition\": [], \"unused\": {").find("'demolition' must be an object"),
+    EXPECT_NE(replaced("\"demolition\": {", "\"demolition\": [], \"unused\": {")
+                  .find("'demolition' must be an object"),
               std::string::npos);
     // A deeply nested value is described by its type, not printed.
     const std::string nested = std::string(5000, '[') + std::string(5000, ']');
     EXPECT_NE(replaced("\"version\": 1", "\"version\": " + nested).find("version a JSON array"),
               std::string::npos);
-    EXPECT_NE(replaced("\"version\": 1", "\"version\": 2").find("version 2 (this moelab reads version 1)"),
+    EXPECT_NE(replaced("\"version\": 1", "\"version\": 2")
+                  .find("version 2 (this moelab reads version 1)"),
               std::string::npos);
     // Combinations no trainer writes.
-    EXPECT_NE(replaced("\"algorithm\": \"scaffold-bpe\"", "\"algorithm\": \"bpe\"").find("with scaffold tokens"),
+    EXPECT_NE(replaced("\"algorithm\": \"scaffold-bpe\"", "\"algorithm\": \"bpe\"")
+                  .find("with scaffold tokens"),
               std::string::npos);
-    EXPECT_NE(replaced("{\"policy\":\"merge-rank\"}",
-                       "{\"length_unit\":\"bytes\",\"policy\":\"longest-first\",\"tie_break\":\"rank\"}")
-                  .find("encoded by merge rank"),
-              std::string::npos);
+    EXPECT_NE(
+        replaced("{\"policy\":\"merge-rank\"}",
+                 "{\"length_unit\":\"bytes\",\"policy\":\"longest-first\",\"tie_break\":\"rank\"}")
+            .find("encoded by merge rank"),
+        std::string::npos);
 }
 
 // GPT-2's byte -> character table, built here independently of byte_level.cpp.
@@ -347,7 +357,8 @@ TEST(HuggingFaceExport, DecodesMoelabIdsAndReproducesThemWithItsMerges) {
     std::string decoded;
     for (std::int32_t id : ids) {
         ASSERT_TRUE(piece_of.count(id)) << id;
-        for (const std::string& c : characters(piece_of[id])) decoded += static_cast<char>(byte_of.at(c));
+        for (const std::string& c : characters(piece_of[id]))
+            decoded += static_cast<char>(byte_of.at(c));
     }
     EXPECT_TRUE(decoded == text);
     // 2. Applying the exported merges (lowest rank first, every occurrence) to each pre-token

@@ -34,11 +34,11 @@ int run_recipe(const RunArgs& args);
 struct EvalArgs {
     std::string target;  // run directory or checkpoint
     std::string split = "validation";
-    long long max_batches = -1;  // -1: the recipe's eval.max_batches
+    long long max_batches = -1;    // -1: the recipe's eval.max_batches
     int disable_top_experts = 0;   // shorthand for perturb = "disable_top=N"
     std::string perturb;           // KIND[=STRENGTH]: eval.perturbation.kind and .strength
     std::vector<std::string> set;  // KEY=VALUE overrides of the run's resolved recipe
-    std::string device;  // empty: the device the run recorded
+    std::string device;            // empty: the device the run recorded
     bool json = false;
 };
 int evaluate_run(const EvalArgs& args);
