@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/moe/extension_check.h"
+#include "core/moe/routing_plan.h"
 #include "core/system/hash.h"
 #include "core/system/tensor_text.h"
 #include "kernels/binding/grouped_swiglu.h"
@@ -76,63 +77,26 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
         }
     }
 
-    // Every valid (token, slot) pair is one assignment.
-    const at::Tensor flat_experts = indices.reshape({-1});
-    const at::Tensor assignment = at::nonzero(flat_experts >= 0).squeeze(1);  // (A,)
-    const at::Tensor expert = flat_experts.index_select(0, assignment);
-    const at::Tensor token = at::div(assignment, slots, "floor");
-    const at::Tensor weight = weights.reshape({-1}).index_select(0, assignment);
-
-    // Group assignments by expert. Stable sorts keep token order inside an expert; with the
-    // probability policy the first sort puts each expert's heaviest assignments first.
-    at::Tensor order;
-    if (policy_.capacity_factor > 0 && policy_.keep_highest_weight) {
-        const at::Tensor by_weight =
-            std::get<1>(at::sort(weight.detach(), /*stable=*/true, 0, /*descending=*/true));
-        const at::Tensor by_expert =
-            std::get<1>(at::sort(expert.index_select(0, by_weight), /*stable=*/true, 0, false));
-        order = by_weight.index_select(0, by_expert);
-    } else {
-        order = std::get<1>(at::sort(expert, /*stable=*/true, 0, false));
-    }
-    at::Tensor counts = at::bincount(expert, /*weights=*/{}, experts);  // (E,) int64
-    at::Tensor dropped = at::zeros({}, counts.options());
-    if (policy_.capacity_factor > 0) {
-        const std::int64_t capacity = static_cast<std::int64_t>(
-            std::ceil(policy_.capacity_factor * static_cast<double>(assignment.numel()) / experts));
-        const at::Tensor sorted_expert = expert.index_select(0, order);
-        const at::Tensor first_of_expert = at::cumsum(counts, 0) - counts;  // (E,)
-        const at::Tensor rank = at::arange(order.numel(), counts.options()) -
-                                first_of_expert.index_select(0, sorted_expert);
-        order = order.masked_select(rank < capacity);
-        const at::Tensor kept = counts.clamp_max(capacity);
-        dropped = (counts - kept).sum();
-        counts = kept;
-    }
-    dispatches_.push_back(DispatchRecord{
-        counts.detach(), at::full({}, assignment.numel(), counts.options()), dropped, tokens});
-
-    const at::Tensor sorted_token = token.index_select(0, order);
-    const at::Tensor rows = x.index_select(0, sorted_token);  // (kept, d_model)
-    // The group sizes steer the per-expert GEMM loop; one small device-to-host copy.
-    const at::Tensor counts_cpu = counts.to(at::kCPU);
-    const std::vector<std::int64_t> group_sizes(counts_cpu.data_ptr<std::int64_t>(),
-                                                counts_cpu.data_ptr<std::int64_t>() + experts);
-    const at::Tensor w_in_x = w_in.to(rows.scalar_type());
-    const at::Tensor w_out_x = w_out.to(rows.scalar_type());
+    const RoutingPlan plan = plan_routing(indices, weights, experts, policy_.capacity_factor,
+                                          policy_.keep_highest_weight);
+    dispatches_.push_back(
+        DispatchRecord{plan.processed.detach(), plan.requested, plan.dropped, tokens});
+    // Each row's token and routing weight; the weights carry the router's gradient.
+    const kernels::RoutedRows routed{at::div(plan.order, slots, "floor"),
+                                     weights.reshape({-1}).index_select(0, plan.order),
+                                     plan.group_ends};
+    // Float32 master weights and float32 x: .to() is the identity. Under CUDA bfloat16 autocast
+    // the reference kernel's matrix products cast each expert's slice per call; a bfloat16 copy
+    // kept across calls belongs with the CUDA grouped kernels.
+    const at::Tensor w_in_x = w_in.to(x.scalar_type());
+    const at::Tensor w_out_x = w_out.to(x.scalar_type());
     const kernels::KernelChoice choice = kernels::choose_grouped_swiglu_kernel(
-        policy_.kernel, kernels::describe_grouped_swiglu(rows, w_in_x, w_out_x));
+        policy_.kernel, kernels::describe_grouped_swiglu(x, w_in_x, w_out_x));
     if (!choice.verdict.ok) {
         throw sdk::Error(fmt::format("expert bank '{}': kernel '{}': {}", spec_.name,
                                      policy_.kernel, choice.verdict.reason));
     }
-    const at::Tensor expert_rows =
-        kernels::run_grouped_swiglu(*choice.kernel, rows, w_in_x, w_out_x, group_sizes);
-    // Under autocast the expert rows come back in bfloat16; the weighted combine accumulates in
-    // the dtype of x (the residual stream's).
-    const at::Tensor scale = weight.index_select(0, order).to(x.scalar_type());
-    return at::zeros_like(x).index_add(0, sorted_token,
-                                       expert_rows.to(x.scalar_type()) * scale.unsqueeze(1));
+    return kernels::run_grouped_swiglu(*choice.kernel, x, routed, w_in_x, w_out_x);
 }
 
 at::Tensor HostExpertBank::run_all(const at::Tensor& x) {

@@ -7,6 +7,7 @@
 #include "core/config/recipe_loader.h"
 #include "core/config/suggest.h"
 #include "core/plugin/plugin_error.h"
+#include "kernels/binding/grouped_swiglu.h"
 #include "moelab/kernels/grouped_swiglu.h"
 
 namespace moelab::core {
@@ -162,6 +163,11 @@ void check_expert_kernel(const Recipe& recipe, const sdk::CapabilityQuery& query
     // The experts' rows are the residual stream's dtype, float32, also under bfloat16 autocast
     // (which acts inside the kernel's matrix products): GroupedSwigluDesc::element.
     desc.element = kernels::ElementType::kFloat32;
+    desc.compute =
+        desc.backend == kernels::Backend::kCuda && recipe.model.dtype == ComputeDtype::kBfloat16
+            ? kernels::ElementType::kBfloat16
+            : kernels::ElementType::kFloat32;
+    kernels::describe_platform(desc);
     const kernels::KernelChoice choice =
         kernels::choose_grouped_swiglu_kernel(recipe.moe.kernel, desc);
     if (!choice.verdict.ok) {

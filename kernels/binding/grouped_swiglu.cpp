@@ -1,10 +1,18 @@
 #include "kernels/binding/grouped_swiglu.h"
 
+#include <algorithm>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+#ifdef MOELAB_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
 #include "kernels/binding/grouped_swiglu_cpu.h"
+#include "kernels/binding/grouped_swiglu_grouped_mm.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
 
 namespace moelab::kernels {
@@ -19,21 +27,45 @@ std::string shape_of(const at::Tensor& t) {
 
 }  // namespace
 
-GroupedSwigluDesc describe_grouped_swiglu(const at::Tensor& rows, const at::Tensor& w_in,
+void describe_platform(GroupedSwigluDesc& desc) {
+    desc.cuda_capability = 0;
+    desc.has_grouped_mm = false;
+    if (desc.backend != Backend::kCuda) return;
+    desc.has_grouped_mm = binding::grouped_mm_built();
+#ifdef MOELAB_CUDA
+    const cudaDeviceProp* properties = at::cuda::getCurrentDeviceProperties();
+    desc.cuda_capability = properties->major * 10 + properties->minor;
+#endif
+}
+
+namespace {
+
+bool cuda_autocast_bf16() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    return at::autocast::is_autocast_enabled(at::kCUDA) &&
+           at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16;
+#else
+    return at::autocast::is_enabled() && at::autocast::get_autocast_gpu_dtype() == at::kBFloat16;
+#endif
+}
+
+}  // namespace
+
+GroupedSwigluDesc describe_grouped_swiglu(const at::Tensor& x, const at::Tensor& w_in,
                                           const at::Tensor& w_out) {
-    if (rows.dim() != 2 || w_in.dim() != 3 || w_out.dim() != 3 || w_in.size(0) != w_out.size(0) ||
-        w_in.size(1) != rows.size(1) || w_in.size(2) != 2 * w_out.size(1) ||
-        w_out.size(2) != rows.size(1)) {
+    if (x.dim() != 2 || w_in.dim() != 3 || w_out.dim() != 3 || w_in.size(0) != w_out.size(0) ||
+        w_in.size(1) != x.size(1) || w_in.size(2) != 2 * w_out.size(1) ||
+        w_out.size(2) != x.size(1)) {
         throw std::invalid_argument(
-            "grouped SwiGLU: expected rows (assignments, d_model), w_in (experts, d_model, "
-            "2 d_ff) and w_out (experts, d_ff, d_model), got rows " +
-            shape_of(rows) + ", w_in " + shape_of(w_in) + ", w_out " + shape_of(w_out));
+            "grouped SwiGLU: expected x (tokens, d_model), w_in (experts, d_model, "
+            "2 d_ff) and w_out (experts, d_ff, d_model), got x " +
+            shape_of(x) + ", w_in " + shape_of(w_in) + ", w_out " + shape_of(w_out));
     }
     GroupedSwigluDesc desc;
     desc.experts = w_in.size(0);
-    desc.d_model = rows.size(1);
+    desc.d_model = x.size(1);
     desc.d_ff = w_out.size(1);
-    switch (rows.scalar_type()) {
+    switch (x.scalar_type()) {
         case at::kFloat:
             desc.element = ElementType::kFloat32;
             break;
@@ -44,23 +76,60 @@ GroupedSwigluDesc describe_grouped_swiglu(const at::Tensor& rows, const at::Tens
             desc.element = ElementType::kFloat64;
             break;
         default:
-            throw std::invalid_argument(std::string("grouped SwiGLU: rows of dtype ") +
-                                        c10::toString(rows.scalar_type()) +
-                                        " are not supported (float32, bfloat16, float64)");
+            throw std::invalid_argument(std::string("grouped SwiGLU: x of dtype ") +
+                                        c10::toString(x.scalar_type()) +
+                                        " is not supported (float32, bfloat16, float64)");
     }
-    desc.backend = rows.is_cuda() ? Backend::kCuda : Backend::kCpu;
+    desc.backend = x.is_cuda() ? Backend::kCuda : Backend::kCpu;
+    desc.compute = desc.backend == Backend::kCuda && cuda_autocast_bf16() ? ElementType::kBfloat16
+                                                                          : desc.element;
+    describe_platform(desc);
     return desc;
 }
 
-at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tensor& rows,
-                              const at::Tensor& w_in, const at::Tensor& w_out,
-                              const std::vector<std::int64_t>& counts) {
-    const GroupedSwigluDesc desc = describe_grouped_swiglu(rows, w_in, w_out);
-    if (static_cast<std::int64_t>(counts.size()) != desc.experts ||
-        std::accumulate(counts.begin(), counts.end(), std::int64_t{0}) != rows.size(0)) {
-        throw std::invalid_argument("grouped SwiGLU: counts must give the rows of each of the " +
-                                    std::to_string(desc.experts) + " experts and sum to " +
-                                    std::to_string(rows.size(0)));
+std::vector<std::int64_t> host_group_counts(const at::Tensor& group_ends, std::int64_t rows) {
+    const at::Tensor ends = group_ends.to(at::kCPU).contiguous();
+    std::vector<std::int64_t> counts(ends.numel());
+    std::int64_t previous = 0;
+    for (std::int64_t e = 0; e < ends.numel(); ++e) {
+        const std::int64_t end = ends.data_ptr<std::int64_t>()[e];
+        if (end < previous || end > rows) {
+            throw std::invalid_argument(
+                "grouped SwiGLU: group_ends must be non-decreasing from 0 and at most the " +
+                std::to_string(rows) + " rows, got " + std::to_string(end) + " for expert " +
+                std::to_string(e) + " after " + std::to_string(previous));
+        }
+        counts[e] = end - previous;
+        previous = end;
+    }
+    return counts;
+}
+
+at::Tensor group_ends_of(const std::vector<std::int64_t>& counts, const at::Device& device) {
+    std::vector<std::int64_t> ends(counts.size());
+    std::int64_t total = 0;
+    for (std::size_t e = 0; e < counts.size(); ++e) ends[e] = total += counts[e];
+    return at::tensor(ends, at::TensorOptions().dtype(at::kLong)).to(device);
+}
+
+at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tensor& x,
+                              const RoutedRows& routed, const at::Tensor& w_in,
+                              const at::Tensor& w_out) {
+    const GroupedSwigluDesc desc = describe_grouped_swiglu(x, w_in, w_out);
+    const at::Tensor& token = routed.token;
+    const at::Tensor& ends = routed.group_ends;
+    if (token.dim() != 1 || token.scalar_type() != at::kLong || token.device() != x.device() ||
+        routed.weight.dim() != 1 || routed.weight.size(0) != token.size(0) || ends.dim() != 1 ||
+        ends.size(0) != desc.experts || ends.scalar_type() != at::kLong ||
+        ends.device() != x.device()) {
+        throw std::invalid_argument(
+            "grouped SwiGLU: expected token (rows,) int64 and group_ends (" +
+            std::to_string(desc.experts) +
+            ",) int64 on the device of x, and weight (rows,); got "
+            "token " +
+            shape_of(token) + " " + c10::toString(token.scalar_type()) + ", group_ends " +
+            shape_of(ends) + " " + c10::toString(ends.scalar_type()) + ", weight " +
+            shape_of(routed.weight));
     }
     const Verdict verdict = kernel.can_implement(desc);
     if (!verdict.ok) {
@@ -69,8 +138,16 @@ at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tenso
     }
     // Every row of the kernel table has its implementation here; a row without one is an error,
     // never a silent fallback (tests/kernels runs every row).
-    if (kernel.name == "grouped") return binding::grouped_swiglu_cpu(rows, w_in, w_out, counts);
-    if (kernel.name == "reference") return reference::grouped_swiglu(rows, w_in, w_out, counts);
+    if (kernel.name == "grouped") return binding::grouped_swiglu_cpu(x, routed, w_in, w_out);
+    if (kernel.name == "grouped_mm") {
+        return binding::grouped_swiglu_grouped_mm(x, routed, w_in, w_out);
+    }
+    if (kernel.name == "reference") {
+        const std::vector<std::int64_t> counts = host_group_counts(ends, token.size(0));
+        const std::int64_t rows = std::accumulate(counts.begin(), counts.end(), std::int64_t{0});
+        return reference::grouped_swiglu(x, token.narrow(0, 0, rows),
+                                         routed.weight.narrow(0, 0, rows), w_in, w_out, counts);
+    }
     throw std::invalid_argument("grouped SwiGLU kernel '" + std::string(kernel.name) +
                                 "' has no implementation in kernels/binding");
 }

@@ -1,19 +1,18 @@
 #pragma once
 
-// The `grouped` kernel: SwiGLU experts over rows grouped by expert, one GEMM per expert written
-// into preallocated outputs, with a hand-written backward (Note [Grouped SwiGLU backward]). It
-// runs its GEMMs through ATen today; the torch-free CPU launcher of the kernels work replaces the
-// loop, behind the same entry point.
-
-#include <cstdint>
-#include <vector>
+// The `grouped` kernel's autograd wiring around the torch-free CPU launchers of
+// kernels/cpu/grouped_swiglu_cpu.h: tensors in, raw pointers and ATen's BLAS and threads to the
+// launchers.
 
 #include <ATen/ATen.h>
 
+#include "kernels/binding/grouped_swiglu.h"
+
 namespace moelab::kernels::binding {
 
-// Same contract as reference::grouped_swiglu (kernels/reference/grouped_swiglu_reference.h).
-at::Tensor grouped_swiglu_cpu(const at::Tensor& rows, const at::Tensor& w_in,
-                              const at::Tensor& w_out, const std::vector<std::int64_t>& counts);
+// The contract of run_grouped_swiglu, for float32 and float64 CPU tensors; differentiable in x,
+// the routing weights and both weight tensors.
+at::Tensor grouped_swiglu_cpu(const at::Tensor& x, const RoutedRows& routed, const at::Tensor& w_in,
+                              const at::Tensor& w_out);
 
 }  // namespace moelab::kernels::binding

@@ -19,10 +19,14 @@ at::Tensor swiglu_activation(const at::Tensor& x, const at::Tensor& w_in);
 // like swiglu_activation.
 at::Tensor swiglu(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& w_out);
 
-// rows:  (assignments, d_model), rows [offset_e, offset_e + counts[e]) belong to expert e
-// w_in:  (experts, d_model, 2 * d_ff); w_out: (experts, d_ff, d_model)
-// Returns (assignments, d_model).
-at::Tensor grouped_swiglu(const at::Tensor& rows, const at::Tensor& w_in, const at::Tensor& w_out,
+// The grouped SwiGLU experts with gather and weighted combine, as LibTorch operators:
+//   out[t] = sum over rows r with token[r] = t of weight[r] * SwiGLU_e(r)(x[t])
+// x: (tokens, d_model); token: (rows,) int64 grouped by expert, counts[e] rows for expert e;
+// weight: (rows,); w_in: (experts, d_model, 2 d_ff); w_out: (experts, d_ff, d_model).
+// Returns (tokens, d_model) in the dtype of x (the expert rows may come back in another dtype
+// under autocast; the weighted combine accumulates in x's).
+at::Tensor grouped_swiglu(const at::Tensor& x, const at::Tensor& token, const at::Tensor& weight,
+                          const at::Tensor& w_in, const at::Tensor& w_out,
                           const std::vector<std::int64_t>& counts);
 
 }  // namespace moelab::kernels::reference

@@ -11,8 +11,10 @@
 //
 //   moelab_bench_moe [--tokens 8192] [--d-model 512] [--d-ff 1024] [--experts 8] [--k 2]
 //                    [--rounds 7] [--threads N] [--device cpu|cuda] [--bf16 1]
-//                    [--kernel auto|grouped|reference] [--only moe|dense|naive]
+//                    [--kernel auto|grouped|reference] [--only moe|experts|dense|naive]
 // --only times one variant (for a profiler: perf record -g moelab_bench_moe --only moe).
+//   experts: the expert kernel alone (gather, GEMMs, combine, forward + backward) on a fixed
+//            routing plan; moe minus experts is what routing, planning and the norm cost.
 // --threads sets OpenBLAS's threads (CPU); on CUDA the dense peer is cuBLAS through LibTorch and
 // every timed round ends with a device synchronisation.
 
@@ -30,9 +32,11 @@
 
 #include "core/model/swiglu_ffn.h"
 #include "core/moe/host_expert_bank.h"
+#include "core/system/allocator.h"
 #include "core/system/blas_probe.h"
 #include "core/system/threads.h"
 #include "core/train/autocast_scope.h"
+#include "kernels/binding/grouped_swiglu.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/sdk/rms_norm.h"
 #include "moelab/sdk/routing_ops.h"
@@ -118,6 +122,8 @@ double gemm_gflops(std::int64_t m, std::int64_t k, std::int64_t n, const at::Ten
 }  // namespace
 
 int main(int argc, char** argv) {
+    // As `moelab run` does: large buffers are reused across calls, not mapped afresh.
+    moelab::core::tune_allocator_for_training();
     const Options o = parse(argc, argv);
     const int cores = moelab::core::hardware_threads();
     moelab::core::apply_threads(moelab::core::recipe_threads(0, o.threads));
@@ -157,6 +163,36 @@ int main(int argc, char** argv) {
         const at::Tensor y = h + bank.mix(x, indices, weights);
         y.backward(upstream);
         bank.take_dispatches();
+    };
+    // The expert kernel alone (gather, expert GEMMs, combine; forward + backward) on one fixed
+    // routing plan: what the MoE layer costs beyond it is routing, planning and the norm.
+    const moelab::kernels::RoutedRows plan = [&] {
+        at::NoGradGuard no_grad;
+        auto [indices, weights] = route(norm->forward(hidden));
+        const at::Tensor flat = indices.reshape({-1});
+        const at::Tensor order = std::get<1>(at::sort(flat, /*stable=*/true, 0, false));
+        return moelab::kernels::RoutedRows{at::div(order, o.k, "floor"),
+                                           weights.reshape({-1}).index_select(0, order),
+                                           at::cumsum(at::bincount(flat, {}, o.experts), 0)};
+    }();
+    // Chosen under the autocast the runs use: it decides the compute dtype.
+    const moelab::kernels::KernelChoice kernel_choice = [&] {
+        moelab::core::CudaAutocastScope autocast(cuda && o.bf16);
+        return moelab::kernels::choose_grouped_swiglu_kernel(
+            o.kernel, moelab::kernels::describe_grouped_swiglu(hidden, bank.w_in, bank.w_out));
+    }();
+    if (!kernel_choice.verdict.ok) {
+        std::fprintf(stderr, "--kernel %s: %s\n", o.kernel.c_str(),
+                     kernel_choice.verdict.reason.c_str());
+        return 2;
+    }
+    auto run_experts = [&] {
+        moelab::core::CudaAutocastScope autocast(cuda && o.bf16);
+        const at::Tensor x = hidden.clone().requires_grad_();
+        const at::Tensor weight = plan.weight.clone().requires_grad_();
+        moelab::kernels::run_grouped_swiglu(
+            *kernel_choice.kernel, x, {plan.token, weight, plan.group_ends}, bank.w_in, bank.w_out)
+            .backward(upstream);
     };
     auto run_dense = [&] {
         moelab::core::CudaAutocastScope autocast(cuda && o.bf16);
@@ -207,9 +243,10 @@ int main(int argc, char** argv) {
     const double at_shape = gemm_gflops(expert_rows, o.d_model, 2 * o.d_ff, gemm_options, cuda, 5);
 
     if (!o.only.empty()) {
-        const std::function<void()> run = o.only == "moe"     ? std::function<void()>(run_moe)
-                                          : o.only == "dense" ? std::function<void()>(run_dense)
-                                                              : std::function<void()>(run_naive);
+        const std::function<void()> run = o.only == "moe"       ? std::function<void()>(run_moe)
+                                          : o.only == "experts" ? std::function<void()>(run_experts)
+                                          : o.only == "dense"   ? std::function<void()>(run_dense)
+                                                                : std::function<void()>(run_naive);
         std::vector<double> times;
         for (int r = 0; r < o.rounds + 1; ++r) times.push_back(seconds(run, cuda));
         times.erase(times.begin());  // warm-up
@@ -219,37 +256,44 @@ int main(int argc, char** argv) {
 
     // Warm-up, then interleaved rounds.
     run_moe();
+    run_experts();
     run_dense();
     run_naive();
-    std::vector<double> moe, dense_t, naive;
+    std::vector<double> moe, experts, dense_t, naive;
     for (int r = 0; r < o.rounds; ++r) {
         moe.push_back(seconds(run_moe, cuda));
+        experts.push_back(seconds(run_experts, cuda));
         dense_t.push_back(seconds(run_dense, cuda));
         naive.push_back(seconds(run_naive, cuda));
     }
-    const double m = median(moe), d = median(dense_t), n = median(naive);
+    const double m = median(moe), x = median(experts), d = median(dense_t), n = median(naive);
     std::printf("%-8s %10s\n", "variant", "median ms");
     std::printf("%-8s %10.1f\n", "moe", 1e3 * m);
+    std::printf("%-8s %10.1f   (the expert kernel alone)\n", "experts", 1e3 * x);
     std::printf("%-8s %10.1f\n", "dense", 1e3 * d);
     std::printf("%-8s %10.1f\n", "naive", 1e3 * n);
     std::printf("ratio moe/dense = %.3f\n", m / d);
     std::printf("ratio naive/moe = %.3f\n", n / m);
     const double flops = 18.0 * o.tokens * o.k * o.d_model * o.d_ff;
-    const double moe_gflops = flops / m / 1e9, dense_gflops = flops / d / 1e9;
+    const double moe_gflops = flops / m / 1e9, dense_gflops = flops / d / 1e9,
+                 experts_gflops = flops / x / 1e9;
     std::printf(
         "GEMM peak (2048^3): %.1f GFLOP/s; at one expert's shape (%lld x %lld x %lld): "
         "%.1f GFLOP/s\n",
         peak, static_cast<long long>(expert_rows), static_cast<long long>(o.d_model),
         static_cast<long long>(2 * o.d_ff), at_shape);
     std::printf(
-        "achieved: moe %.1f GFLOP/s (%.0f%% of peak), dense %.1f GFLOP/s (%.0f%% of peak)\n",
-        moe_gflops, 100 * moe_gflops / peak, dense_gflops, 100 * dense_gflops / peak);
+        "achieved: moe layer %.1f GFLOP/s (%.0f%% of peak), expert kernel alone %.1f GFLOP/s "
+        "(%.0f%% of peak), dense %.1f GFLOP/s (%.0f%% of peak)\n",
+        moe_gflops, 100 * moe_gflops / peak, experts_gflops, 100 * experts_gflops / peak,
+        dense_gflops, 100 * dense_gflops / peak);
     std::printf(
         "{\"moe_ms\": %.3f, \"dense_ms\": %.3f, \"naive_ms\": %.3f, \"moe_over_dense\": "
         "%.4f, \"naive_over_moe\": %.4f, \"gemm_peak_gflops\": %.2f, "
         "\"gemm_at_expert_shape_gflops\": %.2f, \"moe_gflops\": %.2f, \"dense_gflops\": %.2f, "
-        "\"moe_fraction_of_peak\": %.4f}\n",
+        "\"moe_fraction_of_peak\": %.4f, \"experts_ms\": %.3f, \"experts_gflops\": %.2f, "
+        "\"experts_fraction_of_peak\": %.4f}\n",
         1e3 * m, 1e3 * d, 1e3 * n, m / d, n / m, peak, at_shape, moe_gflops, dense_gflops,
-        moe_gflops / peak);
+        moe_gflops / peak, 1e3 * x, experts_gflops, experts_gflops / peak);
     return 0;
 }

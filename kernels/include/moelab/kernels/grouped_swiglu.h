@@ -4,10 +4,14 @@
 // layout every kernel shares, and which kernels exist with the cases each can implement. Tensors
 // cross into kernels only through kernels/binding/ (the one torch-aware layer).
 //
-//   For each expert e and each row r of its group [offset_e, offset_e + count_e):
-//     [gate | up] = x_r W_in[e]          W_in:  (experts, d_model, 2 d_ff), gate first
+//   The rows are the (token, expert) assignments of a call, grouped by expert. For each expert e
+//   and each row r of its group [offset_e, offset_e + count_e), reading token t_r with routing
+//   weight w_r:
+//     [gate | up] = x[t_r] W_in[e]       W_in:  (experts, d_model, 2 d_ff), gate first
 //     a_r         = SiLU(gate) * up
-//     y_r         = a_r W_out[e]         W_out: (experts, d_ff, d_model)
+//     out[t_r]   += w_r a_r W_out[e]     W_out: (experts, d_ff, d_model)
+//   The gather of the routed tokens and the weighted combine are part of the kernel, so that a
+//   kernel can fuse them into its GEMMs' loads and epilogues.
 //
 // Note [Expert weight layout]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -33,10 +37,17 @@ struct GroupedSwigluDesc {
     std::int64_t experts = 0;
     std::int64_t d_model = 0;
     std::int64_t d_ff = 0;
-    // Of the rows handed to the kernel. Under CUDA bfloat16 autocast they are still float32 (the
-    // residual stream's dtype); autocast acts inside the kernel's matrix products.
+    // Of x, the tokens handed to the kernel. Under CUDA bfloat16 autocast they are still float32
+    // (the residual stream's dtype); autocast acts inside the kernel's matrix products.
     ElementType element = ElementType::kFloat32;
     Backend backend = Backend::kCpu;
+    // The dtype of the matrix products: bfloat16 under CUDA autocast, else `element`.
+    ElementType compute = ElementType::kFloat32;
+    // The platform (kernels/binding fills it in): the CUDA device's compute capability (major * 10
+    // + minor; 0 on the CPU) and whether LibTorch provides at::_grouped_mm (2.8 and later, built
+    // with moelab's CUDA kernels).
+    int cuda_capability = 0;
+    bool has_grouped_mm = false;
 };
 
 // Whether a kernel can implement a case; `reason` says why not (and what would).
@@ -58,24 +69,73 @@ namespace detail {
 
 inline Verdict any_case(const GroupedSwigluDesc&) { return Verdict::yes(); }
 
-// The grouped CPU kernel: per-expert GEMMs into preallocated outputs with a hand-written backward
-// (kernels/binding/grouped_swiglu_cpu.cpp). On CUDA it would take part neither in autocast nor in
-// asynchronous execution (its loop needs the group sizes on the host), so it refuses CUDA.
-inline Verdict cpu_only(const GroupedSwigluDesc& desc) {
+// The grouped CPU kernel: torch-free launchers (kernels/cpu/grouped_swiglu_cpu.h) for float32
+// and float64. On CUDA it would take part neither in autocast nor in asynchronous execution (its
+// loop needs the group sizes on the host), so it refuses CUDA.
+inline Verdict cpu_float(const GroupedSwigluDesc& desc) {
     if (desc.backend != Backend::kCpu) {
         return Verdict::no(
             "the grouped kernel runs on the CPU only; on CUDA use kernel = \"reference\" (or "
             "\"auto\")");
     }
+    if (desc.element == ElementType::kBfloat16) {
+        return Verdict::no(
+            "the grouped kernel computes in float32 (or float64); for bfloat16 on the CPU use "
+            "kernel = \"reference\" (or \"auto\")");
+    }
     return Verdict::yes();
 }
 
-// Every kernel, in the order `auto` tries them.
+// LibTorch's grouped GEMM (CUTLASS on sm90) for both matrix products in bfloat16, moelab's fused
+// activation kernel between them (kernels/cuda/swiglu_rows_cuda.h), the plan's group ends read on
+// the device: no host synchronisation.
+inline Verdict cuda_grouped_mm(const GroupedSwigluDesc& desc) {
+    // Whole sentences as literals: GCC 12 warns falsely about appending literals to strings here.
+    if (desc.backend != Backend::kCuda) {
+        return Verdict::no(
+            "the grouped_mm kernel runs on CUDA only; use kernel = \"reference\" (or \"auto\")");
+    }
+    if (!desc.has_grouped_mm) {
+        return Verdict::no(
+            "the grouped_mm kernel needs LibTorch 2.8 or later and moelab built with the cuda "
+            "preset; use kernel = \"reference\" (or \"auto\")");
+    }
+    if (desc.cuda_capability < 90) {
+        return Verdict::no(
+            "the grouped_mm kernel needs compute capability 9.0 or newer, this GPU has " +
+            std::to_string(desc.cuda_capability / 10) + "." +
+            std::to_string(desc.cuda_capability % 10) +
+            "; use kernel = \"reference\" (or \"auto\")");
+    }
+    if (desc.compute != ElementType::kBfloat16) {
+        return Verdict::no(
+            "the grouped_mm kernel multiplies in bfloat16: set model.dtype = \"bfloat16\", or use "
+            "kernel = \"reference\" (or \"auto\")");
+    }
+    if (desc.d_model % 8 != 0 || desc.d_ff % 8 != 0) {
+        return Verdict::no(
+            "the grouped_mm kernel needs d_model and d_ff_expert divisible by 8 (16-byte rows), "
+            "got " +
+            std::to_string(desc.d_model) + " and " + std::to_string(desc.d_ff) +
+            "; use kernel = \"reference\" (or \"auto\")");
+    }
+    return Verdict::yes();
+}
+
+// Every kernel, in the order `auto` tries them. grouped_mm comes after reference, so `auto` does
+// not pick it, until a GPU run of the kernel tests has passed with it (tools/gpu_check.sh): it is
+// compiled against LibTorch 2.8 only where a GPU machine builds it, and has not yet run.
 inline constexpr GroupedSwigluKernel kKernels[] = {
-    {"grouped", "CPU: one GEMM per expert into preallocated outputs, hand-written backward",
-     cpu_only},
+    {"grouped",
+     "CPU: gather, one BLAS GEMM per expert, fused SiLU*up and routing weight, ordered combine; "
+     "hand-written backward",
+     cpu_float},
     {"reference", "LibTorch operators composed per expert (any device and dtype; autocast applies)",
      any_case},
+    {"grouped_mm",
+     "CUDA, bfloat16, sm90+: LibTorch's grouped GEMM with a fused activation kernel, group ends "
+     "on the device (no host synchronisation); not yet run on a GPU",
+     cuda_grouped_mm},
 };
 
 }  // namespace detail

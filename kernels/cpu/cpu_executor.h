@@ -1,0 +1,44 @@
+#pragma once
+
+// What a torch-free CPU kernel needs from whoever launches it: a row-major GEMM and a parallel
+// loop. The binding provides both from ATen (its BLAS, its intra-op threads), so the kernels use
+// the BLAS and the threads of the rest of the run and link no BLAS of their own: Debian's LibTorch
+// calls OpenBLAS, a PyTorch wheel carries MKL inside libtorch_cpu, and neither need be visible to
+// the kernels. This is the CPU counterpart of the stream a CUDA launcher takes.
+
+#include <cstdint>
+#include <functional>
+
+namespace moelab::kernels::cpu {
+
+// C (m x n) = op(A) op(B), or C += op(A) op(B) when `accumulate`. Row-major, leading dimensions in
+// elements. op(A) is m x k: A is stored m x k, or k x m when `transpose_a`; likewise B (k x n, or
+// n x k when `transpose_b`).
+template <class T>
+struct GemmArgs {
+    bool transpose_a = false;
+    bool transpose_b = false;
+    std::int64_t m = 0, n = 0, k = 0;
+    const T* a = nullptr;
+    std::int64_t lda = 0;
+    const T* b = nullptr;
+    std::int64_t ldb = 0;
+    T* c = nullptr;
+    std::int64_t ldc = 0;
+    bool accumulate = false;
+};
+
+struct CpuExecutor {
+    void (*gemm_f32)(const GemmArgs<float>&) = nullptr;
+    void (*gemm_f64)(const GemmArgs<double>&) = nullptr;
+    // Calls body(begin, end) on chunks covering [0, n), each at least `grain` long except the
+    // last, possibly on several threads at once; returns when every chunk is done.
+    std::function<void(std::int64_t n, std::int64_t grain,
+                       const std::function<void(std::int64_t, std::int64_t)>& body)>
+        parallel_for;
+
+    void gemm(const GemmArgs<float>& args) const { gemm_f32(args); }
+    void gemm(const GemmArgs<double>& args) const { gemm_f64(args); }
+};
+
+}  // namespace moelab::kernels::cpu

@@ -1,0 +1,205 @@
+#include "kernels/cpu/grouped_swiglu_cpu.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/swiglu_rows.h"
+
+namespace moelab::kernels::cpu {
+
+namespace {
+
+// Rows per chunk of an elementwise pass: enough work per chunk (about 16k elements) that the
+// thread hand-off is paid back.
+std::int64_t row_grain(std::int64_t width) { return std::max<std::int64_t>(1, 16384 / width); }
+
+// dst[r] = src[token[r]] for every row: the gather of the routed tokens.
+template <class T>
+void gather_rows(const CpuExecutor& exec, const T* src, const std::int64_t* token,
+                 std::int64_t rows, std::int64_t width, T* dst) {
+    exec.parallel_for(rows, row_grain(width), [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t r = begin; r < end; ++r) {
+            std::memcpy(dst + r * width, src + token[r] * width, sizeof(T) * width);
+        }
+    });
+}
+
+// dst[t] = sum of src[r] over the rows r of token t, in ascending r: each output row is written
+// once, and the order of the sum is the same for any number of threads.
+template <class T>
+void combine_rows(const CpuExecutor& exec, const GroupedSwigluProblem<T>& problem, const T* src,
+                  std::int64_t width, T* dst) {
+    exec.parallel_for(problem.tokens, row_grain(width), [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t t = begin; t < end; ++t) {
+            T* __restrict into = dst + t * width;
+            const std::int64_t first = problem.token_offsets[t];
+            const std::int64_t last = problem.token_offsets[t + 1];
+            if (first == last) {
+                std::memset(into, 0, sizeof(T) * width);
+                continue;
+            }
+            std::memcpy(into, src + problem.rows_of_token[first] * width, sizeof(T) * width);
+            for (std::int64_t i = first + 1; i < last; ++i) {
+                const T* __restrict from = src + problem.rows_of_token[i] * width;
+                for (std::int64_t j = 0; j < width; ++j) into[j] += from[j];
+            }
+        }
+    });
+}
+
+// One GEMM per non-empty expert over its rows.
+template <class T, class PerExpert>
+void for_each_expert(const GroupedSwigluProblem<T>& problem, PerExpert&& per_expert) {
+    for (std::int64_t e = 0; e < problem.desc.experts; ++e) {
+        const std::int64_t offset = problem.offsets[e];
+        const std::int64_t count = problem.offsets[e + 1] - offset;
+        per_expert(e, offset, count);
+    }
+}
+
+}  // namespace
+
+void index_rows_by_token(const std::int64_t* token, std::int64_t rows, std::int64_t tokens,
+                         std::int64_t* token_offsets, std::int64_t* rows_of_token) {
+    std::fill(token_offsets, token_offsets + tokens + 1, 0);
+    for (std::int64_t r = 0; r < rows; ++r) ++token_offsets[token[r] + 1];
+    for (std::int64_t t = 0; t < tokens; ++t) token_offsets[t + 1] += token_offsets[t];
+    // Each token's next free slot; token_offsets[t] is restored by subtracting the count after.
+    for (std::int64_t r = 0; r < rows; ++r) rows_of_token[token_offsets[token[r]]++] = r;
+    for (std::int64_t t = tokens; t > 0; --t) token_offsets[t] = token_offsets[t - 1];
+    token_offsets[0] = 0;
+}
+
+template <class T>
+void grouped_swiglu_forward(const CpuExecutor& exec, const GroupedSwigluProblem<T>& problem,
+                            const T* x, const GroupedSwigluForwardBuffers<T>& buffers) {
+    const std::int64_t d = problem.desc.d_model, f = problem.desc.d_ff;
+    gather_rows(exec, x, problem.token, problem.rows, d, buffers.rows);
+    for_each_expert(problem, [&](std::int64_t e, std::int64_t offset, std::int64_t count) {
+        if (count == 0) return;
+        exec.gemm(GemmArgs<T>{.m = count,
+                              .n = 2 * f,
+                              .k = d,
+                              .a = buffers.rows + offset * d,
+                              .lda = d,
+                              .b = problem.w_in + e * d * 2 * f,
+                              .ldb = 2 * f,
+                              .c = buffers.pre + offset * 2 * f,
+                              .ldc = 2 * f});
+    });
+    exec.parallel_for(problem.rows, row_grain(2 * f), [&](std::int64_t begin, std::int64_t end) {
+        swiglu_rows(buffers.pre, problem.weight, buffers.act, begin, end, f);
+    });
+    for_each_expert(problem, [&](std::int64_t e, std::int64_t offset, std::int64_t count) {
+        if (count == 0) return;
+        exec.gemm(GemmArgs<T>{.m = count,
+                              .n = d,
+                              .k = f,
+                              .a = buffers.act + offset * f,
+                              .lda = f,
+                              .b = problem.w_out + e * f * d,
+                              .ldb = d,
+                              .c = buffers.scratch + offset * d,
+                              .ldc = d});
+    });
+    combine_rows(exec, problem, buffers.scratch, d, buffers.out);
+}
+
+// Note [Grouped SwiGLU backward]
+// With h = [g | u] = x W_in, a = SiLU(g) * u, s = w a (w the row's routing weight),
+// y = s W_out, and dy the gathered output gradient of each row:
+//   dW_out = s^T dy              ds = dy W_out^T              dw = <ds, a>
+//   dg = w ds * u * SiLU'(g)     du = w ds * SiLU(g)          SiLU'(g) = s (1 + g (1 - s))
+//   dW_in = x^T [dg | du]        dx_rows = [dg | du] W_in^T   dx = combine of dx_rows
+// The forward keeps the gathered rows, h and s (rows x (d + 3 d_ff) values), like the autograd of
+// the reference composition would: recomputing s or gathering the rows again costs a pass each,
+// and on the CPU those passes run between GEMMs on one core.
+template <class T>
+void grouped_swiglu_backward(const CpuExecutor& exec, const GroupedSwigluProblem<T>& problem,
+                             const GroupedSwigluForwardBuffers<const T>& forward, const T* grad_out,
+                             const GroupedSwigluBackwardBuffers<T>& buffers) {
+    const std::int64_t d = problem.desc.d_model, f = problem.desc.d_ff;
+    T* const dy = buffers.scratch_d;
+    T* const d_scaled = buffers.scratch_f;
+    gather_rows(exec, grad_out, problem.token, problem.rows, d, dy);
+    for_each_expert(problem, [&](std::int64_t e, std::int64_t offset, std::int64_t count) {
+        T* const grad_w_out = buffers.grad_w_out + e * f * d;
+        if (count == 0) {
+            std::memset(grad_w_out, 0, sizeof(T) * f * d);
+            return;
+        }
+        exec.gemm(GemmArgs<T>{.transpose_a = true,
+                              .m = f,
+                              .n = d,
+                              .k = count,
+                              .a = forward.act + offset * f,
+                              .lda = f,
+                              .b = dy + offset * d,
+                              .ldb = d,
+                              .c = grad_w_out,
+                              .ldc = d});
+        exec.gemm(GemmArgs<T>{.transpose_b = true,
+                              .m = count,
+                              .n = f,
+                              .k = d,
+                              .a = dy + offset * d,
+                              .lda = d,
+                              .b = problem.w_out + e * f * d,
+                              .ldb = d,
+                              .c = d_scaled + offset * f,
+                              .ldc = f});
+    });
+    T* const grad_pre = buffers.scratch_2f;
+    exec.parallel_for(problem.rows, row_grain(2 * f), [&](std::int64_t begin, std::int64_t end) {
+        swiglu_rows_backward(forward.pre, d_scaled, problem.weight, grad_pre, buffers.grad_weight,
+                             begin, end, f);
+    });
+    // dy is consumed: the rows' input gradients take its place.
+    T* const grad_rows = buffers.scratch_d;
+    for_each_expert(problem, [&](std::int64_t e, std::int64_t offset, std::int64_t count) {
+        T* const grad_w_in = buffers.grad_w_in + e * d * 2 * f;
+        if (count == 0) {
+            std::memset(grad_w_in, 0, sizeof(T) * d * 2 * f);
+            return;
+        }
+        exec.gemm(GemmArgs<T>{.transpose_a = true,
+                              .m = d,
+                              .n = 2 * f,
+                              .k = count,
+                              .a = forward.rows + offset * d,
+                              .lda = d,
+                              .b = grad_pre + offset * 2 * f,
+                              .ldb = 2 * f,
+                              .c = grad_w_in,
+                              .ldc = 2 * f});
+        exec.gemm(GemmArgs<T>{.transpose_b = true,
+                              .m = count,
+                              .n = d,
+                              .k = 2 * f,
+                              .a = grad_pre + offset * 2 * f,
+                              .lda = 2 * f,
+                              .b = problem.w_in + e * d * 2 * f,
+                              .ldb = 2 * f,
+                              .c = grad_rows + offset * d,
+                              .ldc = d});
+    });
+    combine_rows(exec, problem, grad_rows, d, buffers.grad_x);
+}
+
+template void grouped_swiglu_forward<float>(const CpuExecutor&, const GroupedSwigluProblem<float>&,
+                                            const float*,
+                                            const GroupedSwigluForwardBuffers<float>&);
+template void grouped_swiglu_forward<double>(const CpuExecutor&,
+                                             const GroupedSwigluProblem<double>&, const double*,
+                                             const GroupedSwigluForwardBuffers<double>&);
+template void grouped_swiglu_backward<float>(const CpuExecutor&, const GroupedSwigluProblem<float>&,
+                                             const GroupedSwigluForwardBuffers<const float>&,
+                                             const float*,
+                                             const GroupedSwigluBackwardBuffers<float>&);
+template void grouped_swiglu_backward<double>(const CpuExecutor&,
+                                              const GroupedSwigluProblem<double>&,
+                                              const GroupedSwigluForwardBuffers<const double>&,
+                                              const double*,
+                                              const GroupedSwigluBackwardBuffers<double>&);
+
+}  // namespace moelab::kernels::cpu
