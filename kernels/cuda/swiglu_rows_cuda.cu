@@ -110,10 +110,9 @@ void swiglu_rows_forward(RowType type, const void* pre, const float* weight, voi
     check_launch("swiglu_rows_forward");
 }
 
-void swiglu_rows_backward(RowType type, const void* pre, const void* grad_act,
-                          const float* weight, void* grad_pre, float* grad_weight,
-                          std::int64_t rows, std::int64_t d_ff, const std::int64_t* routed_end,
-                          void* stream) {
+void swiglu_rows_backward(RowType type, const void* pre, const void* grad_act, const float* weight,
+                          void* grad_pre, float* grad_weight, std::int64_t rows, std::int64_t d_ff,
+                          const std::int64_t* routed_end, void* stream) {
     if (rows == 0) return;
     const auto s = static_cast<cudaStream_t>(stream);
     if (type == RowType::kFloat32) {

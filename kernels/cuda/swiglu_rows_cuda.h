@@ -24,9 +24,8 @@ void swiglu_rows_forward(RowType type, const void* pre, const float* weight, voi
 // grad_pre[r] = [weight_r grad_act_r * up_r * SiLU'(gate_r) | weight_r grad_act_r * SiLU(gate_r)]
 // grad_weight[r] = <grad_act_r, SiLU(gate_r) * up_r>, accumulated in float32 by one block per
 // row in a fixed order (deterministic).
-void swiglu_rows_backward(RowType type, const void* pre, const void* grad_act,
-                          const float* weight, void* grad_pre, float* grad_weight,
-                          std::int64_t rows, std::int64_t d_ff, const std::int64_t* routed_end,
-                          void* stream);
+void swiglu_rows_backward(RowType type, const void* pre, const void* grad_act, const float* weight,
+                          void* grad_pre, float* grad_weight, std::int64_t rows, std::int64_t d_ff,
+                          const std::int64_t* routed_end, void* stream);
 
 }  // namespace moelab::kernels::cuda
