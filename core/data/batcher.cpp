@@ -7,10 +7,10 @@
 
 namespace moelab::core {
 
-TrainBatcher::TrainBatcher(const std::vector<std::int32_t>& tokens, std::int64_t seq_len,
-                           std::int64_t batch_size, std::uint64_t seed)
+TrainBatcher::TrainBatcher(TokenView tokens, std::int64_t seq_len, std::int64_t batch_size,
+                           std::uint64_t seed)
     : tokens_(tokens), seq_len_(seq_len), batch_size_(batch_size), seed_(seed) {
-    windows_ = tokens.empty() ? 0 : (static_cast<std::int64_t>(tokens.size()) - 1) / seq_len;
+    windows_ = tokens.empty() ? 0 : (tokens.size() - 1) / seq_len;
     if (windows_ < 1) {
         throw std::runtime_error("the training split has " + std::to_string(tokens.size()) +
                                  " tokens, fewer than one sequence of data.seq_len + 1 = " +
@@ -24,8 +24,8 @@ void TrainBatcher::shuffle_epoch() {
     for (std::int64_t i = 0; i < windows_; ++i) order_[i] = i;
     // std::mt19937_64 is specified exactly by the standard; the Fisher-Yates below is ours, so the
     // order does not depend on the standard library's shuffle.
-    std::mt19937_64 rng(seed_ ^ (0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(
-                                                            position_.epoch + 1)));
+    std::mt19937_64 rng(seed_ ^
+                        (0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(position_.epoch + 1)));
     for (std::int64_t i = windows_ - 1; i > 0; --i) {
         const auto j = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(i + 1));
         std::swap(order_[i], order_[j]);
@@ -42,9 +42,7 @@ at::Tensor TrainBatcher::next() {
             shuffle_epoch();
         }
         const std::int64_t start = order_[position_.cursor++] * seq_len_;
-        for (std::int64_t i = 0; i <= seq_len_; ++i) {
-            out[b * (seq_len_ + 1) + i] = tokens_[start + i];
-        }
+        tokens_.copy_to(start, seq_len_ + 1, out + b * (seq_len_ + 1));
     }
     return batch;
 }
@@ -54,11 +52,10 @@ void TrainBatcher::restore(const DataPosition& position) {
     shuffle_epoch();
 }
 
-std::vector<at::Tensor> evaluation_batches(const std::vector<std::int32_t>& tokens,
-                                           std::int64_t seq_len, std::int64_t batch_size,
-                                           std::int64_t max_batches) {
+std::vector<at::Tensor> evaluation_batches(TokenView tokens, std::int64_t seq_len,
+                                           std::int64_t batch_size, std::int64_t max_batches) {
     std::vector<at::Tensor> batches;
-    const std::int64_t total = static_cast<std::int64_t>(tokens.size());
+    const std::int64_t total = tokens.size();
     std::vector<std::vector<std::int64_t>> pending;
     auto flush = [&] {
         if (pending.empty()) return;
@@ -75,7 +72,8 @@ std::vector<at::Tensor> evaluation_batches(const std::vector<std::int32_t>& toke
     for (std::int64_t start = 0; start + 1 < total; start += seq_len) {
         const std::int64_t length = std::min(seq_len + 1, total - start);
         if (!pending.empty() && static_cast<std::int64_t>(pending[0].size()) != length) flush();
-        pending.emplace_back(tokens.begin() + start, tokens.begin() + start + length);
+        pending.emplace_back(static_cast<std::size_t>(length));
+        tokens.copy_to(start, length, pending.back().data());
         if (static_cast<std::int64_t>(pending.size()) == batch_size) flush();
         if (max_batches > 0 && static_cast<std::int64_t>(batches.size()) == max_batches) {
             pending.clear();

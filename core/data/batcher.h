@@ -10,6 +10,8 @@
 
 #include <ATen/ATen.h>
 
+#include "core/data/token_view.h"
+
 namespace moelab::core {
 
 struct DataPosition {
@@ -18,9 +20,9 @@ struct DataPosition {
 };
 
 class TrainBatcher {
-public:
-    TrainBatcher(const std::vector<std::int32_t>& tokens, std::int64_t seq_len,
-                 std::int64_t batch_size, std::uint64_t seed);
+  public:
+    TrainBatcher(TokenView tokens, std::int64_t seq_len, std::int64_t batch_size,
+                 std::uint64_t seed);
 
     // (batch, seq_len + 1) int64 on the CPU.
     at::Tensor next();
@@ -29,10 +31,10 @@ public:
     void restore(const DataPosition& position);
     std::int64_t windows() const { return windows_; }
 
-private:
+  private:
     void shuffle_epoch();
 
-    const std::vector<std::int32_t>& tokens_;
+    TokenView tokens_;
     std::int64_t seq_len_;
     std::int64_t batch_size_;
     std::uint64_t seed_;
@@ -44,8 +46,7 @@ private:
 // Consecutive non-overlapping windows of seq_len + 1 tokens covering `tokens` in order (the last
 // window may be shorter), grouped into batches of at most batch_size; at most max_batches if > 0.
 // Each batch is (batch, length) int64; windows of a batch have equal length.
-std::vector<at::Tensor> evaluation_batches(const std::vector<std::int32_t>& tokens,
-                                           std::int64_t seq_len, std::int64_t batch_size,
-                                           std::int64_t max_batches);
+std::vector<at::Tensor> evaluation_batches(TokenView tokens, std::int64_t seq_len,
+                                           std::int64_t batch_size, std::int64_t max_batches);
 
 }  // namespace moelab::core

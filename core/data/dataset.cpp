@@ -10,9 +10,11 @@
 #include <fmt/format.h>
 
 #include "core/config/recipe_printer.h"
+#include "core/data/file_fingerprint.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/plugin_error.h"
 #include "core/system/atomic_file.h"
+#include "core/system/file_error.h"
 #include "core/system/hash.h"
 #include "core/system/read_file.h"
 #include "moelab/sdk/parallel.h"
@@ -23,8 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr char kTokenFileMagic[8] = {'M', 'L', 'T', 'O', 'K', 'E', 'N', '1'};
-
 std::string params_text(const sdk::Params& params) {
     std::string text;
     for (const auto& [name, value] : params.values()) {
@@ -33,70 +33,70 @@ std::string params_text(const sdk::Params& params) {
     return text;
 }
 
-// Encodes every document followed by the end-of-document id, with the documents spread over
-// threads (Tokenizer::encode is const and thread-safe by contract).
-std::vector<std::int32_t> encode_documents(const sdk::Tokenizer& tokenizer,
-                                           const std::vector<std::string>& documents) {
-    const std::int32_t eos = tokenizer.special_tokens().eos;
-    const std::size_t workers = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
-    std::vector<std::vector<std::int32_t>> pieces(workers);
-    sdk::run_workers(workers, [&](std::size_t w) {
-        // Contiguous ranges keep the document order when the pieces are concatenated.
-        const std::size_t begin = documents.size() * w / workers;
-        const std::size_t end = documents.size() * (w + 1) / workers;
-        for (std::size_t d = begin; d < end; ++d) {
-            tokenizer.encode(documents[d], pieces[w]);
-            if (eos >= 0) pieces[w].push_back(eos);
+}  // namespace
+
+namespace {
+
+// Documents of a corpus file one batch at a time, as split_documents would cut them (blank lines
+// separate documents; each line keeps its '\n'), without reading the file whole.
+class DocumentReader {
+  public:
+    explicit DocumentReader(const fs::path& file) : in_(file, std::ios::binary) {
+        if (!in_) throw FileError(file, "cannot be read: " + errno_text(errno));
+    }
+
+    // Up to about `bytes` of documents (at least one unless the file is exhausted).
+    std::vector<std::string> next_batch(std::size_t bytes) {
+        std::vector<std::string> batch;
+        std::size_t taken = 0;
+        std::string current;
+        for (std::string line; taken < bytes && std::getline(in_, line);) {
+            if (line.empty()) {
+                if (!current.empty()) {
+                    taken += current.size();
+                    batch.push_back(std::move(current));
+                }
+                current.clear();
+                continue;
+            }
+            current += line;
+            current += '\n';
         }
-    });
-    std::vector<std::int32_t> ids;
-    for (const auto& piece : pieces) ids.insert(ids.end(), piece.begin(), piece.end());
-    return ids;
-}
-
-void write_token_file(const fs::path& file, const std::vector<std::int32_t>& ids,
-                      std::int64_t vocab_size) {
-    std::string bytes(sizeof kTokenFileMagic + 16 + ids.size() * sizeof(std::int32_t), '\0');
-    char* out = bytes.data();
-    std::memcpy(out, kTokenFileMagic, sizeof kTokenFileMagic);
-    const std::uint64_t count = ids.size();
-    const std::uint64_t vocab = static_cast<std::uint64_t>(vocab_size);
-    std::memcpy(out + 8, &count, 8);  // little-endian hosts only (x86-64, aarch64)
-    std::memcpy(out + 16, &vocab, 8);
-    std::memcpy(out + 24, ids.data(), ids.size() * sizeof(std::int32_t));
-    write_file_atomically(file, bytes);
-}
-
-// nullopt if the file is missing or does not look like a complete token file.
-std::optional<std::vector<std::int32_t>> read_token_file(const fs::path& file,
-                                                         std::int64_t vocab_size) {
-    // The size must match the header before anything is allocated: a damaged count must not
-    // become a huge allocation.
-    std::uint64_t file_size = 0;
-    try {
-        file_size = regular_file_size(file, "token cache file");
-    } catch (const FileError&) {
-        return std::nullopt;
+        // A document cut by the batch boundary continues in the next batch: read to its end.
+        for (std::string line; !current.empty() && std::getline(in_, line);) {
+            if (line.empty()) break;
+            current += line;
+            current += '\n';
+        }
+        if (!current.empty()) batch.push_back(std::move(current));
+        return batch;
     }
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return std::nullopt;
-    char magic[8];
-    std::uint64_t count = 0, vocab = 0;
-    in.read(magic, 8);
-    in.read(reinterpret_cast<char*>(&count), 8);
-    in.read(reinterpret_cast<char*>(&vocab), 8);
-    if (!in || std::memcmp(magic, kTokenFileMagic, 8) != 0 ||
-        vocab != static_cast<std::uint64_t>(vocab_size) || file_size < 24 ||
-        count != (file_size - 24) / 4 || (file_size - 24) % 4 != 0) {
-        return std::nullopt;
-    }
-    std::vector<std::int32_t> ids(count);
-    in.read(reinterpret_cast<char*>(ids.data()), static_cast<std::streamsize>(count * 4));
-    if (!in) return std::nullopt;
-    return ids;
-}
+
+  private:
+    std::ifstream in_;
+};
 
 }  // namespace
+
+std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const fs::path& file,
+                               TokenShardWriter& shard, std::size_t batch_bytes) {
+    const std::int32_t eos = tokenizer.special_tokens().eos;
+    const std::size_t workers = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
+    DocumentReader reader(file);
+    for (;;) {
+        const std::vector<std::string> documents = reader.next_batch(batch_bytes);
+        if (documents.empty()) break;
+        std::vector<std::vector<std::int32_t>> encoded(documents.size());
+        sdk::run_workers(workers, [&](std::size_t w) {
+            for (std::size_t d = w; d < documents.size(); d += workers) {
+                tokenizer.encode(documents[d], encoded[d]);
+                if (eos >= 0) encoded[d].push_back(eos);
+            }
+        });
+        for (const auto& ids : encoded) shard.add_document(ids);
+    }
+    return shard.documents();
+}
 
 std::vector<std::string> split_documents(const std::string& text) {
     std::vector<std::string> documents;
@@ -123,7 +123,9 @@ Dataset Dataset::prepare(const ResolvedRecipe& resolved,
 
     ContentHash key;
     key.add(component.component.name).add(component.plugin->version);
-    key.add(params_text(resolved.tokenizer_params)).add_file(files.train);
+    // The training text by its remembered content hash: a warm start reads no corpus file.
+    key.add(params_text(resolved.tokenizer_params))
+        .add(file_content_hash(files.train, recipe.data.cache_dir));
     const fs::path cached = fs::path(recipe.data.cache_dir) / "tokenizers" /
                             (component.component.name + "-" + key.hex() + ".txt");
     std::string serialized;
@@ -159,48 +161,54 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
 
     for (Split split : {Split::kTrain, Split::kValidation, Split::kTest}) {
         const fs::path& file = files.file(split);
-        const std::string text_hash = ContentHash().add_file(file).hex();
+        const std::string text_hash = file_content_hash(file, recipe.data.cache_dir);
         const fs::path cached =
             fs::path(recipe.data.cache_dir) / "tokens" /
-            fmt::format("{}-{}-{}.bin", split_name(split), dataset.tokenizer_hash_, text_hash);
-        std::vector<std::int32_t>& ids = split == Split::kTrain        ? dataset.train_
-                                         : split == Split::kValidation ? dataset.validation_
-                                                                       : dataset.test_;
+            fmt::format("{}-{}-{}.shard", split_name(split), dataset.tokenizer_hash_, text_hash);
+        std::shared_ptr<const MappedTokenShard>& shard = split == Split::kTrain ? dataset.train_
+                                                         : split == Split::kValidation
+                                                             ? dataset.validation_
+                                                             : dataset.test_;
         std::int64_t& bytes = split == Split::kTrain        ? dataset.train_bytes_
                               : split == Split::kValidation ? dataset.validation_bytes_
                                                             : dataset.test_bytes_;
         bytes = static_cast<std::int64_t>(fs::file_size(file));
-        if (auto loaded = read_token_file(cached, vocab)) {
-            ids = std::move(*loaded);
-            continue;
-        }
-        const std::vector<std::string> documents =
-            split_documents(read_file(file, kMaxCorpusFileBytes, "corpus file"));
-        ids = call_plugin(*component.plugin, "encoding the corpus",
-                          [&] { return encode_documents(*dataset.tokenizer_, documents); });
-        for (std::int32_t id : ids) {
-            if (id < 0 || id >= vocab) {
-                throw PluginError(fmt::format("{}: encode produced id {} outside [0, {})",
-                                              describe_plugin(*component.plugin), id, vocab));
+        if (fs::exists(cached)) {
+            try {
+                shard = std::make_shared<const MappedTokenShard>(cached, vocab);
+                continue;
+            } catch (const FileError& error) {
+                // A damaged cache entry is named and rebuilt, never trusted.
+                log(fmt::format("{}: {}; encoding again", split_name(split), error.what()));
             }
         }
-        write_token_file(cached, ids, vocab);
+        TokenShardWriter writer(cached, vocab);
+        const std::int64_t documents = call_plugin(*component.plugin, "encoding the corpus", [&] {
+            try {
+                return encode_into_shard(*dataset.tokenizer_, file, writer);
+            } catch (const std::invalid_argument& bad_id) {
+                throw PluginError(fmt::format("{}: encode produced {}",
+                                              describe_plugin(*component.plugin), bad_id.what()));
+            }
+        });
+        writer.finish();
+        shard = std::make_shared<const MappedTokenShard>(cached, vocab);
         log(fmt::format("{}: {} documents, {} bytes -> {} tokens (cached in {})", split_name(split),
-                        documents.size(), bytes, ids.size(), cached.string()));
+                        documents, bytes, shard->tokens().size(), cached.string()));
     }
     return dataset;
 }
 
-const std::vector<std::int32_t>& Dataset::tokens(Split split) const {
+TokenView Dataset::tokens(Split split) const {
     switch (split) {
         case Split::kTrain:
-            return train_;
+            return train_->tokens();
         case Split::kValidation:
-            return validation_;
+            return validation_->tokens();
         case Split::kTest:
-            return test_;
+            return test_->tokens();
     }
-    return train_;
+    return train_->tokens();
 }
 
 std::int64_t Dataset::bytes(Split split) const {
@@ -218,7 +226,8 @@ std::int64_t Dataset::bytes(Split split) const {
 at::Tensor Dataset::training_token_counts() const {
     at::Tensor counts = at::zeros({vocab_size()}, at::kLong);
     std::int64_t* data = counts.data_ptr<std::int64_t>();
-    for (std::int32_t id : train_) ++data[id];
+    const TokenView ids = train_->tokens();
+    for (std::int64_t i = 0; i < ids.size(); ++i) ++data[ids[i]];
     return counts;
 }
 

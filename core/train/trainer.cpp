@@ -76,14 +76,14 @@ fs::path prepare_run_directory(const Recipe& recipe, const RunOptions& options) 
 
 // Unigram model of the training split with add-one smoothing, evaluated on `tokens` (every token
 // but the first, like the language model): the baseline a language model must beat.
-double unigram_perplexity(const Dataset& dataset, const std::vector<std::int32_t>& tokens) {
+double unigram_perplexity(const Dataset& dataset, TokenView tokens) {
     const at::Tensor counts = dataset.training_token_counts().to(at::kDouble);
     const at::Tensor log_prob =
         at::log((counts + 1.0) / (counts.sum() + static_cast<double>(counts.numel())));
     const double* lp = log_prob.data_ptr<double>();
     double nll = 0;
-    for (std::size_t i = 1; i < tokens.size(); ++i) nll -= lp[tokens[i]];
-    return std::exp(nll / static_cast<double>(std::max<std::size_t>(1, tokens.size() - 1)));
+    for (std::int64_t i = 1; i < tokens.size(); ++i) nll -= lp[tokens[i]];
+    return std::exp(nll / static_cast<double>(std::max<std::int64_t>(1, tokens.size() - 1)));
 }
 
 class TrainingRun {
@@ -142,6 +142,8 @@ class TrainingRun {
 };
 
 void TrainingRun::setup() {
+    // Start-up is measured from here (LibTorch's own start excluded): data, model, optimizer.
+    const auto setup_start = Clock::now();
     const DeviceChoice device = resolve_device(recipe_);
     device_ = torch_device(device);
     bf16_ = device == DeviceChoice::kCuda && recipe_.model.dtype == ComputeDtype::kBfloat16;
@@ -167,6 +169,7 @@ void TrainingRun::setup() {
                               format_recipe(recipe_, resolved_.plugin_params()));
         write_file_atomically(run_dir_ / "tokenizer.txt", dataset_->serialized_tokenizer());
     }
+    const double data_seconds = seconds_since(setup_start);
     check_support(resolved_, capability_query(recipe_, device, dataset_->vocab_size()));
 
     const Dataset& data = *dataset_;
@@ -227,6 +230,7 @@ void TrainingRun::setup() {
                        {"validation", data.tokens(Split::kValidation).size()},
                        {"test", data.tokens(Split::kTest).size()}}},
                      {"vocab_size", data.vocab_size()},
+                     {"startup_s", {{"data", data_seconds}, {"total", seconds_since(setup_start)}}},
                      {"resumed_from_step", options_.resume ? nlohmann::json(step_) : nullptr}});
     log(fmt::format("run directory: {}", run_dir_.string()));
     log(

@@ -27,14 +27,23 @@ std::string shape_of(const at::Tensor& t) {
 
 }  // namespace
 
-void describe_platform(GroupedSwigluDesc& desc) {
+void describe_platform(GroupedSwigluDesc& desc, int device) {
     desc.cuda_capability = 0;
     desc.has_grouped_mm = false;
     if (desc.backend != Backend::kCuda) return;
-    desc.has_grouped_mm = binding::grouped_mm_built();
 #ifdef MOELAB_CUDA
-    const cudaDeviceProp* properties = at::cuda::getCurrentDeviceProperties();
+    if (!at::cuda::is_available()) return;
+    const cudaDeviceProp* properties =
+        at::cuda::getDeviceProperties(device >= 0 ? device : at::cuda::current_device());
     desc.cuda_capability = properties->major * 10 + properties->minor;
+    // LibTorch 2.8 runs its grouped GEMM on sm90 only; 2.9 added a fallback for other GPUs.
+#if TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR == 8
+    desc.has_grouped_mm = binding::grouped_mm_built() && desc.cuda_capability == 90;
+#else
+    desc.has_grouped_mm = binding::grouped_mm_built();
+#endif
+#else
+    (void)device;
 #endif
 }
 
@@ -119,17 +128,20 @@ at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tenso
     const at::Tensor& token = routed.token;
     const at::Tensor& ends = routed.group_ends;
     if (token.dim() != 1 || token.scalar_type() != at::kLong || token.device() != x.device() ||
-        routed.weight.dim() != 1 || routed.weight.size(0) != token.size(0) || ends.dim() != 1 ||
-        ends.size(0) != desc.experts || ends.scalar_type() != at::kLong ||
-        ends.device() != x.device()) {
+        routed.weight.dim() != 1 || routed.weight.size(0) != token.size(0) ||
+        routed.weight.device() != x.device() || w_in.device() != x.device() ||
+        w_out.device() != x.device() || ends.dim() != 1 || ends.size(0) != desc.experts ||
+        ends.scalar_type() != at::kLong || ends.device() != x.device()) {
         throw std::invalid_argument(
-            "grouped SwiGLU: expected token (rows,) int64 and group_ends (" +
+            "grouped SwiGLU: expected token (rows,) int64, group_ends (" +
             std::to_string(desc.experts) +
-            ",) int64 on the device of x, and weight (rows,); got "
-            "token " +
-            shape_of(token) + " " + c10::toString(token.scalar_type()) + ", group_ends " +
-            shape_of(ends) + " " + c10::toString(ends.scalar_type()) + ", weight " +
-            shape_of(routed.weight));
+            ",) int64, weight (rows,), w_in and w_out, all on the device of x (" +
+            x.device().str() + "); got token " + shape_of(token) + " " +
+            c10::toString(token.scalar_type()) + " on " + token.device().str() + ", group_ends " +
+            shape_of(ends) + " " + c10::toString(ends.scalar_type()) + " on " +
+            ends.device().str() + ", weight " + shape_of(routed.weight) + " on " +
+            routed.weight.device().str() + ", w_in on " + w_in.device().str() + ", w_out on " +
+            w_out.device().str());
     }
     const Verdict verdict = kernel.can_implement(desc);
     if (!verdict.ok) {

@@ -31,10 +31,11 @@ std::vector<std::int64_t> host_group_counts(const at::Tensor& group_ends, std::i
 // group_ends for rows grouped by `counts` (tests, benchmarks).
 at::Tensor group_ends_of(const std::vector<std::int64_t>& counts, const at::Device& device);
 
-// Fills in what the platform offers for `desc.backend`: the CUDA device's compute capability
-// (current device) and whether this build has at::_grouped_mm. Called by
-// describe_grouped_swiglu, and by the recipe check before any tensor exists.
-void describe_platform(GroupedSwigluDesc& desc);
+// Fills in what the platform offers for `desc.backend`: the compute capability of CUDA device
+// `device` (-1: the current one; none when no GPU is visible) and whether this build can run
+// at::_grouped_mm there. Called by describe_grouped_swiglu, and by the recipe check before any
+// tensor exists.
+void describe_platform(GroupedSwigluDesc& desc, int device = -1);
 
 // The case `x` (tokens, d_model), `w_in` (experts, d_model, 2 d_ff) and `w_out`
 // (experts, d_ff, d_model) pose, on this platform, with the compute dtype of the current autocast

@@ -1,7 +1,11 @@
 #include "kernels/binding/pass_pool.h"
 
+#include <sched.h>
+
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -9,6 +13,12 @@
 namespace moelab::kernels::binding {
 
 namespace {
+
+// Set while a thread runs a pass's body: a pass started from inside one runs inline (the pool is
+// busy with the outer pass, and waiting for it would deadlock).
+thread_local bool in_pass = false;
+
+std::atomic<int> part_limit{0};  // 0: the pool's width
 
 class PassPool {
   public:
@@ -30,9 +40,11 @@ class PassPool {
     void run(std::int64_t n, std::int64_t grain,
              const std::function<void(std::int64_t, std::int64_t)>& body) {
         if (n <= 0) return;
+        const int limit = part_limit.load();
+        const std::int64_t threads = limit > 0 ? std::min(limit, width()) : width();
         const std::int64_t parts = std::min<std::int64_t>(
-            width(), std::max<std::int64_t>(1, n / std::max<std::int64_t>(grain, 1)));
-        if (parts == 1) {
+            threads, std::max<std::int64_t>(1, n / std::max<std::int64_t>(grain, 1)));
+        if (parts == 1 || in_pass) {
             body(0, n);
             return;
         }
@@ -45,13 +57,25 @@ class PassPool {
             chunk_ = chunk;
             parts_ = parts;
             pending_ = static_cast<int>(parts - 1);
+            failure_ = nullptr;
             ++generation_;
         }
         wake_.notify_all();
-        body(0, std::min(chunk, n));  // part 0 on the calling thread
+        // Part 0 on the calling thread. Whatever happens there, the workers' parts finish before
+        // this returns: they use `body`, which the caller owns.
+        std::exception_ptr own_failure;
+        try {
+            in_pass = true;
+            body(0, std::min(chunk, n));
+        } catch (...) {
+            own_failure = std::current_exception();
+        }
+        in_pass = false;
         std::unique_lock<std::mutex> lock(mutex_);
         done_.wait(lock, [this] { return pending_ == 0; });
         body_ = nullptr;
+        if (own_failure) std::rethrow_exception(own_failure);
+        if (failure_) std::rethrow_exception(failure_);
     }
 
   private:
@@ -70,9 +94,19 @@ class PassPool {
                 begin = index * chunk_;
                 end = std::min(n_, begin + chunk_);
             }
-            if (begin < end) (*body)(begin, end);
+            std::exception_ptr failure;
+            if (begin < end) {
+                try {
+                    in_pass = true;
+                    (*body)(begin, end);
+                } catch (...) {
+                    failure = std::current_exception();
+                }
+                in_pass = false;
+            }
             {
                 std::lock_guard<std::mutex> lock(mutex_);
+                if (failure && !failure_) failure_ = failure;
                 --pending_;
             }
             done_.notify_one();
@@ -86,6 +120,7 @@ class PassPool {
     const std::function<void(std::int64_t, std::int64_t)>* body_ = nullptr;
     std::int64_t n_ = 0, chunk_ = 0, parts_ = 0;
     int pending_ = 0;
+    std::exception_ptr failure_;
     std::uint64_t generation_ = 0;
     bool stopping_ = false;
 };
@@ -98,9 +133,15 @@ PassPool& pool() {
 }  // namespace
 
 int pass_threads() {
-    const unsigned hardware = std::thread::hardware_concurrency();
-    return static_cast<int>(std::clamp(hardware, 1u, 8u));
+    // The CPUs this process may run on (affinity, cgroup cpusets), not every CPU online.
+    cpu_set_t allowed;
+    int cpus = 0;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) cpus = CPU_COUNT(&allowed);
+    if (cpus <= 0) cpus = static_cast<int>(std::thread::hardware_concurrency());
+    return std::clamp(cpus, 1, 8);
 }
+
+void limit_pass_parts(int parts) { part_limit.store(std::max(parts, 0)); }
 
 void run_pass(std::int64_t n, std::int64_t grain,
               const std::function<void(std::int64_t, std::int64_t)>& body) {

@@ -12,12 +12,17 @@
 namespace moelab::kernels::binding {
 
 // Calls body(begin, end) on chunks covering [0, n) of at least `grain` items, on up to
-// `threads()` threads (the calling thread among them); returns when every chunk is done.
-// Calls from several threads at once are serialised.
+// pass_threads() threads (the calling thread among them); returns when every chunk is done, and
+// rethrows the first exception a chunk threw. Calls from several threads at once are serialised;
+// a call from inside a body runs inline.
 void run_pass(std::int64_t n, std::int64_t grain,
               const std::function<void(std::int64_t, std::int64_t)>& body);
 
-// The pool's width: the machine's hardware threads, at most 8 (passes are memory-bound).
+// The pool's width: the CPUs this process may use, at most 8 (passes are memory-bound).
 int pass_threads();
+
+// At most `parts` chunks per pass from now on (0: the pool's width). For tests: results must not
+// depend on it.
+void limit_pass_parts(int parts);
 
 }  // namespace moelab::kernels::binding

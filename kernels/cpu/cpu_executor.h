@@ -1,10 +1,11 @@
 #pragma once
 
 // What a torch-free CPU kernel needs from whoever launches it: a row-major GEMM and a parallel
-// loop. The binding provides both from ATen (its BLAS, its intra-op threads), so the kernels use
-// the BLAS and the threads of the rest of the run and link no BLAS of their own: Debian's LibTorch
-// calls OpenBLAS, a PyTorch wheel carries MKL inside libtorch_cpu, and neither need be visible to
-// the kernels. This is the CPU counterpart of the stream a CUDA launcher takes.
+// loop. The binding provides the GEMM from ATen (its BLAS), so the kernels use the BLAS of the rest
+// of the run and link none of their own: Debian's LibTorch calls OpenBLAS, a PyTorch wheel carries
+// MKL inside libtorch_cpu, and neither need be visible to the kernels; the parallel loop is the
+// binding's pool for elementwise passes (kernels/binding/pass_pool.h). This is the CPU
+// counterpart of the stream a CUDA launcher takes.
 
 #include <cstdint>
 #include <functional>

@@ -64,7 +64,8 @@ void index_rows_by_token(const std::int64_t* token, std::int64_t rows, std::int6
     std::fill(token_offsets, token_offsets + tokens + 1, 0);
     for (std::int64_t r = 0; r < rows; ++r) ++token_offsets[token[r] + 1];
     for (std::int64_t t = 0; t < tokens; ++t) token_offsets[t + 1] += token_offsets[t];
-    // Each token's next free slot; token_offsets[t] is restored by subtracting the count after.
+    // Placing rows advances token_offsets[t] to t's end, that is t + 1's start; shifting the
+    // array right by one restores the starts.
     for (std::int64_t r = 0; r < rows; ++r) rows_of_token[token_offsets[token[r]]++] = r;
     for (std::int64_t t = tokens; t > 0; --t) token_offsets[t] = token_offsets[t - 1];
     token_offsets[0] = 0;
@@ -106,14 +107,15 @@ void grouped_swiglu_forward(const CpuExecutor& exec, const GroupedSwigluProblem<
 }
 
 // Note [Grouped SwiGLU backward]
-// With h = [g | u] = x W_in, a = SiLU(g) * u, s = w a (w the row's routing weight),
-// y = s W_out, and dy the gathered output gradient of each row:
-//   dW_out = s^T dy              ds = dy W_out^T              dw = <ds, a>
-//   dg = w ds * u * SiLU'(g)     du = w ds * SiLU(g)          SiLU'(g) = s (1 + g (1 - s))
+// With h = [g | u] = x W_in, a = SiLU(g) * u, b = w a (w the row's routing weight),
+// y = b W_out, and dy the gathered output gradient of each row:
+//   dW_out = b^T dy              db = dy W_out^T              dw = <db, a>
+//   dg = w db * u * SiLU'(g)     du = w db * SiLU(g)
+//   SiLU'(g) = σ (1 + g (1 - σ)) with σ = sigmoid(g)
 //   dW_in = x^T [dg | du]        dx_rows = [dg | du] W_in^T   dx = combine of dx_rows
-// The forward keeps the gathered rows, h and s (rows x (d + 3 d_ff) values), like the autograd of
-// the reference composition would: recomputing s or gathering the rows again costs a pass each,
-// and on the CPU those passes run between GEMMs on one core.
+// The forward keeps the gathered rows, h and b (rows x (d + 3 d_ff) values), like the autograd of
+// the reference composition would: recomputing b or gathering the rows again costs a memory-bound
+// pass each between GEMMs.
 template <class T>
 void grouped_swiglu_backward(const CpuExecutor& exec, const GroupedSwigluProblem<T>& problem,
                              const GroupedSwigluForwardBuffers<const T>& forward, const T* grad_out,

@@ -11,6 +11,8 @@ namespace moelab::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+// The block reduction halves its width: a power of two.
+static_assert((kThreads & (kThreads - 1)) == 0);
 
 __device__ inline float load(const float* p, std::int64_t i) { return p[i]; }
 __device__ inline float load(const __nv_bfloat16* p, std::int64_t i) {
@@ -78,7 +80,7 @@ __global__ void backward_rows(const T* __restrict__ pre, const T* __restrict__ g
     // A fixed-shape tree over the block's partial sums: the same order on every run.
     partial[threadIdx.x] = dot;
     __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    for (int half = kThreads / 2; half > 0; half /= 2) {
         if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
         __syncthreads();
     }

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -14,6 +15,7 @@
 
 #include "core/train/autocast_scope.h"
 #include "kernels/binding/grouped_swiglu.h"
+#include "kernels/binding/pass_pool.h"
 #include "kernels/cpu/swiglu_rows.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/kernels/grouped_swiglu.h"
@@ -200,9 +202,9 @@ TEST(GroupedSwiglu, Float32SwigluRowsMatchTheFormula) {
     EXPECT_NEAR(grad_weight, dot, 1e-5 * std::abs(dot));
 }
 
-// The combine adds rows in row order whatever the threads: outputs and gradients are the same
-// bits with one thread and with several.
-TEST(GroupedSwiglu, GroupedKernelGivesTheSameBitsForAnyNumberOfThreads) {
+// The combine adds rows in row order however the passes are split: outputs and gradients are the
+// same bits with the elementwise passes in one chunk and in several.
+TEST(GroupedSwiglu, GroupedKernelGivesTheSameBitsForAnySplitOfItsPasses) {
     at::Generator gen = at::detail::createCPUGenerator(23);
     const std::vector<std::int64_t> counts = {300, 10, 0, 202};
     const at::Tensor x = at::randn({256, 96}, gen).requires_grad_();
@@ -211,23 +213,46 @@ TEST(GroupedSwiglu, GroupedKernelGivesTheSameBitsForAnyNumberOfThreads) {
     const at::Tensor w_in = (0.2 * at::randn({4, 96, 160}, gen)).requires_grad_();
     const at::Tensor w_out = (0.2 * at::randn({4, 80, 96}, gen)).requires_grad_();
     const GroupedSwigluKernel& grouped = *find_grouped_swiglu_kernel("grouped");
-    const int threads = at::get_num_threads();
     std::vector<std::vector<at::Tensor>> runs;
-    for (int n : {1, 2, 3}) {
-        at::set_num_threads(n);
+    for (int parts : {1, 2, 3}) {
+        binding::limit_pass_parts(parts);
         const at::Tensor y =
             run_grouped_swiglu(grouped, x, rows_of(token, weight, counts), w_in, w_out);
         auto grads = torch::autograd::grad({(y * y).sum()}, {x, weight, w_in, w_out});
         grads.push_back(y.detach());
         runs.push_back(grads);
     }
-    at::set_num_threads(threads);
+    binding::limit_pass_parts(0);
     for (std::size_t run = 1; run < runs.size(); ++run) {
         for (std::size_t i = 0; i < runs[0].size(); ++i) {
-            EXPECT_TRUE(at::equal(runs[0][i], runs[run][i]))
-                << "threads run " << run << " tensor " << i;
+            EXPECT_TRUE(at::equal(runs[0][i], runs[run][i])) << "split " << run << " tensor " << i;
         }
     }
+}
+
+// The pool rethrows what a chunk throws, on whichever thread, and stays usable; a pass started
+// inside a pass runs inline instead of waiting for the busy pool.
+TEST(PassPool, RethrowsAChunksExceptionAndRunsNestedPassesInline) {
+    EXPECT_THROW(binding::run_pass(1000, 1,
+                                   [](std::int64_t, std::int64_t end) {
+                                       // The last chunk: a worker's wherever there is one.
+                                       if (end == 1000) throw std::runtime_error("last chunk");
+                                   }),
+                 std::runtime_error);
+    EXPECT_THROW(binding::run_pass(1000, 1,
+                                   [](std::int64_t begin, std::int64_t) {
+                                       if (begin == 0) throw std::runtime_error("own chunk");
+                                   }),
+                 std::runtime_error);
+    std::vector<int> hits(1000, 0);
+    binding::run_pass(10, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+            binding::run_pass(100, 1, [&](std::int64_t b, std::int64_t e) {
+                for (std::int64_t j = b; j < e; ++j) ++hits[i * 100 + j];
+            });
+        }
+    });
+    EXPECT_EQ(std::count(hits.begin(), hits.end(), 1), 1000);
 }
 
 // Finite differences on the grouped kernel's hand-written backward, independent of autograd.

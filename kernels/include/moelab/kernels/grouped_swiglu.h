@@ -97,8 +97,9 @@ inline Verdict cuda_grouped_mm(const GroupedSwigluDesc& desc) {
     }
     if (!desc.has_grouped_mm) {
         return Verdict::no(
-            "the grouped_mm kernel needs LibTorch 2.8 or later and moelab built with the cuda "
-            "preset; use kernel = \"reference\" (or \"auto\")");
+            "the grouped_mm kernel needs moelab built with the cuda preset against LibTorch 2.8 "
+            "or later (2.8 on sm90 GPUs only, 2.9 on others); use kernel = \"reference\" (or "
+            "\"auto\")");
     }
     if (desc.cuda_capability < 90) {
         return Verdict::no(

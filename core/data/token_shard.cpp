@@ -1,0 +1,213 @@
+#include "core/data/token_shard.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "core/system/file_error.h"
+
+namespace moelab::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kMagic[8] = {'M', 'L', 'S', 'H', 'A', 'R', 'D', '1'};
+constexpr std::uint32_t kFormat = 1;
+constexpr std::size_t kHeaderBytes = 48;
+constexpr std::uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
+
+std::uint64_t fnv1a(std::uint64_t state, const unsigned char* bytes, std::size_t size) {
+    for (std::size_t i = 0; i < size; ++i) state = (state ^ bytes[i]) * 0x100000001b3ULL;
+    return state;
+}
+
+std::size_t padded(std::size_t bytes) { return (bytes + 7) / 8 * 8; }
+
+template <class T>
+T read_le(const unsigned char* at) {  // little-endian hosts only (x86-64, aarch64)
+    T value;
+    std::memcpy(&value, at, sizeof value);
+    return value;
+}
+
+}  // namespace
+
+int shard_id_bytes(std::int64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
+
+TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
+    : file_(std::move(file)),
+      vocab_size_(vocab_size),
+      id_bytes_(shard_id_bytes(vocab_size)),
+      checksum_(kFnvOffset) {
+    fs::create_directories(file_.parent_path());
+    partial_ = file_;
+    partial_ += fmt::format(".partial-{}", ::getpid());
+    out_.open(partial_, std::ios::binary | std::ios::trunc);
+    if (!out_) throw FileError(partial_, "cannot be created: " + errno_text(errno));
+    const char header[kHeaderBytes] = {};
+    out_.write(header, kHeaderBytes);  // filled in by finish()
+}
+
+TokenShardWriter::~TokenShardWriter() {
+    if (finished_) return;
+    out_.close();
+    std::error_code ignored;
+    fs::remove(partial_, ignored);
+}
+
+void TokenShardWriter::write(const void* bytes, std::size_t size) {
+    checksum_ = fnv1a(checksum_, static_cast<const unsigned char*>(bytes), size);
+    out_.write(static_cast<const char*>(bytes), static_cast<std::streamsize>(size));
+    if (!out_) throw FileError(partial_, "write failed: " + errno_text(errno));
+}
+
+void TokenShardWriter::add_document(const std::vector<std::int32_t>& ids) {
+    buffer_.resize(ids.size() * id_bytes_);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const std::int32_t id = ids[i];
+        if (id < 0 || id >= vocab_size_) {
+            throw std::invalid_argument(
+                fmt::format("token id {} outside [0, {})", id, vocab_size_));
+        }
+        if (id_bytes_ == 2) {
+            const auto narrow = static_cast<std::uint16_t>(id);
+            std::memcpy(buffer_.data() + 2 * i, &narrow, 2);
+        } else {
+            std::memcpy(buffer_.data() + 4 * i, &id, 4);
+        }
+    }
+    write(buffer_.data(), buffer_.size());
+    tokens_ += static_cast<std::int64_t>(ids.size());
+    ends_.push_back(static_cast<std::uint64_t>(tokens_));
+}
+
+void TokenShardWriter::finish() {
+    const std::size_t id_section = static_cast<std::size_t>(tokens_) * id_bytes_;
+    const char zeros[8] = {};
+    write(zeros, padded(id_section) - id_section);
+    write(ends_.data(), ends_.size() * sizeof(std::uint64_t));
+    unsigned char header[kHeaderBytes] = {};
+    std::memcpy(header, kMagic, 8);
+    const std::uint32_t id_bytes = static_cast<std::uint32_t>(id_bytes_);
+    const std::uint64_t fields[] = {static_cast<std::uint64_t>(tokens_), ends_.size(),
+                                    static_cast<std::uint64_t>(vocab_size_), checksum_};
+    std::memcpy(header + 8, &kFormat, 4);
+    std::memcpy(header + 12, &id_bytes, 4);
+    std::memcpy(header + 16, fields, sizeof fields);
+    out_.seekp(0);
+    out_.write(reinterpret_cast<const char*>(header), kHeaderBytes);
+    out_.flush();
+    if (!out_) throw FileError(partial_, "write failed: " + errno_text(errno));
+    out_.close();
+    std::error_code error;
+    fs::rename(partial_, file_, error);
+    if (error) throw FileError(file_, "cannot be put in place: " + error.message());
+    finished_ = true;
+}
+
+MappedTokenShard::MappedTokenShard(const fs::path& file, std::int64_t vocab_size) : file_(file) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw FileError(file, "cannot be opened: " + errno_text(errno));
+    struct stat info {};
+    if (::fstat(fd, &info) != 0) {
+        const int saved = errno;
+        ::close(fd);
+        throw FileError(file, "cannot be inspected: " + errno_text(saved));
+    }
+    size_ = static_cast<std::size_t>(info.st_size);
+    if (size_ < kHeaderBytes) {
+        ::close(fd);
+        throw FileError(file, fmt::format("is not a token shard: {} bytes, shorter than the "
+                                          "{}-byte header (truncated?)",
+                                          size_, kHeaderBytes));
+    }
+    void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    const int saved = errno;
+    ::close(fd);
+    if (mapped == MAP_FAILED) throw FileError(file, "cannot be mapped: " + errno_text(saved));
+    data_ = static_cast<const unsigned char*>(mapped);
+
+    auto fail = [&](const std::string& reason) {
+        ::munmap(const_cast<unsigned char*>(data_), size_);
+        data_ = nullptr;
+        throw FileError(file, reason);
+    };
+    if (std::memcmp(data_, kMagic, 8) != 0) fail("is not a token shard (wrong magic)");
+    if (read_le<std::uint32_t>(data_ + 8) != kFormat) {
+        fail(fmt::format("token shard format {} (expected {})", read_le<std::uint32_t>(data_ + 8),
+                         kFormat));
+    }
+    id_bytes_ = static_cast<int>(read_le<std::uint32_t>(data_ + 12));
+    const auto tokens = read_le<std::uint64_t>(data_ + 16);
+    const auto documents = read_le<std::uint64_t>(data_ + 24);
+    const auto vocab = read_le<std::uint64_t>(data_ + 32);
+    checksum_ = read_le<std::uint64_t>(data_ + 40);
+    if (id_bytes_ != shard_id_bytes(vocab_size)) {
+        fail(fmt::format("token shard of {}-byte ids, expected {} for a vocabulary of {}",
+                         id_bytes_, shard_id_bytes(vocab_size), vocab_size));
+    }
+    if (vocab != static_cast<std::uint64_t>(vocab_size)) {
+        fail(fmt::format("token shard for a vocabulary of {}, expected {}", vocab, vocab_size));
+    }
+    // Sizes are compared in a way that cannot overflow: each count is bounded by the file first.
+    if (tokens > size_ || documents > size_) {
+        fail(fmt::format("token shard header claims {} tokens and {} documents in {} bytes", tokens,
+                         documents, size_));
+    }
+    const std::size_t ids = padded(static_cast<std::size_t>(tokens) * id_bytes_);
+    const std::size_t expected = kHeaderBytes + ids + static_cast<std::size_t>(documents) * 8;
+    if (expected != size_) {
+        fail(
+            fmt::format("token shard of {} bytes, expected {} for {} tokens and {} documents "
+                        "(truncated or damaged)",
+                        size_, expected, tokens, documents));
+    }
+    tokens_ = static_cast<std::int64_t>(tokens);
+    documents_ = static_cast<std::int64_t>(documents);
+    ends_offset_ = kHeaderBytes + ids;
+    if (documents_ > 0 && document_end(documents_ - 1) != tokens_) {
+        fail(fmt::format("token shard index ends at token {}, the shard has {} (damaged)",
+                         document_end(documents_ - 1), tokens_));
+    }
+}
+
+MappedTokenShard::~MappedTokenShard() {
+    if (data_ != nullptr) ::munmap(const_cast<unsigned char*>(data_), size_);
+}
+
+TokenView MappedTokenShard::tokens() const {
+    const unsigned char* ids = data_ + kHeaderBytes;
+    if (id_bytes_ == 2) return {reinterpret_cast<const std::uint16_t*>(ids), tokens_};
+    return {reinterpret_cast<const std::int32_t*>(ids), tokens_};
+}
+
+std::int64_t MappedTokenShard::document_end(std::int64_t d) const {
+    return static_cast<std::int64_t>(read_le<std::uint64_t>(data_ + ends_offset_ + 8 * d));
+}
+
+void MappedTokenShard::verify() const {
+    const std::uint64_t sum = fnv1a(kFnvOffset, data_ + kHeaderBytes, size_ - kHeaderBytes);
+    if (sum != checksum_) {
+        throw FileError(file_, fmt::format("token shard checksum {:016x}, expected {:016x} "
+                                           "(damaged; delete it to re-tokenize)",
+                                           sum, checksum_));
+    }
+    const TokenView view = tokens();
+    const std::int64_t vocab = static_cast<std::int64_t>(read_le<std::uint64_t>(data_ + 32));
+    for (std::int64_t i = 0; i < view.size(); ++i) {
+        if (view[i] < 0 || view[i] >= vocab) {
+            throw FileError(file_,
+                            fmt::format("token {} is id {}, outside [0, {})", i, view[i], vocab));
+        }
+    }
+}
+
+}  // namespace moelab::core

@@ -1,0 +1,91 @@
+#pragma once
+
+// Token shards: a split's token ids on disk, written once as the corpus is encoded and then
+// memory-mapped, so that resident memory does not grow with the corpus.
+//
+// Note [Token shard format]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// Little-endian, 8-byte aligned sections:
+//   0   "MLSHARD1"                magic
+//   8   u32 format (1)            u32 id_bytes: 2 when the vocabulary fits in 16 bits, else 4
+//   16  u64 tokens                24  u64 documents
+//   32  u64 vocab_size            40  u64 checksum: FNV-1a 64 of the two sections below
+//   48  ids, tokens x id_bytes, zero-padded to a multiple of 8 bytes
+//   ..  u64 document ends: for each document, the token count up to its end
+// Opening a shard checks the header and the file size (instant, whatever the size); verify()
+// reads every byte against the checksum. Shards are written to a temporary file and renamed, so
+// an interrupted write leaves no shard behind.
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/data/token_view.h"
+
+namespace moelab::core {
+
+// Bytes per id for a vocabulary: 2 if every id fits in 16 bits, else 4.
+int shard_id_bytes(std::int64_t vocab_size);
+
+// Writes one shard, document by document, holding only the document ends in memory.
+class TokenShardWriter {
+  public:
+    TokenShardWriter(std::filesystem::path file, std::int64_t vocab_size);
+    ~TokenShardWriter();  // an unfinished shard is removed
+    TokenShardWriter(const TokenShardWriter&) = delete;
+    TokenShardWriter& operator=(const TokenShardWriter&) = delete;
+
+    // Appends one document's ids; throws std::invalid_argument for an id outside the vocabulary.
+    void add_document(const std::vector<std::int32_t>& ids);
+    // Writes the document index and the header, and renames the shard into place.
+    void finish();
+
+    std::int64_t tokens() const { return tokens_; }
+    std::int64_t documents() const { return static_cast<std::int64_t>(ends_.size()); }
+
+  private:
+    void write(const void* bytes, std::size_t size);
+
+    std::filesystem::path file_, partial_;
+    std::int64_t vocab_size_;
+    int id_bytes_;
+    std::ofstream out_;
+    std::uint64_t checksum_;
+    std::int64_t tokens_ = 0;
+    std::vector<std::uint64_t> ends_;
+    std::vector<char> buffer_;
+    bool finished_ = false;
+};
+
+// A shard mapped read-only. Throws FileError naming the file and what is wrong when it is not a
+// complete shard for `vocab_size` (wrong magic, a truncated or extended file, another vocabulary).
+class MappedTokenShard {
+  public:
+    MappedTokenShard(const std::filesystem::path& file, std::int64_t vocab_size);
+    ~MappedTokenShard();
+    MappedTokenShard(const MappedTokenShard&) = delete;
+    MappedTokenShard& operator=(const MappedTokenShard&) = delete;
+
+    TokenView tokens() const;
+    std::int64_t documents() const { return documents_; }
+    // The token count up to the end of document d.
+    std::int64_t document_end(std::int64_t d) const;
+    const std::filesystem::path& file() const { return file_; }
+
+    // Reads every byte and compares with the checksum; throws FileError when they differ.
+    void verify() const;
+
+  private:
+    std::filesystem::path file_;
+    const unsigned char* data_ = nullptr;
+    std::size_t size_ = 0;
+    int id_bytes_ = 4;
+    std::int64_t tokens_ = 0, documents_ = 0;
+    std::uint64_t checksum_ = 0;
+    std::size_t ends_offset_ = 0;
+};
+
+}  // namespace moelab::core
