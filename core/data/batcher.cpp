@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/system/hash.h"
+
 namespace moelab::core {
 
 TrainBatcher::TrainBatcher(TokenView tokens, std::int64_t seq_len, std::int64_t batch_size,
@@ -20,6 +22,15 @@ TrainBatcher::TrainBatcher(TokenView tokens, std::int64_t seq_len, std::int64_t 
 }
 
 void TrainBatcher::shuffle_epoch() {
+    if (windows_ > kShuffledWindowsMax) {
+        order_.clear();
+        half_bits_ = 1;
+        while ((std::uint64_t{1} << (2 * half_bits_)) < static_cast<std::uint64_t>(windows_)) {
+            ++half_bits_;
+        }
+        epoch_key_ = mix_seed(seed_, static_cast<std::uint64_t>(position_.epoch) + 1);
+        return;
+    }
     order_.resize(static_cast<std::size_t>(windows_));
     for (std::int64_t i = 0; i < windows_; ++i) order_[i] = i;
     // std::mt19937_64 is specified exactly by the standard; the Fisher-Yates below is ours, so the
@@ -32,6 +43,26 @@ void TrainBatcher::shuffle_epoch() {
     }
 }
 
+std::int64_t TrainBatcher::window_at(std::int64_t cursor) const {
+    if (!order_.empty()) return order_[static_cast<std::size_t>(cursor)];
+    // A balanced Feistel network is a bijection on [0, 4^half_bits); applying it again to values
+    // outside [0, windows) (cycle walking) keeps it a bijection on [0, windows). The domain is
+    // less than 4 windows, so a few steps on average.
+    const std::uint64_t mask = (std::uint64_t{1} << half_bits_) - 1;
+    std::uint64_t x = static_cast<std::uint64_t>(cursor);
+    do {
+        std::uint64_t left = x >> half_bits_, right = x & mask;
+        for (std::uint64_t round = 0; round < 4; ++round) {
+            const std::uint64_t f = mix_seed(epoch_key_ ^ (round << 56), right) & mask;
+            const std::uint64_t next = left ^ f;
+            left = right;
+            right = next;
+        }
+        x = (left << half_bits_) | right;
+    } while (x >= static_cast<std::uint64_t>(windows_));
+    return static_cast<std::int64_t>(x);
+}
+
 at::Tensor TrainBatcher::next() {
     at::Tensor batch = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
     std::int64_t* out = batch.data_ptr<std::int64_t>();
@@ -41,7 +72,7 @@ at::Tensor TrainBatcher::next() {
             position_.cursor = 0;
             shuffle_epoch();
         }
-        const std::int64_t start = order_[position_.cursor++] * seq_len_;
+        const std::int64_t start = window_at(position_.cursor++) * seq_len_;
         tokens_.copy_to(start, seq_len_ + 1, out + b * (seq_len_ + 1));
     }
     return batch;

@@ -4,6 +4,16 @@
 // of seq_len + 1 tokens (inputs and next-token targets); every epoch visits all windows once in an
 // order drawn from (seed, epoch), so a position (epoch, cursor) identifies the rest of training
 // exactly and --resume continues the same sequence of batches.
+//
+// Note [Window order]
+// ~~~~~~~~~~~~~~~~~~~
+// Up to kShuffledWindowsMax = 2^22 windows (537 M tokens at seq_len 128; the Brown corpus makes 42
+// thousand) an epoch's order is a Fisher-Yates shuffle driven by std::mt19937_64, as it always
+// was, so existing runs reproduce bit for bit; its order takes at most 32 MiB. Above, storing the
+// order would make memory grow with the corpus (8 bytes a window: 600 MB for 10 GB of text), so the
+// order is a keyed pseudo-random permutation computed per position instead: a Feistel network over
+// the next power of four, walking cycles until it lands inside [0, windows). Constant memory, the
+// same guarantees (every window once per epoch, determined by seed and epoch).
 
 #include <cstdint>
 #include <vector>
@@ -24,12 +34,18 @@ class TrainBatcher {
     TrainBatcher(TokenView tokens, std::int64_t seq_len, std::int64_t batch_size,
                  std::uint64_t seed);
 
+    // Windows above which the order is computed, not stored (Note [Window order]).
+    static constexpr std::int64_t kShuffledWindowsMax = std::int64_t{1} << 22;
+
     // (batch, seq_len + 1) int64 on the CPU.
     at::Tensor next();
 
     DataPosition position() const { return position_; }
     void restore(const DataPosition& position);
     std::int64_t windows() const { return windows_; }
+
+    // The window at `cursor` of the current epoch's order.
+    std::int64_t window_at(std::int64_t cursor) const;
 
   private:
     void shuffle_epoch();
@@ -39,7 +55,9 @@ class TrainBatcher {
     std::int64_t batch_size_;
     std::uint64_t seed_;
     std::int64_t windows_;
-    std::vector<std::int64_t> order_;
+    std::vector<std::int64_t> order_;  // the stored order (small corpora)
+    int half_bits_ = 0;                // Feistel halves (large corpora)
+    std::uint64_t epoch_key_ = 0;
     DataPosition position_;
 };
 

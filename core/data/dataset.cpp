@@ -1,6 +1,7 @@
 #include "core/data/dataset.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -72,6 +73,12 @@ class DocumentReader {
         return batch;
     }
 
+    // Bytes of the file consumed so far.
+    std::uint64_t position() {
+        const std::streamoff at = in_.tellg();
+        return at >= 0 ? static_cast<std::uint64_t>(at) : 0;
+    }
+
   private:
     std::ifstream in_;
 };
@@ -79,7 +86,8 @@ class DocumentReader {
 }  // namespace
 
 std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const fs::path& file,
-                               TokenShardWriter& shard, std::size_t batch_bytes) {
+                               TokenShardWriter& shard, std::size_t batch_bytes,
+                               const std::function<void(std::uint64_t)>& progress) {
     const std::int32_t eos = tokenizer.special_tokens().eos;
     const std::size_t workers = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
     DocumentReader reader(file);
@@ -94,6 +102,7 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const fs::path& 
             }
         });
         for (const auto& ids : encoded) shard.add_document(ids);
+        if (progress) progress(reader.position());
     }
     return shard.documents();
 }
@@ -183,9 +192,22 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
             }
         }
         TokenShardWriter writer(cached, vocab);
+        // A line every few seconds while a large split is encoded.
+        const auto started = std::chrono::steady_clock::now();
+        auto last_report = started;
+        auto progress = [&](std::uint64_t done) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - last_report < std::chrono::seconds(5) || done == 0) return;
+            last_report = now;
+            const double seconds = std::chrono::duration<double>(now - started).count();
+            const double rate = static_cast<double>(done) / seconds;
+            log(fmt::format("{}: encoded {:.2f} of {:.2f} GB ({:.0f} MB/s, ETA {:.0f} s)",
+                            split_name(split), done / 1e9, bytes / 1e9, rate / 1e6,
+                            (static_cast<double>(bytes) - static_cast<double>(done)) / rate));
+        };
         const std::int64_t documents = call_plugin(*component.plugin, "encoding the corpus", [&] {
             try {
-                return encode_into_shard(*dataset.tokenizer_, file, writer);
+                return encode_into_shard(*dataset.tokenizer_, file, writer, 2u << 20, progress);
             } catch (const std::invalid_argument& bad_id) {
                 throw PluginError(fmt::format("{}: encode produced {}",
                                               describe_plugin(*component.plugin), bad_id.what()));
@@ -197,6 +219,18 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
                         documents, bytes, shard->tokens().size(), cached.string()));
     }
     return dataset;
+}
+
+const MappedTokenShard& Dataset::shard(Split split) const {
+    switch (split) {
+        case Split::kTrain:
+            return *train_;
+        case Split::kValidation:
+            return *validation_;
+        case Split::kTest:
+            return *test_;
+    }
+    return *train_;
 }
 
 TokenView Dataset::tokens(Split split) const {
@@ -226,8 +260,10 @@ std::int64_t Dataset::bytes(Split split) const {
 at::Tensor Dataset::training_token_counts() const {
     at::Tensor counts = at::zeros({vocab_size()}, at::kLong);
     std::int64_t* data = counts.data_ptr<std::int64_t>();
-    const TokenView ids = train_->tokens();
-    for (std::int64_t i = 0; i < ids.size(); ++i) ++data[ids[i]];
+    // From the shard's histogram: no pass over the ids (which would also page the whole split in).
+    const std::uint64_t* stored = train_->token_counts();
+    for (std::int64_t id = 0; id < vocab_size(); ++id)
+        data[id] = static_cast<std::int64_t>(stored[id]);
     return counts;
 }
 

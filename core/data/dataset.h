@@ -41,6 +41,8 @@ class Dataset {
 
     // Valid as long as this dataset (or a copy of it) lives.
     TokenView tokens(Split split) const;
+    // The memory-mapped shard behind tokens(split).
+    const MappedTokenShard& shard(Split split) const;
     std::int64_t bytes(Split split) const;  // size of the split's text
 
     // Occurrences of each token id in the training split: (vocab_size,) int64.
@@ -58,8 +60,11 @@ class Dataset {
 // batch of about `batch_bytes` at a time, encoded on all cores, each followed by the
 // end-of-document id, appended in order. Returns the number of documents. Ids outside the
 // vocabulary throw std::invalid_argument.
-std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const std::filesystem::path& file,
-                               TokenShardWriter& shard, std::size_t batch_bytes = 8u << 20);
+// `progress`, when given, receives the bytes of `file` read so far after every batch.
+std::int64_t encode_into_shard(
+    const sdk::Tokenizer& tokenizer, const std::filesystem::path& file, TokenShardWriter& shard,
+    std::size_t batch_bytes = 2u << 20,
+    const std::function<void(std::uint64_t bytes_read)>& progress = nullptr);
 
 // Splits corpus text into documents at blank lines. Each document keeps its own line breaks and
 // ends with '\n'.

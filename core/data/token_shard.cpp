@@ -46,7 +46,8 @@ TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
     : file_(std::move(file)),
       vocab_size_(vocab_size),
       id_bytes_(shard_id_bytes(vocab_size)),
-      checksum_(kFnvOffset) {
+      checksum_(kFnvOffset),
+      counts_(static_cast<std::size_t>(vocab_size), 0) {
     fs::create_directories(file_.parent_path());
     partial_ = file_;
     partial_ += fmt::format(".partial-{}", ::getpid());
@@ -77,6 +78,7 @@ void TokenShardWriter::add_document(const std::vector<std::int32_t>& ids) {
             throw std::invalid_argument(
                 fmt::format("token id {} outside [0, {})", id, vocab_size_));
         }
+        ++counts_[static_cast<std::size_t>(id)];
         if (id_bytes_ == 2) {
             const auto narrow = static_cast<std::uint16_t>(id);
             std::memcpy(buffer_.data() + 2 * i, &narrow, 2);
@@ -94,6 +96,7 @@ void TokenShardWriter::finish() {
     const char zeros[8] = {};
     write(zeros, padded(id_section) - id_section);
     write(ends_.data(), ends_.size() * sizeof(std::uint64_t));
+    write(counts_.data(), counts_.size() * sizeof(std::uint64_t));
     unsigned char header[kHeaderBytes] = {};
     std::memcpy(header, kMagic, 8);
     const std::uint32_t id_bytes = static_cast<std::uint32_t>(id_bytes_);
@@ -163,7 +166,8 @@ MappedTokenShard::MappedTokenShard(const fs::path& file, std::int64_t vocab_size
                          documents, size_));
     }
     const std::size_t ids = padded(static_cast<std::size_t>(tokens) * id_bytes_);
-    const std::size_t expected = kHeaderBytes + ids + static_cast<std::size_t>(documents) * 8;
+    const std::size_t expected = kHeaderBytes + ids + static_cast<std::size_t>(documents) * 8 +
+                                 static_cast<std::size_t>(vocab) * 8;
     if (expected != size_) {
         fail(
             fmt::format("token shard of {} bytes, expected {} for {} tokens and {} documents "
@@ -173,6 +177,8 @@ MappedTokenShard::MappedTokenShard(const fs::path& file, std::int64_t vocab_size
     tokens_ = static_cast<std::int64_t>(tokens);
     documents_ = static_cast<std::int64_t>(documents);
     ends_offset_ = kHeaderBytes + ids;
+    counts_offset_ = ends_offset_ + static_cast<std::size_t>(documents_) * 8;
+    vocab_size_ = vocab_size;
     if (documents_ > 0 && document_end(documents_ - 1) != tokens_) {
         fail(fmt::format("token shard index ends at token {}, the shard has {} (damaged)",
                          document_end(documents_ - 1), tokens_));
@@ -189,6 +195,11 @@ TokenView MappedTokenShard::tokens() const {
     return {reinterpret_cast<const std::int32_t*>(ids), tokens_};
 }
 
+const std::uint64_t* MappedTokenShard::token_counts() const {
+    // 8-aligned: the mapping starts on a page and every section is a multiple of 8 bytes.
+    return reinterpret_cast<const std::uint64_t*>(data_ + counts_offset_);
+}
+
 std::int64_t MappedTokenShard::document_end(std::int64_t d) const {
     return static_cast<std::int64_t>(read_le<std::uint64_t>(data_ + ends_offset_ + 8 * d));
 }
@@ -201,11 +212,21 @@ void MappedTokenShard::verify() const {
                                            sum, checksum_));
     }
     const TokenView view = tokens();
-    const std::int64_t vocab = static_cast<std::int64_t>(read_le<std::uint64_t>(data_ + 32));
+    std::vector<std::uint64_t> recount(static_cast<std::size_t>(vocab_size_), 0);
     for (std::int64_t i = 0; i < view.size(); ++i) {
-        if (view[i] < 0 || view[i] >= vocab) {
+        if (view[i] < 0 || view[i] >= vocab_size_) {
+            throw FileError(
+                file_, fmt::format("token {} is id {}, outside [0, {})", i, view[i], vocab_size_));
+        }
+        ++recount[static_cast<std::size_t>(view[i])];
+    }
+    const std::uint64_t* counts = token_counts();
+    for (std::int64_t id = 0; id < vocab_size_; ++id) {
+        if (counts[id] != recount[static_cast<std::size_t>(id)]) {
             throw FileError(file_,
-                            fmt::format("token {} is id {}, outside [0, {})", i, view[i], vocab));
+                            fmt::format("token shard counts id {} {} times, the ids hold it "
+                                        "{} times (damaged)",
+                                        id, counts[id], recount[static_cast<std::size_t>(id)]));
         }
     }
 }

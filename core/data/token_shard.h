@@ -12,6 +12,8 @@
 //   32  u64 vocab_size            40  u64 checksum: FNV-1a 64 of the two sections below
 //   48  ids, tokens x id_bytes, zero-padded to a multiple of 8 bytes
 //   ..  u64 document ends: for each document, the token count up to its end
+//   ..  u64 token counts: for each id of the vocabulary, its occurrences (what unigram baselines
+//       and frequency-based routers need, without a pass over the ids)
 // Opening a shard checks the header and the file size (instant, whatever the size); verify()
 // reads every byte against the checksum. Shards are written to a temporary file and renamed, so
 // an interrupted write leaves no shard behind.
@@ -56,6 +58,7 @@ class TokenShardWriter {
     std::uint64_t checksum_;
     std::int64_t tokens_ = 0;
     std::vector<std::uint64_t> ends_;
+    std::vector<std::uint64_t> counts_;
     std::vector<char> buffer_;
     bool finished_ = false;
 };
@@ -73,9 +76,12 @@ class MappedTokenShard {
     std::int64_t documents() const { return documents_; }
     // The token count up to the end of document d.
     std::int64_t document_end(std::int64_t d) const;
+    // Occurrences of each id: vocab_size entries.
+    const std::uint64_t* token_counts() const;
     const std::filesystem::path& file() const { return file_; }
 
-    // Reads every byte and compares with the checksum; throws FileError when they differ.
+    // Reads every byte and compares with the checksum, and recounts the ids; throws FileError
+    // when anything differs.
     void verify() const;
 
   private:
@@ -86,6 +92,8 @@ class MappedTokenShard {
     std::int64_t tokens_ = 0, documents_ = 0;
     std::uint64_t checksum_ = 0;
     std::size_t ends_offset_ = 0;
+    std::size_t counts_offset_ = 0;
+    std::int64_t vocab_size_ = 0;
 };
 
 }  // namespace moelab::core

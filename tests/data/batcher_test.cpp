@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "core/data/batcher.h"
@@ -51,6 +52,42 @@ TEST(TrainBatcher, RestoringAPositionContinuesTheSameSequence) {
     TrainBatcher resumed(tokens, 16, 3, 9);
     resumed.restore(middle);
     for (const at::Tensor& batch : expected) EXPECT_TRUE(at::equal(batch, resumed.next()));
+}
+
+// Above kShuffledWindowsMax windows the order is computed per position (Note [Window order]): still
+// every window exactly once per epoch, the same order for the same seed and epoch, another order
+// for another epoch, and a restored position continues it.
+TEST(TrainBatcher, ALargeCorpusVisitsEveryWindowOncePerEpochWithoutStoringTheOrder) {
+    const std::int64_t windows = TrainBatcher::kShuffledWindowsMax + 12345;
+    const auto tokens = counting(static_cast<std::int32_t>(windows + 1));  // seq_len 1
+    const std::int64_t batch = 4096;
+    TrainBatcher a(tokens, 1, batch, 5), b(tokens, 1, batch, 5);
+    std::vector<bool> seen(static_cast<std::size_t>(windows), false);
+    std::int64_t visited = 0, first_window = -1;
+    while (a.position().epoch == 0 && visited < windows) {
+        const std::int64_t take = std::min(batch, windows - visited);
+        const at::Tensor rows = a.next();
+        ASSERT_TRUE(at::equal(rows, b.next()));
+        const std::int64_t* data = rows.data_ptr<std::int64_t>();
+        for (std::int64_t r = 0; r < take; ++r) {
+            const std::int64_t window = data[2 * r];
+            ASSERT_EQ(data[2 * r + 1], window + 1);
+            ASSERT_FALSE(seen[static_cast<std::size_t>(window)]) << "window " << window << " twice";
+            seen[static_cast<std::size_t>(window)] = true;
+            if (first_window < 0) first_window = window;
+        }
+        visited += take;
+    }
+    EXPECT_EQ(visited, windows);
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), true), windows);
+    // The next epoch: another order, and a restored position continues it.
+    const DataPosition next_epoch{1, 0};
+    TrainBatcher c(tokens, 1, 8, 5), d(tokens, 1, 8, 5);
+    c.restore(next_epoch);
+    d.restore(next_epoch);
+    const at::Tensor epoch1 = c.next();
+    EXPECT_NE(epoch1[0][0].item<std::int64_t>(), first_window);
+    EXPECT_TRUE(at::equal(epoch1, d.next()));
 }
 
 TEST(TrainBatcher, TooLittleTextIsAClearError) {

@@ -74,6 +74,11 @@ TEST_F(TokenShards, RoundTripIdsAndDocumentEndsForNarrowAndWideVocabularies) {
             end += static_cast<std::int64_t>(docs[d].size());
             EXPECT_EQ(shard.document_end(d), end) << vocab << " document " << d;
         }
+        std::vector<std::uint64_t> counts(static_cast<std::size_t>(vocab), 0);
+        for (const std::int32_t id : all) ++counts[static_cast<std::size_t>(id)];
+        for (std::int64_t id = 0; id < vocab; ++id) {
+            ASSERT_EQ(shard.token_counts()[id], counts[static_cast<std::size_t>(id)]) << vocab;
+        }
         std::vector<std::int64_t> widened(5);
         view.copy_to(2, 5, widened.data());
         for (int i = 0; i < 5; ++i) EXPECT_EQ(widened[i], all[2 + i]);

@@ -56,6 +56,17 @@ struct NewArgs {
 };
 int new_plugin(const NewArgs& args);
 
+struct DataArgs {
+    std::string recipe;
+    std::vector<std::string> overrides;  // --set key=value
+    bool verify = false;                 // stats: read every shard against its checksum
+    bool json = false;                   // stats: JSON on stdout
+};
+// Encodes the recipe's corpus into token shards ahead of training (as `moelab run` would).
+int prepare_data(const DataArgs& args);
+// Documents, tokens, bytes per token and shards of each split; prepares them if needed.
+int data_stats(const DataArgs& args);
+
 struct ReportArgs {
     std::string directory;  // run directory or comparison output directory
 };

@@ -50,6 +50,31 @@ void add_check_command(CLI::App& app, int& exit_code) {
         [&exit_code, args] { exit_code = run_guarded([&] { return check_recipe(*args); }); });
 }
 
+void add_data_command(CLI::App& app, int& exit_code) {
+    CLI::App* data = app.add_subcommand("data", "Token shards of a recipe's corpus");
+    data->require_subcommand(1);
+    auto prepare = std::make_shared<DataArgs>();
+    CLI::App* prepare_cmd = data->add_subcommand(
+        "prepare", "Train or load the tokenizer and encode every split into token shards");
+    prepare_cmd->add_option("recipe", prepare->recipe, "Recipe file (TOML)")->required();
+    prepare_cmd->add_option("--set", prepare->overrides,
+                            "Override a key: section.key=value (TOML value; repeatable)");
+    prepare_cmd->callback(
+        [&exit_code, prepare] { exit_code = run_guarded([&] { return prepare_data(*prepare); }); });
+
+    auto stats = std::make_shared<DataArgs>();
+    CLI::App* stats_cmd = data->add_subcommand(
+        "stats", "Documents, tokens and shards of each split (prepares them when needed)");
+    stats_cmd->add_option("recipe", stats->recipe, "Recipe file (TOML)")->required();
+    stats_cmd->add_option("--set", stats->overrides,
+                          "Override a key: section.key=value (TOML value; repeatable)");
+    stats_cmd->add_flag("--verify", stats->verify,
+                        "Read every shard and check its checksum and ids (slow on large corpora)");
+    stats_cmd->add_flag("--json", stats->json, "Print JSON");
+    stats_cmd->callback(
+        [&exit_code, stats] { exit_code = run_guarded([&] { return data_stats(*stats); }); });
+}
+
 void add_run_command(CLI::App& app, int& exit_code) {
     auto args = std::make_shared<RunArgs>();
     CLI::App* command =
@@ -259,6 +284,7 @@ int main(int argc, char** argv) {
     add_plugins_command(app, exit_code);
     add_check_command(app, exit_code);
     add_run_command(app, exit_code);
+    add_data_command(app, exit_code);
     add_eval_command(app, exit_code);
     add_compare_command(app, exit_code);
     add_report_command(app, exit_code);
