@@ -7,8 +7,9 @@
 # validation.txt and test.txt are Brown's own, so evaluation is the same as on Brown. Delete the
 # directory afterwards; nothing refers to it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 out=${1:?usage: make_synthetic_corpus.sh OUT_DIR SIZE_MB}
+out=$(realpath -m "$out")  # relative to the caller's directory
+cd "$(dirname "$0")/.."
 size_mb=${2:?usage: make_synthetic_corpus.sh OUT_DIR SIZE_MB}
 source=data/brown
 [[ -f $source/train.txt ]] || { echo "$source/train.txt is missing: run tools/setup.sh" >&2; exit 2; }

@@ -79,6 +79,14 @@ at::Tensor TrainBatcher::next() {
 }
 
 void TrainBatcher::restore(const DataPosition& position) {
+    // A checkpoint from another corpus (or a damaged one) must not index past the windows.
+    if (position.epoch < 0 || position.cursor < 0 || position.cursor > windows_) {
+        throw std::runtime_error(
+            "the saved data position (epoch " + std::to_string(position.epoch) + ", window " +
+            std::to_string(position.cursor) + ") does not fit the training split's " +
+            std::to_string(windows_) +
+            " windows: the corpus or data.seq_len changed since the checkpoint was written");
+    }
     position_ = position;
     shuffle_epoch();
 }

@@ -42,7 +42,7 @@ namespace {
 // separate documents; each line keeps its '\n'), without reading the file whole.
 class DocumentReader {
   public:
-    explicit DocumentReader(const fs::path& file) : in_(file, std::ios::binary) {
+    explicit DocumentReader(const fs::path& file) : file_(file), in_(file, std::ios::binary) {
         if (!in_) throw FileError(file, "cannot be read: " + errno_text(errno));
     }
 
@@ -63,12 +63,8 @@ class DocumentReader {
             current += line;
             current += '\n';
         }
-        // A document cut by the batch boundary continues in the next batch: read to its end.
-        for (std::string line; !current.empty() && std::getline(in_, line);) {
-            if (line.empty()) break;
-            current += line;
-            current += '\n';
-        }
+        // The loop stops only between documents (right after a blank line) or at the end.
+        if (in_.bad()) throw FileError(file_, "read failed: " + errno_text(errno));
         if (!current.empty()) batch.push_back(std::move(current));
         return batch;
     }
@@ -80,6 +76,7 @@ class DocumentReader {
     }
 
   private:
+    fs::path file_;
     std::ifstream in_;
 };
 
@@ -92,7 +89,8 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const fs::path& 
     const std::size_t workers = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
     DocumentReader reader(file);
     for (;;) {
-        const std::vector<std::string> documents = reader.next_batch(batch_bytes);
+        const std::vector<std::string> documents =
+            reader.next_batch(std::max<std::size_t>(batch_bytes, 1));
         if (documents.empty()) break;
         std::vector<std::vector<std::int32_t>> encoded(documents.size());
         sdk::run_workers(workers, [&](std::size_t w) {

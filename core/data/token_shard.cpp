@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <random>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -49,8 +50,11 @@ TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
       checksum_(kFnvOffset),
       counts_(static_cast<std::size_t>(vocab_size), 0) {
     fs::create_directories(file_.parent_path());
+    // Unique per writer, also across hosts and PID namespaces sharing a cache directory.
     partial_ = file_;
-    partial_ += fmt::format(".partial-{}", ::getpid());
+    partial_ += fmt::format(
+        ".partial-{}-{:016x}", ::getpid(),
+        (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}());
     out_.open(partial_, std::ios::binary | std::ios::trunc);
     if (!out_) throw FileError(partial_, "cannot be created: " + errno_text(errno));
     const char header[kHeaderBytes] = {};
@@ -110,6 +114,15 @@ void TokenShardWriter::finish() {
     out_.flush();
     if (!out_) throw FileError(partial_, "write failed: " + errno_text(errno));
     out_.close();
+    if (out_.fail()) throw FileError(partial_, "close failed: " + errno_text(errno));
+    // On disk before it is published under its final name.
+    const int fd = ::open(partial_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+        const int saved = errno;
+        if (fd >= 0) ::close(fd);
+        throw FileError(partial_, "cannot be synced: " + errno_text(saved));
+    }
+    ::close(fd);
     std::error_code error;
     fs::rename(partial_, file_, error);
     if (error) throw FileError(file_, "cannot be put in place: " + error.message());

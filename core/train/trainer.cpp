@@ -82,7 +82,17 @@ double unigram_perplexity(const Dataset& dataset, TokenView tokens) {
         at::log((counts + 1.0) / (counts.sum() + static_cast<double>(counts.numel())));
     const double* lp = log_prob.data_ptr<double>();
     double nll = 0;
-    for (std::int64_t i = 1; i < tokens.size(); ++i) nll -= lp[tokens[i]];
+    const std::int64_t vocab = counts.numel();
+    for (std::int64_t i = 1; i < tokens.size(); ++i) {
+        // Shards are checked for structure when opened, their ids only by `data stats --verify`.
+        if (tokens[i] < 0 || tokens[i] >= vocab) {
+            throw std::runtime_error(fmt::format(
+                "token {} of the evaluated split is id {}, outside the vocabulary of {}: the token "
+                "cache is damaged (moelab data stats --verify names the shard)",
+                i, tokens[i], vocab));
+        }
+        nll -= lp[tokens[i]];
+    }
     return std::exp(nll / static_cast<double>(std::max<std::int64_t>(1, tokens.size() - 1)));
 }
 

@@ -90,6 +90,15 @@ TEST(TrainBatcher, ALargeCorpusVisitsEveryWindowOncePerEpochWithoutStoringTheOrd
     EXPECT_TRUE(at::equal(epoch1, d.next()));
 }
 
+// A position from a checkpoint of another corpus is refused, not used to index past the windows.
+TEST(TrainBatcher, APositionBeyondTheWindowsIsRefused) {
+    const auto tokens = counting(8 * 10 + 1);  // 10 windows
+    TrainBatcher batcher(tokens, 8, 5, 1);
+    batcher.restore({2, 10});  // the end of an epoch is a valid position
+    EXPECT_THROW(batcher.restore({0, 11}), std::runtime_error);
+    EXPECT_THROW(batcher.restore({-1, 0}), std::runtime_error);
+}
+
 TEST(TrainBatcher, TooLittleTextIsAClearError) {
     const auto tokens = counting(5);
     try {

@@ -136,8 +136,8 @@ TEST_F(TokenShards, AnUnfinishedWriteLeavesNoShardAndNoPartialFile) {
     EXPECT_TRUE(fs::is_empty(dir_));
 }
 
-// The streaming encoder against split_documents + encode of the whole text, with batches far
-// smaller than the documents so that every batch boundary falls inside one.
+// The streaming encoder against split_documents + encode of the whole text, with batches smaller
+// than a document (one document each), of a few documents, and of the whole file.
 TEST_F(TokenShards, StreamingEncodingEqualsEncodingTheWholeText) {
     const fs::path corpus = dir_ / "corpus.txt";
     const std::string text =

@@ -11,8 +11,8 @@ cd "$(dirname "$0")/../.."
 sizes=("${@:-1000 10000}")
 # shellcheck disable=SC2206  # the default is a list
 sizes=(${sizes[@]})
-work=${WORK:-$(mktemp -d /tmp/moelab-data-scale.XXXXXX)}
-trap 'rm -rf "$work"' EXIT
+work=$(mktemp -d /tmp/moelab-data-scale.XXXXXX)
+trap 'rm -rf "$work"' EXIT  # a directory of our own: corpora, caches, runs
 moelab=build/bin/moelab
 
 corpora=("data/brown")
