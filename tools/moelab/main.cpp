@@ -37,15 +37,21 @@ void add_plugins_command(CLI::App& app, int& exit_code) {
     });
 }
 
+// The recipe file and its --set overrides, as every recipe-taking command accepts them.
+void add_recipe_arguments(CLI::App* command, std::string& recipe,
+                          std::vector<std::string>& overrides) {
+    command->add_option("recipe", recipe, "Recipe file (TOML)")->required();
+    command->add_option("--set", overrides,
+                        "Override a key: section.key=value (TOML value; repeatable)");
+}
+
 void add_check_command(CLI::App& app, int& exit_code) {
     auto args = std::make_shared<CheckArgs>();
     CLI::App* command = app.add_subcommand(
         "check",
         "Parse and validate a recipe, resolve its plugins and print the resolved recipe "
         "(no training)");
-    command->add_option("recipe", args->recipe, "Recipe file (TOML)")->required();
-    command->add_option("--set", args->overrides,
-                        "Override a key: section.key=value (TOML value; repeatable)");
+    add_recipe_arguments(command, args->recipe, args->overrides);
     command->callback(
         [&exit_code, args] { exit_code = run_guarded([&] { return check_recipe(*args); }); });
 }
@@ -56,18 +62,14 @@ void add_data_command(CLI::App& app, int& exit_code) {
     auto prepare = std::make_shared<DataArgs>();
     CLI::App* prepare_cmd = data->add_subcommand(
         "prepare", "Train or load the tokenizer and encode every split into token shards");
-    prepare_cmd->add_option("recipe", prepare->recipe, "Recipe file (TOML)")->required();
-    prepare_cmd->add_option("--set", prepare->overrides,
-                            "Override a key: section.key=value (TOML value; repeatable)");
+    add_recipe_arguments(prepare_cmd, prepare->recipe, prepare->overrides);
     prepare_cmd->callback(
         [&exit_code, prepare] { exit_code = run_guarded([&] { return prepare_data(*prepare); }); });
 
     auto stats = std::make_shared<DataArgs>();
     CLI::App* stats_cmd = data->add_subcommand(
         "stats", "Documents, tokens and shards of each split (prepares them when needed)");
-    stats_cmd->add_option("recipe", stats->recipe, "Recipe file (TOML)")->required();
-    stats_cmd->add_option("--set", stats->overrides,
-                          "Override a key: section.key=value (TOML value; repeatable)");
+    add_recipe_arguments(stats_cmd, stats->recipe, stats->overrides);
     stats_cmd->add_flag("--verify", stats->verify,
                         "Read every shard and check its checksum and ids (slow on large corpora)");
     stats_cmd->add_flag("--json", stats->json, "Print JSON");
@@ -81,9 +83,7 @@ void add_run_command(CLI::App& app, int& exit_code) {
         app.add_subcommand("run",
                            "Train the model a recipe describes; progress on the terminal, metrics, "
                            "checkpoints and a summary in the run directory");
-    command->add_option("recipe", args->recipe, "Recipe file (TOML)")->required();
-    command->add_option("--set", args->overrides,
-                        "Override a key: section.key=value (TOML value; repeatable)");
+    add_recipe_arguments(command, args->recipe, args->overrides);
     command->add_option("--out", args->out_dir,
                         "Run directory (default runs/<recipe name>-<timestamp>)");
     command->add_flag("--resume", args->resume,
