@@ -1,0 +1,116 @@
+// What the token store costs on top of the tokenizer, side by side in one process: a corpus file
+// encoded by the tokenizer alone (its documents in memory, spread over every core as Dataset
+// does) and encoded into a token shard (read in batches, encoded on every core, written), each
+// as MB of text per second. The store should keep >= 80% of the tokenizer's own throughput.
+//
+//   moelab_bench_encode CORPUS_FILE [--tokenizer bytes|bpe|...] [--train FILE] [--rounds 3]
+// --train: the text a trained tokenizer learns from (default: CORPUS_FILE); default options.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config/recipe_loader.h"
+#include "core/data/dataset.h"
+#include "core/data/token_shard.h"
+#include "core/plugin/instantiate.h"
+#include "core/plugin/loader.h"
+#include "core/system/allocator.h"
+#include "core/system/read_file.h"
+#include "core/system/remove_tree.h"
+#include "moelab/sdk/parallel.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr,
+                     "usage: moelab_bench_encode CORPUS_FILE [--tokenizer NAME] "
+                     "[--train FILE] [--rounds N]\n");
+        return 2;
+    }
+    const fs::path corpus = argv[1];
+    std::string name = "bytes";
+    fs::path train = corpus;
+    int rounds = 3;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const std::string flag = argv[i];
+        if (flag == "--tokenizer") {
+            name = argv[i + 1];
+        } else if (flag == "--train") {
+            train = argv[i + 1];
+        } else if (flag == "--rounds") {
+            rounds = std::max(1, std::atoi(argv[i + 1]));
+        } else {
+            std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+            return 2;
+        }
+    }
+    using namespace moelab;
+    core::tune_allocator_for_training();  // as `moelab run` and `moelab data prepare` do
+    const core::PluginRegistry registry = core::load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
+    const core::RegisteredTokenizer* component = registry.find_tokenizer(name);
+    if (component == nullptr) {
+        std::fprintf(stderr, "no tokenizer component '%s'\n", name.c_str());
+        return 2;
+    }
+    const sdk::Params params =
+        core::params_from_assignments({}, component->component.params, "tokenizer");
+    const auto tokenizer = core::train_tokenizer(*component, {{train.string()}}, params);
+    const std::int32_t eos = tokenizer->special_tokens().eos;
+    const std::string text = core::read_file(corpus, core::kMaxCorpusFileBytes, "corpus file");
+    const std::vector<std::string> documents = core::split_documents(text);
+    const double mb = static_cast<double>(text.size()) / 1e6;
+    const std::size_t workers = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
+    const fs::path scratch = fs::temp_directory_path() / "moelab-bench-encode";
+
+    std::vector<double> alone, stored;
+    std::int64_t tokens = 0;
+    for (int r = 0; r < rounds; ++r) {
+        // The tokenizer alone: every document, every core, into memory.
+        auto start = Clock::now();
+        std::vector<std::int64_t> counts(workers, 0);
+        sdk::run_workers(workers, [&](std::size_t w) {
+            std::vector<std::int32_t> ids;
+            for (std::size_t d = w; d < documents.size(); d += workers) {
+                ids.clear();
+                tokenizer->encode(documents[d], ids);
+                if (eos >= 0) ids.push_back(eos);
+                counts[w] += static_cast<std::int64_t>(ids.size());
+            }
+        });
+        alone.push_back(since(start));
+        // Into a shard, as Dataset does.
+        start = Clock::now();
+        {
+            core::TokenShardWriter writer(scratch / "bench.shard", tokenizer->vocab_size());
+            core::encode_into_shard(*tokenizer, corpus, writer);
+            writer.finish();
+            tokens = writer.tokens();
+        }
+        stored.push_back(since(start));
+        core::remove_tree(scratch);
+    }
+    std::sort(alone.begin(), alone.end());
+    std::sort(stored.begin(), stored.end());
+    const double a = alone[alone.size() / 2], s = stored[stored.size() / 2];
+    std::printf("%s on %s: %.1f MB, %lld tokens, %zu workers, median of %d rounds\n", name.c_str(),
+                corpus.string().c_str(), mb, static_cast<long long>(tokens), workers, rounds);
+    std::printf("tokenizer alone:   %8.2f s  %8.1f MB/s\n", a, mb / a);
+    std::printf("into a shard:      %8.2f s  %8.1f MB/s\n", s, mb / s);
+    std::printf("store / alone = %.2f\n", a / s);
+    return 0;
+}
