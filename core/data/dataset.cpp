@@ -239,17 +239,7 @@ const MappedTokenShard& Dataset::shard(Split split) const {
     return *train_;
 }
 
-TokenView Dataset::tokens(Split split) const {
-    switch (split) {
-        case Split::kTrain:
-            return train_->tokens();
-        case Split::kValidation:
-            return validation_->tokens();
-        case Split::kTest:
-            return test_->tokens();
-    }
-    return train_->tokens();
-}
+TokenView Dataset::tokens(Split split) const { return shard(split).tokens(); }
 
 std::int64_t Dataset::bytes(Split split) const {
     switch (split) {

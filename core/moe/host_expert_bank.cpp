@@ -1,6 +1,6 @@
 #include "core/moe/host_expert_bank.h"
 
-#include <cmath>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -90,13 +90,11 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
     // kept across calls belongs with the CUDA grouped kernels.
     const at::Tensor w_in_x = w_in.to(x.scalar_type());
     const at::Tensor w_out_x = w_out.to(x.scalar_type());
-    const kernels::KernelChoice choice = kernels::choose_grouped_swiglu_kernel(
-        policy_.kernel, kernels::describe_grouped_swiglu(x, w_in_x, w_out_x));
-    if (!choice.verdict.ok) {
-        throw sdk::Error(fmt::format("expert bank '{}': kernel '{}': {}", spec_.name,
-                                     policy_.kernel, choice.verdict.reason));
+    try {
+        return kernels::run_grouped_swiglu(policy_.kernel, x, routed, w_in_x, w_out_x);
+    } catch (const std::invalid_argument& refused) {  // no kernel for this case, or a bad plan
+        throw sdk::Error(fmt::format("expert bank '{}': {}", spec_.name, refused.what()));
     }
-    return kernels::run_grouped_swiglu(*choice.kernel, x, routed, w_in_x, w_out_x);
 }
 
 at::Tensor HostExpertBank::run_all(const at::Tensor& x) {

@@ -121,10 +121,12 @@ at::Tensor group_ends_of(const std::vector<std::int64_t>& counts, const at::Devi
     return at::tensor(ends, at::TensorOptions().dtype(at::kLong)).to(device);
 }
 
-at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tensor& x,
-                              const RoutedRows& routed, const at::Tensor& w_in,
-                              const at::Tensor& w_out) {
-    const GroupedSwigluDesc desc = describe_grouped_swiglu(x, w_in, w_out);
+namespace {
+
+// run_grouped_swiglu once the case is described (once per call).
+at::Tensor run_described(const GroupedSwigluKernel& kernel, const GroupedSwigluDesc& desc,
+                         const at::Tensor& x, const RoutedRows& routed, const at::Tensor& w_in,
+                         const at::Tensor& w_out) {
     const at::Tensor& token = routed.token;
     const at::Tensor& ends = routed.group_ends;
     if (token.dim() != 1 || token.scalar_type() != at::kLong || token.device() != x.device() ||
@@ -162,6 +164,25 @@ at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tenso
     }
     throw std::invalid_argument("grouped SwiGLU kernel '" + std::string(kernel.name) +
                                 "' has no implementation in kernels/binding");
+}
+
+}  // namespace
+
+at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tensor& x,
+                              const RoutedRows& routed, const at::Tensor& w_in,
+                              const at::Tensor& w_out) {
+    return run_described(kernel, describe_grouped_swiglu(x, w_in, w_out), x, routed, w_in, w_out);
+}
+
+at::Tensor run_grouped_swiglu(std::string_view name, const at::Tensor& x, const RoutedRows& routed,
+                              const at::Tensor& w_in, const at::Tensor& w_out) {
+    const GroupedSwigluDesc desc = describe_grouped_swiglu(x, w_in, w_out);
+    const KernelChoice choice = choose_grouped_swiglu_kernel(name, desc);
+    if (!choice.verdict.ok) {
+        throw std::invalid_argument("grouped SwiGLU kernel '" + std::string(name) +
+                                    "': " + choice.verdict.reason);
+    }
+    return run_described(*choice.kernel, desc, x, routed, w_in, w_out);
 }
 
 }  // namespace moelab::kernels

@@ -4,6 +4,7 @@
 // and runs the kernel chosen for it. The only place where kernels meet tensors.
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -49,5 +50,10 @@ GroupedSwigluDesc describe_grouped_swiglu(const at::Tensor& x, const at::Tensor&
 at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tensor& x,
                               const RoutedRows& routed, const at::Tensor& w_in,
                               const at::Tensor& w_out);
+
+// The same for the kernel `name` ("auto" or a kernel's name) chooses for the case, describing the
+// tensors once: what the expert bank calls on every step.
+at::Tensor run_grouped_swiglu(std::string_view name, const at::Tensor& x, const RoutedRows& routed,
+                              const at::Tensor& w_in, const at::Tensor& w_out);
 
 }  // namespace moelab::kernels
