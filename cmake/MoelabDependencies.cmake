@@ -9,6 +9,9 @@ find_package(CLI11 REQUIRED)
 # Boost.DLL is header-only; we use its std::filesystem flavour so no Boost library is linked.
 find_package(Boost 1.74 REQUIRED)
 find_package(Threads REQUIRED)
+# Compressed corpus files (.gz, .zst): core/data/document_reader.cpp.
+find_package(ZLIB REQUIRED)
+find_package(zstd CONFIG REQUIRED)
 
 # LibTorch's own CMake sets flags through a variable rather than its target; wrap it once.
 add_library(moelab_torch INTERFACE)

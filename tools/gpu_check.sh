@@ -6,7 +6,7 @@
 #   bash tools/gpu_check.sh
 #
 # Without network access, carry the other dependencies as Debian packages in .deps/ (toml++, fmt,
-# Boost, GoogleTest, CLI11, nlohmann-json, Gloo; see DEVELOPERS.md): they are unpacked to
+# Boost, GoogleTest, CLI11, nlohmann-json, Gloo, zlib and zstd headers; see DEVELOPERS.md): they are unpacked to
 # $DEPS (default /tmp/deps) and added to CMAKE_PREFIX_PATH. The benchmarks print the MoE layer's
 # time and TFLOP/s as ratios to cuBLAS dense GEMM measured in the same run.
 set -euo pipefail

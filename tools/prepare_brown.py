@@ -10,6 +10,11 @@ A paragraph is one line; documents are separated by an empty line.
 The split is by document and deterministic: documents sorted by name, every 20th document from
 index 10 goes to validation, every 20th from index 19 to test, the rest to train (90/5/5, spread
 over all 15 genres).
+
+The same splits are also written by genre family, for mixtures of sources: OUT_DIR/nonfiction/
+(press, religion, skills and hobbies, popular lore, belles lettres, government, learned: files
+ca..cj, 374 documents) and OUT_DIR/fiction/ (general fiction, mystery, science fiction,
+adventure, romance, humour: ck..cr, 126 documents), each with train, validation and test.
 """
 import pathlib
 import re
@@ -53,16 +58,23 @@ def main() -> int:
     if len(documents) != 500:
         print(f"expected 500 Brown documents in {package}, found {len(documents)}", file=sys.stderr)
         return 1
-    splits = {"train": [], "validation": [], "test": []}
+    outputs = {out_dir: {}, out_dir / "nonfiction": {}, out_dir / "fiction": {}}
+    for texts in outputs.values():
+        texts.update({"train": [], "validation": [], "test": []})
     for index, path in enumerate(documents):
         split = "validation" if index % 20 == 10 else "test" if index % 20 == 19 else "train"
-        splits[split].append(document_text(path))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, texts in splits.items():
-        tmp = out_dir / f".{split}.txt.tmp"
-        tmp.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
-        tmp.replace(out_dir / f"{split}.txt")
-        print(f"  {split}: {len(texts)} documents, {sum(map(len, texts))} characters")
+        text = document_text(path)
+        family = out_dir / ("fiction" if path.name[1] >= "k" else "nonfiction")
+        outputs[out_dir][split].append(text)
+        outputs[family][split].append(text)
+    for directory, splits in outputs.items():
+        directory.mkdir(parents=True, exist_ok=True)
+        for split, texts in splits.items():
+            tmp = directory / f".{split}.txt.tmp"
+            tmp.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
+            tmp.replace(directory / f"{split}.txt")
+            name = split if directory == out_dir else f"{directory.name}/{split}"
+            print(f"  {name}: {len(texts)} documents, {sum(map(len, texts))} characters")
     return 0
 
 

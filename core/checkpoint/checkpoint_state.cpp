@@ -55,7 +55,15 @@ json to_json(const CheckpointState& state) {
     out["step"] = state.step;
     out["optimizer_steps"] = state.optimizer_steps;
     out["tokens_seen"] = state.tokens_seen;
-    out["data"] = {{"epoch", state.data_epoch}, {"cursor", state.data_cursor}};
+    json sources = json::array();
+    for (const SourcePosition& source : state.data_sources) {
+        sources.push_back(
+            {{"name", source.name}, {"epoch", source.epoch}, {"cursor", source.cursor}});
+    }
+    out["data"] = {{"epoch", state.data_epoch},
+                   {"cursor", state.data_cursor},
+                   {"sequences", state.data_sequences},
+                   {"sources", sources}};
     out["recipe_hash"] = state.recipe_hash;
     out["elapsed_seconds"] = state.elapsed_seconds;
     return out;
@@ -83,6 +91,27 @@ CheckpointState parse_checkpoint_state(std::string_view text, const std::string&
     if (!data.is_object()) read.fail("data", "expected an object {epoch, cursor}");
     state.data_epoch = read.count(data, "data.epoch", "epoch");
     state.data_cursor = read.count(data, "data.cursor", "cursor");
+    // Checkpoints written before mixtures have neither: one source at (epoch, cursor).
+    if (data.contains("sequences")) {
+        state.data_sequences = read.count(data, "data.sequences", "sequences");
+    }
+    if (auto it = data.find("sources"); it != data.end()) {
+        if (!it->is_array())
+            read.fail("data.sources", "expected an array, got " + describe_json(*it));
+        for (std::size_t i = 0; i < it->size(); ++i) {
+            const json& entry = (*it)[i];
+            const std::string field = fmt::format("data.sources[{}]", i);
+            if (!entry.is_object()) {
+                read.fail(field,
+                          "expected an object {name, epoch, cursor}, got " + describe_json(entry));
+            }
+            const json& name = read.member(entry, field + ".name", "name");
+            if (!name.is_string()) read.fail(field + ".name", "expected a string");
+            state.data_sources.push_back({name.get<std::string>(),
+                                          read.count(entry, field + ".epoch", "epoch"),
+                                          read.count(entry, field + ".cursor", "cursor")});
+        }
+    }
     const json& hash = read.member(root, "recipe_hash", "recipe_hash");
     if (!hash.is_string()) read.fail("recipe_hash", "expected a string");
     state.recipe_hash = hash.get<std::string>();

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -14,12 +15,21 @@ namespace moelab::core {
 
 inline constexpr char kCheckpointFormat[] = "moelab-checkpoint-1";
 
+// One data source's position in a mixture (core/data/mixture_batcher.h).
+struct SourcePosition {
+    std::string name;
+    std::int64_t epoch = 0;
+    std::int64_t cursor = 0;
+};
+
 struct CheckpointState {
     std::int64_t step = 0;             // optimizer steps taken when it was saved
     std::int64_t optimizer_steps = 0;  // AdamW's step counter (bias correction)
     std::int64_t tokens_seen = 0;
-    std::int64_t data_epoch = 0;  // the training batcher's position
+    std::int64_t data_epoch = 0;  // the first source's position (all a one-source run needs)
     std::int64_t data_cursor = 0;
+    std::int64_t data_sequences = 0;           // training sequences drawn from the mixture
+    std::vector<SourcePosition> data_sources;  // every source; empty in older checkpoints
     std::string recipe_hash;
     double elapsed_seconds = 0;  // wall time of the run so far
     nlohmann::json extra;        // everything else (versions, plugin records), kept as is

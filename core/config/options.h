@@ -21,10 +21,23 @@ struct PluginsOptions {
     std::vector<std::string> search_path;  // extra plugin directories, searched after the built-ins
 };
 
+// One [[data.source]] of a mixture: a named corpus with a validation and a test file and, for a
+// training source, a training file and a mixture weight.
+struct DataSourceOptions {
+    std::string name;
+    std::string dir;  // holds train.*, validation.*, test.* (see core/data/corpus.h)
+    std::string train, validation, test;  // explicit files; each overrides the one found in dir
+    std::string format = "auto";          // auto (by extension), text or jsonl
+    std::string text_field = "text";      // the JSONL field holding a document's text
+    double weight = 1.0;                  // sampling weight; training sources only
+};
+
 struct DataOptions {
     std::string corpus = "data/brown";  // directory holding train.txt, validation.txt, test.txt
     std::int64_t seq_len = 128;         // tokens per training sequence (the context length)
     std::string cache_dir = "data/cache";
+    // [[data.source]] tables; empty: data.corpus is the one source.
+    std::vector<DataSourceOptions> sources;
 };
 
 struct ModelOptions {

@@ -36,11 +36,39 @@ const OptionsBinding<DataOptions>& data_binding() {
         OptionsBinding<DataOptions> b;
         b.bind("corpus", &DataOptions::corpus,
                "Directory with train.txt, validation.txt and test.txt (relative to the working "
-               "directory)");
+               "directory); for several sources write [[data.source]] tables instead");
         b.bind("seq_len", &DataOptions::seq_len, "Tokens per training sequence (context length)")
             .between(2, 1 << 20);
         b.bind("cache_dir", &DataOptions::cache_dir,
                "Where tokenized corpora are cached, keyed by the tokenizer's hash");
+        return b;
+    }();
+    return binding;
+}
+
+const OptionsBinding<DataSourceOptions>& data_source_binding() {
+    static const OptionsBinding<DataSourceOptions> binding = [] {
+        OptionsBinding<DataSourceOptions> b;
+        b.bind("name", &DataSourceOptions::name,
+               "Name of the source in logs, metrics and per-source validation losses (letters, "
+               "digits, '-', '_', '.')");
+        b.bind("dir", &DataSourceOptions::dir,
+               "Directory holding the source's train, validation and test files (train.txt, "
+               "train.jsonl, optionally .gz or .zst; relative to the working directory)");
+        b.bind("train", &DataSourceOptions::train,
+               "Training file (overrides the one in dir); a source without one is evaluated "
+               "only");
+        b.bind("validation", &DataSourceOptions::validation,
+               "Validation file (overrides the one in dir)");
+        b.bind("test", &DataSourceOptions::test, "Test file (overrides the one in dir)");
+        b.bind_choice("format", &DataSourceOptions::format, {"auto", "text", "jsonl"},
+                      "text: documents separated by blank lines; jsonl: one JSON object per "
+                      "line; auto: jsonl for .jsonl/.json files (before .gz/.zst), else text");
+        b.bind("text_field", &DataSourceOptions::text_field,
+               "JSONL: the field holding a document's text");
+        b.bind("weight", &DataSourceOptions::weight,
+               "Mixture weight: a training sequence comes from this source with probability "
+               "weight / (sum of the weights); must be > 0");
         return b;
     }();
     return binding;

@@ -16,6 +16,8 @@ namespace moelab::core {
 const OptionsBinding<Recipe>& recipe_top_binding();
 const OptionsBinding<PluginsOptions>& plugins_binding();
 const OptionsBinding<DataOptions>& data_binding();
+// One [[data.source]] table.
+const OptionsBinding<DataSourceOptions>& data_source_binding();
 const OptionsBinding<ModelOptions>& model_binding();
 const OptionsBinding<MoeOptions>& moe_binding();
 const OptionsBinding<InitOptions>& init_binding();

@@ -286,6 +286,32 @@ std::optional<PluginSelection> read_plugin_section(toml::table& root, const std:
     return selection;
 }
 
+// [[data.source]]: an array of tables, each read against data_source_binding(). Keys are recorded
+// as data.source[i].key (location_of walks up to data.source[i], then data).
+void read_data_sources(toml::table& root, Recipe& recipe, Diagnostics& diagnostics) {
+    toml::table* data = root["data"].as_table();
+    toml::node* node = data == nullptr ? nullptr : data->get("source");
+    if (node == nullptr) return;
+    const toml::array* array = node->as_array();
+    if (array == nullptr || !array->is_array_of_tables() || array->empty()) {
+        diagnostics.add(location_of(node->source()), "data.source",
+                        fmt::format("expected [[data.source]] tables (an array of tables), got {}",
+                                    describe_node(*node)));
+        return;
+    }
+    recipe.locations["data.source"] = location_of(node->source());
+    for (std::size_t i = 0; i < array->size(); ++i) {
+        const toml::table& table = *array->get(i)->as_table();
+        const std::string prefix = fmt::format("data.source[{}]", i);
+        recipe.locations[prefix] = location_of(table.source());
+        const sdk::Params values = detail::read_params(table, data_source_binding().schema(),
+                                                       prefix, {}, diagnostics, recipe.locations);
+        DataSourceOptions source;
+        data_source_binding().assign(values, source);
+        recipe.data.sources.push_back(std::move(source));
+    }
+}
+
 // Plugin directories resolve like `extends`: relative to the file that names them (the working
 // directory for --set), and a directory that does not exist is an error at that line rather than
 // a silently shorter search path.
@@ -357,6 +383,79 @@ void move_deprecated_keys(toml::table& root, Recipe& recipe, Diagnostics& diagno
     }
 }
 
+// data.corpus and [[data.source]] both name the corpus. Like any key, the including file wins
+// over its base: sources in the recipe itself replace a corpus from a base recipe, and a corpus
+// in the recipe itself replaces a base's sources; --set data.corpus replaces any sources. Both in
+// the same file is an error.
+void settle_corpus_and_sources(Recipe& recipe, Diagnostics& diagnostics) {
+    if (recipe.data.sources.empty() || recipe.locations.count("data.corpus") == 0) return;
+    const SourceLocation corpus_at = recipe.locations["data.corpus"];
+    const std::string top = recipe.file.string();
+    const bool corpus_set = corpus_at.file.rfind("--set", 0) == 0;  // above every file
+    const bool corpus_on_top = corpus_at.file == top || corpus_set;
+    const bool sources_on_top = recipe.locations["data.source"].file == top && !corpus_set;
+    if (sources_on_top && !corpus_on_top) {
+        recipe.data.corpus = DataOptions{}.corpus;
+        recipe.locations.erase("data.corpus");
+    } else if (corpus_on_top && !sources_on_top) {
+        recipe.data.sources.clear();
+        for (auto it = recipe.locations.begin(); it != recipe.locations.end();) {
+            it =
+                it->first.rfind("data.source", 0) == 0 ? recipe.locations.erase(it) : std::next(it);
+        }
+    } else {
+        diagnostics.add(corpus_at, "data.corpus",
+                        "data.corpus and [[data.source]] both name the corpus; with sources, "
+                        "write the directory as dir = \"...\" in a [[data.source]] table");
+    }
+}
+
+void validate_data_sources(const Recipe& recipe, Diagnostics& diagnostics) {
+    const auto& sources = recipe.data.sources;
+    if (sources.empty()) return;
+    auto at = [&](const std::string& key) { return recipe.location_of(key); };
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+        const DataSourceOptions& source = sources[i];
+        const std::string prefix = fmt::format("data.source[{}]", i);
+        const bool name_ok =
+            !source.name.empty() && source.name.find_first_not_of(
+                                        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789-_.") == std::string::npos;
+        if (!name_ok) {
+            diagnostics.add(at(prefix + ".name"), prefix + ".name",
+                            fmt::format("expected a name of letters, digits, '-', '_' or '.' "
+                                        "(it labels the source's losses), got \"{}\"",
+                                        source.name));
+        }
+        for (std::size_t j = 0; j < i; ++j) {
+            if (name_ok && sources[j].name == source.name) {
+                diagnostics.add(at(prefix + ".name"), prefix + ".name",
+                                fmt::format("\"{}\" names two sources (the other is "
+                                            "data.source[{}]); names must be unique",
+                                            source.name, j));
+            }
+        }
+        if (source.dir.empty() && source.validation.empty() && source.test.empty() &&
+            source.train.empty()) {
+            diagnostics.add(at(prefix), prefix,
+                            "names no files: give dir = \"...\" (a directory with train, "
+                            "validation and test files) or the files themselves");
+        }
+        const bool weight_set = recipe.locations.count(prefix + ".weight") != 0;
+        if (weight_set && !(source.weight > 0)) {
+            diagnostics.add(at(prefix + ".weight"), prefix + ".weight",
+                            fmt::format("must be > 0, got {} (a source that should not be "
+                                        "trained on is an evaluation-only source: give it "
+                                        "validation and test files and no train file or dir)",
+                                        source.weight));
+        }
+        if (source.format == "text" && recipe.locations.count(prefix + ".text_field") != 0) {
+            diagnostics.add(at(prefix + ".text_field"), prefix + ".text_field",
+                            "applies to JSONL files only, but format = \"text\"");
+        }
+    }
+}
+
 void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
     auto at = [&](const std::string& key) { return recipe.location_of(key); };
     const ModelOptions& model = recipe.model;
@@ -411,6 +510,7 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                         "bfloat16 autocast is supported on CUDA only; use float32 with "
                         "train.device = \"cpu\"");
     }
+    validate_data_sources(recipe, diagnostics);
     const InitOptions& init = recipe.init;
     if (init.partition_ffn > 0 && init.from.empty()) {
         diagnostics.add(at("init.partition_ffn"), "init.partition_ffn",
@@ -467,7 +567,9 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
     if (recipe.name.empty()) recipe.name = file.stem().string();
 
     read_host_section(root, "plugins", plugins_binding(), recipe.plugins, recipe, diagnostics);
-    read_host_section(root, "data", data_binding(), recipe.data, recipe, diagnostics);
+    read_host_section(root, "data", data_binding(), recipe.data, recipe, diagnostics, {"source"});
+    read_data_sources(root, recipe, diagnostics);
+    settle_corpus_and_sources(recipe, diagnostics);
     read_host_section(root, "model", model_binding(), recipe.model, recipe, diagnostics);
     read_host_section(root, "moe", moe_binding(), recipe.moe, recipe, diagnostics);
     read_host_section(root, "init", init_binding(), recipe.init, recipe, diagnostics);

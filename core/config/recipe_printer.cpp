@@ -14,11 +14,21 @@ std::string quote(const std::string& text) {
     std::string out = "\"";
     for (char c : text) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\t': out += "\\t"; break;
-            case '\r': out += "\\r"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
             default:
                 if (static_cast<unsigned char>(c) < 0x20) {
                     out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
@@ -99,7 +109,28 @@ std::string format_recipe(const Recipe& recipe,
     std::string out = fmt::format("# resolved from {}\n", recipe.file.string());
     append_params(out, recipe_top_binding().schema(), recipe_top_binding().read(recipe));
     append_section(out, "plugins", plugins_binding(), recipe.plugins);
-    append_section(out, "data", data_binding(), recipe.data);
+    // With sources, data.corpus is unused and writing it would conflict with them on reading.
+    out += "\n[data]\n";
+    for (const sdk::ParamSpec& spec : data_binding().schema().specs()) {
+        if (spec.name == "corpus" && !recipe.data.sources.empty()) continue;
+        const sdk::Params values = data_binding().read(recipe.data);
+        out += fmt::format("{} = {}\n", spec.name,
+                           format_param_value(values.values().find(spec.name)->second));
+    }
+    // Sources print their name and the keys that differ from the defaults: an evaluation-only
+    // source must not gain a weight (which would make it an error to read back).
+    const sdk::Params source_defaults = data_source_binding().read(DataSourceOptions{});
+    for (const DataSourceOptions& source : recipe.data.sources) {
+        out += "\n[[data.source]]\n";
+        const sdk::Params values = data_source_binding().read(source);
+        for (const sdk::ParamSpec& spec : data_source_binding().schema().specs()) {
+            const sdk::ParamValue& value = values.values().find(spec.name)->second;
+            if (spec.name != "name" && value == source_defaults.values().find(spec.name)->second) {
+                continue;
+            }
+            out += fmt::format("{} = {}\n", spec.name, format_param_value(value));
+        }
+    }
     append_plugin_section(out, recipe.tokenizer, plugin_params);
     append_section(out, "model", model_binding(), recipe.model);
     append_plugin_section(out, recipe.attention, plugin_params);

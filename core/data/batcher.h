@@ -14,6 +14,13 @@
 // order is a keyed pseudo-random permutation computed per position instead: a Feistel network over
 // the next power of four, walking cycles until it lands inside [0, windows). Constant memory, the
 // same guarantees (every window once per epoch, determined by seed and epoch).
+//
+// Note [Data parts]
+// ~~~~~~~~~~~~~~~~~
+// Data-parallel ranks read disjoint parts of every epoch: part i of n takes the windows at
+// positions i, i + n, i + 2n, ... of the epoch's order (the same order on every rank, drawn from
+// the same seed). The parts of an epoch are disjoint and together cover it, whatever the rank
+// count; part {0, 1} is the whole epoch, so a single process reads what it always read.
 
 #include <cstdint>
 #include <vector>
@@ -26,25 +33,35 @@ namespace moelab::core {
 
 struct DataPosition {
     std::int64_t epoch = 0;
-    std::int64_t cursor = 0;  // next window within the epoch's order
+    std::int64_t cursor = 0;  // next window within this part of the epoch's order
+};
+
+// Which part of every epoch a process reads (Note [Data parts]).
+struct DataPart {
+    std::int64_t index = 0;
+    std::int64_t count = 1;
 };
 
 class TrainBatcher {
   public:
     TrainBatcher(TokenView tokens, std::int64_t seq_len, std::int64_t batch_size,
-                 std::uint64_t seed);
+                 std::uint64_t seed, DataPart part = {});
 
     // Windows above which the order is computed, not stored (Note [Window order]).
     static constexpr std::int64_t kShuffledWindowsMax = std::int64_t{1} << 22;
 
     // (batch, seq_len + 1) int64 on the CPU.
     at::Tensor next();
+    // The next window alone: out[0, seq_len + 1).
+    void next_window(std::int64_t* out);
 
     DataPosition position() const { return position_; }
     void restore(const DataPosition& position);
     std::int64_t windows() const { return windows_; }
+    // Windows of this part in every epoch.
+    std::int64_t part_windows() const { return part_windows_; }
 
-    // The window at `cursor` of the current epoch's order.
+    // The window at `cursor` of this part of the current epoch's order.
     std::int64_t window_at(std::int64_t cursor) const;
 
   private:
@@ -55,6 +72,8 @@ class TrainBatcher {
     std::int64_t batch_size_;
     std::uint64_t seed_;
     std::int64_t windows_;
+    DataPart part_;
+    std::int64_t part_windows_;
     std::vector<std::int64_t> order_;  // the stored order (small corpora)
     int half_bits_ = 0;                // Feistel halves (large corpora)
     std::uint64_t epoch_key_ = 0;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <fmt/format.h>
@@ -25,45 +26,154 @@ const char* split_name(Split split) {
     return "?";
 }
 
-const fs::path& CorpusFiles::file(Split split) const {
-    switch (split) {
-        case Split::kTrain:
-            return train;
-        case Split::kValidation:
-            return validation;
-        case Split::kTest:
-            return test;
+std::string CorpusFile::decoding_tag() const {
+    if (plain_text()) return "";
+    std::string tag = format == DocumentFormat::kJsonl ? "jsonl:" + text_field : "text";
+    if (compression == Compression::kGzip) tag += "+gzip";
+    if (compression == Compression::kZstd) tag += "+zstd";
+    return tag;
+}
+
+namespace {
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+    return text.size() >= suffix.size() &&
+           text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Compression from the last extension, format from the one before it (or as the recipe says).
+CorpusFile describe_file(const fs::path& path, const DataSourceOptions& options) {
+    CorpusFile file;
+    file.path = path;
+    std::string name = path.filename().string();
+    if (ends_with(name, ".gz")) {
+        file.compression = Compression::kGzip;
+        name.resize(name.size() - 3);
+    } else if (ends_with(name, ".zst")) {
+        file.compression = Compression::kZstd;
+        name.resize(name.size() - 4);
     }
-    return train;
+    const bool json_name = ends_with(name, ".jsonl") || ends_with(name, ".json");
+    const bool jsonl = options.format == "jsonl" || (options.format == "auto" && json_name);
+    file.format = jsonl ? DocumentFormat::kJsonl : DocumentFormat::kText;
+    if (jsonl) file.text_field = options.text_field;
+    return file;
 }
 
-CorpusFiles corpus_files(const DataOptions& data) {
-    const fs::path dir(data.corpus);
-    return {dir / "train.txt", dir / "validation.txt", dir / "test.txt"};
-}
-
-void check_corpus(const Recipe& recipe) {
-    const CorpusFiles files = corpus_files(recipe.data);
-    const SourceLocation at = recipe.location_of("data.corpus");
-    const std::string hint =
-        recipe.data.corpus == "data/brown"
-            ? " (bash tools/setup.sh fetches the Brown corpus there)"
-            : " (a corpus is a directory with train.txt, validation.txt and test.txt)";
+// The one file of `split` in `dir`, or an empty path; a ConfigError when several match.
+fs::path find_split_file(const fs::path& dir, Split split, const SourceLocation& at,
+                         const std::string& key) {
+    std::vector<fs::path> found;
     std::error_code error;
-    if (!fs::is_directory(recipe.data.corpus, error)) {
-        throw ConfigError(ConfigIssue{
-            at, "data.corpus",
-            fmt::format("corpus directory '{}' does not exist{}", recipe.data.corpus, hint)});
-    }
-    for (Split split : {Split::kTrain, Split::kValidation, Split::kTest}) {
-        const fs::path& file = files.file(split);
-        if (!fs::is_regular_file(file, error) || fs::file_size(file, error) == 0) {
-            throw ConfigError(ConfigIssue{
-                at, "data.corpus",
-                fmt::format("corpus split '{}' is missing or empty{}", file.string(), hint)});
+    for (const char* extension : {".txt", ".jsonl", ".json"}) {
+        for (const char* compression : {"", ".gz", ".zst"}) {
+            const fs::path candidate =
+                dir / (std::string(split_name(split)) + extension + compression);
+            if (fs::exists(candidate, error)) found.push_back(candidate);
         }
     }
+    if (found.size() > 1) {
+        throw ConfigError(ConfigIssue{
+            at, key,
+            fmt::format("'{}' holds {} {} files ({} and {}); keep one, or name it with {} = "
+                        "\"...\"",
+                        printable_path(dir), found.size(), split_name(split),
+                        printable_path(found[0]), printable_path(found[1]), split_name(split))});
+    }
+    return found.empty() ? fs::path() : found[0];
 }
+
+std::string hint_for(const Recipe& recipe, const DataSourceOptions& source) {
+    if (recipe.data.sources.empty() && source.dir == "data/brown") {
+        return " (bash tools/setup.sh fetches the Brown corpus there)";
+    }
+    return " (a source directory holds train, validation and test files: train.txt, "
+           "train.jsonl, optionally .gz or .zst)";
+}
+
+CorpusSource resolve_source(const Recipe& recipe, const DataSourceOptions& options,
+                            const std::string& key) {
+    const SourceLocation at = recipe.location_of(key);
+    const std::string hint = hint_for(recipe, options);
+    auto fail = [&](const std::string& subkey, const std::string& message) {
+        const std::string full = subkey.empty() ? key : key + "." + subkey;
+        throw ConfigError(ConfigIssue{recipe.location_of(full), full, message});
+    };
+    const bool single = recipe.data.sources.empty();  // data.corpus
+    std::error_code error;
+    if (!options.dir.empty() && !fs::is_directory(options.dir, error)) {
+        fail(single ? "" : "dir",
+             fmt::format("{} directory '{}' does not exist{}", single ? "corpus" : "source",
+                         printable_path(options.dir), hint));
+    }
+    CorpusSource source;
+    source.name = options.name;
+    source.key = key;
+    const std::string* explicit_files[] = {&options.train, &options.validation, &options.test};
+    for (Split split : kSplits) {
+        const std::string& named = *explicit_files[static_cast<int>(split)];
+        fs::path path = !named.empty()        ? fs::path(named)
+                        : options.dir.empty() ? fs::path()
+                                              : find_split_file(options.dir, split, at, key);
+        const std::string subkey = single ? "" : !named.empty() ? split_name(split) : "dir";
+        if (path.empty()) {
+            if (split == Split::kTrain) continue;  // an evaluation-only source
+            fail(subkey, fmt::format("no {} file{}{}", split_name(split),
+                                     options.dir.empty()
+                                         ? ""
+                                         : fmt::format(" in '{}'", printable_path(options.dir)),
+                                     hint));
+        }
+        if (!fs::is_regular_file(path, error) || fs::file_size(path, error) == 0) {
+            fail(subkey, fmt::format("{} file '{}' is missing or empty{}", split_name(split),
+                                     printable_path(path), hint));
+        }
+        source.files[static_cast<int>(split)] = describe_file(path, options);
+    }
+    const bool weight_set = recipe.locations.count(key + ".weight") != 0;
+    if (source.training()) {
+        source.weight = options.weight;
+    } else if (weight_set) {
+        fail("weight",
+             "an evaluation-only source (no train file) takes no weight; give it a train file "
+             "or remove the weight");
+    }
+    return source;
+}
+
+}  // namespace
+
+std::vector<CorpusSource> corpus_sources(const Recipe& recipe) {
+    std::vector<CorpusSource> sources;
+    if (recipe.data.sources.empty()) {
+        DataSourceOptions single;
+        const fs::path dir(recipe.data.corpus);
+        single.name = dir.filename().empty() ? "corpus" : dir.filename().string();
+        single.dir = recipe.data.corpus;
+        if (single.dir.empty()) single.dir = ".";
+        sources.push_back(resolve_source(recipe, single, "data.corpus"));
+        if (!sources[0].training()) {
+            throw ConfigError(
+                ConfigIssue{recipe.location_of("data.corpus"), "data.corpus",
+                            fmt::format("no train file in '{}'{}", printable_path(single.dir),
+                                        hint_for(recipe, single))});
+        }
+        return sources;
+    }
+    for (std::size_t i = 0; i < recipe.data.sources.size(); ++i) {
+        sources.push_back(
+            resolve_source(recipe, recipe.data.sources[i], fmt::format("data.source[{}]", i)));
+    }
+    if (std::none_of(sources.begin(), sources.end(),
+                     [](const CorpusSource& s) { return s.training(); })) {
+        throw ConfigError(ConfigIssue{recipe.location_of("data.source"), "data.source",
+                                      "no source has a train file: at least one [[data.source]] "
+                                      "must be trained on"});
+    }
+    return sources;
+}
+
+void check_corpus(const Recipe& recipe) { corpus_sources(recipe); }
 
 void check_cache_dir(const Recipe& recipe) {
     const fs::path dir = recipe.data.cache_dir;

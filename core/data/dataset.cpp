@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "core/config/recipe_printer.h"
@@ -37,69 +39,30 @@ std::string params_text(const sdk::Params& params) {
 
 }  // namespace
 
-namespace {
-
-// Documents of a corpus file one batch at a time, as split_documents would cut them (blank lines
-// separate documents; each line keeps its '\n'), without reading the file whole.
-class DocumentReader {
-  public:
-    explicit DocumentReader(const fs::path& file) : file_(file), in_(file, std::ios::binary) {
-        if (!in_) throw FileError(file, "cannot be read: " + errno_text(errno));
-    }
-
-    // Up to about `bytes` of documents (at least one unless the file is exhausted).
-    std::vector<std::string> next_batch(std::size_t bytes) {
-        std::vector<std::string> batch;
-        std::size_t taken = 0;
-        std::string current;
-        for (std::string line; taken < bytes && std::getline(in_, line);) {
-            if (line.empty()) {
-                if (!current.empty()) {
-                    taken += current.size();
-                    batch.push_back(std::move(current));
-                }
-                current.clear();
-                continue;
-            }
-            current += line;
-            current += '\n';
-        }
-        // The loop stops only between documents (right after a blank line) or at the end.
-        if (in_.bad()) throw FileError(file_, "read failed: " + errno_text(errno));
-        if (!current.empty()) batch.push_back(std::move(current));
-        return batch;
-    }
-
-    // Bytes of the file consumed so far.
-    std::uint64_t position() {
-        const std::streamoff at = in_.tellg();
-        return at >= 0 ? static_cast<std::uint64_t>(at) : 0;
-    }
-
-  private:
-    fs::path file_;
-    std::ifstream in_;
-};
-
-}  // namespace
-
-std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const fs::path& file,
+std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile& file,
                                TokenShardWriter& shard, std::size_t batch_bytes,
                                const std::function<void(std::uint64_t)>& progress) {
     const std::int32_t eos = tokenizer.special_tokens().eos;
     const std::size_t workers = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
-    DocumentReader reader(file);
+    const std::unique_ptr<DocumentReader> reader = open_documents(file);
     // The shard is written on its own thread while the next batch is read and encoded: the store
     // overlaps the tokenizer instead of adding to it (moelab_bench_encode measures the ratio).
     std::future<void> writing;
+    std::int64_t documents_read = 0;
     for (;;) {
         std::vector<std::string> documents =
-            reader.next_batch(std::max<std::size_t>(batch_bytes, 1));
+            reader->next_batch(std::max<std::size_t>(batch_bytes, 1));
         if (documents.empty()) break;
+        documents_read += static_cast<std::int64_t>(documents.size());
         std::vector<std::vector<std::int32_t>> encoded(documents.size());
         sdk::run_workers(workers, [&](std::size_t w) {
             for (std::size_t d = w; d < documents.size(); d += workers) {
-                tokenizer.encode(documents[d], encoded[d]);
+                try {
+                    tokenizer.encode(documents[d], encoded[d]);
+                } catch (const std::exception& error) {
+                    // The tokenizer's failure, told apart from the file's (FileError).
+                    throw std::invalid_argument(fmt::format("an error: {}", error.what()));
+                }
                 if (eos >= 0) encoded[d].push_back(eos);
             }
         });
@@ -107,40 +70,79 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const fs::path& 
         writing = std::async(std::launch::async, [&shard, batch = std::move(encoded)] {
             for (const auto& ids : batch) shard.add_document(ids);
         });
-        if (progress) progress(reader.position());
+        if (progress) progress(reader->position());
     }
     if (writing.valid()) writing.get();
+    if (documents_read == 0) {
+        throw FileError(file.path, file.format == DocumentFormat::kJsonl
+                                       ? "holds no documents (every line is empty, or every "
+                                         "text is the empty string)"
+                                       : "holds no documents (only blank lines)");
+    }
     return shard.documents();
 }
 
-std::vector<std::string> split_documents(const std::string& text) {
-    std::vector<std::string> documents;
-    std::string current;
-    std::istringstream lines(text);
-    for (std::string line; std::getline(lines, line);) {
-        if (line.empty()) {
-            if (!current.empty()) documents.push_back(std::move(current));
-            current.clear();
-            continue;
-        }
-        current += line;
-        current += '\n';
-    }
-    if (!current.empty()) documents.push_back(std::move(current));
-    return documents;
+namespace {
+
+// The content hash of `file` and, unless it is plain text, how it is decoded: a file's cache key.
+std::string file_key(const CorpusFile& file, const fs::path& cache_dir) {
+    const std::string content = file_content_hash(file.path, cache_dir);
+    if (file.plain_text()) return content;
+    return ContentHash().add(content).add(file.decoding_tag()).hex();
 }
+
+// A plain-text copy of a compressed or JSONL training file, for tokenizer plugins (which read
+// plain text files): documents separated by blank lines, in the cache, written once.
+fs::path plain_text_copy(const CorpusFile& file, const fs::path& cache_dir,
+                         const std::function<void(const std::string&)>& log) {
+    const fs::path copy = cache_dir / "text" / (file_key(file, cache_dir) + ".txt");
+    if (fs::exists(copy)) return copy;
+    fs::create_directories(copy.parent_path());
+    const fs::path partial = copy.string() + fmt::format(".partial-{}", ::getpid());
+    {
+        std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+        if (!out) throw FileError(partial, "cannot be written: " + errno_text(errno));
+        const std::unique_ptr<DocumentReader> reader = open_documents(file);
+        for (auto batch = reader->next_batch(2u << 20); !batch.empty();
+             batch = reader->next_batch(2u << 20)) {
+            for (const std::string& document : batch) {
+                // A blank line ends each document (text documents already end with '\n').
+                out << document << (document.back() == '\n' ? "\n" : "\n\n");
+            }
+        }
+        out.flush();
+        if (!out) {
+            std::error_code ignored;
+            fs::remove(partial, ignored);
+            throw FileError(partial, "write failed: " + errno_text(errno));
+        }
+    }
+    sync_path(partial);
+    fs::rename(partial, copy);
+    log(fmt::format("{}: decoded to plain text for the tokenizer ({})", printable_path(file.path),
+                    copy.string()));
+    return copy;
+}
+
+}  // namespace
 
 Dataset Dataset::prepare(const ResolvedRecipe& resolved,
                          const std::function<void(const std::string&)>& log) {
     const Recipe& recipe = resolved.recipe;
-    const CorpusFiles files = corpus_files(recipe.data);
+    const std::vector<CorpusSource> sources = corpus_sources(recipe);
     const RegisteredTokenizer& component = *resolved.tokenizer;
 
+    // The training files by their remembered content hashes: a warm start reads no corpus file.
+    // (One plain-text source keys exactly as before sources existed, so caches stay valid.)
     ContentHash key;
     key.add(component.component.name).add(component.plugin->version);
-    // The training text by its remembered content hash: a warm start reads no corpus file.
-    key.add(params_text(resolved.tokenizer_params))
-        .add(file_content_hash(files.train, recipe.data.cache_dir));
+    key.add(params_text(resolved.tokenizer_params));
+    std::vector<const CorpusFile*> training_files;
+    for (const CorpusSource& source : sources) {
+        if (!source.training()) continue;
+        training_files.push_back(&source.file(Split::kTrain));
+        key.add(file_key(source.file(Split::kTrain), recipe.data.cache_dir));
+    }
     const fs::path cached = fs::path(recipe.data.cache_dir) / "tokenizers" /
                             (component.component.name + "-" + key.hex() + ".txt");
     std::string serialized;
@@ -149,10 +151,19 @@ Dataset Dataset::prepare(const ResolvedRecipe& resolved,
         log(fmt::format("tokenizer '{}': loaded from {}", component.component.name,
                         cached.string()));
     } else {
-        log(fmt::format("tokenizer '{}': training on {}", component.component.name,
-                        files.train.string()));
-        const auto tokenizer = train_tokenizer(component, sdk::TokenizerTrainingData{{files.train}},
-                                               resolved.tokenizer_params);
+        // Interpretation: the tokenizer learns from every training file once, whatever the
+        // mixture weights (the weights say how often sequences are drawn, not what text exists).
+        sdk::TokenizerTrainingData training;
+        std::string names;
+        for (const CorpusFile* file : training_files) {
+            const fs::path text = file->plain_text()
+                                      ? file->path
+                                      : plain_text_copy(*file, recipe.data.cache_dir, log);
+            training.files.push_back(text.string());
+            names += (names.empty() ? "" : ", ") + file->path.string();
+        }
+        log(fmt::format("tokenizer '{}': training on {}", component.component.name, names));
+        const auto tokenizer = train_tokenizer(component, training, resolved.tokenizer_params);
         serialized = call_plugin(*component.plugin, "serializing the tokenizer",
                                  [&] { return tokenizer->serialize(); });
         write_file_atomically(cached, serialized);
@@ -165,7 +176,7 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
                                         const std::string& serialized_tokenizer,
                                         const std::function<void(const std::string&)>& log) {
     const Recipe& recipe = resolved.recipe;
-    const CorpusFiles files = corpus_files(recipe.data);
+    const std::vector<CorpusSource> sources = corpus_sources(recipe);
     const RegisteredTokenizer& component = *resolved.tokenizer;
 
     Dataset dataset;
@@ -173,93 +184,88 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
     dataset.tokenizer_hash_ = ContentHash().add(serialized_tokenizer).hex();
     dataset.tokenizer_ = load_tokenizer(component, serialized_tokenizer, resolved.tokenizer_params);
     const std::int64_t vocab = dataset.tokenizer_->vocab_size();
+    const bool several = sources.size() > 1;
 
-    for (Split split : {Split::kTrain, Split::kValidation, Split::kTest}) {
-        const fs::path& file = files.file(split);
-        const std::string text_hash = file_content_hash(file, recipe.data.cache_dir);
-        const fs::path cached =
-            fs::path(recipe.data.cache_dir) / "tokens" /
-            fmt::format("{}-{}-{}.shard", split_name(split), dataset.tokenizer_hash_, text_hash);
-        std::shared_ptr<const MappedTokenShard>& shard = split == Split::kTrain ? dataset.train_
-                                                         : split == Split::kValidation
-                                                             ? dataset.validation_
-                                                             : dataset.test_;
-        std::int64_t& bytes = split == Split::kTrain        ? dataset.train_bytes_
-                              : split == Split::kValidation ? dataset.validation_bytes_
-                                                            : dataset.test_bytes_;
-        bytes = static_cast<std::int64_t>(fs::file_size(file));
-        if (fs::exists(cached)) {
-            try {
-                shard = std::make_shared<const MappedTokenShard>(cached, vocab);
-                continue;
-            } catch (const FileError& error) {
-                // A damaged cache entry is named and rebuilt, never trusted.
-                log(fmt::format("{}: {}; encoding again", split_name(split), error.what()));
+    for (const CorpusSource& source : sources) {
+        SourceTokens tokens;
+        tokens.name = source.name;
+        tokens.weight = source.weight;
+        for (Split split : kSplits) {
+            const CorpusFile& file = source.file(split);
+            if (!file.present()) continue;
+            // "train" for one source, "web/train" in a mixture.
+            const std::string label =
+                several ? source.name + "/" + split_name(split) : split_name(split);
+            const fs::path cached =
+                fs::path(recipe.data.cache_dir) / "tokens" /
+                fmt::format("{}-{}-{}.shard", split_name(split), dataset.tokenizer_hash_,
+                            file_key(file, recipe.data.cache_dir));
+            std::shared_ptr<const MappedTokenShard>& shard = tokens.shards[static_cast<int>(split)];
+            const auto bytes = static_cast<std::int64_t>(fs::file_size(file.path));
+            tokens.bytes[static_cast<int>(split)] = bytes;
+            if (fs::exists(cached)) {
+                try {
+                    shard = std::make_shared<const MappedTokenShard>(cached, vocab);
+                    continue;
+                } catch (const FileError& error) {
+                    // A damaged cache entry is named and rebuilt, never trusted.
+                    log(fmt::format("{}: {}; encoding again", label, error.what()));
+                }
             }
+            TokenShardWriter writer(cached, vocab);
+            // A line every few seconds while a large file is encoded.
+            const auto started = std::chrono::steady_clock::now();
+            auto last_report = started;
+            auto progress = [&](std::uint64_t done) {
+                const auto now = std::chrono::steady_clock::now();
+                if (now - last_report < std::chrono::seconds(5) || done == 0) return;
+                last_report = now;
+                const double seconds = std::chrono::duration<double>(now - started).count();
+                const double rate = static_cast<double>(done) / seconds;
+                log(fmt::format("{}: encoded {:.2f} of {:.2f} GB ({:.0f} MB/s, ETA {:.0f} s)",
+                                label, done / 1e9, bytes / 1e9, rate / 1e6,
+                                (static_cast<double>(bytes) - static_cast<double>(done)) / rate));
+            };
+            // Only the tokenizer's own calls are the plugin's doing; reading the file and writing
+            // the shard fail as files, named by path.
+            std::int64_t documents = 0;
+            try {
+                documents =
+                    encode_into_shard(*dataset.tokenizer_, file, writer, 2u << 20, progress);
+            } catch (const std::invalid_argument& bad_output) {
+                throw PluginError(fmt::format("{}: encoding {}: encode produced {}",
+                                              describe_plugin(*component.plugin),
+                                              printable_path(file.path), bad_output.what()));
+            }
+            writer.finish();
+            shard = std::make_shared<const MappedTokenShard>(cached, vocab);
+            log(fmt::format("{}: {} documents, {} bytes -> {} tokens (cached in {})", label,
+                            documents, bytes, shard->tokens().size(), cached.string()));
         }
-        TokenShardWriter writer(cached, vocab);
-        // A line every few seconds while a large split is encoded.
-        const auto started = std::chrono::steady_clock::now();
-        auto last_report = started;
-        auto progress = [&](std::uint64_t done) {
-            const auto now = std::chrono::steady_clock::now();
-            if (now - last_report < std::chrono::seconds(5) || done == 0) return;
-            last_report = now;
-            const double seconds = std::chrono::duration<double>(now - started).count();
-            const double rate = static_cast<double>(done) / seconds;
-            log(fmt::format("{}: encoded {:.2f} of {:.2f} GB ({:.0f} MB/s, ETA {:.0f} s)",
-                            split_name(split), done / 1e9, bytes / 1e9, rate / 1e6,
-                            (static_cast<double>(bytes) - static_cast<double>(done)) / rate));
-        };
-        const std::int64_t documents = call_plugin(*component.plugin, "encoding the corpus", [&] {
-            try {
-                return encode_into_shard(*dataset.tokenizer_, file, writer, 2u << 20, progress);
-            } catch (const std::invalid_argument& bad_id) {
-                throw PluginError(fmt::format("{}: encode produced {}",
-                                              describe_plugin(*component.plugin), bad_id.what()));
-            }
-        });
-        writer.finish();
-        shard = std::make_shared<const MappedTokenShard>(cached, vocab);
-        log(fmt::format("{}: {} documents, {} bytes -> {} tokens (cached in {})", split_name(split),
-                        documents, bytes, shard->tokens().size(), cached.string()));
+        dataset.sources_.push_back(std::move(tokens));
     }
     return dataset;
 }
 
-const MappedTokenShard& Dataset::shard(Split split) const {
-    switch (split) {
-        case Split::kTrain:
-            return *train_;
-        case Split::kValidation:
-            return *validation_;
-        case Split::kTest:
-            return *test_;
+std::int64_t Dataset::total_tokens(Split split) const {
+    std::int64_t total = 0;
+    for (const SourceTokens& source : sources_) {
+        if (source.has(split)) total += source.tokens(split).size();
     }
-    return *train_;
-}
-
-TokenView Dataset::tokens(Split split) const { return shard(split).tokens(); }
-
-std::int64_t Dataset::bytes(Split split) const {
-    switch (split) {
-        case Split::kTrain:
-            return train_bytes_;
-        case Split::kValidation:
-            return validation_bytes_;
-        case Split::kTest:
-            return test_bytes_;
-    }
-    return 0;
+    return total;
 }
 
 at::Tensor Dataset::training_token_counts() const {
     at::Tensor counts = at::zeros({vocab_size()}, at::kLong);
     std::int64_t* data = counts.data_ptr<std::int64_t>();
-    // From the shard's histogram: no pass over the ids (which would also page the whole split in).
-    const std::uint64_t* stored = train_->token_counts();
-    for (std::int64_t id = 0; id < vocab_size(); ++id)
-        data[id] = static_cast<std::int64_t>(stored[id]);
+    // From the shards' histograms: no pass over the ids (which would also page the splits in).
+    for (const SourceTokens& source : sources_) {
+        if (!source.has(Split::kTrain)) continue;
+        const std::uint64_t* stored = source.shard(Split::kTrain).token_counts();
+        for (std::int64_t id = 0; id < vocab_size(); ++id) {
+            data[id] += static_cast<std::int64_t>(stored[id]);
+        }
+    }
     return counts;
 }
 

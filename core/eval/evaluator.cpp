@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include <nlohmann/json.hpp>
 #include <torch/autograd.h>
+#include <nlohmann/json.hpp>
 
 #include "core/train/autocast_scope.h"
 
@@ -12,15 +12,14 @@ namespace moelab::core {
 double EvalResult::perplexity() const { return std::exp(loss()); }
 
 nlohmann::json EvalResult::to_json() const {
-    return {{"loss", loss()}, {"ppl", perplexity()}, {"tokens", tokens},
-            {"moe", routing.summary()}};
+    return {
+        {"loss", loss()}, {"ppl", perplexity()}, {"tokens", tokens}, {"moe", routing.summary()}};
 }
 
 at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& windows, bool sum) {
     const at::Tensor targets = windows.narrow(1, 1, windows.size(1) - 1).reshape({-1});
     return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), targets,
-                                  /*weight=*/{},
-                                  sum ? at::Reduction::Sum : at::Reduction::Mean);
+                                  /*weight=*/{}, sum ? at::Reduction::Sum : at::Reduction::Mean);
 }
 
 EvalResult evaluate(LanguageModel& model, const std::vector<at::Tensor>& batches,
@@ -31,7 +30,7 @@ EvalResult evaluate(LanguageModel& model, const std::vector<at::Tensor>& batches
     options.training = false;
     options.perturbation = setup.perturbation.active() ? &setup.perturbation : nullptr;
     options.step = setup.step;
-    options.stats = &result.routing;
+    options.stats = setup.routing != nullptr ? setup.routing : &result.routing;
     for (const at::Tensor& batch : batches) {
         const at::Tensor windows = batch.to(setup.device);
         const at::Tensor inputs = windows.narrow(1, 0, windows.size(1) - 1);

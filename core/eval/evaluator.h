@@ -18,11 +18,14 @@ struct EvalSetup {
     bool autocast_bf16 = false;
     Perturbation perturbation;  // kind none: plain evaluation
     std::int64_t step = 0;      // the model's training step, for messages
+    // Where routing statistics accumulate; null: the result's own. (Several evaluations can
+    // share one, e.g. the sources of a mixture.)
+    RoutingStats* routing = nullptr;
 };
 
 struct EvalResult {
-    double nll_sum = 0;      // nats, summed over predicted tokens
-    std::int64_t tokens = 0; // predicted tokens
+    double nll_sum = 0;       // nats, summed over predicted tokens
+    std::int64_t tokens = 0;  // predicted tokens
     RoutingStats routing;
 
     double loss() const { return tokens > 0 ? nll_sum / static_cast<double>(tokens) : 0.0; }

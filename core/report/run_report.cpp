@@ -72,6 +72,7 @@ ReportPage run_report_page(const fs::path& run_dir) {
 
     ReportPage page(fmt::format("moelab run {} ({})", recipe_name, run_dir.filename().string()));
     json losses = json::array(), rates = json::array(), validation = json::array();
+    bool by_source = false;
     json load = json::array(), entropy = json::array(), health = json::array();
     std::int64_t last_step = 0;
     for (const json& r : records) {
@@ -119,7 +120,13 @@ ReportPage run_report_page(const fs::path& run_dir) {
                 }
             }
         } else if (type == "eval" && r.value("split", "") == "validation") {
-            validation.push_back({{"step", step}, {"ppl", r.value("ppl", 0.0)}});
+            // A mixture writes one record per source besides the overall one (docs/data.md).
+            const bool per_source = r.contains("source") && r["source"].is_string();
+            by_source = by_source || per_source;
+            validation.push_back(
+                {{"step", step},
+                 {"ppl", r.value("ppl", 0.0)},
+                 {"series", per_source ? r["source"].get<std::string>() : std::string("overall")}});
         }
     }
 
@@ -133,6 +140,15 @@ ReportPage run_report_page(const fs::path& run_dir) {
                 {fmt::format("{} perplexity", split), number(summary[split].value("ppl", 0.0))});
             rows.push_back({fmt::format("{} unigram perplexity", split),
                             number(summary[split].value("unigram_ppl", 0.0))});
+            if (summary[split].contains("sources") && summary[split]["sources"].is_object()) {
+                for (const auto& [name, source] : summary[split]["sources"].items()) {
+                    if (!source.is_object()) continue;
+                    rows.push_back(
+                        {fmt::format("{} perplexity, source {}{}", split, name,
+                                     source.value("weight", 0.0) > 0 ? "" : " (evaluation only)"),
+                         number(source.value("ppl", 0.0))});
+                }
+            }
         }
         rows.push_back({"wall time (s)", number(summary.value("wall_seconds", 0.0), 1)});
         rows.push_back({"training tokens/s", number(summary.value("tokens_per_second", 0.0), 0)});
@@ -158,8 +174,11 @@ ReportPage run_report_page(const fs::path& run_dir) {
                                   "loss (nats per token)", "series"));
     page.chart("learning_rate", line_chart("Learning rate", rates, "lr", "learning rate"));
     if (!validation.empty()) {
-        page.chart("validation_ppl", line_chart("Validation perplexity", validation, "ppl",
-                                                "perplexity (log scale)", "", true));
+        page.chart("validation_ppl",
+                   line_chart(by_source ? "Validation perplexity, overall and by source"
+                                        : "Validation perplexity",
+                              validation, "ppl", "perplexity (log scale)",
+                              by_source ? "series" : "", true));
     }
     if (!load.empty()) {
         page.heading("Routing");

@@ -10,10 +10,11 @@
 #include <torch/autograd.h>
 #include <nlohmann/json.hpp>
 
+#include "core/checkpoint/checkpoint.h"
 #include "core/config/recipe_printer.h"
-#include "core/data/batcher.h"
 #include "core/data/dataset.h"
-#include "core/eval/evaluator.h"
+#include "core/data/mixture_batcher.h"
+#include "core/eval/split_evaluation.h"
 #include "core/metrics/metrics_log.h"
 #include "core/model/seeds.h"
 #include "core/report/run_report.h"
@@ -96,6 +97,64 @@ double unigram_perplexity(const Dataset& dataset, TokenView tokens) {
     return std::exp(nll / static_cast<double>(std::max<std::int64_t>(1, tokens.size() - 1)));
 }
 
+// The mixture-weighted mean of the training sources' unigram log-perplexities on `split`
+// (Note [Loss of a mixture]); with one training source, its unigram perplexity.
+double overall_unigram_perplexity(const Dataset& dataset, Split split) {
+    double weight_sum = 0, log_ppl = 0;
+    for (const SourceTokens& source : dataset.sources()) {
+        if (source.weight <= 0 || !source.has(split)) continue;
+        weight_sum += source.weight;
+        log_ppl += source.weight * std::log(unigram_perplexity(dataset, source.tokens(split)));
+    }
+    return std::exp(log_ppl / std::max(weight_sum, 1e-300));
+}
+
+nlohmann::json source_records(const Dataset& data) {
+    nlohmann::json records = nlohmann::json::array();
+    for (const SourceTokens& source : data.sources()) {
+        nlohmann::json tokens = nlohmann::json::object();
+        for (Split split : kSplits) {
+            if (source.has(split)) tokens[split_name(split)] = source.tokens(split).size();
+        }
+        records.push_back({{"name", source.name}, {"weight", source.weight}, {"tokens", tokens}});
+    }
+    return records;
+}
+
+// The checkpoint's data position for this run's mixture. Checkpoints from before mixtures hold
+// one (epoch, cursor); newer ones every source by name, which must be this run's sources.
+MixturePosition saved_mixture_position(const CheckpointState& state,
+                                       const MixtureBatcher& batcher) {
+    MixturePosition position;
+    position.sequences = state.data_sequences;
+    if (state.data_sources.empty()) {
+        position.sources.push_back({state.data_epoch, state.data_cursor});
+        return position;
+    }
+    for (std::size_t s = 0; s < state.data_sources.size(); ++s) {
+        const SourcePosition& saved = state.data_sources[s];
+        if (s >= batcher.size() || saved.name != batcher.name(s)) {
+            throw RunSetupError(fmt::format(
+                "--resume: the checkpoint's data sources ({}) are not this recipe's ({}); the "
+                "corpus changed since it was written",
+                [&] {
+                    std::string names;
+                    for (const auto& p : state.data_sources)
+                        names += (names.empty() ? "" : ", ") + p.name;
+                    return names;
+                }(),
+                [&] {
+                    std::string names;
+                    for (std::size_t i = 0; i < batcher.size(); ++i)
+                        names += (i ? ", " : "") + batcher.name(i);
+                    return names;
+                }()));
+        }
+        position.sources.push_back({saved.epoch, saved.cursor});
+    }
+    return position;
+}
+
 class TrainingRun {
   public:
     TrainingRun(const ResolvedRecipe& resolved, const RunOptions& options)
@@ -113,7 +172,7 @@ class TrainingRun {
     void restore(const fs::path& step_dir);
     void train_step();
     void write_train_record(double window_seconds, std::int64_t window_steps);
-    EvalResult evaluate_split(Split split, std::int64_t max_batches);
+    SplitEvaluation evaluate_split(Split split, std::int64_t max_batches);
     fs::path save(const std::string& why);
     void diverged(const std::string& what, double value);
     // Rewrites report.html so a long run can be watched in a browser; a report that cannot be
@@ -135,7 +194,7 @@ class TrainingRun {
     std::shared_ptr<LanguageModel> model_;
     std::vector<at::Tensor> parameters_;
     std::unique_ptr<AdamW> optimizer_;
-    std::unique_ptr<TrainBatcher> batcher_;
+    std::unique_ptr<MixtureBatcher> batcher_;
     std::unique_ptr<MetricsLog> metrics_;
     std::string recipe_hash_;
 
@@ -204,9 +263,13 @@ void TrainingRun::setup() {
     }
     optimizer_ = std::make_unique<AdamW>(
         named, AdamWOptions{train_.beta1, train_.beta2, train_.adam_eps, train_.weight_decay});
-    batcher_ =
-        std::make_unique<TrainBatcher>(data.tokens(Split::kTrain), recipe_.data.seq_len,
-                                       train_.batch_size, derive_seed(recipe_.seed, "data", 0));
+    std::vector<MixtureSource> mixture;
+    for (const SourceTokens& source : data.sources()) {
+        if (source.weight > 0)
+            mixture.push_back({source.name, source.weight, source.tokens(Split::kTrain)});
+    }
+    batcher_ = std::make_unique<MixtureBatcher>(mixture, recipe_.data.seq_len, train_.batch_size,
+                                                derive_seed(recipe_.seed, "data", 0));
     if (options_.resume) {
         if (const auto step_dir = newest_checkpoint(run_dir_ / "checkpoints")) {
             restore(*step_dir);
@@ -236,9 +299,10 @@ void TrainingRun::setup() {
                      {"plugins", plugin_records(resolved_)},
                      {"parameters", {{"total", counts.total}, {"expert", counts.expert}}},
                      {"tokens",
-                      {{"train", data.tokens(Split::kTrain).size()},
-                       {"validation", data.tokens(Split::kValidation).size()},
-                       {"test", data.tokens(Split::kTest).size()}}},
+                      {{"train", data.total_tokens(Split::kTrain)},
+                       {"validation", data.total_tokens(Split::kValidation)},
+                       {"test", data.total_tokens(Split::kTest)}}},
+                     {"sources", source_records(data)},
                      {"vocab_size", data.vocab_size()},
                      {"startup_s", {{"data", data_seconds}, {"total", seconds_since(setup_start)}}},
                      {"resumed_from_step", options_.resume ? nlohmann::json(step_) : nullptr}});
@@ -264,7 +328,7 @@ void TrainingRun::restore(const fs::path& step_dir) {
     step_ = checkpoint.state.step;
     optimizer_->load_state(checkpoint.optimizer, checkpoint.state.optimizer_steps);
     restore_rng_state(checkpoint.optimizer, device_.is_cuda());
-    batcher_->restore({checkpoint.state.data_epoch, checkpoint.state.data_cursor});
+    batcher_->restore(saved_mixture_position(checkpoint.state, *batcher_));
     tokens_seen_ = checkpoint.state.tokens_seen;
     elapsed_before_ = checkpoint.state.elapsed_seconds;
     last_checkpoint_ = step_dir.string();
@@ -346,19 +410,37 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
     window_loss_ = window_lm_ = window_aux_ = window_grad_norm_ = 0;
 }
 
-EvalResult TrainingRun::evaluate_split(Split split, std::int64_t max_batches) {
-    const auto batches = evaluation_batches(dataset_->tokens(split), recipe_.data.seq_len,
-                                            recipe_.eval.batch_size, max_batches);
-    EvalResult result = evaluate(*model_, batches, EvalSetup{device_, bf16_, {}});
+SplitEvaluation TrainingRun::evaluate_split(Split split, std::int64_t max_batches) {
+    SplitEvaluation evaluation =
+        core::evaluate_split(*model_, *dataset_, split, recipe_.data.seq_len,
+                             recipe_.eval.batch_size, max_batches, EvalSetup{device_, bf16_, {}});
+    const EvalResult& result = evaluation.overall;
     nlohmann::json record = result.to_json();
     record["type"] = "eval";
     record["split"] = split_name(split);
     record["step"] = step_;
     metrics_->write(record);
-    log(fmt::format("eval {} at step {}: loss {:.4f}, ppl {:.3f} ({} tokens)", split_name(split),
-                    step_, result.loss(), result.perplexity(), result.tokens));
+    std::string per_source;
+    if (evaluation.sources.size() > 1) {
+        // One record per source, marked by "source"; the record without it is the overall loss.
+        for (const SourceEvaluation& source : evaluation.sources) {
+            metrics_->write({{"type", "eval"},
+                             {"split", split_name(split)},
+                             {"source", source.source},
+                             {"weight", source.weight},
+                             {"step", step_},
+                             {"loss", source.result.loss()},
+                             {"ppl", source.result.perplexity()},
+                             {"tokens", source.result.tokens}});
+            per_source += fmt::format("{}{} {:.4f}", per_source.empty() ? "; by source: " : ", ",
+                                      source.source, source.result.loss());
+        }
+    }
+    log(fmt::format("eval {} at step {}: loss {:.4f}, ppl {:.3f} ({} tokens){}{}",
+                    split_name(split), step_, result.loss(), result.perplexity(), result.tokens,
+                    evaluation.weighted ? ", mixture-weighted" : "", per_source));
     refresh_report();
-    return result;
+    return evaluation;
 }
 
 void TrainingRun::refresh_report() {
@@ -375,11 +457,16 @@ fs::path TrainingRun::save(const std::string& why) {
     contents.model = model_tensors(*model_);
     contents.optimizer = optimizer_->state();
     for (NamedTensor& rng : rng_state(device_.is_cuda())) contents.optimizer.push_back(rng);
-    const DataPosition position = batcher_->position();
+    const MixturePosition position = batcher_->position();
     contents.state.tokens_seen = tokens_seen_;
     contents.state.optimizer_steps = optimizer_->steps();
-    contents.state.data_epoch = position.epoch;
-    contents.state.data_cursor = position.cursor;
+    contents.state.data_epoch = position.sources[0].epoch;
+    contents.state.data_cursor = position.sources[0].cursor;
+    contents.state.data_sequences = position.sequences;
+    for (std::size_t s = 0; s < position.sources.size(); ++s) {
+        contents.state.data_sources.push_back(
+            {batcher_->name(s), position.sources[s].epoch, position.sources[s].cursor});
+    }
     contents.state.recipe_hash = recipe_hash_;
     contents.state.elapsed_seconds = elapsed_before_ + seconds_since(started_);
     contents.state.extra = {{"moelab_version", build_info().moelab_version},
@@ -393,20 +480,56 @@ fs::path TrainingRun::save(const std::string& why) {
 
 void TrainingRun::finish() {
     save("final");
-    const EvalResult validation = evaluate_split(Split::kValidation, recipe_.eval.max_batches);
-    const EvalResult test = evaluate_split(Split::kTest, recipe_.eval.max_batches);
+    const SplitEvaluation validation_split =
+        evaluate_split(Split::kValidation, recipe_.eval.max_batches);
+    const SplitEvaluation test_split = evaluate_split(Split::kTest, recipe_.eval.max_batches);
+    const EvalResult& validation = validation_split.overall;
+    const EvalResult& test = test_split.overall;
     const ParameterCounts counts = model_->parameter_counts();
     const double wall = elapsed_before_ + seconds_since(started_);
     const Dataset& data = *dataset_;
-    auto split_summary = [&](const EvalResult& result, Split split) {
+    auto source_of = [&](const std::string& name) -> const SourceTokens& {
+        for (const SourceTokens& source : data.sources()) {
+            if (source.name == name) return source;
+        }
+        throw std::logic_error("no source " + name);
+    };
+    auto split_summary = [&](const SplitEvaluation& evaluation, Split split) {
+        const EvalResult& result = evaluation.overall;
         nlohmann::json s = {{"loss", result.loss()},
                             {"ppl", result.perplexity()},
                             {"tokens", result.tokens},
-                            {"unigram_ppl", unigram_perplexity(data, data.tokens(split))}};
-        if (recipe_.eval.max_batches == 0) {
-            // Whole split: every token but the first is predicted once.
-            s["bits_per_byte"] =
-                result.nll_sum / std::log(2.0) / static_cast<double>(data.bytes(split));
+                            {"unigram_ppl", overall_unigram_perplexity(data, split)}};
+        auto bits_per_byte = [&](const EvalResult& r, const SourceTokens& source) {
+            return r.nll_sum / std::log(2.0) /
+                   static_cast<double>(source.bytes[static_cast<int>(split)]);
+        };
+        // Whole split only: every token but the first is predicted once. A weighted mixture has
+        // no single byte count; its sources each have theirs.
+        if (recipe_.eval.max_batches == 0 && !evaluation.weighted) {
+            for (const SourceEvaluation& source : evaluation.sources) {
+                if (source.weight > 0) {
+                    s["bits_per_byte"] = bits_per_byte(result, source_of(source.source));
+                }
+            }
+        }
+        if (evaluation.sources.size() > 1) {
+            s["weighted"] = evaluation.weighted;
+            nlohmann::json by_source = nlohmann::json::object();
+            for (const SourceEvaluation& source : evaluation.sources) {
+                const SourceTokens& tokens = source_of(source.source);
+                nlohmann::json entry = {
+                    {"weight", source.weight},
+                    {"loss", source.result.loss()},
+                    {"ppl", source.result.perplexity()},
+                    {"tokens", source.result.tokens},
+                    {"unigram_ppl", unigram_perplexity(data, tokens.tokens(split))}};
+                if (recipe_.eval.max_batches == 0) {
+                    entry["bits_per_byte"] = bits_per_byte(source.result, tokens);
+                }
+                by_source[source.source] = entry;
+            }
+            s["sources"] = by_source;
         }
         return s;
     };
@@ -417,8 +540,8 @@ void TrainingRun::finish() {
         {"tokens_seen", tokens_seen_},
         {"wall_seconds", wall},
         {"tokens_per_second", static_cast<double>(tokens_seen_) / std::max(wall, 1e-9)},
-        {"validation", split_summary(validation, Split::kValidation)},
-        {"test", split_summary(test, Split::kTest)},
+        {"validation", split_summary(validation_split, Split::kValidation)},
+        {"test", split_summary(test_split, Split::kTest)},
         {"parameters",
          {{"total", counts.total},
           {"expert", counts.expert},

@@ -156,7 +156,7 @@ TEST_F(TokenShards, StreamingEncodingEqualsEncodingTheWholeText) {
     for (const std::size_t batch_bytes : {std::size_t{1}, std::size_t{7}, std::size_t{1} << 20}) {
         const fs::path file = dir_ / ("b" + std::to_string(batch_bytes) + ".shard");
         TokenShardWriter writer(file, tokenizer->vocab_size());
-        EXPECT_EQ(encode_into_shard(*tokenizer, corpus, writer, batch_bytes),
+        EXPECT_EQ(encode_into_shard(*tokenizer, CorpusFile{corpus}, writer, batch_bytes),
                   static_cast<std::int64_t>(documents.size()));
         writer.finish();
         const MappedTokenShard shard(file, tokenizer->vocab_size());

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
         start = Clock::now();
         {
             core::TokenShardWriter writer(scratch / "bench.shard", tokenizer->vocab_size());
-            core::encode_into_shard(*tokenizer, corpus, writer);
+            core::encode_into_shard(*tokenizer, core::CorpusFile{corpus}, writer);
             writer.finish();
             tokens = writer.tokens();
         }

@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
         for (const auto& item : model.named_parameters())
             named.push_back({item.key(), item.value()});
         AdamW optimizer(named, AdamWOptions{});
-        TrainBatcher batcher(dataset.tokens(Split::kTrain), r.data.seq_len, r.train.batch_size, 1);
+        TrainBatcher batcher(dataset.sources()[0].tokens(Split::kTrain), r.data.seq_len,
+                             r.train.batch_size, 1);
         auto step = [&] {
             const at::Tensor windows = batcher.next();
             const at::Tensor inputs = windows.narrow(1, 0, windows.size(1) - 1);

@@ -23,9 +23,12 @@ core::Dataset prepare(const LoadedRecipe& loaded) {
 int prepare_data(const DataArgs& args) {
     const auto loaded = load_and_resolve(args.recipe, args.overrides);
     const core::Dataset dataset = prepare(*loaded);
-    for (core::Split split : {core::Split::kTrain, core::Split::kValidation, core::Split::kTest}) {
-        fmt::print(stderr, "{}: {} tokens in {}\n", core::split_name(split),
-                   dataset.tokens(split).size(), dataset.shard(split).file().string());
+    for (const core::SourceTokens& source : dataset.sources()) {
+        for (core::Split split : core::kSplits) {
+            if (!source.has(split)) continue;
+            fmt::print(stderr, "{} {}: {} tokens in {}\n", source.name, core::split_name(split),
+                       source.tokens(split).size(), source.shard(split).file().string());
+        }
     }
     return kExitOk;
 }
@@ -35,41 +38,58 @@ int data_stats(const DataArgs& args) {
     const core::Recipe& recipe = loaded->resolved.recipe;
     const core::Dataset dataset = prepare(*loaded);
     nlohmann::json splits = nlohmann::json::array();
-    for (core::Split split : {core::Split::kTrain, core::Split::kValidation, core::Split::kTest}) {
-        const core::MappedTokenShard& shard = dataset.shard(split);
-        if (args.verify) shard.verify();  // throws FileError naming the shard
-        const auto tokens = dataset.tokens(split).size();
-        splits.push_back(
-            {{"split", core::split_name(split)},
-             {"documents", shard.documents()},
-             {"tokens", tokens},
-             {"bytes", dataset.bytes(split)},
-             {"bytes_per_token",
-              tokens > 0 ? static_cast<double>(dataset.bytes(split)) / static_cast<double>(tokens)
-                         : 0.0},
-             {"id_bytes", dataset.tokens(split).id_bytes()},
-             {"shard", shard.file().string()},
-             {"shard_bytes", std::filesystem::file_size(shard.file())},
-             {"verified", args.verify}});
+    nlohmann::json sources = nlohmann::json::array();
+    for (const core::SourceTokens& source : dataset.sources()) {
+        sources.push_back({{"name", source.name}, {"weight", source.weight}});
+        for (core::Split split : core::kSplits) {
+            if (!source.has(split)) continue;
+            const core::MappedTokenShard& shard = source.shard(split);
+            if (args.verify) shard.verify();  // throws FileError naming the shard
+            const auto tokens = source.tokens(split).size();
+            const std::int64_t bytes = source.bytes[static_cast<int>(split)];
+            splits.push_back(
+                {{"source", source.name},
+                 {"split", core::split_name(split)},
+                 {"documents", shard.documents()},
+                 {"tokens", tokens},
+                 {"bytes", bytes},
+                 {"bytes_per_token",
+                  tokens > 0 ? static_cast<double>(bytes) / static_cast<double>(tokens) : 0.0},
+                 {"id_bytes", source.tokens(split).id_bytes()},
+                 {"shard", shard.file().string()},
+                 {"shard_bytes", std::filesystem::file_size(shard.file())},
+                 {"verified", args.verify}});
+        }
     }
     if (args.json) {
         fmt::print("{}\n", nlohmann::json{{"recipe", recipe.name},
                                           {"tokenizer", recipe.tokenizer.plugin},
                                           {"vocab_size", dataset.vocab_size()},
+                                          {"sources", sources},
                                           {"splits", splits}}
                                .dump(2));
         return kExitOk;
     }
     fmt::print("recipe {}, tokenizer {}, vocabulary {}\n", recipe.name, recipe.tokenizer.plugin,
                dataset.vocab_size());
-    fmt::print("{:<11} {:>10} {:>14} {:>14} {:>11} {:>8} {:>12}\n", "split", "documents", "tokens",
-               "bytes", "bytes/token", "id bytes", "shard MB");
+    if (dataset.sources().size() > 1) {
+        double total = 0;
+        for (const auto& source : dataset.sources()) total += source.weight;
+        for (const auto& source : dataset.sources()) {
+            fmt::print("source {}: {}\n", source.name,
+                       source.weight > 0 ? fmt::format("weight {} ({:.1f}% of training sequences)",
+                                                       source.weight, 100 * source.weight / total)
+                                         : std::string("evaluation only"));
+        }
+    }
+    fmt::print("{:<14} {:<11} {:>10} {:>14} {:>14} {:>11} {:>8} {:>12}\n", "source", "split",
+               "documents", "tokens", "bytes", "bytes/token", "id bytes", "shard MB");
     for (const auto& row : splits) {
-        fmt::print("{:<11} {:>10} {:>14} {:>14} {:>11.3f} {:>8} {:>12.1f}\n",
-                   row["split"].get<std::string>(), row["documents"].get<std::int64_t>(),
-                   row["tokens"].get<std::int64_t>(), row["bytes"].get<std::int64_t>(),
-                   row["bytes_per_token"].get<double>(), row["id_bytes"].get<int>(),
-                   row["shard_bytes"].get<double>() / 1e6);
+        fmt::print("{:<14} {:<11} {:>10} {:>14} {:>14} {:>11.3f} {:>8} {:>12.1f}\n",
+                   row["source"].get<std::string>(), row["split"].get<std::string>(),
+                   row["documents"].get<std::int64_t>(), row["tokens"].get<std::int64_t>(),
+                   row["bytes"].get<std::int64_t>(), row["bytes_per_token"].get<double>(),
+                   row["id_bytes"].get<int>(), row["shard_bytes"].get<double>() / 1e6);
     }
     if (args.verify) fmt::print("every shard verified (checksum and vocabulary)\n");
     return kExitOk;

@@ -126,9 +126,23 @@ int evaluate_run(const EvalArgs& args) {
         [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
     const std::int64_t max_batches =
         args.max_batches >= 0 ? args.max_batches : recipe.eval.max_batches;
-    const core::EvalResult result = trained.evaluate(split, max_batches, perturbation);
+    const core::SplitEvaluation evaluation =
+        trained.evaluate_sources(split, max_batches, perturbation);
+    const core::EvalResult& result = evaluation.overall;
 
     nlohmann::json report = result.to_json();
+    if (evaluation.sources.size() > 1) {
+        // Every source's own loss; the top-level loss is the mixture's (docs/data.md).
+        report["weighted"] = evaluation.weighted;
+        nlohmann::json sources = nlohmann::json::object();
+        for (const core::SourceEvaluation& source : evaluation.sources) {
+            sources[source.source] = {{"weight", source.weight},
+                                      {"loss", source.result.loss()},
+                                      {"ppl", source.result.perplexity()},
+                                      {"tokens", source.result.tokens}};
+        }
+        report["sources"] = sources;
+    }
     report["split"] = args.split;
     report["checkpoint"] = step_dir.string();
     report["step"] = trained.step();
@@ -151,6 +165,13 @@ int evaluate_run(const EvalArgs& args) {
     fmt::print("{}: loss {:.6f}, ppl {:.6f} over {} tokens{}\n", args.split, result.loss(),
                result.perplexity(), result.tokens,
                perturbation.active() ? " under " + core::describe_perturbation(perturbation) : "");
+    for (const core::SourceEvaluation& source : evaluation.sources) {
+        if (evaluation.sources.size() < 2) break;
+        fmt::print("  source {}{}: loss {:.6f}, ppl {:.6f} over {} tokens\n", source.source,
+                   source.weight > 0 ? fmt::format(" (weight {})", source.weight)
+                                     : std::string(" (evaluation only)"),
+                   source.result.loss(), source.result.perplexity(), source.result.tokens);
+    }
     if (report.contains("summary_ppl")) {
         fmt::print("summary.json {} ppl: {:.6f}\n", args.split,
                    report["summary_ppl"].get<double>());

@@ -1,0 +1,290 @@
+#include "core/data/document_reader.h"
+
+#include <zlib.h>
+#include <zstd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/system/file_error.h"
+
+namespace moelab::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The decompressed bytes of a file.
+class ByteSource {
+  public:
+    virtual ~ByteSource() = default;
+    // Fills `out` with up to `size` bytes; 0 only at the end of the data.
+    virtual std::size_t read(char* out, std::size_t size) = 0;
+    virtual std::uint64_t consumed() const = 0;  // bytes of the file itself read so far
+};
+
+class PlainBytes final : public ByteSource {
+  public:
+    explicit PlainBytes(const fs::path& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
+        if (file_ == nullptr) throw FileError(path, "cannot be read: " + errno_text(errno));
+    }
+    ~PlainBytes() override { std::fclose(file_); }
+    std::size_t read(char* out, std::size_t size) override {
+        const std::size_t got = std::fread(out, 1, size, file_);
+        if (got == 0 && std::ferror(file_)) {
+            throw FileError(path_, "read failed: " + errno_text(errno));
+        }
+        consumed_ += got;
+        return got;
+    }
+    std::uint64_t consumed() const override { return consumed_; }
+
+  private:
+    fs::path path_;
+    std::FILE* file_;
+    std::uint64_t consumed_ = 0;
+};
+
+class GzipBytes final : public ByteSource {
+  public:
+    explicit GzipBytes(const fs::path& path) : path_(path), file_(gzopen(path.c_str(), "rb")) {
+        if (file_ == nullptr) throw FileError(path, "cannot be read: " + errno_text(errno));
+        gzbuffer(file_, 1 << 20);
+    }
+    ~GzipBytes() override { gzclose(file_); }
+    std::size_t read(char* out, std::size_t size) override {
+        const int got =
+            gzread(file_, out, static_cast<unsigned>(std::min<std::size_t>(size, 1u << 30)));
+        int code = Z_OK;
+        const char* message = gzerror(file_, &code);
+        if (got < 0 || (code != Z_OK && code != Z_STREAM_END)) {
+            throw FileError(path_, fmt::format("not a valid gzip file: {}", message));
+        }
+        return static_cast<std::size_t>(got);
+    }
+    std::uint64_t consumed() const override {
+        const z_off_t at = gzoffset(file_);
+        return at > 0 ? static_cast<std::uint64_t>(at) : 0;
+    }
+
+  private:
+    fs::path path_;
+    gzFile file_;
+};
+
+class ZstdBytes final : public ByteSource {
+  public:
+    explicit ZstdBytes(const fs::path& path)
+        : raw_(path), path_(path), context_(ZSTD_createDStream()), input_(ZSTD_DStreamInSize()) {
+        if (context_ == nullptr) throw FileError(path, "zstd: out of memory");
+    }
+    ~ZstdBytes() override { ZSTD_freeDStream(context_); }
+    std::size_t read(char* out, std::size_t size) override {
+        ZSTD_outBuffer output{out, size, 0};
+        while (output.pos == 0) {
+            if (in_.pos == in_.size) {
+                const std::size_t got = raw_.read(input_.data(), input_.size());
+                if (got == 0) {
+                    // A frame left unfinished is a truncated file, not an end.
+                    if (last_result_ != 0) {
+                        throw FileError(path_,
+                                        "the zstd stream ends in the middle of a frame "
+                                        "(a truncated file)");
+                    }
+                    return 0;
+                }
+                in_ = ZSTD_inBuffer{input_.data(), got, 0};
+            }
+            last_result_ = ZSTD_decompressStream(context_, &output, &in_);
+            if (ZSTD_isError(last_result_)) {
+                throw FileError(path_, fmt::format("not a valid zstd file: {}",
+                                                   ZSTD_getErrorName(last_result_)));
+            }
+        }
+        return output.pos;
+    }
+    std::uint64_t consumed() const override { return raw_.consumed(); }
+
+  private:
+    PlainBytes raw_;
+    fs::path path_;
+    ZSTD_DStream* context_;
+    std::vector<char> input_;
+    ZSTD_inBuffer in_{nullptr, 0, 0};
+    std::size_t last_result_ = 0;
+};
+
+// Lines of a byte source, std::getline's cut: the final line needs no '\n', and a file ending in
+// '\n' has no empty line after it.
+class LineReader {
+  public:
+    explicit LineReader(std::unique_ptr<ByteSource> bytes)
+        : bytes_(std::move(bytes)), buffer_(1 << 20) {}
+
+    bool next(std::string& line) {
+        line.clear();
+        bool started = false;  // bytes of this line were read (an unterminated last line)
+        for (;;) {
+            if (at_ == end_) {
+                end_ = bytes_->read(buffer_.data(), buffer_.size());
+                at_ = 0;
+                if (end_ == 0) {
+                    if (started) ++number_;
+                    return started;
+                }
+            }
+            const char* begin = buffer_.data() + at_;
+            const void* newline = std::memchr(begin, '\n', end_ - at_);
+            if (newline == nullptr) {
+                line.append(begin, end_ - at_);
+                at_ = end_;
+                started = true;
+                continue;
+            }
+            const auto length = static_cast<std::size_t>(static_cast<const char*>(newline) - begin);
+            line.append(begin, length);
+            at_ += length + 1;
+            ++number_;
+            return true;
+        }
+    }
+    std::int64_t number() const { return number_; }  // of the last line returned, from 1
+    std::uint64_t consumed() const { return bytes_->consumed(); }
+
+  private:
+    std::unique_ptr<ByteSource> bytes_;
+    std::vector<char> buffer_;
+    std::size_t at_ = 0, end_ = 0;
+    std::int64_t number_ = 0;
+};
+
+std::unique_ptr<ByteSource> open_bytes(const CorpusFile& file) {
+    switch (file.compression) {
+        case Compression::kGzip:
+            return std::make_unique<GzipBytes>(file.path);
+        case Compression::kZstd:
+            return std::make_unique<ZstdBytes>(file.path);
+        case Compression::kNone:
+            break;
+    }
+    return std::make_unique<PlainBytes>(file.path);
+}
+
+class TextDocuments final : public DocumentReader {
+  public:
+    explicit TextDocuments(const CorpusFile& file) : lines_(open_bytes(file)) {}
+
+    std::vector<std::string> next_batch(std::size_t bytes) override {
+        std::vector<std::string> batch;
+        std::size_t taken = 0;
+        std::string current, line;
+        while (taken < bytes && lines_.next(line)) {
+            if (line.empty()) {
+                if (!current.empty()) {
+                    taken += current.size();
+                    batch.push_back(std::move(current));
+                }
+                current.clear();
+                continue;
+            }
+            current += line;
+            current += '\n';
+        }
+        // The loop stops only between documents (right after a blank line) or at the end.
+        if (!current.empty()) batch.push_back(std::move(current));
+        return batch;
+    }
+    std::uint64_t position() const override { return lines_.consumed(); }
+
+  private:
+    LineReader lines_;
+};
+
+class JsonlDocuments final : public DocumentReader {
+  public:
+    explicit JsonlDocuments(const CorpusFile& file)
+        : path_(file.path), field_(file.text_field), lines_(open_bytes(file)) {}
+
+    std::vector<std::string> next_batch(std::size_t bytes) override {
+        std::vector<std::string> batch;
+        std::size_t taken = 0;
+        std::string line;
+        while (taken < bytes && lines_.next(line)) {
+            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+            std::string text = document_of(line);
+            if (text.empty()) continue;
+            taken += text.size();
+            batch.push_back(std::move(text));
+        }
+        return batch;
+    }
+    std::uint64_t position() const override { return lines_.consumed(); }
+
+  private:
+    std::string document_of(const std::string& line) const {
+        auto fail = [&](const std::string& what) {
+            throw FileError(path_, fmt::format("line {}: {}", lines_.number(), what));
+        };
+        nlohmann::json object;
+        try {
+            object = nlohmann::json::parse(line);
+        } catch (const nlohmann::json::parse_error& error) {
+            // nlohmann names the byte and the problem ("invalid string: ill-formed UTF-8 byte").
+            std::string why = error.what();
+            if (const auto colon = why.find("parse error"); colon != std::string::npos) {
+                why = why.substr(colon);
+            }
+            fail(fmt::format("not a JSON object ({}); a JSONL file has one object per line", why));
+        }
+        if (!object.is_object()) {
+            fail(fmt::format("expected a JSON object with the document's text in \"{}\", got {}",
+                             field_, object.type_name()));
+        }
+        const auto it = object.find(field_);
+        if (it == object.end()) {
+            fail(
+                fmt::format("no field \"{}\" (expected the document's text there; set the "
+                            "source's text_field to the field that holds it)",
+                            field_));
+        }
+        if (!it->is_string()) {
+            fail(fmt::format("field \"{}\" is {}, expected a string", field_, it->type_name()));
+        }
+        return it->get<std::string>();
+    }
+
+    fs::path path_;
+    std::string field_;
+    LineReader lines_;
+};
+
+}  // namespace
+
+std::unique_ptr<DocumentReader> open_documents(const CorpusFile& file) {
+    if (file.format == DocumentFormat::kJsonl) return std::make_unique<JsonlDocuments>(file);
+    return std::make_unique<TextDocuments>(file);
+}
+
+std::vector<std::string> split_documents(const std::string& text) {
+    std::vector<std::string> documents;
+    std::string current;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.empty()) {
+            if (!current.empty()) documents.push_back(std::move(current));
+            current.clear();
+            continue;
+        }
+        current += line;
+        current += '\n';
+    }
+    if (!current.empty()) documents.push_back(std::move(current));
+    return documents;
+}
+
+}  // namespace moelab::core
