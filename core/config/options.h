@@ -30,6 +30,7 @@ struct DataSourceOptions {
     std::string format = "auto";          // auto (by extension), text or jsonl
     std::string text_field = "text";      // the JSONL field holding a document's text
     double weight = 1.0;                  // sampling weight; training sources only
+    bool eval_only = false;               // evaluated, never trained on (no train file, no weight)
 };
 
 struct DataOptions {

@@ -54,21 +54,26 @@ const OptionsBinding<DataSourceOptions>& data_source_binding() {
                "digits, '-', '_', '.')");
         b.bind("dir", &DataSourceOptions::dir,
                "Directory holding the source's train, validation and test files (train.txt, "
-               "train.jsonl, optionally .gz or .zst; relative to the working directory)");
+               "train.jsonl, train.json or train.ndjson, optionally .gz or .zst; relative to the "
+               "working directory)");
         b.bind("train", &DataSourceOptions::train,
                "Training file (overrides the one in dir); a source without one is evaluated "
                "only");
         b.bind("validation", &DataSourceOptions::validation,
                "Validation file (overrides the one in dir)");
         b.bind("test", &DataSourceOptions::test, "Test file (overrides the one in dir)");
-        b.bind_choice("format", &DataSourceOptions::format, {"auto", "text", "jsonl"},
-                      "text: documents separated by blank lines; jsonl: one JSON object per "
-                      "line; auto: jsonl for .jsonl/.json files (before .gz/.zst), else text");
+        b.bind_choice(
+            "format", &DataSourceOptions::format, {"auto", "text", "jsonl"},
+            "text: documents separated by blank lines; jsonl: one JSON object per "
+            "line; auto: jsonl for .jsonl/.json/.ndjson files (before .gz/.zst), else text");
         b.bind("text_field", &DataSourceOptions::text_field,
                "JSONL: the field holding a document's text");
         b.bind("weight", &DataSourceOptions::weight,
                "Mixture weight: a training sequence comes from this source with probability "
-               "weight / (sum of the weights); must be > 0");
+               "weight / (sum of the weights); a finite number > 0");
+        b.bind("eval_only", &DataSourceOptions::eval_only,
+               "Evaluate this source (validation and test, reported on its own) but never train "
+               "on it: an out-of-domain measurement; it takes no train file and no weight");
         return b;
     }();
     return binding;

@@ -1,6 +1,7 @@
 #include "core/config/recipe_loader.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -383,21 +384,27 @@ void move_deprecated_keys(toml::table& root, Recipe& recipe, Diagnostics& diagno
     }
 }
 
-// data.corpus and [[data.source]] both name the corpus. Like any key, the including file wins
-// over its base: sources in the recipe itself replace a corpus from a base recipe, and a corpus
-// in the recipe itself replaces a base's sources; --set data.corpus replaces any sources. Both in
-// the same file is an error.
-void settle_corpus_and_sources(Recipe& recipe, Diagnostics& diagnostics) {
+// data.corpus and [[data.source]] both name the corpus. Like any key, the nearer setting wins:
+// --set data.corpus over everything, then the recipe itself over its base, the base over the
+// base's base (`chain` lists the files from the recipe down). Both in one file is an error.
+void settle_corpus_and_sources(Recipe& recipe, const std::vector<std::filesystem::path>& chain,
+                               Diagnostics& diagnostics) {
     if (recipe.data.sources.empty() || recipe.locations.count("data.corpus") == 0) return;
+    auto depth = [&](const SourceLocation& at) -> std::ptrdiff_t {
+        if (at.file.rfind("--set", 0) == 0) return -1;
+        std::error_code error;
+        std::filesystem::path file = std::filesystem::weakly_canonical(at.file, error);
+        if (error) file = std::filesystem::path(at.file).lexically_normal();
+        const auto it = std::find(chain.begin(), chain.end(), file);
+        return it - chain.begin();  // chain.size() when not found: treated as deepest
+    };
     const SourceLocation corpus_at = recipe.locations["data.corpus"];
-    const std::string top = recipe.file.string();
-    const bool corpus_set = corpus_at.file.rfind("--set", 0) == 0;  // above every file
-    const bool corpus_on_top = corpus_at.file == top || corpus_set;
-    const bool sources_on_top = recipe.locations["data.source"].file == top && !corpus_set;
-    if (sources_on_top && !corpus_on_top) {
+    const std::ptrdiff_t corpus_depth = depth(corpus_at);
+    const std::ptrdiff_t sources_depth = depth(recipe.locations["data.source"]);
+    if (sources_depth < corpus_depth) {
         recipe.data.corpus = DataOptions{}.corpus;
         recipe.locations.erase("data.corpus");
-    } else if (corpus_on_top && !sources_on_top) {
+    } else if (corpus_depth < sources_depth) {
         recipe.data.sources.clear();
         for (auto it = recipe.locations.begin(); it != recipe.locations.end();) {
             it =
@@ -442,12 +449,20 @@ void validate_data_sources(const Recipe& recipe, Diagnostics& diagnostics) {
                             "validation and test files) or the files themselves");
         }
         const bool weight_set = recipe.locations.count(prefix + ".weight") != 0;
-        if (weight_set && !(source.weight > 0)) {
+        if (weight_set && !(source.weight > 0 && std::isfinite(source.weight))) {
             diagnostics.add(at(prefix + ".weight"), prefix + ".weight",
-                            fmt::format("must be > 0, got {} (a source that should not be "
-                                        "trained on is an evaluation-only source: give it "
-                                        "validation and test files and no train file or dir)",
+                            fmt::format("must be a finite number > 0, got {} (a source that "
+                                        "should not be trained on is evaluated only: set "
+                                        "eval_only = true and remove the weight)",
                                         source.weight));
+        }
+        if (weight_set && source.eval_only) {
+            diagnostics.add(at(prefix + ".weight"), prefix + ".weight",
+                            "an evaluation-only source (eval_only = true) takes no weight");
+        }
+        if (!source.train.empty() && source.eval_only) {
+            diagnostics.add(at(prefix + ".train"), prefix + ".train",
+                            "an evaluation-only source (eval_only = true) takes no train file");
         }
         if (source.format == "text" && recipe.locations.count(prefix + ".text_field") != 0) {
             diagnostics.add(at(prefix + ".text_field"), prefix + ".text_field",
@@ -569,7 +584,7 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
     read_host_section(root, "plugins", plugins_binding(), recipe.plugins, recipe, diagnostics);
     read_host_section(root, "data", data_binding(), recipe.data, recipe, diagnostics, {"source"});
     read_data_sources(root, recipe, diagnostics);
-    settle_corpus_and_sources(recipe, diagnostics);
+    settle_corpus_and_sources(recipe, chain, diagnostics);
     read_host_section(root, "model", model_binding(), recipe.model, recipe, diagnostics);
     read_host_section(root, "moe", moe_binding(), recipe.moe, recipe, diagnostics);
     read_host_section(root, "init", init_binding(), recipe.init, recipe, diagnostics);

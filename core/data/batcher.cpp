@@ -22,9 +22,8 @@ TrainBatcher::TrainBatcher(TokenView tokens, std::int64_t seq_len, std::int64_t 
         throw std::invalid_argument("data part " + std::to_string(part.index) + " of " +
                                     std::to_string(part.count) + " does not exist");
     }
-    // Positions p < windows with p % count == index.
-    part_windows_ =
-        windows_ > part.index ? (windows_ - part.index + part.count - 1) / part.count : 0;
+    // Equal for every part (Note [Data parts]).
+    part_windows_ = windows_ / part.count;
     if (part_windows_ < 1) {
         throw std::runtime_error("the training split has " + std::to_string(windows_) +
                                  " sequences, fewer than the " + std::to_string(part.count) +

@@ -19,8 +19,10 @@
 // ~~~~~~~~~~~~~~~~~
 // Data-parallel ranks read disjoint parts of every epoch: part i of n takes the windows at
 // positions i, i + n, i + 2n, ... of the epoch's order (the same order on every rank, drawn from
-// the same seed). The parts of an epoch are disjoint and together cover it, whatever the rank
-// count; part {0, 1} is the whole epoch, so a single process reads what it always read.
+// the same seed), floor(windows / n) of them, so that every part's epoch has the same length and
+// the ranks go through epochs in step. The parts of an epoch are disjoint; together they cover it
+// but for the last windows % n positions of its order (a different few windows each epoch). Part
+// {0, 1} is the whole epoch, so a single process reads what it always read.
 
 #include <cstdint>
 #include <vector>

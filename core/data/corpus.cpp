@@ -53,7 +53,8 @@ CorpusFile describe_file(const fs::path& path, const DataSourceOptions& options)
         file.compression = Compression::kZstd;
         name.resize(name.size() - 4);
     }
-    const bool json_name = ends_with(name, ".jsonl") || ends_with(name, ".json");
+    const bool json_name =
+        ends_with(name, ".jsonl") || ends_with(name, ".json") || ends_with(name, ".ndjson");
     const bool jsonl = options.format == "jsonl" || (options.format == "auto" && json_name);
     file.format = jsonl ? DocumentFormat::kJsonl : DocumentFormat::kText;
     if (jsonl) file.text_field = options.text_field;
@@ -65,7 +66,7 @@ fs::path find_split_file(const fs::path& dir, Split split, const SourceLocation&
                          const std::string& key) {
     std::vector<fs::path> found;
     std::error_code error;
-    for (const char* extension : {".txt", ".jsonl", ".json"}) {
+    for (const char* extension : {".txt", ".jsonl", ".json", ".ndjson"}) {
         for (const char* compression : {"", ".gz", ".zst"}) {
             const fs::path candidate =
                 dir / (std::string(split_name(split)) + extension + compression);
@@ -88,7 +89,7 @@ std::string hint_for(const Recipe& recipe, const DataSourceOptions& source) {
         return " (bash tools/setup.sh fetches the Brown corpus there)";
     }
     return " (a source directory holds train, validation and test files: train.txt, "
-           "train.jsonl, optionally .gz or .zst)";
+           "train.jsonl, train.json or train.ndjson, optionally .gz or .zst)";
 }
 
 CorpusSource resolve_source(const Recipe& recipe, const DataSourceOptions& options,
@@ -112,17 +113,27 @@ CorpusSource resolve_source(const Recipe& recipe, const DataSourceOptions& optio
     const std::string* explicit_files[] = {&options.train, &options.validation, &options.test};
     for (Split split : kSplits) {
         const std::string& named = *explicit_files[static_cast<int>(split)];
-        fs::path path = !named.empty()        ? fs::path(named)
-                        : options.dir.empty() ? fs::path()
-                                              : find_split_file(options.dir, split, at, key);
-        const std::string subkey = single ? "" : !named.empty() ? split_name(split) : "dir";
+        const bool skipped = split == Split::kTrain && options.eval_only;
+        const fs::path path = skipped               ? fs::path()
+                              : !named.empty()      ? fs::path(named)
+                              : options.dir.empty() ? fs::path()
+                                                    : find_split_file(options.dir, split, at, key);
+        // Where the file was (or should have been) named: its own key, else dir, else the table.
+        const std::string subkey = single                 ? ""
+                                   : !named.empty()       ? split_name(split)
+                                   : !options.dir.empty() ? "dir"
+                                                          : "";
         if (path.empty()) {
-            if (split == Split::kTrain) continue;  // an evaluation-only source
-            fail(subkey, fmt::format("no {} file{}{}", split_name(split),
+            if (skipped) continue;
+            // Never silently evaluation-only: that is said with eval_only = true.
+            const std::string eval_only_hint =
+                split == Split::kTrain ? " (a source that is only evaluated says eval_only = true)"
+                                       : "";
+            fail(subkey, fmt::format("no {} file{}{}{}", split_name(split),
                                      options.dir.empty()
                                          ? ""
                                          : fmt::format(" in '{}'", printable_path(options.dir)),
-                                     hint));
+                                     eval_only_hint, hint));
         }
         if (!fs::is_regular_file(path, error) || fs::file_size(path, error) == 0) {
             fail(subkey, fmt::format("{} file '{}' is missing or empty{}", split_name(split),
@@ -130,14 +141,7 @@ CorpusSource resolve_source(const Recipe& recipe, const DataSourceOptions& optio
         }
         source.files[static_cast<int>(split)] = describe_file(path, options);
     }
-    const bool weight_set = recipe.locations.count(key + ".weight") != 0;
-    if (source.training()) {
-        source.weight = options.weight;
-    } else if (weight_set) {
-        fail("weight",
-             "an evaluation-only source (no train file) takes no weight; give it a train file "
-             "or remove the weight");
-    }
+    if (source.training()) source.weight = options.weight;
     return source;
 }
 
@@ -152,12 +156,6 @@ std::vector<CorpusSource> corpus_sources(const Recipe& recipe) {
         single.dir = recipe.data.corpus;
         if (single.dir.empty()) single.dir = ".";
         sources.push_back(resolve_source(recipe, single, "data.corpus"));
-        if (!sources[0].training()) {
-            throw ConfigError(
-                ConfigIssue{recipe.location_of("data.corpus"), "data.corpus",
-                            fmt::format("no train file in '{}'{}", printable_path(single.dir),
-                                        hint_for(recipe, single))});
-        }
         return sources;
     }
     for (std::size_t i = 0; i < recipe.data.sources.size(); ++i) {
@@ -167,7 +165,7 @@ std::vector<CorpusSource> corpus_sources(const Recipe& recipe) {
     if (std::none_of(sources.begin(), sources.end(),
                      [](const CorpusSource& s) { return s.training(); })) {
         throw ConfigError(ConfigIssue{recipe.location_of("data.source"), "data.source",
-                                      "no source has a train file: at least one [[data.source]] "
+                                      "every source is eval_only: at least one [[data.source]] "
                                       "must be trained on"});
     }
     return sources;

@@ -99,6 +99,15 @@ fs::path plain_text_copy(const CorpusFile& file, const fs::path& cache_dir,
     if (fs::exists(copy)) return copy;
     fs::create_directories(copy.parent_path());
     const fs::path partial = copy.string() + fmt::format(".partial-{}", ::getpid());
+    // Whatever stops the copy (a malformed line, a full disk) leaves no partial file behind.
+    struct RemoveUnlessPublished {
+        const fs::path& file;
+        bool published = false;
+        ~RemoveUnlessPublished() {
+            std::error_code ignored;
+            if (!published) fs::remove(file, ignored);
+        }
+    } guard{partial};
     {
         std::ofstream out(partial, std::ios::binary | std::ios::trunc);
         if (!out) throw FileError(partial, "cannot be written: " + errno_text(errno));
@@ -111,14 +120,11 @@ fs::path plain_text_copy(const CorpusFile& file, const fs::path& cache_dir,
             }
         }
         out.flush();
-        if (!out) {
-            std::error_code ignored;
-            fs::remove(partial, ignored);
-            throw FileError(partial, "write failed: " + errno_text(errno));
-        }
+        if (!out) throw FileError(partial, "write failed: " + errno_text(errno));
     }
     sync_path(partial);
     fs::rename(partial, copy);
+    guard.published = true;
     log(fmt::format("{}: decoded to plain text for the tokenizer ({})", printable_path(file.path),
                     copy.string()));
     return copy;
@@ -202,7 +208,8 @@ Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
                             file_key(file, recipe.data.cache_dir));
             std::shared_ptr<const MappedTokenShard>& shard = tokens.shards[static_cast<int>(split)];
             const auto bytes = static_cast<std::int64_t>(fs::file_size(file.path));
-            tokens.bytes[static_cast<int>(split)] = bytes;
+            // A compressed or JSONL file's size is not its text's (bits per byte would be wrong).
+            tokens.bytes[static_cast<int>(split)] = file.plain_text() ? bytes : 0;
             if (fs::exists(cached)) {
                 try {
                     shard = std::make_shared<const MappedTokenShard>(cached, vocab);

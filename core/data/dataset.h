@@ -31,7 +31,9 @@ struct SourceTokens {
     std::string name;
     double weight = 0;  // mixture weight; 0: evaluation only (no training split)
     std::array<std::shared_ptr<const MappedTokenShard>, 3> shards;  // null: no such split
-    std::array<std::int64_t, 3> bytes{};                            // size of each split's file
+    // Size of each split's text: the file's size for plain text, 0 (unknown) for compressed and
+    // JSONL files, whose size on disk is not their text's.
+    std::array<std::int64_t, 3> bytes{};
 
     bool has(Split split) const { return shards[static_cast<int>(split)] != nullptr; }
     const MappedTokenShard& shard(Split split) const { return *shards[static_cast<int>(split)]; }

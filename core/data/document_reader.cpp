@@ -55,6 +55,11 @@ class GzipBytes final : public ByteSource {
     explicit GzipBytes(const fs::path& path) : path_(path), file_(gzopen(path.c_str(), "rb")) {
         if (file_ == nullptr) throw FileError(path, "cannot be read: " + errno_text(errno));
         gzbuffer(file_, 1 << 20);
+        // zlib passes input without a gzip header through unchanged; a .gz name promises gzip.
+        if (gzdirect(file_) != 0) {
+            gzclose(file_);
+            throw FileError(path, "not a gzip file (no gzip header), though named .gz");
+        }
     }
     ~GzipBytes() override { gzclose(file_); }
     std::size_t read(char* out, std::size_t size) override {
@@ -119,12 +124,16 @@ class ZstdBytes final : public ByteSource {
     std::size_t last_result_ = 0;
 };
 
+// No line or document is longer than this: a file that expands to gigabytes without a line break
+// (a compressed stream of zeros) is refused by name rather than exhausting memory.
+constexpr std::size_t kMaxDocumentBytes = std::size_t{256} << 20;
+
 // Lines of a byte source, std::getline's cut: the final line needs no '\n', and a file ending in
 // '\n' has no empty line after it.
 class LineReader {
   public:
-    explicit LineReader(std::unique_ptr<ByteSource> bytes)
-        : bytes_(std::move(bytes)), buffer_(1 << 20) {}
+    LineReader(std::unique_ptr<ByteSource> bytes, fs::path path)
+        : bytes_(std::move(bytes)), path_(std::move(path)), buffer_(1 << 20) {}
 
     bool next(std::string& line) {
         line.clear();
@@ -144,6 +153,7 @@ class LineReader {
                 line.append(begin, end_ - at_);
                 at_ = end_;
                 started = true;
+                if (line.size() > kMaxDocumentBytes) too_long("line", number_ + 1);
                 continue;
             }
             const auto length = static_cast<std::size_t>(static_cast<const char*>(newline) - begin);
@@ -156,8 +166,15 @@ class LineReader {
     std::int64_t number() const { return number_; }  // of the last line returned, from 1
     std::uint64_t consumed() const { return bytes_->consumed(); }
 
+    [[noreturn]] void too_long(const char* what, std::int64_t line) const {
+        throw FileError(path_, fmt::format("line {}: the {} is longer than {} MiB (expected text "
+                                           "with line breaks)",
+                                           line, what, kMaxDocumentBytes >> 20));
+    }
+
   private:
     std::unique_ptr<ByteSource> bytes_;
+    fs::path path_;
     std::vector<char> buffer_;
     std::size_t at_ = 0, end_ = 0;
     std::int64_t number_ = 0;
@@ -177,7 +194,7 @@ std::unique_ptr<ByteSource> open_bytes(const CorpusFile& file) {
 
 class TextDocuments final : public DocumentReader {
   public:
-    explicit TextDocuments(const CorpusFile& file) : lines_(open_bytes(file)) {}
+    explicit TextDocuments(const CorpusFile& file) : lines_(open_bytes(file), file.path) {}
 
     std::vector<std::string> next_batch(std::size_t bytes) override {
         std::vector<std::string> batch;
@@ -194,6 +211,7 @@ class TextDocuments final : public DocumentReader {
             }
             current += line;
             current += '\n';
+            if (current.size() > kMaxDocumentBytes) lines_.too_long("document", lines_.number());
         }
         // The loop stops only between documents (right after a blank line) or at the end.
         if (!current.empty()) batch.push_back(std::move(current));
@@ -208,7 +226,7 @@ class TextDocuments final : public DocumentReader {
 class JsonlDocuments final : public DocumentReader {
   public:
     explicit JsonlDocuments(const CorpusFile& file)
-        : path_(file.path), field_(file.text_field), lines_(open_bytes(file)) {}
+        : path_(file.path), field_(file.text_field), lines_(open_bytes(file), file.path) {}
 
     std::vector<std::string> next_batch(std::size_t bytes) override {
         std::vector<std::string> batch;
@@ -233,7 +251,7 @@ class JsonlDocuments final : public DocumentReader {
         nlohmann::json object;
         try {
             object = nlohmann::json::parse(line);
-        } catch (const nlohmann::json::parse_error& error) {
+        } catch (const nlohmann::json::exception& error) {
             // nlohmann names the byte and the problem ("invalid string: ill-formed UTF-8 byte").
             std::string why = error.what();
             if (const auto colon = why.find("parse error"); colon != std::string::npos) {

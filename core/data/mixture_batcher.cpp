@@ -1,5 +1,7 @@
 #include "core/data/mixture_batcher.h"
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -15,14 +17,18 @@ MixtureBatcher::MixtureBatcher(const std::vector<MixtureSource>& sources, std::i
       choice_seed_(mix_seed(seed, 0x6d697874757265ULL)),  // "mixture"
       part_(part) {
     if (sources.empty()) throw std::invalid_argument("a mixture needs at least one source");
-    double total = 0;
+    double largest = 0;
     for (const MixtureSource& source : sources) {
-        if (!(source.weight > 0)) {
-            throw std::invalid_argument(fmt::format(
-                "source '{}' has weight {}; weights must be > 0", source.name, source.weight));
+        if (!(source.weight > 0) || !std::isfinite(source.weight)) {
+            throw std::invalid_argument(
+                fmt::format("source '{}' has weight {}; weights must be finite and > 0",
+                            source.name, source.weight));
         }
-        total += source.weight;
+        largest = std::max(largest, source.weight);
     }
+    // Relative to the largest weight, so that the sum cannot overflow.
+    double total = 0;
+    for (const MixtureSource& source : sources) total += source.weight / largest;
     double running = 0;
     for (const MixtureSource& source : sources) {
         // One source keeps the run's own data seed (its batches are what they always were);
@@ -36,7 +42,7 @@ MixtureBatcher::MixtureBatcher(const std::vector<MixtureSource>& sources, std::i
             throw std::runtime_error(fmt::format("source '{}': {}", source.name, error.what()));
         }
         names_.push_back(source.name);
-        running += source.weight;
+        running += source.weight / largest;
         cumulative_.push_back(running / total);
     }
     cumulative_.back() = 1.0;
@@ -44,11 +50,11 @@ MixtureBatcher::MixtureBatcher(const std::vector<MixtureSource>& sources, std::i
 
 std::size_t MixtureBatcher::source_of(std::int64_t sequence) const {
     if (batchers_.size() == 1) return 0;
-    const std::uint64_t global =
-        static_cast<std::uint64_t>(sequence) * static_cast<std::uint64_t>(part_.count) +
-        static_cast<std::uint64_t>(part_.index);
+    // The same choice on every part: parts draw each source equally often and so stay in step
+    // through its epochs (Note [Data parts]).
+    const auto draw = static_cast<std::uint64_t>(sequence);
     // 53 random bits as a uniform draw in [0, 1).
-    const double u = static_cast<double>(mix_seed(choice_seed_, global) >> 11) * 0x1.0p-53;
+    const double u = static_cast<double>(mix_seed(choice_seed_, draw) >> 11) * 0x1.0p-53;
     std::size_t s = 0;
     while (u >= cumulative_[s]) ++s;
     return s;

@@ -11,8 +11,10 @@
 // every sequence comes from it and its order is TrainBatcher's with the same seed, so a recipe
 // with one source reads exactly what it read before mixtures existed.
 //
-// Data-parallel part i of n (Note [Data parts]) decides its n-th sequence as the global sequence
-// n * count + index and reads part i of every source's epochs: ranks see disjoint windows.
+// Data-parallel part i of n (Note [Data parts]) reads part i of every source's epochs, and every
+// part makes the same source choices (the k-th sequence of each comes from the same source), so
+// all parts are always at the same position of each source's epochs: ranks read disjoint windows
+// at every step, and each batch row k has the same source on every rank.
 
 #include <cstdint>
 #include <string>

@@ -123,10 +123,10 @@ ReportPage run_report_page(const fs::path& run_dir) {
             // A mixture writes one record per source besides the overall one (docs/data.md).
             const bool per_source = r.contains("source") && r["source"].is_string();
             by_source = by_source || per_source;
-            validation.push_back(
-                {{"step", step},
-                 {"ppl", r.value("ppl", 0.0)},
-                 {"series", per_source ? r["source"].get<std::string>() : std::string("overall")}});
+            validation.push_back({{"step", step},
+                                  {"ppl", r.value("ppl", 0.0)},
+                                  {"series", per_source ? "source " + r["source"].get<std::string>()
+                                                        : std::string("overall")}});
         }
     }
 

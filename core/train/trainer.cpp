@@ -100,6 +100,11 @@ double unigram_perplexity(const Dataset& dataset, TokenView tokens) {
 // The mixture-weighted mean of the training sources' unigram log-perplexities on `split`
 // (Note [Loss of a mixture]); with one training source, its unigram perplexity.
 double overall_unigram_perplexity(const Dataset& dataset, Split split) {
+    std::vector<const SourceTokens*> training;
+    for (const SourceTokens& source : dataset.sources()) {
+        if (source.weight > 0 && source.has(split)) training.push_back(&source);
+    }
+    if (training.size() == 1) return unigram_perplexity(dataset, training[0]->tokens(split));
     double weight_sum = 0, log_ppl = 0;
     for (const SourceTokens& source : dataset.sources()) {
         if (source.weight <= 0 || !source.has(split)) continue;
@@ -500,17 +505,18 @@ void TrainingRun::finish() {
                             {"ppl", result.perplexity()},
                             {"tokens", result.tokens},
                             {"unigram_ppl", overall_unigram_perplexity(data, split)}};
-        auto bits_per_byte = [&](const EvalResult& r, const SourceTokens& source) {
-            return r.nll_sum / std::log(2.0) /
-                   static_cast<double>(source.bytes[static_cast<int>(split)]);
+        // Whole split only: every token but the first is predicted once; and only where the
+        // text's size is known (plain-text files). A weighted mixture has no single byte count;
+        // its sources each have theirs.
+        auto add_bits_per_byte = [&](nlohmann::json& out, const EvalResult& r,
+                                     const SourceTokens& source) {
+            const std::int64_t bytes = source.bytes[static_cast<int>(split)];
+            if (recipe_.eval.max_batches != 0 || bytes <= 0) return;
+            out["bits_per_byte"] = r.nll_sum / std::log(2.0) / static_cast<double>(bytes);
         };
-        // Whole split only: every token but the first is predicted once. A weighted mixture has
-        // no single byte count; its sources each have theirs.
-        if (recipe_.eval.max_batches == 0 && !evaluation.weighted) {
+        if (!evaluation.weighted) {
             for (const SourceEvaluation& source : evaluation.sources) {
-                if (source.weight > 0) {
-                    s["bits_per_byte"] = bits_per_byte(result, source_of(source.source));
-                }
+                if (source.weight > 0) add_bits_per_byte(s, result, source_of(source.source));
             }
         }
         if (evaluation.sources.size() > 1) {
@@ -524,9 +530,7 @@ void TrainingRun::finish() {
                     {"ppl", source.result.perplexity()},
                     {"tokens", source.result.tokens},
                     {"unigram_ppl", unigram_perplexity(data, tokens.tokens(split))}};
-                if (recipe_.eval.max_batches == 0) {
-                    entry["bits_per_byte"] = bits_per_byte(source.result, tokens);
-                }
+                add_bits_per_byte(entry, source.result, tokens);
                 by_source[source.source] = entry;
             }
             s["sources"] = by_source;

@@ -26,7 +26,7 @@ class Sources : public ::testing::Test {
             std::ofstream(dir_ / "books" / split) << "a document\n";
         }
         std::ofstream(dir_ / "web" / "train.jsonl.zst") << "compressed bytes";
-        std::ofstream(dir_ / "web" / "validation.jsonl") << "{\"body\": \"x\"}\n";
+        std::ofstream(dir_ / "web" / "validation.ndjson") << "{\"body\": \"x\"}\n";
         std::ofstream(dir_ / "web" / "test.jsonl.gz") << "compressed bytes";
         std::ofstream(dir_ / "ood.txt") << "held out\n";
     }
@@ -56,11 +56,11 @@ class Sources : public ::testing::Test {
 };
 
 TEST_F(Sources, FilesAreFoundByNameAndDescribedByExtension) {
-    const Recipe loaded = load_recipe(
-        recipe("[[data.source]]\nname = \"books\"\ndir = \"" + path("books") +
-               "\"\nweight = 3.0\n" + "[[data.source]]\nname = \"web\"\ndir = \"" + path("web") +
-               "\"\ntext_field = \"body\"\n" + "[[data.source]]\nname = \"ood\"\nvalidation = \"" +
-               path("ood.txt") + "\"\ntest = \"" + path("ood.txt") + "\"\n"));
+    const Recipe loaded = load_recipe(recipe(
+        "[[data.source]]\nname = \"books\"\ndir = \"" + path("books") + "\"\nweight = 3.0\n" +
+        "[[data.source]]\nname = \"web\"\ndir = \"" + path("web") + "\"\ntext_field = \"body\"\n" +
+        "[[data.source]]\nname = \"ood\"\neval_only = true\nvalidation = \"" + path("ood.txt") +
+        "\"\ntest = \"" + path("ood.txt") + "\"\n"));
     const std::vector<CorpusSource> sources = corpus_sources(loaded);
     ASSERT_EQ(sources.size(), 3u);
     EXPECT_EQ(sources[0].name, "books");
@@ -73,6 +73,7 @@ TEST_F(Sources, FilesAreFoundByNameAndDescribedByExtension) {
     EXPECT_EQ(web_train.text_field, "body");
     EXPECT_EQ(web_train.decoding_tag(), "jsonl:body+zstd");
     EXPECT_EQ(sources[1].file(Split::kTest).compression, Compression::kGzip);
+    EXPECT_EQ(sources[1].file(Split::kValidation).format, DocumentFormat::kJsonl);
     EXPECT_FALSE(sources[2].training());
     EXPECT_EQ(sources[2].weight, 0.0);
 
@@ -90,11 +91,14 @@ TEST_F(Sources, FilesAreFoundByNameAndDescribedByExtension) {
 TEST_F(Sources, MistakesAreReportedAtTheRecipeLine) {
     const std::string books =
         "[[data.source]]\nname = \"books\"\ndir = \"" + path("books") + "\"\n";
-    EXPECT_NE(
-        error_of(books + "weight = 0.0\n").find("r.toml:6:10: data.source[0].weight: must be > 0"),
-        std::string::npos)
+    EXPECT_NE(error_of(books + "weight = 0.0\n")
+                  .find("r.toml:6:10: data.source[0].weight: must be a finite number > 0"),
+              std::string::npos)
         << error_of(books + "weight = 0.0\n");
-    EXPECT_NE(error_of(books + "weight = -2.0\n").find("must be > 0, got -2"), std::string::npos);
+    EXPECT_NE(error_of(books + "weight = -2.0\n").find("> 0, got -2"), std::string::npos);
+    EXPECT_NE(error_of(books + "weight = inf\n").find("must be a finite number > 0, got inf"),
+              std::string::npos)
+        << error_of(books + "weight = inf\n");
     EXPECT_NE(error_of(books + books).find("data.source[1].name: \"books\" names two sources"),
               std::string::npos)
         << error_of(books + books);
@@ -108,17 +112,33 @@ TEST_F(Sources, MistakesAreReportedAtTheRecipeLine) {
     EXPECT_NE(error_of("[[data.source]]\nname = \"x\"\ndir = \"" + path("nowhere") + "\"\n")
                   .find("data.source[0].dir: source directory"),
               std::string::npos);
-    // An evaluation-only source takes no weight, and a mixture needs something to train on.
-    const std::string ood = "[[data.source]]\nname = \"ood\"\nvalidation = \"" + path("ood.txt") +
-                            "\"\ntest = \"" + path("ood.txt") + "\"\n";
+    // Evaluation-only is said, never inferred: a source without a train file is an error unless
+    // eval_only = true, which takes no weight and no train file; and a mixture needs something to
+    // train on.
+    const std::string ood = "[[data.source]]\nname = \"ood\"\neval_only = true\nvalidation = \"" +
+                            path("ood.txt") + "\"\ntest = \"" + path("ood.txt") + "\"\n";
     EXPECT_NE(error_of(books + ood + "weight = 1.0\n").find("takes no weight"), std::string::npos);
-    EXPECT_NE(error_of(ood).find("no source has a train file"), std::string::npos);
+    EXPECT_NE(
+        error_of(books + ood + "train = \"" + path("ood.txt") + "\"\n").find("takes no train"),
+        std::string::npos);
+    EXPECT_NE(error_of(ood).find("every source is eval_only"), std::string::npos);
+    fs::create_directories(dir_ / "evaluated");
+    std::ofstream(dir_ / "evaluated" / "validation.txt") << "v\n";
+    std::ofstream(dir_ / "evaluated" / "test.txt") << "t\n";
+    const std::string no_train =
+        books + "[[data.source]]\nname = \"e\"\ndir = \"" + path("evaluated") + "\"\n";
+    EXPECT_NE(error_of(no_train).find("data.source[1].dir: no train file in"), std::string::npos)
+        << error_of(no_train);
+    EXPECT_NE(error_of(no_train).find("eval_only = true"), std::string::npos);
+    EXPECT_EQ(error_of(no_train + "eval_only = true\n"), "no error");
     EXPECT_NE(error_of("[[data.source]]\nname = \"x\"\ntrain = \"" + path("ood.txt") + "\"\n")
-                  .find("data.source[0].dir: no validation file"),
+                  .find("data.source[0]: no validation file"),
               std::string::npos);
     // Two candidates for one split are ambiguous, never a silent choice.
     std::ofstream(dir_ / "books" / "train.jsonl") << "{}\n";
     EXPECT_NE(error_of(books).find("holds 2 train files"), std::string::npos) << error_of(books);
+    std::ofstream(dir_ / "empty.txt").flush();  // exists, 0 bytes
+    ASSERT_TRUE(fs::exists(dir_ / "empty.txt"));
     EXPECT_NE(
         error_of("[[data.source]]\nname = \"x\"\ntrain = \"" + path("empty.txt") + "\"\n" +
                  "validation = \"" + path("ood.txt") + "\"\ntest = \"" + path("ood.txt") + "\"\n")
@@ -142,6 +162,10 @@ TEST_F(Sources, TheIncludingFileWinsBetweenCorpusAndSources) {
     const Recipe back = load_recipe(dir_ / "back.toml");
     EXPECT_TRUE(back.data.sources.empty());
     EXPECT_EQ(corpus_sources(back)[0].name, "books");
+    // Nearer wins down the chain too: a recipe that extends the mixture (which extends the
+    // corpus) has the mixture's sources.
+    std::ofstream(dir_ / "longer.toml") << "extends = \"mix.toml\"\n[train]\nsteps = 500\n";
+    EXPECT_EQ(load_recipe(dir_ / "longer.toml").data.sources.size(), 1u);
     // --set data.corpus is the command line's word: it wins over the recipe's sources.
     EXPECT_TRUE(load_recipe(dir_ / "mix.toml", {"data.corpus=\"" + path("books") + "\""})
                     .data.sources.empty());

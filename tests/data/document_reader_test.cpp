@@ -100,6 +100,43 @@ TEST(DocumentReader, TextGzipZstdAndJsonlGiveTheSameDocuments) {
     }
 }
 
+// Megabytes of text, so that lines and documents cross the reader's 1 MiB buffers, in every form,
+// including gzip files of several members and zstd files of several frames (what concatenating
+// compressed files gives).
+TEST(DocumentReader, LargeAndConcatenatedFilesGiveTheSameDocuments) {
+    tests::TempDir dir;
+    std::string text;
+    std::uint32_t state = 7;
+    while (text.size() < (3u << 20)) {
+        state = state * 1664525u + 1013904223u;
+        const std::size_t length = (state >> 8) % 5000;  // lines of 0 .. 5 KB, some empty
+        text.append(length, static_cast<char>('a' + (state >> 24) % 26));
+        text += (state >> 4) % 3 == 0 ? "\n\n" : "\n";
+    }
+    const std::vector<std::string> expected = split_documents(text);
+    std::string lines;
+    for (const std::string& document : expected) {
+        lines += nlohmann::json{{"text", document}}.dump() + "\n";
+    }
+    const std::size_t half = text.size() / 2;
+    write(dir / "a.txt", text);
+    write_gzip(dir / "one.gz", text.substr(0, half));
+    write_gzip(dir / "two.gz", text.substr(half));
+    std::ifstream one(dir / "one.gz", std::ios::binary), two(dir / "two.gz", std::ios::binary);
+    std::ofstream(dir / "a.txt.gz", std::ios::binary) << one.rdbuf() << two.rdbuf();
+    write(dir / "a.txt.zst", zstd_bytes(text.substr(0, half)) + zstd_bytes(text.substr(half)));
+    write_gzip(dir / "a.jsonl.gz", lines);
+    for (const CorpusFile& file :
+         {CorpusFile{dir / "a.txt"},
+          CorpusFile{dir / "a.txt.gz", DocumentFormat::kText, Compression::kGzip, ""},
+          CorpusFile{dir / "a.txt.zst", DocumentFormat::kText, Compression::kZstd, ""},
+          jsonl(dir / "a.jsonl.gz", Compression::kGzip)}) {
+        const std::vector<std::string> documents = read_all(file, 1 << 16);
+        ASSERT_EQ(documents.size(), expected.size()) << file.path;
+        EXPECT_TRUE(documents == expected) << file.path;
+    }
+}
+
 TEST(DocumentReader, MalformedJsonlNamesTheFileTheLineAndWhatWasExpected) {
     tests::TempDir dir;
     write(dir / "missing.jsonl", "{\"text\": \"one\"}\n\n{\"body\": \"two\"}\n");
@@ -116,6 +153,10 @@ TEST(DocumentReader, MalformedJsonlNamesTheFileTheLineAndWhatWasExpected) {
     write(dir / "array.jsonl", "[1, 2]\n");
     EXPECT_NE(error_of(jsonl(dir / "array.jsonl")).find("line 1: expected a JSON object"),
               std::string::npos);
+    // A number too large for a double is JSON nlohmann refuses with another kind of exception.
+    write(dir / "huge.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\", \"score\": 1e400}\n");
+    const std::string huge = error_of(jsonl(dir / "huge.jsonl"));
+    EXPECT_NE(huge.find("huge.jsonl: line 2: not a JSON object"), std::string::npos) << huge;
     write(dir / "number.jsonl", "{\"text\": 7}\n");
     EXPECT_NE(error_of(jsonl(dir / "number.jsonl")).find("field \"text\" is number"),
               std::string::npos);
@@ -133,6 +174,12 @@ TEST(DocumentReader, DamagedCompressedFilesAreRefusedByName) {
     write(dir / "noise.txt.zst", "this is not zstd at all");
     EXPECT_NE(error_of({dir / "noise.txt.zst", DocumentFormat::kText, Compression::kZstd, ""})
                   .find("not a valid zstd file"),
+              std::string::npos);
+
+    // zlib reads a file without a gzip header as it is; a .gz name promises gzip.
+    write(dir / "plain.txt.gz", kText);
+    EXPECT_NE(error_of({dir / "plain.txt.gz", DocumentFormat::kText, Compression::kGzip, ""})
+                  .find("plain.txt.gz: not a gzip file"),
               std::string::npos);
 
     write_gzip(dir / "cut.txt.gz", kText + kText + kText);

@@ -60,7 +60,8 @@ class MixtureRun : public ::testing::Test {
         const std::string sources =
             "\n[[data.source]]\nname = \"plain\"\ndir = \"corpus\"\nweight = 2.0\n"
             "\n[[data.source]]\nname = \"web\"\ndir = \"web\"\ntext_field = \"body\"\n"
-            "\n[[data.source]]\nname = \"ood\"\nvalidation = \"ood-validation.txt\"\n"
+            "\n[[data.source]]\nname = \"ood\"\neval_only = true\nvalidation = "
+            "\"ood-validation.txt\"\n"
             "test = \"ood-test.txt\"\n";
         recipe.insert(recipe.find("\n[tokenizer]"), sources);
         std::ofstream(dir("mix.toml")) << recipe;
@@ -135,7 +136,11 @@ TEST_F(MixtureRun, TrainsReportsEverySourceAndResumesExactly) {
     std::ifstream state(dir("parts") / "checkpoints" / "step-4" / "state.json");
     const nlohmann::json saved = nlohmann::json::parse(state);
     ASSERT_EQ(saved["data"]["sources"].size(), 2u);  // the training sources
-    EXPECT_EQ(saved["data"]["sequences"], 4 * 4);    // 4 steps of 4 sequences
+    for (const auto& source : saved["data"]["sources"]) {
+        EXPECT_EQ(source["epoch"], 0) << source.dump();  // mid-epoch: the stop is inside one
+        EXPECT_GT(source["cursor"].get<std::int64_t>(), 0) << source.dump();
+    }
+    EXPECT_EQ(saved["data"]["sequences"], 4 * 4);  // 4 steps of 4 sequences
 }
 
 TEST_F(MixtureRun, AChangedSourceFileRetokenizesOnlyThatFile) {
@@ -156,6 +161,16 @@ TEST_F(MixtureRun, AChangedSourceFileRetokenizesOnlyThatFile) {
     EXPECT_EQ(encoded(warm.err), 1) << warm.err;
     EXPECT_NE(warm.err.find("ood/validation: 2 documents"), std::string::npos) << warm.err;
 
+    // A changed training file retrains the tokenizer; the bytes tokenizer comes out the same, so
+    // its token caches stay valid and again only the changed file is encoded.
+    std::ofstream(dir("corpus") / "train.txt", std::ios::app) << "\nA new training document.\n";
+    const CommandResult retrained = moelab("data prepare mix.toml");
+    ASSERT_EQ(retrained.exit_code, 0) << retrained.err;
+    EXPECT_NE(retrained.err.find("tokenizer 'bytes': training on"), std::string::npos)
+        << retrained.err;
+    EXPECT_EQ(encoded(retrained.err), 1) << retrained.err;
+    EXPECT_NE(retrained.err.find("plain/train: "), std::string::npos) << retrained.err;
+
     const CommandResult stats = moelab("data stats mix.toml --json");
     ASSERT_EQ(stats.exit_code, 0) << stats.err;
     const nlohmann::json table = nlohmann::json::parse(stats.out);
@@ -169,7 +184,9 @@ TEST_F(MixtureRun, BadSourcesAreConfigurationErrors) {
     std::ofstream(dir("zero.toml")) << recipe;
     const CommandResult zero = moelab("check zero.toml");
     EXPECT_EQ(zero.exit_code, 2);
-    EXPECT_NE(zero.err.find("data.source[0].weight: must be > 0"), std::string::npos) << zero.err;
+    EXPECT_NE(zero.err.find("data.source[0].weight: must be a finite number > 0, got 0"),
+              std::string::npos)
+        << zero.err;
 
     recipe = read_text(dir("mix.toml"));
     recipe.replace(recipe.find("text_field = \"body\""), 19, "text_field = \"text\"");

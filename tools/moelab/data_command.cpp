@@ -52,9 +52,12 @@ int data_stats(const DataArgs& args) {
                  {"split", core::split_name(split)},
                  {"documents", shard.documents()},
                  {"tokens", tokens},
-                 {"bytes", bytes},
+                 // Unknown (null) for compressed and JSONL files: their size is not their text's.
+                 {"bytes", bytes > 0 ? nlohmann::json(bytes) : nlohmann::json(nullptr)},
                  {"bytes_per_token",
-                  tokens > 0 ? static_cast<double>(bytes) / static_cast<double>(tokens) : 0.0},
+                  tokens > 0 && bytes > 0
+                      ? nlohmann::json(static_cast<double>(bytes) / static_cast<double>(tokens))
+                      : nlohmann::json(nullptr)},
                  {"id_bytes", source.tokens(split).id_bytes()},
                  {"shard", shard.file().string()},
                  {"shard_bytes", std::filesystem::file_size(shard.file())},
@@ -85,10 +88,13 @@ int data_stats(const DataArgs& args) {
     fmt::print("{:<14} {:<11} {:>10} {:>14} {:>14} {:>11} {:>8} {:>12}\n", "source", "split",
                "documents", "tokens", "bytes", "bytes/token", "id bytes", "shard MB");
     for (const auto& row : splits) {
-        fmt::print("{:<14} {:<11} {:>10} {:>14} {:>14} {:>11.3f} {:>8} {:>12.1f}\n",
+        const bool known = !row["bytes"].is_null();
+        fmt::print("{:<14} {:<11} {:>10} {:>14} {:>14} {:>11} {:>8} {:>12.1f}\n",
                    row["source"].get<std::string>(), row["split"].get<std::string>(),
                    row["documents"].get<std::int64_t>(), row["tokens"].get<std::int64_t>(),
-                   row["bytes"].get<std::int64_t>(), row["bytes_per_token"].get<double>(),
+                   known ? std::to_string(row["bytes"].get<std::int64_t>()) : std::string("n/a"),
+                   known ? fmt::format("{:.3f}", row["bytes_per_token"].get<double>())
+                         : std::string("n/a"),
                    row["id_bytes"].get<int>(), row["shard_bytes"].get<double>() / 1e6);
     }
     if (args.verify) fmt::print("every shard verified (checksum and vocabulary)\n");
