@@ -133,21 +133,22 @@ constexpr std::size_t kMaxDocumentBytes = std::size_t{256} << 20;
 class LineReader {
   public:
     LineReader(std::unique_ptr<ByteSource> bytes, fs::path path)
-        : bytes_(std::move(bytes)), path_(std::move(path)), buffer_(1 << 20) {}
+        // Not zero-filled: every byte is written by read() before it is looked at.
+        : bytes_(std::move(bytes)), path_(std::move(path)), buffer_(new char[kBufferBytes]) {}
 
     bool next(std::string& line) {
         line.clear();
         bool started = false;  // bytes of this line were read (an unterminated last line)
         for (;;) {
             if (at_ == end_) {
-                end_ = bytes_->read(buffer_.data(), buffer_.size());
+                end_ = bytes_->read(buffer_.get(), kBufferBytes);
                 at_ = 0;
                 if (end_ == 0) {
                     if (started) ++number_;
                     return started;
                 }
             }
-            const char* begin = buffer_.data() + at_;
+            const char* begin = buffer_.get() + at_;
             const void* newline = std::memchr(begin, '\n', end_ - at_);
             if (newline == nullptr) {
                 line.append(begin, end_ - at_);
@@ -173,9 +174,11 @@ class LineReader {
     }
 
   private:
+    static constexpr std::size_t kBufferBytes = std::size_t{1} << 20;
+
     std::unique_ptr<ByteSource> bytes_;
     fs::path path_;
-    std::vector<char> buffer_;
+    std::unique_ptr<char[]> buffer_;
     std::size_t at_ = 0, end_ = 0;
     std::int64_t number_ = 0;
 };
