@@ -45,18 +45,38 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
     const std::int32_t eos = tokenizer.special_tokens().eos;
     const std::size_t workers = std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 16);
     const std::unique_ptr<DocumentReader> reader = open_documents(file);
-    // The shard is written on its own thread while the next batch is read and encoded: the store
-    // overlaps the tokenizer instead of adding to it (moelab_bench_encode measures the ratio).
+    // A pipeline, so that the store overlaps the tokenizer instead of adding to it
+    // (moelab_bench_encode measures the ratio): the next batch is read on one thread and the
+    // previous one written on another while this one is encoded on every core.
+    struct Batch {
+        std::vector<std::string> documents;
+        std::uint64_t position = 0;  // bytes of the file read once this batch was
+    };
+    auto read_batch = [&reader, batch_bytes] {
+        Batch batch;
+        batch.documents = reader->next_batch(std::max<std::size_t>(batch_bytes, 1));
+        batch.position = reader->position();
+        return batch;
+    };
+    // Two sets of id buffers, filled and written in turn: their capacity is reused from batch to
+    // batch instead of fresh memory being faulted in and freed for every document. Declared
+    // before the futures, whose destructors wait for threads that may still use them.
+    std::vector<std::vector<std::int32_t>> buffers[2];
     std::future<void> writing;
+    std::future<Batch> reading = std::async(std::launch::async, read_batch);
     std::int64_t documents_read = 0;
-    for (;;) {
-        std::vector<std::string> documents =
-            reader->next_batch(std::max<std::size_t>(batch_bytes, 1));
+    for (int turn = 0;; turn ^= 1) {
+        const Batch batch = reading.get();
+        const std::vector<std::string>& documents = batch.documents;
         if (documents.empty()) break;
+        reading = std::async(std::launch::async, read_batch);
         documents_read += static_cast<std::int64_t>(documents.size());
-        std::vector<std::vector<std::int32_t>> encoded(documents.size());
+        // Written by the batch before last, whose writing was waited for a batch ago.
+        std::vector<std::vector<std::int32_t>>& encoded = buffers[turn];
+        encoded.resize(documents.size());
         sdk::run_workers(workers, [&](std::size_t w) {
             for (std::size_t d = w; d < documents.size(); d += workers) {
+                encoded[d].clear();
                 try {
                     tokenizer.encode(documents[d], encoded[d]);
                 } catch (const std::exception& error) {
@@ -67,10 +87,10 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
             }
         });
         if (writing.valid()) writing.get();  // the previous batch is written (or its error thrown)
-        writing = std::async(std::launch::async, [&shard, batch = std::move(encoded)] {
-            for (const auto& ids : batch) shard.add_document(ids);
+        writing = std::async(std::launch::async, [&shard, &encoded] {
+            for (const auto& ids : encoded) shard.add_document(ids);
         });
-        if (progress) progress(reader->position());
+        if (progress) progress(batch.position);
     }
     if (writing.valid()) writing.get();
     if (documents_read == 0) {

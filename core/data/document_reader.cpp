@@ -164,6 +164,46 @@ class LineReader {
             return true;
         }
     }
+    enum class LineKind { kEnd, kEmpty, kText };
+
+    // Appends the next line and its '\n' straight onto `document` (a last line without one gets
+    // one), or reports an empty line or the end; no copy in between. Refuses a document that grows
+    // past kMaxDocumentBytes.
+    LineKind append_line(std::string& document) {
+        bool started = false;
+        for (;;) {
+            if (at_ == end_) {
+                end_ = bytes_->read(buffer_.get(), kBufferBytes);
+                at_ = 0;
+                if (end_ == 0) {
+                    if (!started) return LineKind::kEnd;
+                    document += '\n';
+                    ++number_;
+                    return LineKind::kText;
+                }
+            }
+            const char* begin = buffer_.get() + at_;
+            const void* newline = std::memchr(begin, '\n', end_ - at_);
+            if (newline == nullptr) {
+                document.append(begin, end_ - at_);
+                at_ = end_;
+                started = true;
+                if (document.size() > kMaxDocumentBytes) too_long("document", number_ + 1);
+                continue;
+            }
+            const auto length = static_cast<std::size_t>(static_cast<const char*>(newline) - begin);
+            ++number_;
+            if (length == 0 && !started) {
+                ++at_;
+                return LineKind::kEmpty;
+            }
+            document.append(begin, length + 1);
+            at_ += length + 1;
+            if (document.size() > kMaxDocumentBytes) too_long("document", number_);
+            return LineKind::kText;
+        }
+    }
+
     std::int64_t number() const { return number_; }  // of the last line returned, from 1
     std::uint64_t consumed() const { return bytes_->consumed(); }
 
@@ -202,19 +242,15 @@ class TextDocuments final : public DocumentReader {
     std::vector<std::string> next_batch(std::size_t bytes) override {
         std::vector<std::string> batch;
         std::size_t taken = 0;
-        std::string current, line;
-        while (taken < bytes && lines_.next(line)) {
-            if (line.empty()) {
-                if (!current.empty()) {
-                    taken += current.size();
-                    batch.push_back(std::move(current));
-                }
+        std::string current;
+        while (taken < bytes) {
+            const LineReader::LineKind kind = lines_.append_line(current);
+            if (kind == LineReader::LineKind::kEnd) break;
+            if (kind == LineReader::LineKind::kEmpty && !current.empty()) {
+                taken += current.size();
+                batch.push_back(std::move(current));
                 current.clear();
-                continue;
             }
-            current += line;
-            current += '\n';
-            if (current.size() > kMaxDocumentBytes) lines_.too_long("document", lines_.number());
         }
         // The loop stops only between documents (right after a blank line) or at the end.
         if (!current.empty()) batch.push_back(std::move(current));

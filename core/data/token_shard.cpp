@@ -21,14 +21,25 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kMagic[8] = {'M', 'L', 'S', 'H', 'A', 'R', 'D', '1'};
-constexpr std::uint32_t kFormat = 1;
+constexpr std::uint32_t kFormat = 2;
 constexpr std::size_t kHeaderBytes = 48;
-constexpr std::uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
 
-std::uint64_t fnv1a(std::uint64_t state, const unsigned char* bytes, std::size_t size) {
-    for (std::size_t i = 0; i < size; ++i) state = (state ^ bytes[i]) * 0x100000001b3ULL;
-    return state;
+}  // namespace
+
+void ShardChecksum::add(const unsigned char* bytes, std::size_t size) {
+    while (pending_size_ > 0 && pending_size_ < 8 && size > 0) {
+        pending_[pending_size_++] = *bytes++;
+        --size;
+    }
+    if (pending_size_ == 8) {
+        mix(load(pending_));
+        pending_size_ = 0;
+    }
+    for (; size >= 8; bytes += 8, size -= 8) mix(load(bytes));
+    for (; size > 0; --size) pending_[pending_size_++] = *bytes++;
 }
+
+namespace {
 
 std::size_t padded(std::size_t bytes) { return (bytes + 7) / 8 * 8; }
 
@@ -47,7 +58,6 @@ TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
     : file_(std::move(file)),
       vocab_size_(vocab_size),
       id_bytes_(shard_id_bytes(vocab_size)),
-      checksum_(kFnvOffset),
       counts_(static_cast<std::size_t>(vocab_size), 0) {
     fs::create_directories(file_.parent_path());
     // Unique per writer, also across hosts and PID namespaces sharing a cache directory.
@@ -69,7 +79,7 @@ TokenShardWriter::~TokenShardWriter() {
 }
 
 void TokenShardWriter::write(const void* bytes, std::size_t size) {
-    checksum_ = fnv1a(checksum_, static_cast<const unsigned char*>(bytes), size);
+    checksum_.add(static_cast<const unsigned char*>(bytes), size);
     out_.write(static_cast<const char*>(bytes), static_cast<std::streamsize>(size));
     if (!out_) throw FileError(partial_, "write failed: " + errno_text(errno));
 }
@@ -105,7 +115,7 @@ void TokenShardWriter::finish() {
     std::memcpy(header, kMagic, 8);
     const std::uint32_t id_bytes = static_cast<std::uint32_t>(id_bytes_);
     const std::uint64_t fields[] = {static_cast<std::uint64_t>(tokens_), ends_.size(),
-                                    static_cast<std::uint64_t>(vocab_size_), checksum_};
+                                    static_cast<std::uint64_t>(vocab_size_), checksum_.value()};
     std::memcpy(header + 8, &kFormat, 4);
     std::memcpy(header + 12, &id_bytes, 4);
     std::memcpy(header + 16, fields, sizeof fields);
@@ -218,7 +228,9 @@ std::int64_t MappedTokenShard::document_end(std::int64_t d) const {
 }
 
 void MappedTokenShard::verify() const {
-    const std::uint64_t sum = fnv1a(kFnvOffset, data_ + kHeaderBytes, size_ - kHeaderBytes);
+    ShardChecksum checksum;
+    checksum.add(data_ + kHeaderBytes, size_ - kHeaderBytes);
+    const std::uint64_t sum = checksum.value();
     if (sum != checksum_) {
         throw FileError(file_, fmt::format("token shard checksum {:016x}, expected {:016x} "
                                            "(damaged; delete it to re-tokenize)",

@@ -52,7 +52,8 @@ INSTANTIATE_TEST_SUITE_P(Recipes, ShippedRecipe,
                                            "routers/maskmoe.toml", "routers/cartesian.toml",
                                            "routers/finedeep.toml", "routers/dsmoe.toml",
                                            "routers/dsmoe-tau/tau-0.9.toml", "tokenizers/bpe.toml",
-                                           "tokenizers/lbpe.toml", "tokenizers/scaffold-bpe.toml"),
+                                           "tokenizers/lbpe.toml", "tokenizers/scaffold-bpe.toml",
+                                           "data/brown-genres.toml"),
                          [](const auto& info) {
                              std::string name = info.param.substr(0, info.param.find('.'));
                              for (char& c : name) c = std::isalnum(c) ? c : '_';

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 
 #include "core/data/dataset.h"
@@ -124,6 +125,50 @@ TEST_F(TokenShards, TruncatedDamagedAndForeignShardsAreRefusedWithTheirName) {
     const fs::path text = dir_ / "text.shard";
     std::ofstream(text) << std::string(100, 'x');
     refused(text, 1000, "wrong magic");
+}
+
+// The checksum in the header is the documented formula, written out here over the file's words
+// (Note [Token shard format]); bytes added in pieces of any size give the same value; and two
+// flips of a word's top bit, which cancel under a plain multiply, are seen.
+TEST_F(TokenShards, TheChecksumIsTheDocumentedWordFold) {
+    const fs::path file = dir_ / "c.shard";
+    {
+        TokenShardWriter writer(file, 300);
+        writer.add_document({1, 2, 3, 299, 7});  // 10 bytes: pieces that end inside words
+        writer.add_document({0, 5, 5});
+        writer.finish();
+    }
+    std::ifstream in(file, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_EQ(bytes.size() % 8, 0u);
+    auto fold = [](const std::string& data) {
+        std::uint64_t h = 0;
+        for (std::size_t at = 48; at < data.size(); at += 8) {
+            std::uint64_t word = 0;
+            for (int b = 7; b >= 0; --b)
+                word = (word << 8) | static_cast<unsigned char>(data[at + b]);
+            h = (h + word) * 0x9e3779b97f4a7c15ULL;
+            h = (h << 31) | (h >> 33);
+        }
+        return h;
+    };
+    std::uint64_t stored = 0;
+    for (int b = 7; b >= 0; --b) stored = (stored << 8) | static_cast<unsigned char>(bytes[40 + b]);
+    EXPECT_EQ(stored, fold(bytes));
+
+    ShardChecksum whole, pieces;
+    const auto* data = reinterpret_cast<const unsigned char*>(bytes.data()) + 48;
+    const std::size_t size = bytes.size() - 48;
+    whole.add(data, size);
+    for (std::size_t at = 0, piece = 1; at < size; at += piece, piece = piece % 11 + 1) {
+        pieces.add(data + at, std::min(piece, size - at));
+    }
+    EXPECT_EQ(pieces.value(), whole.value());
+
+    std::string twice = bytes;
+    twice[48 + 7] = static_cast<char>(twice[48 + 7] ^ 0x80);  // top bit of the first word
+    twice[56 + 7] = static_cast<char>(twice[56 + 7] ^ 0x80);  // and of the second
+    EXPECT_NE(fold(twice), fold(bytes));
 }
 
 TEST_F(TokenShards, AnUnfinishedWriteLeavesNoShardAndNoPartialFile) {

@@ -197,5 +197,31 @@ TEST_F(MixtureRun, BadSourcesAreConfigurationErrors) {
         << field.err;
 }
 
+// The shipped mixture recipe, from the repository root where tools/setup.sh wrote its sources:
+// every source resolves, and the printed recipe checks back to the same text.
+TEST(ShippedMixture, BrownGenresChecksWithItsThreeSources) {
+    const std::string root = shell_quote(MOELAB_SOURCE_DIR);
+    const std::string moelab = shell_quote(MOELAB_BINARY);
+    ASSERT_TRUE(fs::exists(fs::path(MOELAB_SOURCE_DIR) / "data" / "nlp-corpus" / "test.txt"))
+        << "data/nlp-corpus is missing: run `bash tools/setup.sh` first";
+    const CommandResult first =
+        run_command("cd " + root + " && " + moelab + " check recipes/data/brown-genres.toml");
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    std::size_t tables = 0;
+    for (std::size_t at = first.out.find("[[data.source]]"); at != std::string::npos;
+         at = first.out.find("[[data.source]]", at + 1)) {
+        ++tables;
+    }
+    EXPECT_EQ(tables, 3u) << first.out;
+    EXPECT_NE(first.out.find("eval_only = true"), std::string::npos) << first.out;
+    EXPECT_EQ(first.out.find("corpus = "), std::string::npos) << first.out;
+    const TempDir dir;
+    std::ofstream(dir / "resolved.toml") << first.out;
+    const CommandResult second = run_command("cd " + root + " && " + moelab + " check " +
+                                             shell_quote((dir / "resolved.toml").string()));
+    ASSERT_EQ(second.exit_code, 0) << second.err;
+    EXPECT_EQ(first.out.substr(first.out.find('\n')), second.out.substr(second.out.find('\n')));
+}
+
 }  // namespace
 }  // namespace moelab::tests
