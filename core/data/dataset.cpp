@@ -76,6 +76,11 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
         encoded.resize(documents.size());
         sdk::run_workers(workers, [&](std::size_t w) {
             for (std::size_t d = w; d < documents.size(); d += workers) {
+                // A slot keeps its capacity only while it is in proportion to its document: one
+                // huge document must not pin gigabytes in a slot for the rest of the file.
+                if (encoded[d].capacity() > 2 * documents[d].size() + 4096) {
+                    std::vector<std::int32_t>().swap(encoded[d]);
+                }
                 encoded[d].clear();
                 try {
                     tokenizer.encode(documents[d], encoded[d]);

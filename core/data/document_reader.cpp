@@ -179,6 +179,7 @@ class LineReader {
                     if (!started) return LineKind::kEnd;
                     document += '\n';
                     ++number_;
+                    if (document.size() > kMaxDocumentBytes) too_long("document", number_);
                     return LineKind::kText;
                 }
             }

@@ -32,11 +32,12 @@
 
 namespace moelab::core {
 
-// The shard checksum: 64-bit words (little-endian) folded in one at a time, h = rotl((h + w) *
-// 0x9e3779b97f4a7c15, 31), from h = 0. Eight bytes a step instead of one; any single changed word
-// changes the result (each step is a bijection of h), and the rotation carries a change in a
-// word's top bits down into later products, so that changes do not cancel in pairs as they would
-// with a plain multiply. Bytes may come in pieces of any size; value() needs a multiple of 8.
+// The shard checksum: 64-bit words (little-endian) folded in one at a time, from h = 0:
+//   h = (h + w) * 0x9e3779b97f4a7c15;  h ^= h >> 29;  h = rotl(h, 31)
+// Eight bytes a step instead of one. Each step is a bijection of h, so any single changed word
+// changes the result; the xor-shift spreads a change in a word's top bits over the low ones before
+// the next word comes in, so small changes in neighbouring words do not cancel the way they would
+// under a plain multiply. Bytes may come in pieces of any size; value() needs a multiple of 8.
 class ShardChecksum {
   public:
     void add(const unsigned char* bytes, std::size_t size);
@@ -49,7 +50,8 @@ class ShardChecksum {
         return word;
     }
     void mix(std::uint64_t word) {
-        const std::uint64_t h = (state_ + word) * 0x9e3779b97f4a7c15ULL;
+        std::uint64_t h = (state_ + word) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
         state_ = (h << 31) | (h >> 33);
     }
 
