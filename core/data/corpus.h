@@ -6,8 +6,8 @@
 //
 // Files are plain text (documents separated by blank lines) or JSONL (one JSON object per line,
 // the document's text in a named field), either optionally compressed with gzip (.gz) or zstd
-// (.zst). In a source's directory a split's file is found by name: train.txt, train.jsonl or
-// train.json, each possibly with .gz or .zst appended (likewise validation, test).
+// (.zst). In a source's directory a split's file is found by name: train.txt, train.jsonl,
+// train.json or train.ndjson, each possibly with .gz or .zst appended (likewise validation, test).
 
 #include <array>
 #include <filesystem>
@@ -43,7 +43,7 @@ struct CorpusFile {
 
 struct CorpusSource {
     std::string name;
-    double weight = 0;  // mixture weight; 0 for an evaluation-only source (no training file)
+    double weight = 0;  // mixture weight; 0 for an evaluation-only source (eval_only = true)
     std::string key;    // where the recipe defines it: "data.corpus" or "data.source[i]"
     std::array<CorpusFile, 3> files;
 
@@ -52,8 +52,9 @@ struct CorpusSource {
 };
 
 // The recipe's sources with their files found and checked: each file present is a non-empty
-// regular file, every source has validation and test files, at least one has training data,
-// and only training sources carry a weight. ConfigError at the source's key otherwise.
+// regular file, every source has validation and test files and, unless it says eval_only = true,
+// a training file; at least one source is trained on. ConfigError at the source's key otherwise
+// (weights and eval_only against train files are checked when the recipe is loaded).
 std::vector<CorpusSource> corpus_sources(const Recipe& recipe);
 
 // ConfigError at data.corpus / data.source[i] when corpus_sources would throw.

@@ -136,40 +136,12 @@ class LineReader {
         // Not zero-filled: every byte is written by read() before it is looked at.
         : bytes_(std::move(bytes)), path_(std::move(path)), buffer_(new char[kBufferBytes]) {}
 
-    bool next(std::string& line) {
-        line.clear();
-        bool started = false;  // bytes of this line were read (an unterminated last line)
-        for (;;) {
-            if (at_ == end_) {
-                end_ = bytes_->read(buffer_.get(), kBufferBytes);
-                at_ = 0;
-                if (end_ == 0) {
-                    if (started) ++number_;
-                    return started;
-                }
-            }
-            const char* begin = buffer_.get() + at_;
-            const void* newline = std::memchr(begin, '\n', end_ - at_);
-            if (newline == nullptr) {
-                line.append(begin, end_ - at_);
-                at_ = end_;
-                started = true;
-                if (line.size() > kMaxDocumentBytes) too_long("line", number_ + 1);
-                continue;
-            }
-            const auto length = static_cast<std::size_t>(static_cast<const char*>(newline) - begin);
-            line.append(begin, length);
-            at_ += length + 1;
-            ++number_;
-            return true;
-        }
-    }
     enum class LineKind { kEnd, kEmpty, kText };
 
     // Appends the next line and its '\n' straight onto `document` (a last line without one gets
-    // one), or reports an empty line or the end; no copy in between. Refuses a document that grows
-    // past kMaxDocumentBytes.
-    LineKind append_line(std::string& document) {
+    // one), or reports an empty line or the end; no copy in between. Refuses a `document` that
+    // grows past kMaxDocumentBytes, naming it by `unit` ("document", "line").
+    LineKind append_line(std::string& document, const char* unit) {
         bool started = false;
         for (;;) {
             if (at_ == end_) {
@@ -179,7 +151,7 @@ class LineReader {
                     if (!started) return LineKind::kEnd;
                     document += '\n';
                     ++number_;
-                    if (document.size() > kMaxDocumentBytes) too_long("document", number_);
+                    if (document.size() > kMaxDocumentBytes) too_long(unit, number_);
                     return LineKind::kText;
                 }
             }
@@ -189,7 +161,7 @@ class LineReader {
                 document.append(begin, end_ - at_);
                 at_ = end_;
                 started = true;
-                if (document.size() > kMaxDocumentBytes) too_long("document", number_ + 1);
+                if (document.size() > kMaxDocumentBytes) too_long(unit, number_ + 1);
                 continue;
             }
             const auto length = static_cast<std::size_t>(static_cast<const char*>(newline) - begin);
@@ -200,7 +172,7 @@ class LineReader {
             }
             document.append(begin, length + 1);
             at_ += length + 1;
-            if (document.size() > kMaxDocumentBytes) too_long("document", number_);
+            if (document.size() > kMaxDocumentBytes) too_long(unit, number_);
             return LineKind::kText;
         }
     }
@@ -245,7 +217,7 @@ class TextDocuments final : public DocumentReader {
         std::size_t taken = 0;
         std::string current;
         while (taken < bytes) {
-            const LineReader::LineKind kind = lines_.append_line(current);
+            const LineReader::LineKind kind = lines_.append_line(current, "document");
             if (kind == LineReader::LineKind::kEnd) break;
             if (kind == LineReader::LineKind::kEmpty && !current.empty()) {
                 taken += current.size();
@@ -272,8 +244,11 @@ class JsonlDocuments final : public DocumentReader {
         std::vector<std::string> batch;
         std::size_t taken = 0;
         std::string line;
-        while (taken < bytes && lines_.next(line)) {
-            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        while (taken < bytes) {
+            line.clear();
+            const LineReader::LineKind kind = lines_.append_line(line, "line");
+            if (kind == LineReader::LineKind::kEnd) break;
+            if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;
             std::string text = document_of(line);
             if (text.empty()) continue;
             taken += text.size();

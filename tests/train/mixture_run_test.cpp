@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/run_files.h"
 #include "support/subprocess.h"
 #include "test_corpus.h"
 
@@ -74,13 +75,7 @@ class MixtureRun : public ::testing::Test {
     fs::path dir(const std::string& name) const { return corpus_.root() / name; }
 
     std::vector<nlohmann::json> records(const std::string& run, const std::string& type) const {
-        std::vector<nlohmann::json> out;
-        std::ifstream in(dir(run) / "metrics.jsonl");
-        for (std::string line; std::getline(in, line);) {
-            const nlohmann::json record = nlohmann::json::parse(line);
-            if (record["type"] == type) out.push_back(record);
-        }
-        return out;
+        return metrics_records(dir(run), type);
     }
 
     TestCorpus corpus_;
@@ -89,8 +84,7 @@ class MixtureRun : public ::testing::Test {
 TEST_F(MixtureRun, TrainsReportsEverySourceAndResumesExactly) {
     const CommandResult whole = moelab("run mix.toml --out whole");
     ASSERT_EQ(whole.exit_code, 0) << whole.err << whole.out;
-    std::ifstream summary_file(dir("whole") / "summary.json");
-    const nlohmann::json summary = nlohmann::json::parse(summary_file);
+    const nlohmann::json summary = read_json_file(dir("whole") / "summary.json");
     const nlohmann::json& validation = summary["validation"];
     ASSERT_TRUE(validation.contains("sources")) << validation.dump(2);
     const nlohmann::json& by_source = validation["sources"];
@@ -133,8 +127,8 @@ TEST_F(MixtureRun, TrainsReportsEverySourceAndResumesExactly) {
             EXPECT_EQ(a[i][key].dump(), b[i][key].dump()) << key << " at step " << i + 1;
         }
     }
-    std::ifstream state(dir("parts") / "checkpoints" / "step-4" / "state.json");
-    const nlohmann::json saved = nlohmann::json::parse(state);
+    const nlohmann::json saved =
+        read_json_file(dir("parts") / "checkpoints" / "step-4" / "state.json");
     ASSERT_EQ(saved["data"]["sources"].size(), 2u);  // the training sources
     for (const auto& source : saved["data"]["sources"]) {
         EXPECT_EQ(source["epoch"], 0) << source.dump();  // mid-epoch: the stop is inside one

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/run_files.h"
 #include "support/subprocess.h"
 #include "test_corpus.h"
 
@@ -34,19 +35,10 @@ class TinyRun : public ::testing::Test {
     fs::path dir(const std::string& name) const { return corpus_.root() / name; }
 
     std::vector<nlohmann::json> records(const std::string& run, const std::string& type) const {
-        std::vector<nlohmann::json> out;
-        std::ifstream in(dir(run) / "metrics.jsonl");
-        for (std::string line; std::getline(in, line);) {
-            const nlohmann::json record = nlohmann::json::parse(line);
-            if (record["type"] == type) out.push_back(record);
-        }
-        return out;
+        return metrics_records(dir(run), type);
     }
 
-    nlohmann::json read_json(const fs::path& file) const {
-        std::ifstream in(file);
-        return nlohmann::json::parse(in);
-    }
+    nlohmann::json read_json(const fs::path& file) const { return read_json_file(file); }
 
     // dense.toml in the run directory: the tiny recipe with dense FFNs and no [router] (which
     // --set cannot remove).
