@@ -60,8 +60,11 @@ json to_json(const CheckpointState& state) {
         sources.push_back(
             {{"name", source.name}, {"epoch", source.epoch}, {"cursor", source.cursor}});
     }
-    out["data"] = {{"epoch", state.data_epoch},
-                   {"cursor", state.data_cursor},
+    // epoch and cursor repeat the first source's, the form older checkpoints have.
+    const SourcePosition first =
+        state.data_sources.empty() ? SourcePosition{} : state.data_sources.front();
+    out["data"] = {{"epoch", first.epoch},
+                   {"cursor", first.cursor},
                    {"sequences", state.data_sequences},
                    {"sources", sources}};
     out["recipe_hash"] = state.recipe_hash;
@@ -89,9 +92,10 @@ CheckpointState parse_checkpoint_state(std::string_view text, const std::string&
     state.tokens_seen = read.count(root, "tokens_seen", "tokens_seen");
     const json& data = read.member(root, "data", "data");
     if (!data.is_object()) read.fail("data", "expected an object {epoch, cursor}");
-    state.data_epoch = read.count(data, "data.epoch", "epoch");
-    state.data_cursor = read.count(data, "data.cursor", "cursor");
-    // Checkpoints written before mixtures have neither: one source at (epoch, cursor).
+    const std::int64_t epoch = read.count(data, "data.epoch", "epoch");
+    const std::int64_t cursor = read.count(data, "data.cursor", "cursor");
+    // Checkpoints written before mixtures have neither sequences nor sources: one source at
+    // (epoch, cursor).
     if (data.contains("sequences")) {
         state.data_sequences = read.count(data, "data.sequences", "sequences");
     }
@@ -112,6 +116,7 @@ CheckpointState parse_checkpoint_state(std::string_view text, const std::string&
                                           read.count(entry, field + ".cursor", "cursor")});
         }
     }
+    if (state.data_sources.empty()) state.data_sources.push_back({"", epoch, cursor});
     const json& hash = read.member(root, "recipe_hash", "recipe_hash");
     if (!hash.is_string()) read.fail("recipe_hash", "expected a string");
     state.recipe_hash = hash.get<std::string>();

@@ -26,10 +26,10 @@ struct CheckpointState {
     std::int64_t step = 0;             // optimizer steps taken when it was saved
     std::int64_t optimizer_steps = 0;  // AdamW's step counter (bias correction)
     std::int64_t tokens_seen = 0;
-    std::int64_t data_epoch = 0;  // the first source's position (all a one-source run needs)
-    std::int64_t data_cursor = 0;
-    std::int64_t data_sequences = 0;           // training sequences drawn from the mixture
-    std::vector<SourcePosition> data_sources;  // every source; empty in older checkpoints
+    std::int64_t data_sequences = 0;  // training sequences drawn from the mixture
+    // Every source's position. A checkpoint from before sources holds one (epoch, cursor): it
+    // reads as a single source without a name.
+    std::vector<SourcePosition> data_sources;
     std::string recipe_hash;
     double elapsed_seconds = 0;  // wall time of the run so far
     nlohmann::json extra;        // everything else (versions, plugin records), kept as is

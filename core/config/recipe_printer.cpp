@@ -1,6 +1,7 @@
 #include "core/config/recipe_printer.h"
 
 #include <cmath>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -58,10 +59,13 @@ std::string format_list(const std::vector<T>& values, Format format) {
     return out + "]";
 }
 
-void append_params(std::string& out, const sdk::ParamSchema& schema, const sdk::Params& params) {
+// `keep`, when given, says which keys to write.
+void append_params(
+    std::string& out, const sdk::ParamSchema& schema, const sdk::Params& params,
+    const std::function<bool(const std::string&, const sdk::ParamValue&)>& keep = nullptr) {
     for (const sdk::ParamSpec& spec : schema.specs()) {
         auto it = params.values().find(spec.name);
-        if (it == params.values().end()) continue;
+        if (it == params.values().end() || (keep && !keep(spec.name, it->second))) continue;
         out += fmt::format("{} = {}\n", spec.name, format_param_value(it->second));
     }
 }
@@ -111,25 +115,19 @@ std::string format_recipe(const Recipe& recipe,
     append_section(out, "plugins", plugins_binding(), recipe.plugins);
     // With sources, data.corpus is unused and writing it would conflict with them on reading.
     out += "\n[data]\n";
-    for (const sdk::ParamSpec& spec : data_binding().schema().specs()) {
-        if (spec.name == "corpus" && !recipe.data.sources.empty()) continue;
-        const sdk::Params values = data_binding().read(recipe.data);
-        out += fmt::format("{} = {}\n", spec.name,
-                           format_param_value(values.values().find(spec.name)->second));
-    }
+    append_params(out, data_binding().schema(), data_binding().read(recipe.data),
+                  [&](const std::string& key, const sdk::ParamValue&) {
+                      return key != "corpus" || recipe.data.sources.empty();
+                  });
     // Sources print their name and the keys that differ from the defaults: an evaluation-only
     // source must not gain a weight (which would make it an error to read back).
-    const sdk::Params source_defaults = data_source_binding().read(DataSourceOptions{});
+    const sdk::Params defaults = data_source_binding().read(DataSourceOptions{});
     for (const DataSourceOptions& source : recipe.data.sources) {
         out += "\n[[data.source]]\n";
-        const sdk::Params values = data_source_binding().read(source);
-        for (const sdk::ParamSpec& spec : data_source_binding().schema().specs()) {
-            const sdk::ParamValue& value = values.values().find(spec.name)->second;
-            if (spec.name != "name" && value == source_defaults.values().find(spec.name)->second) {
-                continue;
-            }
-            out += fmt::format("{} = {}\n", spec.name, format_param_value(value));
-        }
+        append_params(out, data_source_binding().schema(), data_source_binding().read(source),
+                      [&](const std::string& key, const sdk::ParamValue& value) {
+                          return key == "name" || value != defaults.values().find(key)->second;
+                      });
     }
     append_plugin_section(out, recipe.tokenizer, plugin_params);
     append_section(out, "model", model_binding(), recipe.model);

@@ -19,6 +19,7 @@
 #include "core/plugin/plugin_error.h"
 #include "core/system/atomic_file.h"
 #include "core/system/file_error.h"
+#include "core/system/file_writer.h"
 #include "core/system/hash.h"
 #include "core/system/read_file.h"
 #include "moelab/sdk/parallel.h"
@@ -134,18 +135,17 @@ fs::path plain_text_copy(const CorpusFile& file, const fs::path& cache_dir,
         }
     } guard{partial};
     {
-        std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-        if (!out) throw FileError(partial, "cannot be written: " + errno_text(errno));
+        FileWriter out(partial);  // every failure a FileError with errno's reason
         const std::unique_ptr<DocumentReader> reader = open_documents(file);
         for (auto batch = reader->next_batch(2u << 20); !batch.empty();
              batch = reader->next_batch(2u << 20)) {
             for (const std::string& document : batch) {
+                out.write(document.data(), document.size());
                 // A blank line ends each document (text documents already end with '\n').
-                out << document << (document.back() == '\n' ? "\n" : "\n\n");
+                out.write("\n\n", document.back() == '\n' ? 1 : 2);
             }
         }
-        out.flush();
-        if (!out) throw FileError(partial, "write failed: " + errno_text(errno));
+        out.close();
     }
     sync_path(partial);
     fs::rename(partial, copy);
@@ -200,14 +200,20 @@ Dataset Dataset::prepare(const ResolvedRecipe& resolved,
         write_file_atomically(cached, serialized);
         log(fmt::format("tokenizer '{}': saved to {}", component.component.name, cached.string()));
     }
-    return prepare_with_tokenizer(resolved, serialized, log);
+    return from_sources(resolved, sources, serialized, log);
 }
 
 Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
                                         const std::string& serialized_tokenizer,
                                         const std::function<void(const std::string&)>& log) {
+    return from_sources(resolved, corpus_sources(resolved.recipe), serialized_tokenizer, log);
+}
+
+Dataset Dataset::from_sources(const ResolvedRecipe& resolved,
+                              const std::vector<CorpusSource>& sources,
+                              const std::string& serialized_tokenizer,
+                              const std::function<void(const std::string&)>& log) {
     const Recipe& recipe = resolved.recipe;
-    const std::vector<CorpusSource> sources = corpus_sources(recipe);
     const RegisteredTokenizer& component = *resolved.tokenizer;
 
     Dataset dataset;

@@ -67,6 +67,12 @@ class Dataset {
     at::Tensor training_token_counts() const;
 
   private:
+    // The sources' token shards, from the cache or encoded now (corpus_sources() resolved once).
+    static Dataset from_sources(const ResolvedRecipe& resolved,
+                                const std::vector<CorpusSource>& sources,
+                                const std::string& serialized_tokenizer,
+                                const std::function<void(const std::string&)>& log);
+
     std::shared_ptr<sdk::Tokenizer> tokenizer_;
     std::string serialized_tokenizer_;
     std::string tokenizer_hash_;

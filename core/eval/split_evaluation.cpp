@@ -29,7 +29,7 @@ SplitEvaluation evaluate_split(LanguageModel& model, const Dataset& data, Split 
             evaluation.overall.tokens += result.tokens;
             evaluation.overall.nll_sum += result.nll_sum;  // exact for a single source
         }
-        evaluation.sources.push_back({source.name, source.weight, std::move(result)});
+        evaluation.sources.push_back({&source, std::move(result)});
     }
     if (evaluation.weighted) {
         // loss() = nll_sum / tokens is the weighted mean (Note [Loss of a mixture]).

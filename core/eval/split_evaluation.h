@@ -25,8 +25,7 @@
 namespace moelab::core {
 
 struct SourceEvaluation {
-    std::string source;
-    double weight = 0;  // 0: an evaluation-only source
+    const SourceTokens* source = nullptr;  // of the evaluated dataset (name, weight, bytes)
     EvalResult result;
 };
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/autograd.h>
 #include <nlohmann/json.hpp>
 
@@ -106,10 +107,9 @@ double overall_unigram_perplexity(const Dataset& dataset, Split split) {
     }
     if (training.size() == 1) return unigram_perplexity(dataset, training[0]->tokens(split));
     double weight_sum = 0, log_ppl = 0;
-    for (const SourceTokens& source : dataset.sources()) {
-        if (source.weight <= 0 || !source.has(split)) continue;
-        weight_sum += source.weight;
-        log_ppl += source.weight * std::log(unigram_perplexity(dataset, source.tokens(split)));
+    for (const SourceTokens* source : training) {
+        weight_sum += source->weight;
+        log_ppl += source->weight * std::log(unigram_perplexity(dataset, source->tokens(split)));
     }
     return std::exp(log_ppl / std::max(weight_sum, 1e-300));
 }
@@ -126,36 +126,26 @@ nlohmann::json source_records(const Dataset& data) {
     return records;
 }
 
-// The checkpoint's data position for this run's mixture. Checkpoints from before mixtures hold
-// one (epoch, cursor); newer ones every source by name, which must be this run's sources.
+// The checkpoint's data position for this run's mixture: every source by name, which must be
+// this run's sources (a checkpoint from before sources has one, without a name).
 MixturePosition saved_mixture_position(const CheckpointState& state,
                                        const MixtureBatcher& batcher) {
     MixturePosition position;
     position.sequences = state.data_sequences;
-    if (state.data_sources.empty()) {
-        position.sources.push_back({state.data_epoch, state.data_cursor});
-        return position;
-    }
+    std::vector<std::string> saved_names, run_names;
+    for (std::size_t s = 0; s < batcher.size(); ++s) run_names.push_back(batcher.name(s));
+    bool same = state.data_sources.size() == batcher.size();
     for (std::size_t s = 0; s < state.data_sources.size(); ++s) {
         const SourcePosition& saved = state.data_sources[s];
-        if (s >= batcher.size() || saved.name != batcher.name(s)) {
-            throw RunSetupError(fmt::format(
-                "--resume: the checkpoint's data sources ({}) are not this recipe's ({}); the "
-                "corpus changed since it was written",
-                [&] {
-                    std::string names;
-                    for (const auto& p : state.data_sources)
-                        names += (names.empty() ? "" : ", ") + p.name;
-                    return names;
-                }(),
-                [&] {
-                    std::string names;
-                    for (std::size_t i = 0; i < batcher.size(); ++i)
-                        names += (i ? ", " : "") + batcher.name(i);
-                    return names;
-                }()));
-        }
+        saved_names.push_back(saved.name);
+        same = same && (saved.name.empty() || saved.name == run_names[s]);
         position.sources.push_back({saved.epoch, saved.cursor});
+    }
+    if (!same) {
+        throw RunSetupError(fmt::format(
+            "--resume: the checkpoint's data sources ({}) are not this recipe's ({}); the corpus "
+            "changed since it was written",
+            fmt::join(saved_names, ", "), fmt::join(run_names, ", ")));
     }
     return position;
 }
@@ -428,17 +418,17 @@ SplitEvaluation TrainingRun::evaluate_split(Split split, std::int64_t max_batche
     std::string per_source;
     if (evaluation.sources.size() > 1) {
         // One record per source, marked by "source"; the record without it is the overall loss.
-        for (const SourceEvaluation& source : evaluation.sources) {
+        for (const auto& [source, source_result] : evaluation.sources) {
             metrics_->write({{"type", "eval"},
                              {"split", split_name(split)},
-                             {"source", source.source},
-                             {"weight", source.weight},
+                             {"source", source->name},
+                             {"weight", source->weight},
                              {"step", step_},
-                             {"loss", source.result.loss()},
-                             {"ppl", source.result.perplexity()},
-                             {"tokens", source.result.tokens}});
+                             {"loss", source_result.loss()},
+                             {"ppl", source_result.perplexity()},
+                             {"tokens", source_result.tokens}});
             per_source += fmt::format("{}{} {:.4f}", per_source.empty() ? "; by source: " : ", ",
-                                      source.source, source.result.loss());
+                                      source->name, source_result.loss());
         }
     }
     log(fmt::format("eval {} at step {}: loss {:.4f}, ppl {:.3f} ({} tokens){}{}",
@@ -465,8 +455,6 @@ fs::path TrainingRun::save(const std::string& why) {
     const MixturePosition position = batcher_->position();
     contents.state.tokens_seen = tokens_seen_;
     contents.state.optimizer_steps = optimizer_->steps();
-    contents.state.data_epoch = position.sources[0].epoch;
-    contents.state.data_cursor = position.sources[0].cursor;
     contents.state.data_sequences = position.sequences;
     for (std::size_t s = 0; s < position.sources.size(); ++s) {
         contents.state.data_sources.push_back(
@@ -493,12 +481,6 @@ void TrainingRun::finish() {
     const ParameterCounts counts = model_->parameter_counts();
     const double wall = elapsed_before_ + seconds_since(started_);
     const Dataset& data = *dataset_;
-    auto source_of = [&](const std::string& name) -> const SourceTokens& {
-        for (const SourceTokens& source : data.sources()) {
-            if (source.name == name) return source;
-        }
-        throw std::logic_error("no source " + name);
-    };
     auto split_summary = [&](const SplitEvaluation& evaluation, Split split) {
         const EvalResult& result = evaluation.overall;
         nlohmann::json s = {{"loss", result.loss()},
@@ -515,23 +497,22 @@ void TrainingRun::finish() {
             out["bits_per_byte"] = r.nll_sum / std::log(2.0) / static_cast<double>(bytes);
         };
         if (!evaluation.weighted) {
-            for (const SourceEvaluation& source : evaluation.sources) {
-                if (source.weight > 0) add_bits_per_byte(s, result, source_of(source.source));
+            for (const SourceEvaluation& evaluated : evaluation.sources) {
+                if (evaluated.source->weight > 0) add_bits_per_byte(s, result, *evaluated.source);
             }
         }
         if (evaluation.sources.size() > 1) {
             s["weighted"] = evaluation.weighted;
             nlohmann::json by_source = nlohmann::json::object();
-            for (const SourceEvaluation& source : evaluation.sources) {
-                const SourceTokens& tokens = source_of(source.source);
+            for (const auto& [source, source_result] : evaluation.sources) {
                 nlohmann::json entry = {
-                    {"weight", source.weight},
-                    {"loss", source.result.loss()},
-                    {"ppl", source.result.perplexity()},
-                    {"tokens", source.result.tokens},
-                    {"unigram_ppl", unigram_perplexity(data, tokens.tokens(split))}};
-                add_bits_per_byte(entry, source.result, tokens);
-                by_source[source.source] = entry;
+                    {"weight", source->weight},
+                    {"loss", source_result.loss()},
+                    {"ppl", source_result.perplexity()},
+                    {"tokens", source_result.tokens},
+                    {"unigram_ppl", unigram_perplexity(data, source->tokens(split))}};
+                add_bits_per_byte(entry, source_result, *source);
+                by_source[source->name] = entry;
             }
             s["sources"] = by_source;
         }

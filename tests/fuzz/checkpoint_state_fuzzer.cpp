@@ -26,8 +26,13 @@ void check_equal(const CheckpointState& a, const CheckpointState& b) {
     MOELAB_FUZZ_CHECK(a.step == b.step);
     MOELAB_FUZZ_CHECK(a.optimizer_steps == b.optimizer_steps);
     MOELAB_FUZZ_CHECK(a.tokens_seen == b.tokens_seen);
-    MOELAB_FUZZ_CHECK(a.data_epoch == b.data_epoch);
-    MOELAB_FUZZ_CHECK(a.data_cursor == b.data_cursor);
+    MOELAB_FUZZ_CHECK(a.data_sequences == b.data_sequences);
+    MOELAB_FUZZ_CHECK(a.data_sources.size() == b.data_sources.size());
+    for (std::size_t s = 0; s < a.data_sources.size() && s < b.data_sources.size(); ++s) {
+        MOELAB_FUZZ_CHECK(a.data_sources[s].name == b.data_sources[s].name);
+        MOELAB_FUZZ_CHECK(a.data_sources[s].epoch == b.data_sources[s].epoch);
+        MOELAB_FUZZ_CHECK(a.data_sources[s].cursor == b.data_sources[s].cursor);
+    }
     MOELAB_FUZZ_CHECK(a.recipe_hash == b.recipe_hash);
     MOELAB_FUZZ_CHECK(std::bit_cast<std::uint64_t>(a.elapsed_seconds) ==
                       std::bit_cast<std::uint64_t>(b.elapsed_seconds));
@@ -47,7 +52,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
     }
     MOELAB_FUZZ_CHECK(state.step >= 0 && state.optimizer_steps >= 0 && state.tokens_seen >= 0);
-    MOELAB_FUZZ_CHECK(state.data_epoch >= 0 && state.data_cursor >= 0);
+    MOELAB_FUZZ_CHECK(!state.data_sources.empty());  // at least the one of an older checkpoint
+    for (const auto& source : state.data_sources) {
+        MOELAB_FUZZ_CHECK(source.epoch >= 0 && source.cursor >= 0);
+    }
     MOELAB_FUZZ_CHECK(state.elapsed_seconds >= 0);
 
     const std::string written = moelab::core::to_json(state).dump();

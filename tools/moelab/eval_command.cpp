@@ -135,11 +135,11 @@ int evaluate_run(const EvalArgs& args) {
         // Every source's own loss; the top-level loss is the mixture's (docs/data.md).
         report["weighted"] = evaluation.weighted;
         nlohmann::json sources = nlohmann::json::object();
-        for (const core::SourceEvaluation& source : evaluation.sources) {
-            sources[source.source] = {{"weight", source.weight},
-                                      {"loss", source.result.loss()},
-                                      {"ppl", source.result.perplexity()},
-                                      {"tokens", source.result.tokens}};
+        for (const auto& [source, source_result] : evaluation.sources) {
+            sources[source->name] = {{"weight", source->weight},
+                                     {"loss", source_result.loss()},
+                                     {"ppl", source_result.perplexity()},
+                                     {"tokens", source_result.tokens}};
         }
         report["sources"] = sources;
     }
@@ -165,12 +165,13 @@ int evaluate_run(const EvalArgs& args) {
     fmt::print("{}: loss {:.6f}, ppl {:.6f} over {} tokens{}\n", args.split, result.loss(),
                result.perplexity(), result.tokens,
                perturbation.active() ? " under " + core::describe_perturbation(perturbation) : "");
-    for (const core::SourceEvaluation& source : evaluation.sources) {
-        if (evaluation.sources.size() < 2) break;
-        fmt::print("  source {}{}: loss {:.6f}, ppl {:.6f} over {} tokens\n", source.source,
-                   source.weight > 0 ? fmt::format(" (weight {})", source.weight)
-                                     : std::string(" (evaluation only)"),
-                   source.result.loss(), source.result.perplexity(), source.result.tokens);
+    if (evaluation.sources.size() > 1) {
+        for (const auto& [source, source_result] : evaluation.sources) {
+            fmt::print("  source {}{}: loss {:.6f}, ppl {:.6f} over {} tokens\n", source->name,
+                       source->weight > 0 ? fmt::format(" (weight {})", source->weight)
+                                          : std::string(" (evaluation only)"),
+                       source_result.loss(), source_result.perplexity(), source_result.tokens);
+        }
     }
     if (report.contains("summary_ppl")) {
         fmt::print("summary.json {} ppl: {:.6f}\n", args.split,
