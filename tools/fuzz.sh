@@ -12,7 +12,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$root/build-fuzz"
-all_targets=(recipe safetensors checkpoint_state tokenizer_file comparison_file corpus_file)
+all_targets=(recipe safetensors checkpoint_state checkpoint_index tokenizer_file comparison_file
+    corpus_file)
 
 seconds=${1:-60}
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then

@@ -29,6 +29,22 @@ cmake --build "$build" -j"$(nproc)" 2>&1 | tee "$out/build.log" | tail -5
 ctest --test-dir "$build" -R "Cuda|EveryKernel|GroupedSwiglu|PlanRouting|ExpertBank|TinyRun" \
     --output-on-failure 2>&1 | tee "$out/tests.log" | tail -20 || echo "some tests failed: $out/tests.log"
 
+# Expert parallelism on CUDA: the distributed tests over Gloo (CPU tensors, as in CI), then the
+# tiny recipe with its experts on the GPU through NCCL, one process per GPU (with one GPU, the
+# one-process path; NCCL needs a GPU per process), compared with one process.
+ctest --test-dir "$build" -R "Dist|DifferentiableAllToAll|ShardedExpertBank|ProcessGroup|ParallelRun" \
+    --output-on-failure 2>&1 | tee "$out/parallel-tests.log" | tail -5 || true
+gpus=$(nvidia-smi --list-gpus 2>/dev/null | wc -l || echo 0)
+parallel_dir=$(mktemp -d /tmp/moelab-nccl-XXXXXX)
+if [ -d data/brown ]; then
+    for n in 1 "$gpus"; do
+        [ "$n" -ge 1 ] || continue
+        "$build/bin/moelab" launch -n "$n" -- run recipes/quickstart.toml --out "$parallel_dir/n$n" \
+            --set train.device=cuda --set train.steps=50 --set parallel.expert="$n" \
+            2>&1 | tee -a "$out/nccl.log" | tail -3 || echo "launch -n $n on cuda failed" | tee -a "$out/nccl.log"
+    done
+fi
+
 # The shapes of the kernels issue: SonicMoE's, Mixtral-like, and the project's benchmark shape.
 shapes=("--tokens 32768 --d-model 4096 --d-ff 1024 --experts 64 --k 4"
         "--tokens 8192 --d-model 4096 --d-ff 14336 --experts 8 --k 2"

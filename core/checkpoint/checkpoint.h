@@ -12,6 +12,17 @@
 // interrupted save (.tmp-step-*, .latest.tmp.*) are removed by clean_interrupted_saves(), which
 // runs when a run starts and with every save. A save that fails removes its temporary directory
 // and says why (errno's reason: "No space left on device").
+//
+// Note [Expert shards]: the processes of an expert-parallel run (docs/parallel.md) write one
+// checkpoint together, each its own experts, without gathering them anywhere. Every stacked
+// tensor of a routed bank (its parameters and their optimizer state, (experts, ...)) is stored per
+// expert as "<name>.<e>" for global expert e, in E files per kind:
+// model-0000i-of-0000E.safetensors holds the experts of expert rank i - 1, and file 1 also every
+// other tensor; optimizer-0000i-of-0000E.safetensors likewise. model.safetensors.index.json and
+// optimizer.safetensors.index.json map every tensor to its file (Hugging Face's "weight_map") and
+// name the stacked tensors with their expert count ("moelab_expert_stacks"). Readers put the stacks
+// back together, so a checkpoint reads the same whoever wrote it: it loads under any expert degree,
+// and the expert count of each bank is checked against the model.
 
 #include <cstdint>
 #include <filesystem>
@@ -26,10 +37,19 @@
 
 namespace moelab::core {
 
+// The stacked tensors of a checkpoint written in expert shards (Note [Expert shards]).
+struct ExpertShardLayout {
+    int files = 1;  // E; 1: one model.safetensors and one optimizer.safetensors
+    std::map<std::string, std::int64_t> stacks;  // stacked tensor -> its expert count
+};
+
 struct CheckpointContents {
-    std::vector<NamedTensor> model;      // parameters and buffers
-    std::vector<NamedTensor> optimizer;  // optimizer state and RNG states
+    // Parameters and buffers; with expert shards, those of file 1: every tensor that is not
+    // stacked, and the stacks' experts of expert rank 0 as "<name>.<e>".
+    std::vector<NamedTensor> model;
+    std::vector<NamedTensor> optimizer;  // optimizer state and RNG states, likewise
     CheckpointState state;               // data position, recipe hash, ... (step is set by save)
+    ExpertShardLayout shards;
 };
 
 struct LoadedCheckpoint {
@@ -40,15 +60,22 @@ struct LoadedCheckpoint {
 };
 
 struct SaveHooks {
-    // Runs after every file is written and synced, before the directory is published; tests make
-    // it throw to simulate a crash.
-    std::function<void()> before_publish;
+    // Runs after every file is written and synced, before the directory is published, with the
+    // temporary directory: the other processes of an expert-parallel run write their shard files
+    // into it then (write_checkpoint_shard). Tests make it throw to simulate a crash.
+    std::function<void(const std::filesystem::path& directory)> before_publish;
 };
 
 // Saves step `step` and keeps the `keep` newest checkpoints. Returns the step directory.
 std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_dir,
                                       std::int64_t step, const CheckpointContents& contents,
                                       int keep, const SaveHooks& hooks = {});
+
+// Writes file `index` (1-based) of `layout.files` into the temporary `directory` of a save and
+// syncs it: the shard of expert rank index - 1 (Note [Expert shards]).
+void write_checkpoint_shard(const std::filesystem::path& directory, int index, int files,
+                            const std::vector<NamedTensor>& model,
+                            const std::vector<NamedTensor>& optimizer);
 
 // The step directory meant by `path`: a step directory itself, or the newest complete step-<N> of
 // a checkpoints directory or of a run directory's checkpoints/. CheckpointError if there is none.

@@ -123,6 +123,12 @@ struct EvalOptions {
     PerturbationOptions perturbation;
 };
 
+// How a run is spread over processes (docs/parallel.md, Note [Parallel layout]). Not part of the
+// model: a run may resume with another layout.
+struct ParallelOptions {
+    std::int64_t expert = 1;  // expert-parallel degree: processes that share each bank's experts
+};
+
 // A plugin's options table as written in the recipe, validated later against the plugin's schema
 // (resolve_plugin_params). Opaque outside core/config.
 class PluginTable {
@@ -158,6 +164,7 @@ struct Recipe {
     InitOptions init;
     TrainOptions train;
     EvalOptions eval;
+    ParallelOptions parallel;
 
     // Where each key (dotted path) was set; keys left at their default are absent.
     std::map<std::string, SourceLocation> locations;

@@ -223,6 +223,19 @@ const OptionsBinding<EvalOptions>& eval_binding() {
     return binding;
 }
 
+const OptionsBinding<ParallelOptions>& parallel_binding() {
+    static const OptionsBinding<ParallelOptions> binding = [] {
+        OptionsBinding<ParallelOptions> b;
+        b.bind("expert", &ParallelOptions::expert,
+               "Expert-parallel degree: each routed bank's experts are split over this many "
+               "processes (it divides [moe] experts and the number of processes); the batch is "
+               "split over every process (docs/parallel.md)")
+            .between(1, 4096);
+        return b;
+    }();
+    return binding;
+}
+
 const OptionsBinding<PerturbationOptions>& perturbation_binding() {
     static const OptionsBinding<PerturbationOptions> binding = [] {
         OptionsBinding<PerturbationOptions> b;
@@ -283,7 +296,7 @@ std::vector<std::pair<std::string, std::string>> check_perturbation(const Pertur
 
 const std::vector<std::string>& host_section_names() {
     static const std::vector<std::string> names = {"plugins", "data",  "model", "moe",
-                                                   "init",    "train", "eval"};
+                                                   "init",    "train", "eval",  "parallel"};
     return names;
 }
 

@@ -23,6 +23,7 @@ const OptionsBinding<MoeOptions>& moe_binding();
 const OptionsBinding<InitOptions>& init_binding();
 const OptionsBinding<TrainOptions>& train_binding();
 const OptionsBinding<EvalOptions>& eval_binding();
+const OptionsBinding<ParallelOptions>& parallel_binding();
 // [eval.perturbation], and each perturbation of a comparison file.
 const OptionsBinding<PerturbationOptions>& perturbation_binding();
 // Problems of a perturbation that one key cannot see alone (strength against kind), as

@@ -539,6 +539,24 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                                     "\"moe\"), got {}",
                                     recipe.moe.experts, init.partition_ffn));
     }
+    const std::int64_t degree = recipe.parallel.expert;
+    if (degree > 1 && model.ffn != FfnKind::kMoe) {
+        diagnostics.add(at("parallel.expert"), "parallel.expert",
+                        fmt::format("shards experts, but this model has none (model.ffn = "
+                                    "\"dense\"); remove it or set it to 1, got {}",
+                                    degree));
+    } else if (degree > 1 && recipe.moe.experts % degree != 0) {
+        diagnostics.add(at("parallel.expert"), "parallel.expert",
+                        fmt::format("must divide [moe] experts = {} (each process holds the same "
+                                    "number of experts), got {}",
+                                    recipe.moe.experts, degree));
+    }
+    if (degree > 1 && train.batch_size % degree != 0) {
+        diagnostics.add(at("train.batch_size"), "train.batch_size",
+                        fmt::format("is split over the processes, at least parallel.expert = {} "
+                                    "of them: it must be a multiple of {}, got {}",
+                                    degree, degree, train.batch_size));
+    }
     if (recipe.name.find_first_of("/\\") != std::string::npos) {
         diagnostics.add(at("name"), "name",
                         fmt::format("must not contain path separators (it names the run "
@@ -593,6 +611,7 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
                       {"perturbation"});
     read_host_section(root, "eval.perturbation", perturbation_binding(), recipe.eval.perturbation,
                       recipe, diagnostics);
+    read_host_section(root, "parallel", parallel_binding(), recipe.parallel, recipe, diagnostics);
 
     const SourceLocation file_at{file.string(), 0, 0};
     if (auto tokenizer = read_plugin_section(root, "tokenizer", recipe, diagnostics)) {

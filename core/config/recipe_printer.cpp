@@ -140,6 +140,10 @@ std::string format_recipe(const Recipe& recipe,
     append_section(out, "train", train_binding(), recipe.train);
     append_section(out, "eval", eval_binding(), recipe.eval);
     append_section(out, "eval.perturbation", perturbation_binding(), recipe.eval.perturbation);
+    // Only when set: single-process recipes print as they always did.
+    if (recipe.parallel.expert != 1) {
+        append_section(out, "parallel", parallel_binding(), recipe.parallel);
+    }
     return out;
 }
 

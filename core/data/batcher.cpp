@@ -10,24 +10,13 @@
 namespace moelab::core {
 
 TrainBatcher::TrainBatcher(TokenView tokens, std::int64_t seq_len, std::int64_t batch_size,
-                           std::uint64_t seed, DataPart part)
-    : tokens_(tokens), seq_len_(seq_len), batch_size_(batch_size), seed_(seed), part_(part) {
+                           std::uint64_t seed)
+    : tokens_(tokens), seq_len_(seq_len), batch_size_(batch_size), seed_(seed) {
     windows_ = tokens.empty() ? 0 : (tokens.size() - 1) / seq_len;
     if (windows_ < 1) {
         throw std::runtime_error("the training split has " + std::to_string(tokens.size()) +
                                  " tokens, fewer than one sequence of data.seq_len + 1 = " +
                                  std::to_string(seq_len + 1));
-    }
-    if (part.count < 1 || part.index < 0 || part.index >= part.count) {
-        throw std::invalid_argument("data part " + std::to_string(part.index) + " of " +
-                                    std::to_string(part.count) + " does not exist");
-    }
-    // Equal for every part (Note [Data parts]).
-    part_windows_ = windows_ / part.count;
-    if (part_windows_ < 1) {
-        throw std::runtime_error("the training split has " + std::to_string(windows_) +
-                                 " sequences, fewer than the " + std::to_string(part.count) +
-                                 " data-parallel parts that share it");
     }
     shuffle_epoch();
 }
@@ -54,8 +43,7 @@ void TrainBatcher::shuffle_epoch() {
     }
 }
 
-std::int64_t TrainBatcher::window_at(std::int64_t part_cursor) const {
-    const std::int64_t cursor = part_.index + part_cursor * part_.count;
+std::int64_t TrainBatcher::window_at(std::int64_t cursor) const {
     if (!order_.empty()) return order_[static_cast<std::size_t>(cursor)];
     // A balanced Feistel network is a bijection on [0, 4^half_bits); applying it again to values
     // outside [0, windows) (cycle walking) keeps it a bijection on [0, windows). The domain is
@@ -83,7 +71,7 @@ at::Tensor TrainBatcher::next() {
 }
 
 void TrainBatcher::next_window(std::int64_t* out) {
-    if (position_.cursor == part_windows_) {
+    if (position_.cursor == windows_) {
         ++position_.epoch;
         position_.cursor = 0;
         shuffle_epoch();
@@ -94,11 +82,11 @@ void TrainBatcher::next_window(std::int64_t* out) {
 
 void TrainBatcher::restore(const DataPosition& position) {
     // A checkpoint from another corpus (or a damaged one) must not index past the windows.
-    if (position.epoch < 0 || position.cursor < 0 || position.cursor > part_windows_) {
+    if (position.epoch < 0 || position.cursor < 0 || position.cursor > windows_) {
         throw std::runtime_error(
             "the saved data position (epoch " + std::to_string(position.epoch) + ", window " +
             std::to_string(position.cursor) + ") does not fit the training split's " +
-            std::to_string(part_windows_) +
+            std::to_string(windows_) +
             " windows: the corpus or data.seq_len changed since the checkpoint was written");
     }
     position_ = position;

@@ -15,14 +15,9 @@
 // the next power of four, walking cycles until it lands inside [0, windows). Constant memory, the
 // same guarantees (every window once per epoch, determined by seed and epoch).
 //
-// Note [Data parts]
-// ~~~~~~~~~~~~~~~~~
-// Data-parallel ranks read disjoint parts of every epoch: part i of n takes the windows at
-// positions i, i + n, i + 2n, ... of the epoch's order (the same order on every rank, drawn from
-// the same seed), floor(windows / n) of them, so that every part's epoch has the same length and
-// the ranks go through epochs in step. The parts of an epoch are disjoint; together they cover it
-// but for the last windows % n positions of its order (a different few windows each epoch). Part
-// {0, 1} is the whole epoch, so a single process reads what it always read.
+// Processes of a data-parallel run all follow the same position and each takes its own rows of
+// every batch (Note [Parallel layout] in core/dist/parallel_layout.h), so the position does not
+// depend on the number of processes.
 
 #include <cstdint>
 #include <vector>
@@ -35,19 +30,13 @@ namespace moelab::core {
 
 struct DataPosition {
     std::int64_t epoch = 0;
-    std::int64_t cursor = 0;  // next window within this part of the epoch's order
-};
-
-// Which part of every epoch a process reads (Note [Data parts]).
-struct DataPart {
-    std::int64_t index = 0;
-    std::int64_t count = 1;
+    std::int64_t cursor = 0;  // next window of the epoch's order
 };
 
 class TrainBatcher {
   public:
     TrainBatcher(TokenView tokens, std::int64_t seq_len, std::int64_t batch_size,
-                 std::uint64_t seed, DataPart part = {});
+                 std::uint64_t seed);
 
     // Windows above which the order is computed, not stored (Note [Window order]).
     static constexpr std::int64_t kShuffledWindowsMax = std::int64_t{1} << 22;
@@ -60,10 +49,8 @@ class TrainBatcher {
     DataPosition position() const { return position_; }
     void restore(const DataPosition& position);
     std::int64_t windows() const { return windows_; }
-    // Windows of this part in every epoch.
-    std::int64_t part_windows() const { return part_windows_; }
 
-    // The window at `cursor` of this part of the current epoch's order.
+    // The window at `cursor` of the current epoch's order.
     std::int64_t window_at(std::int64_t cursor) const;
 
   private:
@@ -74,8 +61,6 @@ class TrainBatcher {
     std::int64_t batch_size_;
     std::uint64_t seed_;
     std::int64_t windows_;
-    DataPart part_;
-    std::int64_t part_windows_;
     std::vector<std::int64_t> order_;  // the stored order (small corpora)
     int half_bits_ = 0;                // Feistel halves (large corpora)
     std::uint64_t epoch_key_ = 0;

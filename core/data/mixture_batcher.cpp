@@ -11,11 +11,10 @@
 namespace moelab::core {
 
 MixtureBatcher::MixtureBatcher(const std::vector<MixtureSource>& sources, std::int64_t seq_len,
-                               std::int64_t batch_size, std::uint64_t seed, DataPart part)
+                               std::int64_t batch_size, std::uint64_t seed)
     : seq_len_(seq_len),
       batch_size_(batch_size),
-      choice_seed_(mix_seed(seed, 0x6d697874757265ULL)),  // "mixture"
-      part_(part) {
+      choice_seed_(mix_seed(seed, 0x6d697874757265ULL)) {  // "mixture"
     if (sources.empty()) throw std::invalid_argument("a mixture needs at least one source");
     double largest = 0;
     for (const MixtureSource& source : sources) {
@@ -37,7 +36,7 @@ MixtureBatcher::MixtureBatcher(const std::vector<MixtureSource>& sources, std::i
         const std::uint64_t source_seed =
             sources.size() == 1 ? seed : mix_seed(seed, ContentHash().add(source.name).value());
         try {
-            batchers_.emplace_back(source.tokens, seq_len, 1, source_seed, part);
+            batchers_.emplace_back(source.tokens, seq_len, 1, source_seed);
         } catch (const std::runtime_error& error) {
             throw std::runtime_error(fmt::format("source '{}': {}", source.name, error.what()));
         }
@@ -50,8 +49,6 @@ MixtureBatcher::MixtureBatcher(const std::vector<MixtureSource>& sources, std::i
 
 std::size_t MixtureBatcher::source_of(std::int64_t sequence) const {
     if (batchers_.size() == 1) return 0;
-    // The same choice on every part: parts draw each source equally often and so stay in step
-    // through its epochs (Note [Data parts]).
     const auto draw = static_cast<std::uint64_t>(sequence);
     // 53 random bits as a uniform draw in [0, 1).
     const double u = static_cast<double>(mix_seed(choice_seed_, draw) >> 11) * 0x1.0p-53;

@@ -10,11 +10,6 @@
 // and restoring it continues the same sequence of batches bit for bit (--resume). With one source
 // every sequence comes from it and its order is TrainBatcher's with the same seed, so a recipe
 // with one source reads exactly what it read before mixtures existed.
-//
-// Data-parallel part i of n (Note [Data parts]) reads part i of every source's epochs, and every
-// part makes the same source choices (the k-th sequence of each comes from the same source), so
-// all parts are always at the same position of each source's epochs: ranks read disjoint windows
-// at every step, and each batch row k has the same source on every rank.
 
 #include <cstdint>
 #include <string>
@@ -34,7 +29,7 @@ struct MixtureSource {
 };
 
 struct MixturePosition {
-    std::int64_t sequences = 0;         // drawn so far by this part
+    std::int64_t sequences = 0;         // drawn so far
     std::vector<DataPosition> sources;  // each source's position, in the mixture's order
 };
 
@@ -42,7 +37,7 @@ class MixtureBatcher {
   public:
     // std::runtime_error naming the source when one has less than one sequence of tokens.
     MixtureBatcher(const std::vector<MixtureSource>& sources, std::int64_t seq_len,
-                   std::int64_t batch_size, std::uint64_t seed, DataPart part = {});
+                   std::int64_t batch_size, std::uint64_t seed);
 
     // (batch, seq_len + 1) int64 on the CPU.
     at::Tensor next();
@@ -52,7 +47,7 @@ class MixtureBatcher {
     // seq_len, a damaged checkpoint).
     void restore(const MixturePosition& position);
 
-    // The source that this part's `sequence`-th sequence is drawn from.
+    // The source that the `sequence`-th sequence is drawn from.
     std::size_t source_of(std::int64_t sequence) const;
     std::size_t size() const { return batchers_.size(); }
     const std::string& name(std::size_t source) const { return names_[source]; }
@@ -63,7 +58,6 @@ class MixtureBatcher {
     std::vector<double> cumulative_;  // normalised cumulative weights; the last is 1
     std::int64_t seq_len_, batch_size_;
     std::uint64_t choice_seed_;
-    DataPart part_;
     std::int64_t sequences_ = 0;
 };
 

@@ -30,18 +30,45 @@ EvalResult evaluate(LanguageModel& model, const std::vector<at::Tensor>& batches
     options.training = false;
     options.perturbation = setup.perturbation.active() ? &setup.perturbation : nullptr;
     options.step = setup.step;
-    options.stats = setup.routing != nullptr ? setup.routing : &result.routing;
+    RoutingStats* stats = setup.routing != nullptr ? setup.routing : &result.routing;
+    const int processes = setup.parallel != nullptr ? setup.parallel->layout().world : 1;
+    const int rank = setup.parallel != nullptr ? setup.parallel->layout().rank : 0;
+    if (setup.parallel != nullptr) options.batch_reduction = &setup.parallel->batch();
+    // With experts spread over processes, a process may hold none of a batch's rows and still
+    // serve its experts to the others; without, a batch with fewer rows than processes is run
+    // whole by every process and counted by the first (no process is left with an empty batch).
+    const bool sharded = setup.parallel != nullptr && setup.parallel->experts_sharded();
     for (const at::Tensor& batch : batches) {
-        const at::Tensor windows = batch.to(setup.device);
+        // This process's rows [rank * rows / processes, (rank + 1) * rows / processes).
+        const std::int64_t rows = batch.size(0);
+        const bool whole = rows < processes && !sharded;
+        const std::int64_t first = whole ? 0 : rank * rows / processes;
+        const std::int64_t last = whole ? rows : (rank + 1) * rows / processes;
+        const bool counted = !whole || rank == 0;
+        RoutingStats uncounted;
+        options.stats = counted ? stats : &uncounted;
+        const at::Tensor windows = batch.narrow(0, first, last - first).to(setup.device);
         const at::Tensor inputs = windows.narrow(1, 0, windows.size(1) - 1);
         at::Tensor nll;
         {
             CudaAutocastScope autocast(setup.autocast_bf16);
             nll = next_token_loss(model.forward(inputs, options).logits, windows, /*sum=*/true);
         }
-        result.nll_sum += nll.item<double>();
-        result.tokens += inputs.numel();
+        if (counted) {
+            result.nll_sum += nll.item<double>();
+            result.tokens += inputs.numel();
+        }
         ++options.batch;
+    }
+    if (processes > 1) {
+        at::Tensor totals = at::tensor({result.nll_sum, static_cast<double>(result.tokens)},
+                                       at::TensorOptions().dtype(at::kDouble))
+                                .to(setup.device);
+        setup.parallel->world().all_reduce_sum(totals);
+        totals = totals.to(at::kCPU);
+        result.nll_sum = totals[0].item<double>();
+        result.tokens = std::llround(totals[1].item<double>());
+        if (setup.routing == nullptr) result.routing.sum_over(setup.parallel->world());
     }
     return result;
 }

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/dist/parallelism.h"
 #include "core/model/language_model.h"
 #include "core/moe/routing_stats.h"
 
@@ -21,6 +22,11 @@ struct EvalSetup {
     // Where routing statistics accumulate; null: the result's own. (Several evaluations can
     // share one, e.g. the sources of a mixture.)
     RoutingStats* routing = nullptr;
+    // Processes sharing the evaluation (Note [Parallel layout]); null: this one alone. Every
+    // process evaluates the same batches, each its share of every batch's rows, and the result
+    // is the whole batch's on every process. Routing statistics in `routing` stay per process
+    // (the owner of a shared object sums it once, RoutingStats::sum_over).
+    Parallelism* parallel = nullptr;
 };
 
 struct EvalResult {

@@ -31,6 +31,7 @@ SplitEvaluation evaluate_split(LanguageModel& model, const Dataset& data, Split 
         }
         evaluation.sources.push_back({&source, std::move(result)});
     }
+    if (setup.parallel != nullptr) evaluation.overall.routing.sum_over(setup.parallel->world());
     if (evaluation.weighted) {
         // loss() = nll_sum / tokens is the weighted mean (Note [Loss of a mixture]).
         evaluation.overall.nll_sum =

@@ -6,6 +6,7 @@
 
 #include "core/model/seeds.h"
 #include "core/model/transformer_layer.h"
+#include "core/moe/sharded_expert_bank.h"
 #include "core/moe/standard_block.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/resolve.h"
@@ -24,7 +25,8 @@ bool is_moe_layer(const Recipe& recipe, std::int64_t layer) {
 }  // namespace
 
 LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_size,
-                             std::function<at::Tensor()> token_counts)
+                             std::function<at::Tensor()> token_counts,
+                             std::shared_ptr<ProcessGroup> expert_group)
     : vocab_size_(vocab_size), d_model_(resolved.recipe.model.d_model) {
     const Recipe& recipe = resolved.recipe;
     const ModelOptions& m = recipe.model;
@@ -64,8 +66,14 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
         std::shared_ptr<SwiGluFfn> dense;
         std::shared_ptr<MoeLayer> moe;
         if (is_moe_layer(recipe, l)) {
-            hosts_.push_back(std::make_unique<LayerHostServices>(
-                policy, init_std, output_std, derive_seed(seed, "experts", l), token_counts));
+            const std::uint64_t bank_seed = derive_seed(seed, "experts", l);
+            hosts_.push_back(
+                expert_group != nullptr && expert_group->size() > 1
+                    ? std::make_unique<LayerHostServices>(
+                          sharded_expert_banks(policy, init_std, output_std, expert_group),
+                          bank_seed, token_counts)
+                    : std::make_unique<LayerHostServices>(policy, init_std, output_std, bank_seed,
+                                                          token_counts));
             LayerHostServices& host = *hosts_.back();
             sdk::MoeLayerContext context;
             context.model = shape;
@@ -105,16 +113,43 @@ ModelOutput LanguageModel::forward(const at::Tensor& tokens, const ForwardOption
     return {at::linear(normed, head_.defined() ? head_ : embedding_), aux_loss};
 }
 
+namespace {
+
+// Parameters of `bank` in the whole model, also when this process holds a share of its experts.
+std::int64_t bank_parameters(const ManagedExpertBank& bank) {
+    std::int64_t numel = 0;
+    for (const at::Tensor& p : bank.parameters()) numel += p.numel();
+    const ExpertShard shard = bank.shard();
+    return shard.whole() ? numel : numel / shard.count * shard.experts;
+}
+
+}  // namespace
+
 ParameterCounts LanguageModel::parameter_counts() const {
     ParameterCounts counts;
     for (const at::Tensor& p : parameters()) counts.total += p.numel();
     for (const auto& layer : layers_) {
         if (layer->moe() == nullptr) continue;
         for (const auto& bank : layer->moe()->banks()) {
-            for (const at::Tensor& p : bank->parameters()) counts.expert += p.numel();
+            std::int64_t local = 0;
+            for (const at::Tensor& p : bank->parameters()) local += p.numel();
+            counts.total += bank_parameters(*bank) - local;
+            counts.expert += bank_parameters(*bank);
         }
     }
     return counts;
+}
+
+std::map<std::string, ExpertShard> LanguageModel::expert_shards() const {
+    std::map<std::string, ExpertShard> shards;
+    for (const auto& item : named_modules()) {
+        const auto* bank = dynamic_cast<const ManagedExpertBank*>(item.value().get());
+        if (bank == nullptr || bank->shard().whole()) continue;
+        for (const auto& parameter : bank->named_parameters(/*recurse=*/false)) {
+            shards[item.key() + "." + parameter.key()] = bank->shard();
+        }
+    }
+    return shards;
 }
 
 double LanguageModel::active_parameters(const RoutingStats& stats) const {
@@ -124,8 +159,7 @@ double LanguageModel::active_parameters(const RoutingStats& stats) const {
         if (moe == nullptr) continue;
         const auto fractions = stats.layer_or_empty(moe->layer_index()).active_fractions();
         for (const auto& bank : moe->banks()) {
-            std::int64_t numel = 0;
-            for (const at::Tensor& p : bank->parameters()) numel += p.numel();
+            const std::int64_t numel = bank_parameters(*bank);
             auto it = fractions.find(bank->spec().name);
             active -=
                 static_cast<double>(numel) * (1.0 - (it == fractions.end() ? 1.0 : it->second));

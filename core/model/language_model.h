@@ -17,14 +17,18 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/config/options.h"
+#include "core/dist/process_group.h"
 #include "core/moe/perturbation.h"
 #include "core/moe/routing_stats.h"
 #include "core/plugin/resolve.h"
 #include "moelab/sdk/attention.h"
+#include "moelab/sdk/batch_reduction.h"
 #include "moelab/sdk/rms_norm.h"
 #include "moelab/sdk/routing.h"
 
@@ -41,6 +45,8 @@ struct ForwardOptions {
     const Perturbation* perturbation = nullptr;
     std::int64_t batch = 0;
     RoutingStats* stats = nullptr;  // where MoE layers report routing statistics; may be null
+    // The batch split across processes (data parallelism); null: this process holds all of it.
+    const sdk::BatchReduction* batch_reduction = nullptr;
 };
 
 struct ModelOutput {
@@ -54,16 +60,22 @@ struct ParameterCounts {
 };
 
 class LanguageModel : public torch::nn::Module {
-public:
+  public:
     // `token_counts` yields the training split's token counts (HostServices); called lazily.
+    // `expert_group`: the expert-parallel group the routed experts are sharded over (Note [Parallel
+    // layout]); null or a group of one: every expert in this process.
     LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_size,
-                  std::function<at::Tensor()> token_counts);
+                  std::function<at::Tensor()> token_counts,
+                  std::shared_ptr<ProcessGroup> expert_group = nullptr);
     ~LanguageModel() override;
 
     // tokens: (batch, seq) int64.
     ModelOutput forward(const at::Tensor& tokens, const ForwardOptions& options);
 
     std::int64_t vocab_size() const { return vocab_size_; }
+    // The parameters (by name, as named_parameters() gives them) that hold only this process's
+    // share of a bank's experts ([parallel] expert > 1); empty when every process holds all.
+    std::map<std::string, ExpertShard> expert_shards() const;
     ParameterCounts parameter_counts() const;
     // Parameters used per token on average, given the banks' active fractions measured in `stats`.
     double active_parameters(const RoutingStats& stats) const;
@@ -72,7 +84,7 @@ public:
     std::vector<at::Tensor> decayed_parameters() const;
     std::vector<at::Tensor> undecayed_parameters() const;
 
-private:
+  private:
     std::int64_t vocab_size_;
     std::int64_t d_model_;
     at::Tensor embedding_;  // (vocab, d_model)

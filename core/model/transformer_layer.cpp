@@ -48,6 +48,7 @@ at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const at::Tensor&
     block_input.token_ids = token_ids.reshape({-1});
     block_input.training = options.training;
     block_input.step = options.step;
+    block_input.batch = options.batch_reduction;
     LayerRoutingStats* stats = options.stats ? &options.stats->layer(index_) : nullptr;
     sdk::BlockOutput output = moe_->forward(block_input, stats, options.perturbation,
                                             SelectionSite{index_, options.batch, options.step});

@@ -4,78 +4,31 @@
 
 #include <fmt/format.h>
 
-#include "core/moe/extension_check.h"
+#include "core/moe/expert_weights.h"
 #include "core/moe/routing_plan.h"
-#include "core/system/hash.h"
-#include "core/system/tensor_text.h"
 #include "kernels/binding/grouped_swiglu.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/sdk/error.h"
-#include "moelab/sdk/init.h"
 
 namespace moelab::core {
 
 HostExpertBank::HostExpertBank(sdk::ExpertBankSpec spec, DispatchPolicy policy, double init_std,
                                double output_init_std, std::uint64_t seed)
-    : spec_(std::move(spec)), policy_(policy) {
-    if (spec_.experts <= 0 || spec_.d_model <= 0 || spec_.d_ff_expert <= 0) {
-        throw sdk::Error(
-            fmt::format("expert bank '{}': experts, d_model and d_ff_expert must be "
-                        "positive, got {}, {}, {}",
-                        spec_.name, spec_.experts, spec_.d_model, spec_.d_ff_expert));
-    }
-    check_extensions(spec_.extensions, fmt::format("expert bank '{}': ExpertBankSpec", spec_.name),
-                     {known(sdk::bank_extension::kActivationThreshold)});
-    if (const double* threshold =
-            spec_.extensions.find(sdk::bank_extension::kActivationThreshold)) {
-        if (!(*threshold >= 0)) {
-            throw sdk::Error(
-                fmt::format("expert bank '{}': extension activation_threshold must be "
-                            ">= 0, got {}",
-                            spec_.name, *threshold));
-        }
-        activation_threshold_ = *threshold;
-    }
+    : spec_(std::move(spec)), policy_(policy), activation_threshold_(check_bank_spec(spec_)) {
     if (spec_.capacity_factor >= 0) policy_.capacity_factor = spec_.capacity_factor;
-    std::vector<at::Tensor> w_in_rows, w_out_rows;
-    for (std::int64_t e = 0; e < spec_.experts; ++e) {
-        at::Generator generator =
-            sdk::make_generator(mix_seed(seed, static_cast<std::uint64_t>(e)));
-        w_in_rows.push_back(
-            sdk::normal_weight({spec_.d_model, 2 * spec_.d_ff_expert}, init_std, generator));
-        w_out_rows.push_back(
-            sdk::normal_weight({spec_.d_ff_expert, spec_.d_model}, output_init_std, generator));
-    }
-    w_in = register_parameter("w_in", at::stack(w_in_rows));
-    w_out = register_parameter("w_out", at::stack(w_out_rows));
+    ExpertWeights weights =
+        init_expert_weights(spec_, 0, spec_.experts, init_std, output_init_std, seed);
+    w_in = register_parameter("w_in", weights.w_in);
+    w_out = register_parameter("w_out", weights.w_out);
 }
 
 at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
                                const at::Tensor& weights) {
     const std::int64_t tokens = x.size(0);
     const std::int64_t experts = spec_.experts;
-    if (indices.dim() != 2 || indices.size(0) != tokens || indices.scalar_type() != at::kLong ||
-        weights.sizes() != indices.sizes()) {
-        throw sdk::Error(fmt::format(
-            "expert bank '{}': expected indices (tokens={}, slots) int64 and weights of the same "
-            "shape, got indices {} and weights {}",
-            spec_.name, tokens, tensor_text(indices), tensor_text(weights)));
-    }
+    check_mix_arguments(spec_, x, indices, weights);
     if (switched_off_) return at::zeros_like(x);
     const std::int64_t slots = indices.size(1);
-    if (indices.numel() > 0) {
-        // The one guard that keeps a bad index from reading outside the expert weights: one
-        // reduction, and one synchronisation on CUDA.
-        const auto [low, high] = at::aminmax(indices);
-        const std::int64_t lowest = low.item<std::int64_t>();
-        const std::int64_t highest = high.item<std::int64_t>();
-        if (lowest < -1 || highest >= experts) {
-            throw sdk::Error(fmt::format(
-                "expert bank '{}': expert indices must be in [-1, {}) (-1: empty slot), got "
-                "values from {} to {}",
-                spec_.name, experts, lowest, highest));
-        }
-    }
 
     const RoutingPlan plan = plan_routing(indices, weights, experts, policy_.capacity_factor,
                                           policy_.keep_highest_weight);

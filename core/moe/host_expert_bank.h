@@ -33,6 +33,7 @@ class HostExpertBank final : public ManagedExpertBank {
                    double output_init_std, std::uint64_t seed);
 
     const sdk::ExpertBankSpec& spec() const override { return spec_; }
+    ExpertShard shard() const override { return {0, spec_.experts, spec_.experts}; }
     at::Tensor mix(const at::Tensor& x, const at::Tensor& indices,
                    const at::Tensor& weights) override;
     at::Tensor run_all(const at::Tensor& x) override;

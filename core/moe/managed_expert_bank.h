@@ -27,8 +27,18 @@ struct DispatchRecord {
     std::int64_t probed = 0;
 };
 
+// Which of a bank's experts this process holds: the first dimension of every parameter of the
+// bank is `count`, for experts [first, first + count) of `experts`.
+struct ExpertShard {
+    std::int64_t first = 0;
+    std::int64_t count = 0;
+    std::int64_t experts = 0;
+    bool whole() const { return count == experts; }
+};
+
 class ManagedExpertBank : public sdk::ExpertBank {
   public:
+    virtual ExpertShard shard() const = 0;
     // Dispatch records since the last call, oldest first.
     virtual std::vector<DispatchRecord> take_dispatches() = 0;
     // A switched-off bank contributes zeros and records nothing (robustness studies switch shared

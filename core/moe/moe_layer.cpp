@@ -95,6 +95,8 @@ sdk::BlockOutput MoeLayer::forward(sdk::BlockInput input, LayerRoutingStats* sta
     site.layer = layer_index_;
     PerturbedSelection selection(perturbation, site);
     input.selection = &selection;
+    const sdk::WholeBatch whole;
+    if (input.batch == nullptr) input.batch = &whole;
     const bool shared_off = perturbation != nullptr && !perturbation->keep_shared &&
                             perturbation->applies_to_layer(layer_index_);
     sdk::BlockOutput output;
@@ -137,8 +139,9 @@ sdk::BlockOutput MoeLayer::forward(sdk::BlockInput input, LayerRoutingStats* sta
         for (std::size_t i = 0; i < output.routing.size(); ++i) {
             stats->add_decision(i, output.routing[i]);
         }
-        stats->add_scalars("aux", output.aux_losses);
-        stats->add_scalars("stats", output.stats);
+        const bool has_tokens = input.hidden.size(0) > 0;
+        stats->add_scalars("aux", output.aux_losses, has_tokens);
+        stats->add_scalars("stats", output.stats, has_tokens);
     }
     return output;
 }

@@ -16,7 +16,8 @@ at::Tensor count_keys(const at::Tensor& keys, std::int64_t buckets) {
 }  // namespace
 
 RoutingPlan plan_routing(const at::Tensor& indices, const at::Tensor& weights, std::int64_t experts,
-                         double capacity_factor, bool keep_highest_weight) {
+                         double capacity_factor, bool keep_highest_weight,
+                         const at::Tensor& given_capacity) {
     const at::Tensor flat = indices.reshape({-1});
     // Empty slots sort after every expert.
     const at::Tensor key = at::where(flat >= 0, flat, at::full({}, experts, flat.options()));
@@ -39,7 +40,10 @@ RoutingPlan plan_routing(const at::Tensor& indices, const at::Tensor& weights, s
     plan.dropped = at::zeros({}, processed.options());
     if (capped) {
         const at::Tensor capacity =
-            at::ceil(plan.requested.to(at::kDouble) * capacity_factor / experts).to(at::kLong);
+            given_capacity.defined()
+                ? given_capacity
+                : at::ceil(plan.requested.to(at::kDouble) * capacity_factor / experts)
+                      .to(at::kLong);
         // A row's rank inside its key's group; rows of rank >= capacity are dropped: they take
         // the key of empty slots and a second stable sort moves them behind the last group.
         const at::Tensor sorted_key = key.index_select(0, order);

@@ -26,8 +26,11 @@ struct RoutingPlan {
 // indices: (tokens, slots) int64 in [-1, experts) (-1: empty slot), already checked;
 // weights: (tokens, slots), only read to order assignments when keep_highest_weight applies.
 // capacity_factor 0 is dropless; otherwise each expert keeps at most
-// ceil(capacity_factor * requested / experts) rows.
+// ceil(capacity_factor * requested / experts) rows, or `capacity` rows when it is given (a () int64
+// tensor: the capacity computed from every process's assignments, for experts sharded across
+// processes).
 RoutingPlan plan_routing(const at::Tensor& indices, const at::Tensor& weights, std::int64_t experts,
-                         double capacity_factor, bool keep_highest_weight);
+                         double capacity_factor, bool keep_highest_weight,
+                         const at::Tensor& capacity = {});
 
 }  // namespace moelab::core

@@ -26,6 +26,50 @@ void LayerRoutingStats::add_dispatch(const std::string& bank, const DispatchReco
     }
 }
 
+void LayerRoutingStats::sum_over(ProcessGroup& group) {
+    if (group.size() == 1) return;
+    // One all-reduce for the layer: every total as float64 (exact for counts below 2^53).
+    std::vector<at::Tensor*> tensors;
+    std::vector<std::int64_t*> counts;
+    for (auto& [name, totals] : banks_) {
+        tensors.insert(tensors.end(),
+                       {&totals.tokens_per_expert, &totals.assignments, &totals.dropped});
+        if (totals.probed_active.defined()) tensors.push_back(&totals.probed_active);
+        counts.insert(counts.end(), {&totals.tokens, &totals.probed});
+    }
+    for (DecisionTotals& totals : decisions_) {
+        if (totals.experts_sum.defined()) tensors.push_back(&totals.experts_sum);
+        if (totals.entropy_sum.defined()) tensors.push_back(&totals.entropy_sum);
+        counts.push_back(&totals.tokens);
+    }
+    for (auto& [kind, named] : scalars_) {
+        for (auto& [name, totals] : named) {
+            tensors.push_back(&totals.sum);
+            counts.push_back(&totals.count);
+        }
+    }
+    at::Device device = at::kCPU;
+    if (!tensors.empty()) device = tensors.front()->device();
+    const at::TensorOptions options = at::TensorOptions().dtype(at::kDouble).device(device);
+    std::vector<at::Tensor> parts;
+    for (const at::Tensor* t : tensors) parts.push_back(t->to(options).reshape({-1}));
+    std::vector<double> count_values;
+    for (const std::int64_t* n : counts) count_values.push_back(static_cast<double>(*n));
+    parts.push_back(at::tensor(count_values, at::TensorOptions().dtype(at::kDouble)).to(device));
+    at::Tensor packed = at::cat(parts);
+    group.all_reduce_sum(packed);
+    std::int64_t offset = 0;
+    for (at::Tensor* t : tensors) {
+        *t = packed.narrow(0, offset, t->numel()).view(t->sizes()).to(t->scalar_type());
+        offset += t->numel();
+    }
+    const at::Tensor summed =
+        packed.narrow(0, offset, static_cast<std::int64_t>(counts.size())).to(at::kCPU);
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        *counts[i] = std::llround(summed[static_cast<std::int64_t>(i)].item<double>());
+    }
+}
+
 std::map<std::string, double> LayerRoutingStats::active_fractions() const {
     std::map<std::string, double> fractions;
     for (const auto& [name, totals] : banks_) {
@@ -53,11 +97,13 @@ void LayerRoutingStats::add_decision(std::size_t sublayer, const sdk::RoutingDec
     }
 }
 
-void LayerRoutingStats::add_scalars(const std::string& kind, const sdk::NamedScalars& scalars) {
+void LayerRoutingStats::add_scalars(const std::string& kind, const sdk::NamedScalars& scalars,
+                                    bool counted) {
     for (const auto& [name, value] : scalars) {
         ScalarTotals& totals = scalars_[kind][name];
-        totals.sum = accumulate(totals.sum, value.detach().to(at::kFloat).reshape({}));
-        ++totals.count;
+        const at::Tensor scalar = value.detach().to(at::kFloat).reshape({});
+        totals.sum = accumulate(totals.sum, counted ? scalar : at::zeros_like(scalar));
+        if (counted) ++totals.count;
     }
 }
 
@@ -102,6 +148,7 @@ nlohmann::json LayerRoutingStats::summary() const {
     }
     for (const auto& [kind, values] : scalars_) {
         for (const auto& [name, totals] : values) {
+            if (totals.count == 0) continue;  // only calls without tokens
             out[kind][name] = totals.sum.to(at::kCPU).item<double>() / totals.count;
         }
     }
@@ -119,6 +166,10 @@ bool RoutingStats::perturbed_gates() const {
         if (stats.perturbed_gates()) return true;
     }
     return false;
+}
+
+void RoutingStats::sum_over(ProcessGroup& group) {
+    for (auto& [index, layer] : layers_) layer.sum_over(group);
 }
 
 nlohmann::json RoutingStats::summary() const {

@@ -13,7 +13,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "core/moe/host_expert_bank.h"
+#include "core/dist/process_group.h"
+#include "core/moe/managed_expert_bank.h"
 #include "moelab/sdk/routing.h"
 
 namespace moelab::core {
@@ -22,7 +23,14 @@ class LayerRoutingStats {
   public:
     void add_dispatch(const std::string& bank, const DispatchRecord& record);
     void add_decision(std::size_t sublayer, const sdk::RoutingDecision& decision);
-    void add_scalars(const std::string& kind, const sdk::NamedScalars& scalars);
+    // `counted` false: a call without tokens (a process holding none of an evaluation batch's
+    // rows) whose values do not count, but whose names must exist in every process for sum_over.
+    void add_scalars(const std::string& kind, const sdk::NamedScalars& scalars,
+                     bool counted = true);
+    // Adds up the statistics of every process of `group`, which saw the other parts of the batch
+    // (a collective: every process calls it with the same layers and banks).
+    void sum_over(ProcessGroup& group);
+
     // A perturbation was applied to sigmoid gates (ScoreKind::kSigmoid) rather than to a softmax
     // ranking: the result is not the CartesianMoE paper's protocol (docs/robustness.md).
     void note_perturbed_gates() { perturbed_gates_ = true; }
@@ -71,6 +79,8 @@ class RoutingStats {
     const LayerRoutingStats& layer_or_empty(int layer_index) const;
     bool empty() const { return layers_.empty(); }
     nlohmann::json summary() const;  // {"layer1": {...}, ...}
+    // LayerRoutingStats::sum_over for every layer.
+    void sum_over(ProcessGroup& group);
 
     // Whether some layer perturbed sigmoid gates (LayerRoutingStats::note_perturbed_gates).
     bool perturbed_gates() const;

@@ -141,6 +141,8 @@ sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
         router_input.step = input.step;
         sdk::UnperturbedSelection unperturbed;  // for callers outside the host's MoE layer
         router_input.selection = input.selection != nullptr ? input.selection : &unperturbed;
+        const sdk::WholeBatch whole;
+        router_input.batch = input.batch != nullptr ? input.batch : &whole;
         decision =
             call_plugin(*router_plugin_, "routing", [&] { return router_->route(router_input); });
         if (shared_gate_weight_.defined()) {

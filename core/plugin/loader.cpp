@@ -35,6 +35,20 @@ fs::path executable_directory() {
 
 std::string descriptor_string(const char* text) { return text == nullptr ? "" : text; }
 
+// The minor number of "major.minor.patch"; 0 when the text has none (the major check has already
+// refused what is not this host's major version).
+int sdk_minor_version(const std::string& version) {
+    const std::size_t dot = version.find('.');
+    if (dot == std::string::npos) return 0;
+    int minor = 0;
+    for (std::size_t i = dot + 1; i < version.size() && version[i] >= '0' && version[i] <= '9';
+         ++i) {
+        if (minor > 100000) break;
+        minor = minor * 10 + (version[i] - '0');
+    }
+    return minor;
+}
+
 // Why `file` cannot be a loadable shared object, judged from its ELF header, or nullopt. Handing
 // the dynamic linker a text file or a truncated library gives only an opaque error.
 std::optional<std::string> not_a_shared_object(const fs::path& file) {
@@ -156,6 +170,15 @@ void load_plugin_file(const fs::path& file, PluginRegistry& registry) {
         refuse(
             fmt::format("plugin built against moelab SDK '{}', but this moelab has SDK {} "
                         "(major versions must match); rebuild the plugin against SDK {}",
+                        plugin_sdk, sdk::kSdkVersion, sdk::kSdkVersion));
+        return;
+    }
+    // A newer minor version may read what this host does not fill in (fields appended to the
+    // input structs, Note [Plugin ABI rules]): refused like another major version.
+    if (sdk_minor_version(plugin_sdk) > sdk::kSdkVersionMinor) {
+        refuse(
+            fmt::format("plugin built against moelab SDK '{}', newer than this moelab's SDK {}; "
+                        "upgrade moelab or rebuild the plugin against SDK {}",
                         plugin_sdk, sdk::kSdkVersion, sdk::kSdkVersion));
         return;
     }

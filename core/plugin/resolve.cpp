@@ -1,5 +1,6 @@
 #include "core/plugin/resolve.h"
 
+#include <algorithm>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -150,7 +151,36 @@ ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
     resolved.recipe = std::move(recipe);
     check_support(resolved, query);
     if (resolved.router != nullptr) check_expert_kernel(resolved.recipe, query);
+    check_parallel_support(resolved, static_cast<int>(resolved.recipe.parallel.expert));
     return resolved;
+}
+
+void check_parallel_support(const ResolvedRecipe& resolved, int processes) {
+    if (resolved.router == nullptr) return;
+    const Recipe& recipe = resolved.recipe;
+    const std::vector<std::string>& features = resolved.router->component.features;
+    auto lists = [&](std::string_view feature) {
+        return std::find(features.begin(), features.end(), feature) != features.end();
+    };
+    const std::int64_t degree = recipe.parallel.expert;
+    const std::string key = degree > 1 ? "parallel.expert" : "router.plugin";
+    auto refuse = [&](std::string_view feature, const std::string& why) {
+        throw ConfigError(ConfigIssue{recipe.location_of(key), key,
+                                      fmt::format("router '{}' does not list the feature {}: {}",
+                                                  recipe.router->plugin, feature, why)});
+    };
+    if (processes > 1 && !lists(sdk::feature::kSplitBatch)) {
+        refuse(sdk::feature::kSplitBatch,
+               fmt::format("its losses are not known to be correct when the batch is split over "
+                           "{} processes; train it in one process",
+                           processes));
+    }
+    if (degree > 1 && !lists(sdk::feature::kShardedExperts)) {
+        refuse(sdk::feature::kShardedExperts,
+               "it may need every expert in every process (run_all: dense training compute or "
+               "gates from expert outputs); set parallel.expert = 1 (data parallelism still "
+               "splits the batch)");
+    }
 }
 
 void check_expert_kernel(const Recipe& recipe, const sdk::CapabilityQuery& query) {

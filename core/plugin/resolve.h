@@ -43,6 +43,12 @@ ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
 // device afterwards).
 void check_expert_kernel(const Recipe& recipe, const sdk::CapabilityQuery& query);
 
+// Throws ConfigError unless the router can run split over `processes` processes with the recipe's
+// [parallel] expert degree: it must list sdk::feature::kSplitBatch when processes > 1 and
+// sdk::feature::kShardedExperts when the degree is > 1 (part of resolve_recipe with the fewest
+// processes the degree needs; the trainer asks again with the job's size).
+void check_parallel_support(const ResolvedRecipe& resolved, int processes);
+
 // Asks every resolved component again, e.g. once the vocabulary size is known.
 void check_support(const ResolvedRecipe& resolved, const sdk::CapabilityQuery& query);
 

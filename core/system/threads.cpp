@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -54,8 +55,9 @@ void apply_threads(const ThreadSettings& settings) {
 
 namespace moelab::core {
 
-ThreadSettings recipe_threads(std::int64_t intra_op, std::int64_t blas) {
-    const ThreadSettings fallback = default_threads(hardware_threads());
+ThreadSettings recipe_threads(std::int64_t intra_op, std::int64_t blas, int processes) {
+    const ThreadSettings fallback =
+        default_threads(std::max(1, hardware_threads() / std::max(1, processes)));
     return ThreadSettings{intra_op > 0 ? static_cast<int>(intra_op) : fallback.intra_op,
                           blas > 0 ? static_cast<int>(blas) : fallback.blas};
 }

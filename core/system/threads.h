@@ -20,7 +20,9 @@ ThreadSettings default_threads(int cores);
 void apply_threads(const ThreadSettings& settings);
 
 // The recipe's choice (train.intra_op_threads, train.blas_threads), measured defaults for zeros.
-ThreadSettings recipe_threads(std::int64_t intra_op, std::int64_t blas);
+// `processes`: how many processes of one job share this machine's cores (expert and data
+// parallelism); the defaults split the cores among them.
+ThreadSettings recipe_threads(std::int64_t intra_op, std::int64_t blas, int processes = 1);
 
 int hardware_threads();
 

@@ -89,4 +89,33 @@ double clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_norm
     return total;
 }
 
+double clip_grad_norm(const std::vector<at::Tensor>& replicated,
+                      const std::vector<at::Tensor>& sharded, double max_norm,
+                      ProcessGroup& shard_group) {
+    torch::NoGradGuard no_grad;
+    auto squared = [](const std::vector<at::Tensor>& parameters, at::Tensor sum) {
+        for (const at::Tensor& p : parameters) {
+            if (p.grad().defined()) sum = sum + p.grad().detach().to(at::kFloat).square().sum();
+        }
+        return sum;
+    };
+    const at::Device device =
+        !replicated.empty() ? replicated.front().device()
+                            : (!sharded.empty() ? sharded.front().device() : at::Device(at::kCPU));
+    const at::Tensor zero = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device));
+    at::Tensor shard_sum = squared(sharded, zero).reshape({1});
+    shard_group.all_reduce_sum(shard_sum);
+    const double total =
+        std::sqrt((squared(replicated, zero) + shard_sum.squeeze(0)).item<double>());
+    if (max_norm > 0 && std::isfinite(total) && total > max_norm) {
+        const double scale = max_norm / (total + 1e-6);
+        for (const auto* group : {&replicated, &sharded}) {
+            for (const at::Tensor& p : *group) {
+                if (p.grad().defined()) p.grad().mul_(scale);
+            }
+        }
+    }
+    return total;
+}
+
 }  // namespace moelab::core

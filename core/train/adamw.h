@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/checkpoint/safetensors.h"
+#include "core/dist/process_group.h"
 
 namespace moelab::core {
 
@@ -28,7 +29,7 @@ struct AdamWOptions {
 };
 
 class AdamW {
-public:
+  public:
     AdamW(std::vector<NamedParameter> parameters, AdamWOptions options);
 
     // One update with learning rate `lr` from the parameters' .grad() (a parameter without a
@@ -41,7 +42,7 @@ public:
     // CheckpointError naming the first missing or mis-shaped tensor.
     void load_state(const std::map<std::string, at::Tensor>& tensors, std::int64_t steps);
 
-private:
+  private:
     std::vector<NamedParameter> parameters_;
     std::vector<at::Tensor> exp_avg_;
     std::vector<at::Tensor> exp_avg_sq_;
@@ -52,5 +53,12 @@ private:
 // Scales all gradients so that their global L2 norm is at most `max_norm` (no-op for
 // max_norm <= 0). Returns the norm before clipping (NaN/inf if a gradient is not finite).
 double clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_norm);
+
+// The same over a model spread across processes: `replicated` parameters have the same gradients
+// in every process; each member of `shard_group` holds its own share of `sharded` (experts), so
+// their squared norms are summed over the group. Every member gets the same norm and scale.
+double clip_grad_norm(const std::vector<at::Tensor>& replicated,
+                      const std::vector<at::Tensor>& sharded, double max_norm,
+                      ProcessGroup& shard_group);
 
 }  // namespace moelab::core

@@ -108,7 +108,10 @@ void restore_rng_state(const std::map<std::string, at::Tensor>& tensors, bool cu
 }
 
 std::string recipe_hash(const ResolvedRecipe& resolved) {
-    const std::string text = format_recipe(resolved.recipe, resolved.plugin_params());
+    // The parallel layout is not part of the run (a checkpoint resumes under another one).
+    Recipe recipe = resolved.recipe;
+    recipe.parallel = ParallelOptions{};
+    const std::string text = format_recipe(recipe, resolved.plugin_params());
     return ContentHash().add(text.substr(text.find('\n') + 1)).hex();
 }
 

@@ -15,6 +15,8 @@
 #include "core/config/recipe_printer.h"
 #include "core/data/dataset.h"
 #include "core/data/mixture_batcher.h"
+#include "core/dist/launch_environment.h"
+#include "core/dist/parallelism.h"
 #include "core/eval/split_evaluation.h"
 #include "core/metrics/metrics_log.h"
 #include "core/model/seeds.h"
@@ -26,6 +28,7 @@
 #include "core/system/threads.h"
 #include "core/train/adamw.h"
 #include "core/train/autocast_scope.h"
+#include "core/train/expert_shards.h"
 #include "core/train/init_from.h"
 #include "core/train/interrupt.h"
 #include "core/train/model_state.h"
@@ -150,6 +153,51 @@ MixturePosition saved_mixture_position(const CheckpointState& state,
     return position;
 }
 
+// The processes of this run: one, or the job torchrun or `moelab launch` started (Note [Parallel
+// layout]). Checks what only the job's size can tell (usage errors, exit 2) before meeting the
+// other processes.
+std::optional<LaunchEnvironment> read_launch_environment() {
+    try {
+        return launch_environment();
+    } catch (const std::invalid_argument& error) {
+        throw RunSetupError(error.what());
+    }
+}
+
+std::shared_ptr<Parallelism> join_job(const ResolvedRecipe& resolved, DeviceChoice device,
+                                      const std::optional<LaunchEnvironment>& env) {
+    const Recipe& recipe = resolved.recipe;
+    const std::int64_t degree = recipe.parallel.expert;
+    const int world = env ? env->world_size : 1;
+    auto refuse = [&](const std::string& key, const std::string& message) {
+        throw ConfigError(ConfigIssue{recipe.location_of(key), key, message});
+    };
+    if (world % degree != 0) {
+        refuse("parallel.expert",
+               fmt::format("needs a number of processes divisible by {}, got {}{}", degree, world,
+                           world == 1 ? " (start the run with `moelab launch -n N -- run ...` "
+                                        "or torchrun)"
+                                      : ""));
+    }
+    if (recipe.train.batch_size % world != 0) {
+        refuse("train.batch_size",
+               fmt::format("is split over the {} processes: it must be a multiple of {}, got {}",
+                           world, world, recipe.train.batch_size));
+    }
+    if (world == 1) return Parallelism::single();
+    check_parallel_support(resolved, world);
+    if (!recipe.init.from.empty()) {
+        refuse("init.from",
+               "is not supported with several processes yet: initialise in one process "
+               "(moelab run ... --set parallel.expert=1 --stop-after 1 writes a checkpoint), then "
+               "continue that run with --resume under the launcher");
+    }
+    return Parallelism::join(
+        DistributedJob::connect(
+            *env, device == DeviceChoice::kCuda ? Transport::kNccl : Transport::kGloo),
+        static_cast<int>(degree));
+}
+
 class TrainingRun {
   public:
     TrainingRun(const ResolvedRecipe& resolved, const RunOptions& options)
@@ -162,7 +210,11 @@ class TrainingRun {
     RunResult run();
 
   private:
-    void log(const std::string& line) { progress_.note(line); }
+    // Only the first process speaks and writes the run directory; the others compute.
+    void log(const std::string& line) {
+        if (leader_) progress_.note(line);
+    }
+    void average_gradients();
     void setup();
     void restore(const fs::path& step_dir);
     void train_step();
@@ -183,6 +235,12 @@ class TrainingRun {
     ProgressReporter progress_;
 
     fs::path run_dir_;
+    std::shared_ptr<Parallelism> parallel_;
+    bool leader_ = true;
+    // Parameters with the same gradient in every process, and expert shares (Note [Parallel
+    // layout]); expert_shards_ names the latter for checkpoints.
+    std::vector<at::Tensor> replicated_parameters_, sharded_parameters_;
+    std::map<std::string, ExpertShard> expert_shards_;
     at::Device device_ = at::kCPU;
     bool bf16_ = false;
     std::optional<Dataset> dataset_;
@@ -211,13 +269,24 @@ void TrainingRun::setup() {
     const DeviceChoice device = resolve_device(recipe_);
     device_ = torch_device(device);
     bf16_ = device == DeviceChoice::kCuda && recipe_.model.dtype == ComputeDtype::kBfloat16;
-    apply_threads(recipe_threads(train_.intra_op_threads, train_.blas_threads));
+    const std::optional<LaunchEnvironment> env = read_launch_environment();
+    apply_threads(recipe_threads(train_.intra_op_threads, train_.blas_threads,
+                                 env ? env->local_world_size : 1));
     at::manual_seed(static_cast<std::uint64_t>(recipe_.seed));
+    parallel_ = join_job(resolved_, device, env);
+    const ParallelLayout& layout = parallel_->layout();
+    leader_ = layout.rank == 0;
+    if (device_.is_cuda() && parallel_->distributed()) {
+        device_ = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(layout.local_rank));
+    }
 
-    run_dir_ = prepare_run_directory(recipe_, options_);
+    // The first process makes the run directory (and the data: tokenizer and token cache); the
+    // others learn its path and then read what it wrote.
+    if (leader_) run_dir_ = prepare_run_directory(recipe_, options_);
+    run_dir_ = broadcast_text(parallel_->world(), run_dir_.string(), 0, device_);
     recipe_hash_ = recipe_hash(resolved_);
     auto say = [this](const std::string& line) { log(line); };
-    if (options_.resume) {
+    auto prepare_with_run_tokenizer = [&] {
         const fs::path tokenizer_file = run_dir_ / "tokenizer.txt";
         if (!fs::exists(tokenizer_file)) {
             throw RunSetupError(
@@ -227,18 +296,26 @@ void TrainingRun::setup() {
         }
         dataset_.emplace(Dataset::prepare_with_tokenizer(
             resolved_, read_file(tokenizer_file, kMaxTokenizerBytes, "tokenizer file"), say));
-    } else {
+    };
+    // The first process prepares the data (tokenizer, token cache: never two writers) and, for a
+    // new run, writes the recipe and the tokenizer; the others then read what it made.
+    if (leader_ && options_.resume) prepare_with_run_tokenizer();
+    if (leader_ && !options_.resume) {
         dataset_.emplace(Dataset::prepare(resolved_, say));
         write_file_atomically(run_dir_ / "recipe.resolved.toml",
                               format_recipe(recipe_, resolved_.plugin_params()));
         write_file_atomically(run_dir_ / "tokenizer.txt", dataset_->serialized_tokenizer());
     }
+    parallel_->world().barrier();
+    if (!leader_) prepare_with_run_tokenizer();
     const double data_seconds = seconds_since(setup_start);
     check_support(resolved_, capability_query(recipe_, device, dataset_->vocab_size()));
 
     const Dataset& data = *dataset_;
-    model_ = std::make_shared<LanguageModel>(resolved_, data.vocab_size(),
-                                             [&data] { return data.training_token_counts(); });
+    model_ = std::make_shared<LanguageModel>(
+        resolved_, data.vocab_size(), [&data] { return data.training_token_counts(); },
+        parallel_->experts_handle());
+    expert_shards_ = model_->expert_shards();
     if (!recipe_.init.from.empty() && !options_.resume) {
         const InitReport init = initialize_from(*model_, recipe_, dataset_->serialized_tokenizer());
         std::string fresh;
@@ -255,6 +332,8 @@ void TrainingRun::setup() {
     for (const auto& item : model_->named_parameters()) {
         named.push_back({item.key(), item.value(), item.value().dim() >= 2});
         parameters_.push_back(item.value());
+        (expert_shards_.count(item.key()) != 0 ? sharded_parameters_ : replicated_parameters_)
+            .push_back(item.value());
     }
     optimizer_ = std::make_unique<AdamW>(
         named, AdamWOptions{train_.beta1, train_.beta2, train_.adam_eps, train_.weight_decay});
@@ -271,37 +350,47 @@ void TrainingRun::setup() {
         } else {
             // Stopped before its first checkpoint was published: nothing to restore, and the same
             // run from step 0 is what resuming means.
-            MetricsLog::truncate_after(run_dir_ / "metrics.jsonl", 0);
+            if (leader_) MetricsLog::truncate_after(run_dir_ / "metrics.jsonl", 0);
             log(fmt::format("--resume: {} holds no complete checkpoint yet; starting from step 0",
                             (run_dir_ / "checkpoints").string()));
         }
     }
 
+    if (!leader_) return;
     metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
     const BuildInfo build = build_info();
     const ParameterCounts counts = model_->parameter_counts();
     const ThreadSettings threads = current_threads();
-    metrics_->write({{"type", "run"},
-                     {"recipe", recipe_.name},
-                     {"recipe_hash", recipe_hash_},
-                     {"moelab_version", build.moelab_version},
-                     {"sdk_version", build.sdk_version},
-                     {"build_fingerprint", build.build_fingerprint},
-                     {"torch_version", build.torch_version},
-                     {"device", name_of(device)},
-                     {"dtype", name_of(recipe_.model.dtype)},
-                     {"threads", {{"intra_op", threads.intra_op}, {"blas", threads.blas}}},
-                     {"plugins", plugin_records(resolved_)},
-                     {"parameters", {{"total", counts.total}, {"expert", counts.expert}}},
-                     {"tokens",
-                      {{"train", data.total_tokens(Split::kTrain)},
-                       {"validation", data.total_tokens(Split::kValidation)},
-                       {"test", data.total_tokens(Split::kTest)}}},
-                     {"sources", source_records(data)},
-                     {"vocab_size", data.vocab_size()},
-                     {"startup_s", {{"data", data_seconds}, {"total", seconds_since(setup_start)}}},
-                     {"resumed_from_step", options_.resume ? nlohmann::json(step_) : nullptr}});
+    metrics_->write(
+        {{"type", "run"},
+         {"recipe", recipe_.name},
+         {"recipe_hash", recipe_hash_},
+         {"moelab_version", build.moelab_version},
+         {"sdk_version", build.sdk_version},
+         {"build_fingerprint", build.build_fingerprint},
+         {"torch_version", build.torch_version},
+         {"device", name_of(device)},
+         {"dtype", name_of(recipe_.model.dtype)},
+         {"threads", {{"intra_op", threads.intra_op}, {"blas", threads.blas}}},
+         {"plugins", plugin_records(resolved_)},
+         {"parameters", {{"total", counts.total}, {"expert", counts.expert}}},
+         {"tokens",
+          {{"train", data.total_tokens(Split::kTrain)},
+           {"validation", data.total_tokens(Split::kValidation)},
+           {"test", data.total_tokens(Split::kTest)}}},
+         {"sources", source_records(data)},
+         {"vocab_size", data.vocab_size()},
+         {"parallel", {{"processes", layout.world}, {"expert_degree", layout.expert_degree}}},
+         {"startup_s", {{"data", data_seconds}, {"total", seconds_since(setup_start)}}},
+         {"resumed_from_step", options_.resume ? nlohmann::json(step_) : nullptr}});
     log(fmt::format("run directory: {}", run_dir_.string()));
+    if (parallel_->distributed()) {
+        log(
+            fmt::format("{} processes: expert parallelism of degree {}, each process {} of the {} "
+                        "sequences of a batch",
+                        layout.world, layout.expert_degree, layout.local_rows(train_.batch_size),
+                        train_.batch_size));
+    }
     log(
         fmt::format("model: {:.2f}M parameters ({:.2f}M in experts), vocab {}, device {}, "
                     "threads {}/{}",
@@ -319,15 +408,17 @@ void TrainingRun::restore(const fs::path& step_dir) {
             step_dir.string(), recipe_hash_, saved_hash,
             (run_dir_ / "recipe.resolved.toml").string()));
     }
-    load_model_tensors(*model_, checkpoint.model);
+    // Checkpoints hold every expert; this process keeps its own (expert_shards.h).
+    load_model_tensors(*model_, select_expert_shards(checkpoint.model, expert_shards_));
     step_ = checkpoint.state.step;
-    optimizer_->load_state(checkpoint.optimizer, checkpoint.state.optimizer_steps);
+    optimizer_->load_state(select_expert_shards(checkpoint.optimizer, expert_shards_),
+                           checkpoint.state.optimizer_steps);
     restore_rng_state(checkpoint.optimizer, device_.is_cuda());
     batcher_->restore(saved_mixture_position(checkpoint.state, *batcher_));
     tokens_seen_ = checkpoint.state.tokens_seen;
     elapsed_before_ = checkpoint.state.elapsed_seconds;
     last_checkpoint_ = step_dir.string();
-    MetricsLog::truncate_after(run_dir_ / "metrics.jsonl", step_);
+    if (leader_) MetricsLog::truncate_after(run_dir_ / "metrics.jsonl", step_);
     log(fmt::format("resumed from {} (step {})", step_dir.string(), step_));
 }
 
@@ -339,7 +430,7 @@ void TrainingRun::diverged(const std::string& what, double value) {
         "training diverged at step {}: {} is {}; stopped without saving ({}). Lower "
         "train.lr_peak, raise train.warmup_steps or set train.grad_clip",
         step_ + 1, what, value, kept);
-    metrics_->write({{"type", "error"}, {"step", step_ + 1}, {"message", message}});
+    if (leader_) metrics_->write({{"type", "error"}, {"step", step_ + 1}, {"message", message}});
     throw TrainingDiverged(message);
 }
 
@@ -351,8 +442,15 @@ void TrainingRun::train_step() {
     forward.training = true;
     forward.step = step_;
     forward.stats = &window_stats_;
+    forward.batch_reduction = &parallel_->batch();
+    const ParallelLayout& layout = parallel_->layout();
     for (std::int64_t micro = 0; micro < train_.grad_accum; ++micro) {
-        const at::Tensor windows = batcher_->next().to(device_);
+        // Every process draws the same global batch and takes its own rows (Note [Parallel
+        // layout]): the data position is the same everywhere and does not depend on the layout.
+        const at::Tensor batch = batcher_->next();
+        const std::int64_t rows = batch.size(0);
+        const at::Tensor windows =
+            batch.narrow(0, layout.first_row(rows), layout.local_rows(rows)).to(device_);
         const at::Tensor inputs = windows.narrow(1, 0, windows.size(1) - 1);
         at::Tensor lm, aux;
         {
@@ -364,13 +462,24 @@ void TrainingRun::train_step() {
         ((lm + aux) / static_cast<double>(train_.grad_accum)).backward();
         lm_sum += lm.detach();
         aux_sum += aux.detach();
-        tokens_seen_ += inputs.numel();
+        tokens_seen_ += inputs.numel() * layout.world;
     }
-    const double lm_loss = lm_sum.item<double>() / train_.grad_accum;
-    const double aux_loss = aux_sum.item<double>() / train_.grad_accum;
+    // The losses of the whole batch: the mean of the processes' means (equal parts).
+    at::Tensor losses = at::stack({lm_sum, aux_sum}).to(at::kDouble);
+    if (parallel_->distributed()) {
+        parallel_->world().all_reduce_sum(losses);
+        losses = losses / static_cast<double>(layout.world);
+    }
+    losses = losses.to(at::kCPU);
+    const double lm_loss = losses[0].item<double>() / train_.grad_accum;
+    const double aux_loss = losses[1].item<double>() / train_.grad_accum;
     if (!std::isfinite(lm_loss)) diverged("the language-model loss", lm_loss);
     if (!std::isfinite(aux_loss)) diverged("the auxiliary loss", aux_loss);
-    const double grad_norm = clip_grad_norm(parameters_, train_.grad_clip);
+    average_gradients();
+    const double grad_norm = parallel_->distributed()
+                                 ? clip_grad_norm(replicated_parameters_, sharded_parameters_,
+                                                  train_.grad_clip, parallel_->experts())
+                                 : clip_grad_norm(parameters_, train_.grad_clip);
     if (!std::isfinite(grad_norm)) diverged("the gradient norm", grad_norm);
     optimizer_->step(lr);
     optimizer_->zero_grad();
@@ -380,6 +489,46 @@ void TrainingRun::train_step() {
     window_aux_ += aux_loss;
     window_grad_norm_ += grad_norm;
     last_lr_ = lr;
+}
+
+// Gradients of the whole batch: each process's loss is the mean over its own part, so the sum over
+// the processes that hold a parameter, divided by the number of processes, is the gradient of the
+// mean loss. Replicated parameters sum over every process; expert shares over the processes that
+// hold the same experts (their expert-parallel peers already sent their rows' gradients through
+// the all-to-all). A parameter keeps "no gradient" only where no process has one (AdamW then
+// leaves it alone, as in one process).
+void TrainingRun::average_gradients() {
+    if (!parallel_->distributed()) return;
+    torch::NoGradGuard no_grad;
+    const double processes = parallel_->layout().world;
+    auto average = [&](const std::vector<at::Tensor>& parameters, ProcessGroup& group) {
+        if (parameters.empty()) return;
+        std::vector<at::Tensor> parts;
+        std::vector<float> has_grad;
+        for (const at::Tensor& p : parameters) {
+            const bool defined = p.grad().defined();
+            has_grad.push_back(defined ? 1.0F : 0.0F);
+            parts.push_back(defined ? p.grad().reshape({-1}) : at::zeros({p.numel()}, p.options()));
+        }
+        parts.push_back(at::tensor(has_grad).to(parts.front().device()));
+        at::Tensor flat = at::cat(parts);
+        group.all_reduce_sum(flat);
+        const at::Tensor any =
+            flat.narrow(0, flat.numel() - static_cast<std::int64_t>(parameters.size()),
+                        static_cast<std::int64_t>(parameters.size()))
+                .to(at::kCPU);
+        std::int64_t offset = 0;
+        for (std::size_t i = 0; i < parameters.size(); ++i) {
+            at::Tensor p = parameters[i];
+            const at::Tensor summed = flat.narrow(0, offset, p.numel()).view(p.sizes());
+            offset += p.numel();
+            if (any[static_cast<std::int64_t>(i)].item<float>() == 0) continue;
+            if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+            p.mutable_grad().copy_(summed / processes);
+        }
+    };
+    average(replicated_parameters_, parallel_->world());
+    average(sharded_parameters_, parallel_->expert_replicas());
 }
 
 void TrainingRun::write_train_record(double window_seconds, std::int64_t window_steps) {
@@ -398,17 +547,30 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
                              {"tokens", tokens_seen_},
                              {"tokens_per_s", tokens_per_second},
                              {"elapsed_s", elapsed_before_ + seconds_since(started_)}};
-    if (!window_stats_.empty()) record["moe"] = window_stats_.summary();
-    metrics_->write(record);
-    progress_.update(step_, window_loss_ / n, last_lr_, tokens_per_second, eta);
+    window_stats_.sum_over(parallel_->world());
+    if (parallel_->distributed()) {
+        // This process's time in each kind of exchange during the window's steps; the rest of
+        // the window is computation (and waiting inside the exchanges for slower processes).
+        record["parallel_s"] = {{"all_to_all", parallel_->expert_exchange().take()},
+                                {"all_reduce", parallel_->gradient_exchange().take()},
+                                {"window", window_seconds}};
+    }
+    if (leader_) {
+        if (!window_stats_.empty()) record["moe"] = window_stats_.summary();
+        metrics_->write(record);
+        progress_.update(step_, window_loss_ / n, last_lr_, tokens_per_second, eta);
+    }
     window_stats_ = RoutingStats();
     window_loss_ = window_lm_ = window_aux_ = window_grad_norm_ = 0;
 }
 
 SplitEvaluation TrainingRun::evaluate_split(Split split, std::int64_t max_batches) {
+    EvalSetup setup{device_, bf16_, {}};
+    setup.parallel = parallel_.get();
     SplitEvaluation evaluation =
         core::evaluate_split(*model_, *dataset_, split, recipe_.data.seq_len,
-                             recipe_.eval.batch_size, max_batches, EvalSetup{device_, bf16_, {}});
+                             recipe_.eval.batch_size, max_batches, setup);
+    if (!leader_) return evaluation;
     const EvalResult& result = evaluation.overall;
     nlohmann::json record = result.to_json();
     record["type"] = "eval";
@@ -448,9 +610,47 @@ void TrainingRun::refresh_report() {
 }
 
 fs::path TrainingRun::save(const std::string& why) {
+    // With experts spread over E processes the first E write the checkpoint together, each its
+    // own experts (Note [Expert shards]): the first creates the temporary directory and writes
+    // file 1 and the indexes, then names the directory to the others and waits for their files.
+    const ParallelLayout& layout = parallel_->layout();
+    const bool writes = leader_ || (layout.expert_degree > 1 && layout.expert_group() == 0);
     CheckpointContents contents;
-    contents.model = model_tensors(*model_);
-    contents.optimizer = optimizer_->state();
+    contents.shards.files = layout.expert_degree;
+    if (writes) {
+        contents.model =
+            split_into_experts(model_tensors(*model_), expert_shards_, contents.shards.stacks);
+        contents.optimizer =
+            split_into_experts(optimizer_->state(), expert_shards_, contents.shards.stacks);
+    }
+    const fs::path step_dir = run_dir_ / "checkpoints" / fmt::format("step-{}", step_);
+    if (!leader_) {
+        if (layout.expert_degree > 1) {
+            const fs::path directory = broadcast_text(parallel_->world(), "", 0, device_);
+            if (layout.expert_group() == 0) {
+                try {
+                    write_checkpoint_shard(directory, layout.expert_rank() + 1,
+                                           layout.expert_degree, contents.model,
+                                           contents.optimizer);
+                } catch (const std::exception& error) {
+                    throw CheckpointError(fmt::format(
+                        "saving checkpoint step-{} failed: rank {} could not write its experts' "
+                        "files into {}: {}",
+                        step_, layout.rank, directory.string(), error.what()));
+                }
+            }
+            parallel_->world().barrier();
+        }
+        last_checkpoint_ = step_dir.string();
+        return step_dir;
+    }
+    SaveHooks hooks;
+    if (layout.expert_degree > 1) {
+        hooks.before_publish = [this](const fs::path& directory) {
+            broadcast_text(parallel_->world(), directory.string(), 0, device_);
+            parallel_->world().barrier();
+        };
+    }
     for (NamedTensor& rng : rng_state(device_.is_cuda())) contents.optimizer.push_back(rng);
     const MixturePosition position = batcher_->position();
     contents.state.tokens_seen = tokens_seen_;
@@ -465,7 +665,7 @@ fs::path TrainingRun::save(const std::string& why) {
     contents.state.extra = {{"moelab_version", build_info().moelab_version},
                             {"plugins", plugin_records(resolved_)}};
     const fs::path dir = save_checkpoint(run_dir_ / "checkpoints", step_, contents,
-                                         static_cast<int>(train_.keep_checkpoints));
+                                         static_cast<int>(train_.keep_checkpoints), hooks);
     last_checkpoint_ = dir.string();
     log(fmt::format("checkpoint ({}): {}", why, dir.string()));
     return dir;
@@ -476,6 +676,7 @@ void TrainingRun::finish() {
     const SplitEvaluation validation_split =
         evaluate_split(Split::kValidation, recipe_.eval.max_batches);
     const SplitEvaluation test_split = evaluate_split(Split::kTest, recipe_.eval.max_batches);
+    if (!leader_) return;
     const EvalResult& validation = validation_split.overall;
     const EvalResult& test = test_split.overall;
     const ParameterCounts counts = model_->parameter_counts();
@@ -532,6 +733,9 @@ void TrainingRun::finish() {
           {"expert", counts.expert},
           {"active", model_->active_parameters(validation.routing)}}},
         {"validation_moe", validation.routing.summary()},
+        {"parallel",
+         {{"processes", parallel_->layout().world},
+          {"expert_degree", parallel_->layout().expert_degree}}},
         {"plugins", plugin_records(resolved_)}};
     write_file_atomically(run_dir_ / "summary.json", summary.dump(2) + "\n");
     refresh_report();
@@ -551,9 +755,12 @@ RunResult TrainingRun::run() {
     double window_paused = 0;  // evaluation and checkpoint time, not training
     std::int64_t window_steps = 0;
     while (step_ < train_.steps) {
-        if (InterruptGuard::requested() ||
+        // A stop request reaches the processes at different moments; they agree on it before
+        // each step, so all stop at the same one.
+        const bool interrupted =
+            any_member(parallel_->world(), InterruptGuard::requested(), device_);
+        if (interrupted ||
             (options_.stop_after_steps > 0 && steps_this_invocation == options_.stop_after_steps)) {
-            const bool interrupted = InterruptGuard::requested();
             save(interrupted ? "interrupted" : "stop-after");
             log(fmt::format("stopped at step {}; continue with --resume --out {}", step_,
                             run_dir_.string()));
@@ -569,6 +776,9 @@ RunResult TrainingRun::run() {
             window_steps = 0;
         }
         const Clock::time_point pause = Clock::now();
+        // Exchanges of evaluations and checkpoints are not the training window's.
+        const double window_all_to_all = parallel_->expert_exchange().take();
+        const double window_all_reduce = parallel_->gradient_exchange().take();
         if (train_.eval_every > 0 && step_ % train_.eval_every == 0 && step_ < train_.steps) {
             evaluate_split(Split::kValidation, train_.eval_batches);
         }
@@ -577,6 +787,10 @@ RunResult TrainingRun::run() {
             save("periodic");
         }
         window_paused += seconds_since(pause);
+        parallel_->expert_exchange().take();
+        parallel_->gradient_exchange().take();
+        parallel_->expert_exchange().add(window_all_to_all);
+        parallel_->gradient_exchange().add(window_all_reduce);
     }
     finish();
     return {run_dir_, RunOutcome::kCompleted, step_};

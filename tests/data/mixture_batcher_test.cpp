@@ -106,55 +106,6 @@ TEST(MixtureBatcher, RestoringAPositionInTheMiddleOfAnEpochContinuesBitForBit) {
     EXPECT_THROW(resumed.restore(wrong), std::runtime_error);
 }
 
-TEST(MixtureBatcher, DataPartsAreDisjointAndCoverEveryEpochButTheRemainder) {
-    const auto ids = ids_from(0, 8 * 101 + 1);  // 101 windows of 8
-    for (const std::int64_t parts : {1, 2, 3, 4}) {
-        std::multiset<std::int64_t> seen;
-        for (std::int64_t index = 0; index < parts; ++index) {
-            TrainBatcher part(ids, 8, 1, 42, {index, parts});
-            for (std::int64_t w = 0; w < part.part_windows(); ++w) {
-                seen.insert(part.next()[0][0].item<std::int64_t>() / 8);
-            }
-            EXPECT_EQ(part.position().epoch, 0);
-        }
-        // Each part reads floor(101 / parts) windows; 101 % parts of the epoch go unread.
-        const std::size_t covered = static_cast<std::size_t>(parts * (101 / parts));
-        ASSERT_EQ(seen.size(), covered) << parts << " parts";
-        EXPECT_EQ(std::set<std::int64_t>(seen.begin(), seen.end()).size(), covered)
-            << parts << " parts overlap";
-    }
-    EXPECT_THROW(TrainBatcher(ids, 8, 1, 1, {2, 2}), std::invalid_argument);
-    // Parts have equal epochs: floor(101 / 3) = 33 windows each, 2 of an epoch's order unread.
-    EXPECT_EQ(TrainBatcher(ids, 8, 1, 42, {0, 3}).part_windows(), 33);
-    EXPECT_EQ(TrainBatcher(ids, 8, 1, 42, {2, 3}).part_windows(), 33);
-}
-
-// Parts of a mixture stay in step through every source's epochs (all make the same source
-// choices), so over many epochs no window of a source is read by two parts in the same epoch.
-TEST(MixtureBatcher, PartsOfAMixtureReadDisjointWindowsInEveryEpoch) {
-    const auto a = ids_from(0, 8 * 101 + 1), b = ids_from(20000, 8 * 37 + 1);
-    const std::int64_t parts = 3;
-    std::set<std::tuple<std::size_t, std::int64_t, std::int64_t>> read;  // source, epoch, window
-    std::vector<std::vector<std::int64_t>> epochs(parts);
-    for (std::int64_t index = 0; index < parts; ++index) {
-        MixtureBatcher rank({{"a", 1.0, a}, {"b", 2.0, b}}, 8, 1, 3, {index, parts});
-        for (std::int64_t n = 0; n < 400; ++n) {  // about 30 epochs of b's 12-window parts
-            const std::size_t source = rank.source_of(n);
-            const std::int64_t first = rank.next()[0][0].item<std::int64_t>();
-            ASSERT_EQ(first >= 20000, source == 1);
-            const std::int64_t epoch = rank.position().sources[source].epoch;
-            ASSERT_TRUE(read.insert({source, epoch, (first % 20000) / 8}).second)
-                << "part " << index << " draw " << n << " reads a window already read in epoch "
-                << epoch;
-            epochs[static_cast<std::size_t>(index)].push_back(epoch);
-        }
-    }
-    // In step: the same epoch at every draw on every part.
-    EXPECT_EQ(epochs[1], epochs[0]);
-    EXPECT_EQ(epochs[2], epochs[0]);
-    EXPECT_GT(epochs[0].back(), 10);
-}
-
 TEST(MixtureBatcher, WeightsMustBePositiveAndSourcesLongEnough) {
     const auto ids = ids_from(0, 100);
     EXPECT_THROW(MixtureBatcher({{"a", 0.0, ids}}, 8, 1, 1), std::invalid_argument);

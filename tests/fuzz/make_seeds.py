@@ -161,6 +161,23 @@ def checkpoint_state_seeds():
           json.dumps(state(step=-1), separators=(",", ":")))
 
 
+def checkpoint_index_seeds():
+    # As save_checkpoint() writes it for two expert-parallel processes (Note [Expert shards]).
+    files = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    weight_map = {"embedding": files[0], "final_norm.weight": files[0]}
+    for e in range(4):
+        weight_map["layer0.ffn.block.experts.w_in.%d" % e] = files[e // 2]
+    index = {"metadata": {"format": "moelab-checkpoint-1", "step": "12"},
+             "weight_map": weight_map,
+             "moelab_expert_stacks": {"layer0.ffn.block.experts.w_in": 4}}
+    write("checkpoint_index", "two-shards.json", json.dumps(index, indent=2) + "\n")
+    write("checkpoint_index", "huggingface.json", json.dumps(
+        {"metadata": {"total_size": 1024}, "weight_map": {"lm_head.weight": "model-00001-of-00001.safetensors"}}))
+    write("checkpoint_index", "bad-path.json", json.dumps({"weight_map": {"w": "../x.safetensors"}}))
+    write("checkpoint_index", "bad-count.json", json.dumps(
+        {"weight_map": {}, "moelab_expert_stacks": {"w": 0}}))
+
+
 # ---- BPE tokenizer files -------------------------------------------------------------------------
 
 def byte_level_alphabet():
@@ -244,6 +261,7 @@ if __name__ == "__main__":
     recipe_seeds()
     safetensors_seeds()
     checkpoint_state_seeds()
+    checkpoint_index_seeds()
     tokenizer_file_seeds()
     for target in sorted(p for p in SEEDS.iterdir() if p.is_dir()):
         size = sum(f.stat().st_size for f in target.iterdir())

@@ -93,6 +93,16 @@ TEST(PluginLoader, RefusesAnotherSdkMajorVersionWithTheSameAbiNumber) {
         << reason;
 }
 
+TEST(PluginLoader, RefusesANewerSdkMinorVersion) {
+    PluginRegistry registry = load_plugins({fixture_dir("newer_sdk")});
+    ASSERT_EQ(registry.refusals().size(), 1u);
+    EXPECT_TRUE(registry.plugins().empty());
+    const std::string& reason = registry.refusals()[0].reason;
+    EXPECT_NE(reason.find("newer than this moelab's SDK " + std::string(sdk::kSdkVersion)),
+              std::string::npos)
+        << reason;
+}
+
 TEST(PluginLoader, ThrowingFactoryBecomesAHostErrorNamingThePlugin) {
     PluginRegistry registry = load_plugins({fixture_dir("throwing_factory")});
     ASSERT_TRUE(registry.refusals().empty());

@@ -118,7 +118,9 @@ TEST_F(CheckpointFiles, LatestPointsAtTheNewestAndOldOnesArePruned) {
 TEST_F(CheckpointFiles, AFailureBeforePublishingLeavesThePreviousCheckpointUsable) {
     save_checkpoint(dir_, 1, contents_for(1), 3);
     SaveHooks crash;
-    crash.before_publish = [] { throw std::runtime_error("simulated crash"); };
+    crash.before_publish = [](const std::filesystem::path&) {
+        throw std::runtime_error("simulated crash");
+    };
     EXPECT_THROW(save_checkpoint(dir_, 2, contents_for(2), 3, crash), std::runtime_error);
     EXPECT_FALSE(fs::exists(dir_ / "step-2"));
     const fs::path latest = resolve_checkpoint(dir_);
@@ -130,6 +132,102 @@ TEST_F(CheckpointFiles, AFailureBeforePublishingLeavesThePreviousCheckpointUsabl
         EXPECT_NE(entry.path().filename().string().rfind(".tmp-", 0), 0u) << entry.path();
     }
     EXPECT_EQ(resolve_checkpoint(dir_).filename(), "step-3");
+}
+
+// Note [Expert shards], with the two writers of a degree-2 run played by this one process: the
+// second writes its file into the temporary directory the first names in before_publish.
+class ExpertShardFiles : public CheckpointFiles {
+  protected:
+    // A bank of 4 experts, (4, 2, 3), and its optimizer state; expert e is filled with e (+ 10).
+    static at::Tensor bank(double offset) {
+        return (at::arange(4, at::kFloat).view({4, 1, 1}) + offset).expand({4, 2, 3}).contiguous();
+    }
+    // Process p holds experts 2p and 2p + 1, each named by its global id.
+    static std::vector<NamedTensor> experts_of(int process, const std::string& name,
+                                               double offset) {
+        return {{name + "." + std::to_string(2 * process), bank(offset)[2 * process]},
+                {name + "." + std::to_string(2 * process + 1), bank(offset)[2 * process + 1]}};
+    }
+    fs::path save_sharded(const std::function<void(const fs::path&)>& second_writer) {
+        CheckpointContents contents = contents_for(7);
+        for (NamedTensor& t : experts_of(0, "layer0.experts.w_in", 0)) contents.model.push_back(t);
+        for (NamedTensor& t : experts_of(0, "exp_avg/layer0.experts.w_in", 10)) {
+            contents.optimizer.push_back(t);
+        }
+        contents.shards.files = 2;
+        contents.shards.stacks = {{"layer0.experts.w_in", 4}, {"exp_avg/layer0.experts.w_in", 4}};
+        SaveHooks hooks;
+        hooks.before_publish = second_writer;
+        return save_checkpoint(dir_, 7, contents, 3, hooks);
+    }
+    static void write_second(const fs::path& directory) {
+        write_checkpoint_shard(directory, 2, 2, experts_of(1, "layer0.experts.w_in", 0),
+                               experts_of(1, "exp_avg/layer0.experts.w_in", 10));
+    }
+};
+
+TEST_F(ExpertShardFiles, TwoWritersOneCheckpointReadWhole) {
+    const fs::path step = save_sharded(write_second);
+    for (const char* file : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                             "model.safetensors.index.json", "optimizer-00001-of-00002.safetensors",
+                             "optimizer-00002-of-00002.safetensors",
+                             "optimizer.safetensors.index.json", "state.json"}) {
+        EXPECT_TRUE(fs::exists(step / file)) << file;
+    }
+    EXPECT_FALSE(fs::exists(step / "model.safetensors"));
+    const nlohmann::json index =
+        nlohmann::json::parse(read_bytes(step / "model.safetensors.index.json"));
+    EXPECT_EQ(index["weight_map"]["w"], "model-00001-of-00002.safetensors");
+    EXPECT_EQ(index["weight_map"]["layer0.experts.w_in.1"], "model-00001-of-00002.safetensors");
+    EXPECT_EQ(index["weight_map"]["layer0.experts.w_in.2"], "model-00002-of-00002.safetensors");
+    EXPECT_EQ(index["moelab_expert_stacks"]["layer0.experts.w_in"], 4);
+    EXPECT_EQ(resolve_checkpoint(dir_), step);
+    const LoadedCheckpoint loaded = load_checkpoint(step);
+    EXPECT_TRUE(at::equal(loaded.model.at("layer0.experts.w_in"), bank(0)));
+    EXPECT_TRUE(at::equal(loaded.optimizer.at("exp_avg/layer0.experts.w_in"), bank(10)));
+    EXPECT_EQ(loaded.model.count("layer0.experts.w_in.0"), 0u);
+    EXPECT_EQ(loaded.state.step, 7);
+}
+
+TEST_F(ExpertShardFiles, AMissingExpertOrAPathInTheIndexIsRefusedByName) {
+    const fs::path step = save_sharded(write_second);
+    fs::remove(step / "model-00002-of-00002.safetensors");
+    try {
+        load_checkpoint(step, CheckpointParts::kModel);
+        FAIL() << "a missing shard file";
+    } catch (const std::exception& error) {
+        EXPECT_NE(std::string(error.what()).find("model-00002-of-00002.safetensors"),
+                  std::string::npos)
+            << error.what();
+    }
+    write_text(step / "model.safetensors.index.json",
+               R"({"weight_map": {"w": "../../etc/passwd.safetensors"}})");
+    try {
+        load_checkpoint(step, CheckpointParts::kModel);
+        FAIL() << "an index pointing outside its directory";
+    } catch (const CheckpointError& error) {
+        EXPECT_NE(std::string(error.what()).find("weight_map[\"w\"]"), std::string::npos)
+            << error.what();
+    }
+    write_text(step / "model.safetensors.index.json",
+               R"({"weight_map": {"w": "model-00001-of-00002.safetensors",
+                   "layer0.experts.w_in.0": "model-00001-of-00002.safetensors"},
+                   "moelab_expert_stacks": {"layer0.experts.w_in": 4}})");
+    try {
+        load_checkpoint(step, CheckpointParts::kModel);
+        FAIL() << "experts 1 to 3 are in no file";
+    } catch (const CheckpointError& error) {
+        EXPECT_NE(std::string(error.what()).find("expert 1 ('layer0.experts.w_in.1') is in none"),
+                  std::string::npos)
+            << error.what();
+    }
+}
+
+TEST_F(ExpertShardFiles, ASecondWriterThatFailsPublishesNothing) {
+    save_checkpoint(dir_, 1, contents_for(1), 3);
+    EXPECT_THROW(save_sharded([](const fs::path&) { throw std::runtime_error("rank 1 died"); }),
+                 std::runtime_error);
+    EXPECT_EQ(resolve_checkpoint(dir_).filename(), "step-1");
 }
 
 TEST_F(CheckpointFiles, SavingTheSameStepTwiceReplacesIt) {

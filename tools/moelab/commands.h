@@ -31,6 +31,15 @@ struct RunArgs {
 };
 int run_recipe(const RunArgs& args);
 
+// Starts `processes` copies of this moelab running `command` (its arguments after `launch -n N
+// --`) as one job on this machine, with torchrun's environment; returns the job's exit status.
+struct LaunchArgs {
+    int processes = 1;
+    int port = 0;  // MASTER_PORT; 0: a free one
+    std::vector<std::string> command;
+};
+int launch_job(const LaunchArgs& args);
+
 struct EvalArgs {
     std::string target;  // run directory or checkpoint
     std::string split = "validation";

@@ -103,6 +103,23 @@ void add_run_command(CLI::App& app, int& exit_code) {
     });
 }
 
+void add_launch_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<LaunchArgs>();
+    CLI::App* command = app.add_subcommand(
+        "launch",
+        "Run a moelab command as a job of N processes on this machine (what torchrun "
+        "--no-python does): moelab launch -n 2 -- run RECIPE --set parallel.expert=2");
+    command->add_option("-n,--nproc-per-node", args->processes, "Processes to start")
+        ->required()
+        ->check(CLI::Range(1, 1024));
+    command->add_option("--master-port", args->port, "Port of the rendezvous (default: a free one)")
+        ->check(CLI::Range(0, 65535));
+    command->add_option("command", args->command, "The moelab command and its arguments, after --")
+        ->required();
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return launch_job(*args); }); });
+}
+
 void add_eval_command(CLI::App& app, int& exit_code) {
     auto args = std::make_shared<EvalArgs>();
     CLI::App* command = app.add_subcommand(
@@ -284,6 +301,7 @@ int main(int argc, char** argv) {
     add_plugins_command(app, exit_code);
     add_check_command(app, exit_code);
     add_run_command(app, exit_code);
+    add_launch_command(app, exit_code);
     add_data_command(app, exit_code);
     add_eval_command(app, exit_code);
     add_compare_command(app, exit_code);

@@ -76,7 +76,7 @@ public:
             decision.aux_losses.emplace_back(
                 "balance", balance_coef_ * sdk::switch_balance_loss(
                                                decision.probs, decision.expert_indices,
-                                               expert_count_));
+                                               expert_count_, input.batch));
         }
         return decision;
     }
@@ -102,6 +102,10 @@ void register_components(sdk::Registrar& registrar) {
     component.supports = supports;
     // The perturbations this router honours: all of them, through the selection control.
     component.features = sdk::all_selection_perturbations();
+    // The balance loss sees the whole batch (input.batch) and the experts are used through mix()
+    // only: the router can run split over processes (docs/parallel.md).
+    component.features.emplace_back(sdk::feature::kSplitBatch);
+    component.features.emplace_back(sdk::feature::kShardedExperts);
     component.make_router = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<Router>(context, params);
     };
@@ -170,7 +174,7 @@ public:
             output.aux_losses.emplace_back(
                 "balance", balance_coef_ * sdk::switch_balance_loss(
                                                decision.probs, decision.expert_indices,
-                                               expert_count_));
+                                               expert_count_, input.batch));
         }
         output.routing.push_back(std::move(decision));
         return output;
@@ -198,6 +202,8 @@ void register_components(sdk::Registrar& registrar) {
         .at_least(0);
     component.supports = supports;
     component.features = sdk::all_selection_perturbations();
+    component.features.emplace_back(sdk::feature::kSplitBatch);
+    component.features.emplace_back(sdk::feature::kShardedExperts);
     component.make_block = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<Block>(context, params);
     };

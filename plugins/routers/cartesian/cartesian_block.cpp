@@ -41,7 +41,8 @@ RoutedSublayer::RoutedSublayer(const sdk::MoeLayerContext& context, const Cartes
 }
 
 at::Tensor RoutedSublayer::forward(const at::Tensor& hidden, sdk::SelectionControl& selection,
-                                   int router, sdk::RoutingDecision& decision) {
+                                   const sdk::BatchReduction* batch, int router,
+                                   sdk::RoutingDecision& decision) {
     const at::Tensor x = norm_->forward(hidden);
     at::Tensor mixing;
     {
@@ -65,9 +66,9 @@ at::Tensor RoutedSublayer::forward(const at::Tensor& hidden, sdk::SelectionContr
     }
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
-            "balance",
-            options_.balance_coef *
-                sdk::switch_balance_loss(decision.probs, decision.expert_indices, expert_count_));
+            "balance", options_.balance_coef * sdk::switch_balance_loss(decision.probs,
+                                                                        decision.expert_indices,
+                                                                        expert_count_, batch));
     }
     return update;
 }
@@ -84,11 +85,10 @@ sdk::BlockOutput CartesianBlock::forward(const sdk::BlockInput& input) {
     sdk::BlockOutput output;
     sdk::RoutingDecision first, second;
     const at::Tensor middle =
-        input.hidden +
-        first_->forward(input.hidden, *input.selection, 0, first).to(input.hidden.scalar_type());
-    output.hidden =
-        middle +
-        second_->forward(middle, *input.selection, 1, second).to(input.hidden.scalar_type());
+        input.hidden + first_->forward(input.hidden, *input.selection, input.batch, 0, first)
+                           .to(input.hidden.scalar_type());
+    output.hidden = middle + second_->forward(middle, *input.selection, input.batch, 1, second)
+                                 .to(input.hidden.scalar_type());
     for (auto& [name, loss] : first.aux_losses) output.aux_losses.emplace_back(name + "_a", loss);
     for (auto& [name, loss] : second.aux_losses) output.aux_losses.emplace_back(name + "_b", loss);
     first.aux_losses.clear();

@@ -42,7 +42,8 @@ class RoutedSublayer : public torch::nn::Module {
                    const std::string& suffix, std::uint64_t seed);
 
     // `router` is this sub-layer's number for the selection control (0: first, 1: second).
-    at::Tensor forward(const at::Tensor& hidden, sdk::SelectionControl& selection, int router,
+    at::Tensor forward(const at::Tensor& hidden, sdk::SelectionControl& selection,
+                       const sdk::BatchReduction* batch, int router,
                        sdk::RoutingDecision& decision);
 
   private:

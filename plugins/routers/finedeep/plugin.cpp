@@ -49,6 +49,8 @@ void register_components(sdk::Registrar& registrar) {
     component.params = schema();
     component.supports = supports;
     component.features = sdk::all_selection_perturbations();
+    // run_all on the routed experts: they cannot be sharded.
+    component.features.emplace_back(sdk::feature::kSplitBatch);
     component.make_block = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<FinedeepBlock>(context, FinedeepOptions::from(params));
     };

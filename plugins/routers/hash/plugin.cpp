@@ -34,9 +34,10 @@ void register_components(sdk::Registrar& registrar) {
     component.supports = supports;
     // A hash table is no probability ranking and has no logits: disable_top and logit_noise do
     // not apply (the CartesianMoE paper leaves Hash out of its robustness table, methods.md §2.7).
-    component.features = {std::string(sdk::feature::kExpertDropout),
-                          std::string(sdk::feature::kRandomRouting),
-                          std::string(sdk::feature::kForcedBalance)};
+    component.features = {
+        std::string(sdk::feature::kExpertDropout), std::string(sdk::feature::kRandomRouting),
+        std::string(sdk::feature::kForcedBalance), std::string(sdk::feature::kSplitBatch),
+        std::string(sdk::feature::kShardedExperts)};
     component.make_router = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<HashRouter>(context, HashOptions::from(params));
     };

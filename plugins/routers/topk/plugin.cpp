@@ -40,6 +40,8 @@ void register_components(sdk::Registrar& registrar) {
     component.params = schema();
     component.supports = supports;
     component.features = sdk::all_selection_perturbations();
+    component.features.emplace_back(sdk::feature::kSplitBatch);
+    component.features.emplace_back(sdk::feature::kShardedExperts);
     component.make_router = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<TopKRouter>(context, TopKOptions::from(params));
     };

@@ -52,9 +52,9 @@ sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
 
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
-            "balance",
-            options_.balance_coef *
-                sdk::switch_balance_loss(decision.probs, decision.expert_indices, expert_count_));
+            "balance", options_.balance_coef *
+                           sdk::switch_balance_loss(decision.probs, decision.expert_indices,
+                                                    expert_count_, input.batch));
     }
     if (options_.z_loss_coef > 0) {
         decision.aux_losses.emplace_back("z_loss",

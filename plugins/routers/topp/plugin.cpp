@@ -25,6 +25,8 @@ void register_components(sdk::Registrar& registrar) {
     component.summary = "Top-p router: shortest probability prefix above p, raw weights (TopP)";
     component.params = schema();
     component.features = sdk::all_selection_perturbations();
+    component.features.emplace_back(sdk::feature::kSplitBatch);
+    component.features.emplace_back(sdk::feature::kShardedExperts);
     component.make_router = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<TopPRouter>(context, TopPOptions::from(params));
     };

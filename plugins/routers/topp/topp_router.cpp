@@ -52,9 +52,9 @@ sdk::RoutingDecision TopPRouter::route(const sdk::RouterInput& input) {
         select_top_p(scores, options_.p, options_.max_experts);
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
-            "balance",
-            options_.balance_coef *
-                sdk::switch_balance_loss(decision.probs, decision.expert_indices, expert_count_));
+            "balance", options_.balance_coef *
+                           sdk::switch_balance_loss(decision.probs, decision.expert_indices,
+                                                    expert_count_, input.batch));
     }
     return decision;
 }

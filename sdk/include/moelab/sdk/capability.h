@@ -51,6 +51,16 @@ inline constexpr std::string_view kRandomRouting = "perturbation.random_routing"
 inline constexpr std::string_view kForcedBalance = "perturbation.forced_balance";
 // Incremental decoding with AttentionCache.
 inline constexpr std::string_view kKvCache = "kv_cache";
+// Since 4.1. A batch split across processes: every batch-level quantity of the component's
+// losses goes through RouterInput::batch / BlockInput::batch (batch_reduction.h), so its losses
+// do not depend on the number of processes. Needed by every run with more than one process.
+inline constexpr std::string_view kSplitBatch = "parallel.split_batch";
+// Since 4.1. Routed experts sharded across processes ([parallel] expert > 1): the component uses
+// its routed banks only through mix(), never run_all() (which needs every expert in every
+// process), and accepts a call with no tokens (a process may hold none of an evaluation batch's
+// rows; it still takes part in the experts' exchange): finite losses, zero for no tokens.
+// Shared banks (ExpertBankSpec::shared) stay whole in every process.
+inline constexpr std::string_view kShardedExperts = "parallel.sharded_experts";
 }  // namespace feature
 
 // The features every perturbation-aware router in gate form can list: the host implements them

@@ -10,6 +10,7 @@
 
 #include <torch/nn/module.h>
 
+#include "moelab/sdk/batch_reduction.h"
 #include "moelab/sdk/routing.h"
 #include "moelab/sdk/selection_control.h"
 
@@ -25,6 +26,9 @@ struct BlockInput {
     // Never null while the host calls forward(): each router of the block hands it its scores
     // before choosing, numbered in execution order (Note [Selection contract]).
     SelectionControl* selection = nullptr;
+    // Since 4.1; never null while the host calls forward(): sums over the whole batch when it is
+    // split across processes (batch_reduction.h); hand it to the block's routers.
+    const BatchReduction* batch = nullptr;
 };
 
 struct BlockOutput {
@@ -38,7 +42,7 @@ struct BlockOutput {
 };
 
 class MoeBlock : public torch::nn::Module {
-public:
+  public:
     virtual BlockOutput forward(const BlockInput& input) = 0;
 };
 

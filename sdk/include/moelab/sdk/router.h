@@ -9,6 +9,7 @@
 
 #include <torch/nn/module.h>
 
+#include "moelab/sdk/batch_reduction.h"
 #include "moelab/sdk/routing.h"
 #include "moelab/sdk/selection_control.h"
 
@@ -26,10 +27,13 @@ struct RouterInput {
     // Never null while the host calls route(): hand it the scores before choosing, as router 0
     // (Note [Selection contract] in selection_control.h).
     SelectionControl* selection = nullptr;
+    // Since 4.1; never null while the host calls route(): sums over the whole batch when it is
+    // split across processes (batch_reduction.h). Batch-level losses use it (switch_balance_loss).
+    const BatchReduction* batch = nullptr;
 };
 
 class Router : public torch::nn::Module {
-public:
+  public:
     virtual RoutingDecision route(const RouterInput& input) = 0;
 };
 
