@@ -67,9 +67,9 @@ at::Tensor ShardedExpertBank::mix(const at::Tensor& x, const at::Tensor& indices
         differentiable_all_to_all(*group_, x.index_select(0, row_token), send, receive);
 
     // The local expert of each received row: sources in rank order, each grouped by expert.
-    const at::Tensor index_options = at::arange(count_, at::TensorOptions().dtype(at::kLong));
+    const at::Tensor local_expert_ids = at::arange(count_, at::TensorOptions().dtype(at::kLong));
     const at::Tensor received_expert =
-        index_options.repeat({processes})
+        local_expert_ids.repeat({processes})
             .repeat_interleave(counts.narrow(1, first_, count_).reshape({-1}))
             .to(x.device());
     const bool capped = policy_.capacity_factor > 0;

@@ -8,11 +8,12 @@
 // per-expert counts (an all-gather), then the token rows (an all-to-all, differentiable: the
 // backward sends the gradients back the same way). Each process runs its experts over the rows it
 // received with the recipe's grouped kernel, and returns the outputs with the reverse all-to-all;
-// the sender weights them and adds them to its tokens. Capacity is applied where the experts are,
-// on the counts of the whole group: ceil(capacity_factor * assignments of the group / experts)
-// rows per expert, the rows ordered by source process, then token (the order of the group's
-// batch), or by weight first with keep_highest_weight, exactly as one process holding the whole
-// batch would choose.
+// the sender weights them and adds them to its tokens. The all-to-all takes its split sizes on
+// the host, so on CUDA a call synchronises once (reading the gathered counts). Capacity is applied
+// where the experts are, on the counts of the whole group: ceil(capacity_factor * assignments of
+// the group / experts) rows per expert, the rows ordered by source process, then token (the order
+// of the group's batch), or by weight first with keep_highest_weight, exactly as one process
+// holding the whole batch would choose.
 //
 // Statistics: each process records the rows its own experts processed (zero elsewhere), its own
 // tokens and assignments, and the drops at its experts; summed over the processes (the trainer

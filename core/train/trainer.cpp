@@ -153,9 +153,8 @@ MixturePosition saved_mixture_position(const CheckpointState& state,
     return position;
 }
 
-// The processes of this run: one, or the job torchrun or `moelab launch` started (Note [Parallel
-// layout]). Checks what only the job's size can tell (usage errors, exit 2) before meeting the
-// other processes.
+// The job this process belongs to, from the launcher's environment; a malformed one is a usage
+// error.
 std::optional<LaunchEnvironment> read_launch_environment() {
     try {
         return launch_environment();
@@ -164,6 +163,9 @@ std::optional<LaunchEnvironment> read_launch_environment() {
     }
 }
 
+// The processes of this run: one, or the job torchrun or `moelab launch` started (Note [Parallel
+// layout]). Checks what only the job's size can tell (usage errors, exit 2) before meeting the
+// other processes.
 std::shared_ptr<Parallelism> join_job(const ResolvedRecipe& resolved, DeviceChoice device,
                                       const std::optional<LaunchEnvironment>& env) {
     const Recipe& recipe = resolved.recipe;

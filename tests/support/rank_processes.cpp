@@ -3,8 +3,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -13,17 +11,6 @@
 #include "temp_dir.h"
 
 namespace moelab::tests {
-
-namespace {
-
-std::string slurp(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
-}  // namespace
 
 int rank_of_this_process() {
     const char* rank = std::getenv("MOELAB_TEST_RANK");
@@ -56,10 +43,10 @@ bool in_rank_process(int processes, int timeout_seconds) {
     script += "wait";
     run_command(script);
     for (int r = 0; r < processes; ++r) {
-        const std::string rc = slurp(dir / ("rc." + std::to_string(r)));
+        const std::string rc = read_text(dir / ("rc." + std::to_string(r)));
         EXPECT_EQ(rc, "0\n") << "rank " << r << " of " << filter << " exited with " << rc
                              << "; its output:\n"
-                             << slurp(dir / ("out." + std::to_string(r)));
+                             << read_text(dir / ("out." + std::to_string(r)));
     }
     return false;
 }

@@ -10,16 +10,12 @@
 
 namespace moelab::tests {
 
-namespace {
-
-std::string slurp(const std::filesystem::path& file) {
+std::string read_text(const std::filesystem::path& file) {
     std::ifstream in(file, std::ios::binary);
     std::stringstream text;
     text << in.rdbuf();
     return text.str();
 }
-
-}  // namespace
 
 std::string shell_quote(const std::string& text) {
     std::string quoted = "'";
@@ -39,8 +35,8 @@ CommandResult run_command(const std::string& command_line) {
     const fs::path out = dir / "out";
     const fs::path err = dir / "err";
     // A subshell so that a crash of the command is reported as a signal, not as a shell status.
-    const std::string wrapped = "(" + command_line + ") >" + shell_quote(out.string()) + " 2>" +
-                                shell_quote(err.string());
+    const std::string wrapped =
+        "(" + command_line + ") >" + shell_quote(out.string()) + " 2>" + shell_quote(err.string());
     const int status = std::system(wrapped.c_str());
     CommandResult result;
     if (WIFEXITED(status)) {
@@ -50,8 +46,8 @@ CommandResult run_command(const std::string& command_line) {
     } else if (WIFSIGNALED(status)) {
         result.signal = WTERMSIG(status);
     }
-    result.out = slurp(out);
-    result.err = slurp(err);
+    result.out = read_text(out);
+    result.err = read_text(err);
     return result;
 }
 
