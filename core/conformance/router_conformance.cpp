@@ -1,5 +1,6 @@
 #include "core/conformance/router_conformance.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -12,6 +13,8 @@
 #include "core/moe/moe_layer.h"
 #include "core/moe/perturbation.h"
 #include "core/plugin/plugin_error.h"
+#include "moelab/sdk/batch_reduction.h"
+#include "moelab/sdk/error.h"
 #include "moelab/sdk/init.h"
 
 namespace moelab::core {
@@ -70,12 +73,14 @@ Layer build(const RegisteredRouter& router, const sdk::Params& params, std::uint
 }
 
 sdk::BlockOutput forward(Layer& layer, const at::Tensor& hidden, const at::Tensor& ids,
-                         bool training, const Perturbation* perturbation = nullptr) {
+                         bool training, const Perturbation* perturbation = nullptr,
+                         const sdk::BatchReduction* batch = nullptr) {
     layer.moe->train(training);
     sdk::BlockInput input;
     input.hidden = hidden;
     input.token_ids = ids;
     input.training = training;
+    input.batch = batch;
     return layer.moe->forward(input, nullptr, perturbation);
 }
 
@@ -134,6 +139,66 @@ ConformanceCheck check_decisions(const sdk::BlockOutput& out, std::int64_t token
         }
     }
     return pass(fmt::format("{} tokens, {} decision(s) per forward", tokens, out.routing.size()));
+}
+
+// One process of two that share a batch, played in one process: a first pass records what each of
+// the process's BatchReduction::sum calls sends; a second pass answers every call with its own
+// value plus the other process's recorded one (the calls come in the same order in both).
+class PlayedHalf final : public sdk::BatchReduction {
+  public:
+    explicit PlayedHalf(const std::vector<at::Tensor>* other = nullptr) : other_(other) {}
+    at::Tensor sum(const at::Tensor& local) const override {
+        const at::Tensor mine = local.detach().clone();
+        if (other_ == nullptr) {
+            sent_.push_back(mine);
+            return mine;
+        }
+        if (call_ >= other_->size() || (*other_)[call_].sizes() != mine.sizes()) {
+            throw sdk::Error("the two halves of a batch made different BatchReduction::sum calls");
+        }
+        return mine + (*other_)[call_++];
+    }
+    int parts() const override { return 2; }
+    const std::vector<at::Tensor>& sent() const { return sent_; }
+
+  private:
+    const std::vector<at::Tensor>* other_;
+    mutable std::vector<at::Tensor> sent_;
+    mutable std::size_t call_ = 0;
+};
+
+// The auxiliary losses of a batch split over two processes, averaged as the host averages the
+// processes' losses, against the whole batch's (feature::kSplitBatch).
+ConformanceCheck check_split_batch(const RegisteredRouter& router, const sdk::Params& params) {
+    constexpr std::int64_t kTokens = 64, kHalf = kTokens / 2;
+    const at::Tensor x = hidden_states(kTokens, 9), ids = token_ids(kTokens, 9);
+    Layer layer = build(router, params, 11);
+    const sdk::BlockOutput whole = forward(layer, x, ids, true);
+    if (whole.aux_losses.empty()) return pass("no auxiliary losses: nothing depends on the batch");
+    auto half = [&](int part, const PlayedHalf& batch) {
+        return forward(layer, x.narrow(0, part * kHalf, kHalf), ids.narrow(0, part * kHalf, kHalf),
+                       true, nullptr, &batch);
+    };
+    PlayedHalf first_pass_a, first_pass_b;
+    half(0, first_pass_a);
+    half(1, first_pass_b);
+    const PlayedHalf a(&first_pass_b.sent()), b(&first_pass_a.sent());
+    const sdk::BlockOutput out_a = half(0, a), out_b = half(1, b);
+    for (std::size_t i = 0; i < whole.aux_losses.size(); ++i) {
+        const auto& [name, value] = whole.aux_losses[i];
+        const double expected = value.item<double>();
+        const double split = 0.5 * (out_a.aux_losses.at(i).second.item<double>() +
+                                    out_b.aux_losses.at(i).second.item<double>());
+        if (std::abs(split - expected) > 1e-4 * std::max(1.0, std::abs(expected))) {
+            return fail(fmt::format(
+                "aux_losses['{}'] of a batch split over 2 processes averages to {:.6g}, the whole "
+                "batch gives {:.6g}: batch-level counts must go through input.batch "
+                "(sdk::switch_balance_loss(..., input.batch))",
+                name, split, expected));
+        }
+    }
+    return pass(fmt::format("{} auxiliary loss(es) of a split batch equal the whole batch's",
+                            whole.aux_losses.size()));
 }
 
 }  // namespace
@@ -223,6 +288,25 @@ ConformanceReport test_router_component(const RegisteredRouter& router) {
         }
         return pass("shapes and values as expected");
     }));
+
+    auto lists = [&](std::string_view feature) {
+        return std::find(component.features.begin(), component.features.end(), feature) !=
+               component.features.end();
+    };
+    if (lists(sdk::feature::kSplitBatch)) {
+        report.checks.push_back(run_check("a batch split over processes",
+                                          [&] { return check_split_batch(router, defaults); }));
+    }
+    if (lists(sdk::feature::kShardedExperts)) {
+        // A process may hold none of an evaluation batch's rows and still serve its experts.
+        report.checks.push_back(run_check("a call without tokens", [&] {
+            Layer layer = build(router, defaults, 11);
+            const sdk::BlockOutput out =
+                forward(layer, hidden_states(0, 10), token_ids(0, 10), false);
+            if (out.hidden.size(0) != 0) return fail("0 tokens in, a non-empty output");
+            return pass("0 tokens: an empty output and finite losses");
+        }));
+    }
 
     report.checks.push_back(run_check("fp32 routing under bf16 input", [&] {
         Layer layer = build(router, defaults, 11);

@@ -84,7 +84,9 @@ INSTANTIATE_TEST_SUITE_P(
         Defect{"kit-vector-aux", "decision contract",
                "aux_losses['balance'] must be a floating-point scalar (one element)"},
         Defect{"kit-nondeterministic", "determinism under a seed",
-               "two layers built with the same seed give different outputs"}),
+               "two layers built with the same seed give different outputs"},
+        Defect{"kit-local-balance", "a batch split over processes",
+               "of a batch split over 2 processes averages to"}),
     [](const auto& info) {
         std::string name = info.param.component;
         for (char& c : name) c = c == '-' ? '_' : c;

@@ -6,8 +6,9 @@
 //     on a step, writes a checkpoint and stops);
 //   - when a process fails, the others are stopped (SIGTERM, SIGKILL after a grace period): a
 //     dead rank never leaves the others waiting in a collective. The job fails with the message
-//     and exit status of the process that reported an error first: the others' errors follow
-//     from it ("Connection closed by peer"), and may even exit before it does.
+//     and exit status of the process whose error is the cause: the first error that is not the
+//     loss of a peer ("Connection closed by peer": the others' errors follow from the failing
+//     process closing its connections, which it may do before it prints its own error).
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -239,12 +241,22 @@ int launch_job(const LaunchArgs& args) {
     ::sigaction(SIGTERM, &old_term, nullptr);
 
     if (failed_rank >= 0) {
+        auto lost_peer = [](const std::string& error) {
+            for (const char* symptom : {"closed by peer", "reset by peer", "Broken pipe"}) {
+                if (error.find(symptom) != std::string::npos) return true;
+            }
+            return false;
+        };
+        // Ordered by (an effect of a lost peer, when it came): causes first, earliest first.
+        auto rank_of_error = [&](const Rank& rank) {
+            return std::pair{lost_peer(rank.error), rank.error_order};
+        };
         int cause = failed_rank;
         for (std::size_t i = 0; i < ranks.size(); ++i) {
             const Rank& rank = ranks[i];
             const Rank& best = ranks[static_cast<std::size_t>(cause)];
             if (rank.error_order >= 0 &&
-                (best.error_order < 0 || rank.error_order < best.error_order)) {
+                (best.error_order < 0 || rank_of_error(rank) < rank_of_error(best))) {
                 cause = static_cast<int>(i);
             }
         }

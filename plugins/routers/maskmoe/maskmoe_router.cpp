@@ -94,8 +94,11 @@ sdk::RoutingDecision MaskMoeRouter::route(const sdk::RouterInput& input) {
         decision.aux_losses.emplace_back("z_loss",
                                          options_.z_loss_coef * sdk::router_z_loss(logits));
     }
+    // The host does not count the statistics of a call without tokens; they must be finite.
     decision.stats.emplace_back("rare_token_fraction",
-                                (token_visible.sum(1) == 1).to(at::kFloat).mean().detach());
+                                token_visible.size(0) == 0
+                                    ? at::zeros({}, token_visible.options().dtype(at::kFloat))
+                                    : (token_visible.sum(1) == 1).to(at::kFloat).mean().detach());
     return decision;
 }
 

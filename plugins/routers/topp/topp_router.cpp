@@ -26,7 +26,8 @@ std::pair<at::Tensor, at::Tensor> select_top_p(const at::Tensor& probs, double p
                                        sorted.cumsum(-1).narrow(-1, 0, sorted.size(-1) - 1)},
                                       -1);
     at::Tensor keep = (before <= p) & (sorted > 0);  // score 0: not selectable
-    std::int64_t slots = keep.sum(-1).max().item<std::int64_t>();
+    // No tokens (a process holding none of an evaluation batch's rows): one empty slot column.
+    std::int64_t slots = keep.size(0) == 0 ? 1 : keep.sum(-1).max().item<std::int64_t>();
     if (max_experts > 0) slots = std::min(slots, max_experts);
     keep = keep.narrow(-1, 0, slots);
     const at::Tensor indices = order.narrow(-1, 0, slots).masked_fill(keep.logical_not(), -1);
