@@ -130,18 +130,14 @@ void write_files(const fs::path& dir, std::int64_t step, const CheckpointContent
         sync_path(dir / whole_file(kOptimizer));
     } else {
         write_checkpoint_shard(dir, 1, shards.files, contents.model, contents.optimizer);
-        std::map<std::string, std::int64_t> model_stacks, optimizer_stacks;
-        for (const auto& [name, experts] : shards.stacks) {
-            // Optimizer state is named "<kind>/<parameter>" (adamw.h), parameters never hold '/'.
-            (name.find('/') == std::string::npos ? model_stacks : optimizer_stacks)[name] = experts;
-        }
-        write_text(dir / index_file(kModel),
-                   format_checkpoint_index(
-                       shard_index(kModel, contents.model, model_stacks, shards.files), metadata));
+        write_text(
+            dir / index_file(kModel),
+            format_checkpoint_index(
+                shard_index(kModel, contents.model, shards.model_stacks, shards.files), metadata));
         write_text(dir / index_file(kOptimizer),
-                   format_checkpoint_index(
-                       shard_index(kOptimizer, contents.optimizer, optimizer_stacks, shards.files),
-                       metadata));
+                   format_checkpoint_index(shard_index(kOptimizer, contents.optimizer,
+                                                       shards.optimizer_stacks, shards.files),
+                                           metadata));
     }
     write_text(dir / "state.json", to_json(state).dump(2) + "\n");
     sync_path(dir);

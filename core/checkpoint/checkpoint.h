@@ -40,7 +40,8 @@ namespace moelab::core {
 // The stacked tensors of a checkpoint written in expert shards (Note [Expert shards]).
 struct ExpertShardLayout {
     int files = 1;  // E; 1: one model.safetensors and one optimizer.safetensors
-    std::map<std::string, std::int64_t> stacks;  // stacked tensor -> its expert count
+    // Stacked tensor -> its expert count, of the model's tensors and of the optimizer's.
+    std::map<std::string, std::int64_t> model_stacks, optimizer_stacks;
 };
 
 struct CheckpointContents {

@@ -1,6 +1,13 @@
 #include "core/dist/launch_environment.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string_view>
 
@@ -30,6 +37,23 @@ int integer_variable(const char* name, const char* text, int low, int high) {
 }
 
 }  // namespace
+
+int free_loopback_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) throw std::runtime_error(fmt::format("socket: {}", std::strerror(errno)));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+        const std::string reason = std::strerror(errno);
+        ::close(fd);
+        throw std::runtime_error(fmt::format("no free port on 127.0.0.1: {}", reason));
+    }
+    ::close(fd);
+    return ntohs(address.sin_port);
+}
 
 std::optional<LaunchEnvironment> launch_environment(
     const std::function<const char*(const char*)>& lookup) {

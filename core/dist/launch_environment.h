@@ -26,6 +26,11 @@ struct LaunchEnvironment {
     std::string file_store;  // MOELAB_FILE_STORE; empty: the TCP store
 };
 
+// A TCP port the kernel just handed out on 127.0.0.1, for the rendezvous of a job on this machine
+// (free unless taken in between, the race torchrun accepts too). Throws std::runtime_error with
+// errno's reason when there is none.
+int free_loopback_port();
+
 // The job described by the environment `lookup` reads (getenv by default); nullopt when
 // WORLD_SIZE is not set (a single process). Throws std::invalid_argument naming the variable
 // when a value is malformed or out of range, or the TCP store's address is missing.

@@ -620,10 +620,10 @@ fs::path TrainingRun::save(const std::string& why) {
     CheckpointContents contents;
     contents.shards.files = layout.expert_degree;
     if (writes) {
-        contents.model =
-            split_into_experts(model_tensors(*model_), expert_shards_, contents.shards.stacks);
-        contents.optimizer =
-            split_into_experts(optimizer_->state(), expert_shards_, contents.shards.stacks);
+        contents.model = split_into_experts(model_tensors(*model_), expert_shards_,
+                                            contents.shards.model_stacks);
+        contents.optimizer = split_into_experts(optimizer_->state(), expert_shards_,
+                                                contents.shards.optimizer_stacks);
     }
     const fs::path step_dir = run_dir_ / "checkpoints" / fmt::format("step-{}", step_);
     if (!leader_) {

@@ -155,7 +155,8 @@ class ExpertShardFiles : public CheckpointFiles {
             contents.optimizer.push_back(t);
         }
         contents.shards.files = 2;
-        contents.shards.stacks = {{"layer0.experts.w_in", 4}, {"exp_avg/layer0.experts.w_in", 4}};
+        contents.shards.model_stacks = {{"layer0.experts.w_in", 4}};
+        contents.shards.optimizer_stacks = {{"exp_avg/layer0.experts.w_in", 4}};
         SaveHooks hooks;
         hooks.before_publish = second_writer;
         return save_checkpoint(dir_, 7, contents, 3, hooks);

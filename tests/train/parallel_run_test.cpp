@@ -3,11 +3,7 @@
 // every step (up to float32 summation order), a checkpoint any layout can evaluate and resume,
 // and a job that fails as a whole, with the failing process's message, when one process fails.
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -17,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dist/launch_environment.h"
 #include "support/run_files.h"
 #include "support/subprocess.h"
 #include "test_corpus.h"
@@ -79,20 +76,6 @@ class ParallelRun : public ::testing::Test {
 };
 
 const std::string kSteps = " --set train.steps=20 --set train.eval_every=0";
-
-// A port the kernel just handed out on 127.0.0.1 (a fixed one could be taken by a concurrent test).
-int free_loopback_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    const bool ok = fd >= 0 &&
-                    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-                    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
-    if (fd >= 0) ::close(fd);
-    return ok ? ntohs(address.sin_port) : 29613;
-}
 
 TEST_F(ParallelRun, ExpertDegreeTwoTrainsLikeOneProcess) {
     const CommandResult one = moelab("run " + tiny_recipe() + " --out one" + kSteps);
@@ -177,9 +160,8 @@ TEST_F(ParallelRun, TorchrunsEnvironmentStartsTheSameJob) {
     const CommandResult launched = moelab("launch -n 2 -- run " + tiny_recipe() + " --out a" +
                                           kSteps + " --set parallel.expert=2");
     ASSERT_EQ(launched.exit_code, 0) << launched.err;
-    const std::string common =
-        " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_loopback_port()) +
-        " ";
+    const std::string common = " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                               std::to_string(core::free_loopback_port()) + " ";
     const std::string command = shell_quote(MOELAB_BINARY) + " run " + tiny_recipe() + " --out b" +
                                 kSteps + " --set parallel.expert=2";
     const CommandResult both = run_command(

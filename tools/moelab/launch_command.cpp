@@ -10,12 +10,9 @@
 //     loss of a peer ("Connection closed by peer": the others' errors follow from the failing
 //     process closing its connections, which it may do before it prints its own error).
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +28,7 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/dist/launch_environment.h"
 
 namespace moelab::cli {
 
@@ -42,26 +40,6 @@ volatile sig_atomic_t g_signals = 0;
 void remember_signal(int signal) {
     g_forward_signal = signal;
     g_signals = g_signals + 1;
-}
-
-// A port the kernel just handed out on the loopback interface (free unless taken in between,
-// the same race torchrun accepts).
-int free_loopback_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) throw std::runtime_error(fmt::format("socket: {}", std::strerror(errno)));
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = 0;
-    socklen_t length = sizeof address;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-        const std::string reason = std::strerror(errno);
-        ::close(fd);
-        throw std::runtime_error(fmt::format("cannot find a free port on 127.0.0.1: {}", reason));
-    }
-    ::close(fd);
-    return ntohs(address.sin_port);
 }
 
 struct Rank {
@@ -130,7 +108,7 @@ int launch_job(const LaunchArgs& args) {
     const ssize_t self_length = ::readlink("/proc/self/exe", self, sizeof self - 1);
     if (self_length <= 0) throw std::runtime_error("launch: cannot find this moelab executable");
     self[self_length] = '\0';
-    const int port = args.port > 0 ? args.port : free_loopback_port();
+    const int port = args.port > 0 ? args.port : core::free_loopback_port();
 
     struct sigaction forward {};
     forward.sa_handler = remember_signal;
