@@ -13,10 +13,14 @@
 
 namespace moelab::core {
 
-// Seconds spent in one group's collectives since the last take(), forward and backward.
+// Seconds spent in one group's collectives since the last take(), forward and backward, except
+// while paused (evaluations and checkpoints are not the training window's).
 class ExchangeClock {
   public:
-    void add(double seconds) { seconds_ += seconds; }
+    void add(double seconds) {
+        if (!paused_) seconds_ += seconds;
+    }
+    void set_paused(bool paused) { paused_ = paused; }
     double take() {
         const double s = seconds_;
         seconds_ = 0;
@@ -25,6 +29,7 @@ class ExchangeClock {
 
   private:
     double seconds_ = 0;
+    bool paused_ = false;
 };
 
 class Parallelism {

@@ -779,8 +779,8 @@ RunResult TrainingRun::run() {
         }
         const Clock::time_point pause = Clock::now();
         // Exchanges of evaluations and checkpoints are not the training window's.
-        const double window_all_to_all = parallel_->expert_exchange().take();
-        const double window_all_reduce = parallel_->gradient_exchange().take();
+        parallel_->expert_exchange().set_paused(true);
+        parallel_->gradient_exchange().set_paused(true);
         if (train_.eval_every > 0 && step_ % train_.eval_every == 0 && step_ < train_.steps) {
             evaluate_split(Split::kValidation, train_.eval_batches);
         }
@@ -789,10 +789,8 @@ RunResult TrainingRun::run() {
             save("periodic");
         }
         window_paused += seconds_since(pause);
-        parallel_->expert_exchange().take();
-        parallel_->gradient_exchange().take();
-        parallel_->expert_exchange().add(window_all_to_all);
-        parallel_->gradient_exchange().add(window_all_reduce);
+        parallel_->expert_exchange().set_paused(false);
+        parallel_->gradient_exchange().set_paused(false);
     }
     finish();
     return {run_dir_, RunOutcome::kCompleted, step_};
