@@ -45,6 +45,16 @@ if [ -d data/brown ]; then
     done
 fi
 
+# Decoding on CUDA through the caches (float32, then bfloat16 autocast), with the speed-up against
+# recomputation; the one-process run above is the model.
+if [ -d "$parallel_dir/n1" ]; then
+    for dtype in float32 bfloat16; do
+        "$build/bin/moelab" generate "$parallel_dir/n1" --prompt "The jury said" --max-new 256 \
+            --stats --set model.dtype="$dtype" 2>&1 | tee -a "$out/generate.log" | tail -6 ||
+            echo "generate on cuda ($dtype) failed" | tee -a "$out/generate.log"
+    done
+fi
+
 # The shapes of the kernels issue: SonicMoE's, Mixtral-like, and the project's benchmark shape.
 shapes=("--tokens 32768 --d-model 4096 --d-ff 1024 --experts 64 --k 4"
         "--tokens 8192 --d-model 4096 --d-ff 14336 --experts 8 --k 2"

@@ -6,7 +6,7 @@
 #   tools/install_sdk.sh PREFIX [BUILD_DIR]
 #
 # Then, in a plugin project: cmake -DCMAKE_PREFIX_PATH="PREFIX;<LibTorch prefix>" ... and
-# find_package(moelabSDK 4 REQUIRED). Debian's LibTorch is found without a prefix.
+# find_package(moelabSDK 5 REQUIRED). Debian's LibTorch is found without a prefix.
 set -euo pipefail
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
     echo "usage: tools/install_sdk.sh PREFIX [BUILD_DIR]" >&2

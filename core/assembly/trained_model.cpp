@@ -1,25 +1,40 @@
 #include "core/assembly/trained_model.h"
 
+#include <fmt/format.h>
+
 #include "core/checkpoint/checkpoint.h"
+#include "core/model/model_assembly.h"
 #include "core/system/device.h"
 #include "core/system/read_file.h"
 #include "core/train/model_state.h"
+#include "core/train/trainer.h"
 
 namespace moelab::core {
 
 namespace fs = std::filesystem;
 
+fs::path run_directory_of(const fs::path& target, const fs::path& step_dir) {
+    if (fs::exists(target / "recipe.resolved.toml")) return target;
+    const fs::path run = step_dir.parent_path().parent_path();
+    if (fs::exists(run / "recipe.resolved.toml")) return run;
+    throw RunSetupError(
+        fmt::format("cannot find recipe.resolved.toml for {} (expected a run directory or "
+                    "<run>/checkpoints/step-N)",
+                    target.string()));
+}
+
 TrainedModel::TrainedModel(const ResolvedRecipe& resolved, const fs::path& run_dir,
                            const fs::path& step_dir, DeviceChoice device,
-                           const std::function<void(const std::string&)>& log)
+                           const std::function<void(const std::string&)>& log,
+                           const std::vector<std::string>& features)
     : resolved_(resolved) {
     const Recipe& recipe = resolved.recipe;
     dataset_.emplace(Dataset::prepare_with_tokenizer(
         resolved, read_file(run_dir / "tokenizer.txt", kMaxTokenizerBytes, "tokenizer file"), log));
-    check_support(resolved, capability_query(recipe, device, dataset_->vocab_size()));
     const Dataset* data = &*dataset_;
-    model_ = std::make_shared<LanguageModel>(resolved, data->vocab_size(),
-                                             [data] { return data->training_token_counts(); });
+    model_ = assemble_model(
+        resolved, device, data->vocab_size(), [data] { return data->training_token_counts(); },
+        features);
     const LoadedCheckpoint checkpoint = load_checkpoint(step_dir, CheckpointParts::kModel);
     load_model_tensors(*model_, checkpoint.model);
     step_ = checkpoint.state.step;

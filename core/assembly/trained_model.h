@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/data/dataset.h"
 #include "core/eval/split_evaluation.h"
@@ -19,14 +20,21 @@
 
 namespace moelab::core {
 
+// The run directory a target belongs to: the target itself, or <run>/checkpoints/step-N.
+// RunSetupError when neither holds recipe.resolved.toml.
+std::filesystem::path run_directory_of(const std::filesystem::path& target,
+                                       const std::filesystem::path& step_dir);
+
 class TrainedModel {
   public:
     // `run_dir` holds recipe.resolved.toml and tokenizer.txt; `step_dir` is one of its complete
     // checkpoints (resolve_checkpoint). `device` is the resolved device ("cpu" or "cuda"). Only
     // the weights are read: a missing or damaged optimizer state does not matter here.
+    // `features`: what the caller needs of the components (feature::kKvCache to decode).
     TrainedModel(const ResolvedRecipe& resolved, const std::filesystem::path& run_dir,
                  const std::filesystem::path& step_dir, DeviceChoice device,
-                 const std::function<void(const std::string&)>& log);
+                 const std::function<void(const std::string&)>& log,
+                 const std::vector<std::string>& features = {});
 
     // Loss, perplexity and routing statistics on `split` (at most `max_batches` batches per
     // source; 0: the whole split), under `perturbation` (kind none: plain evaluation). For a
@@ -38,8 +46,11 @@ class TrainedModel {
                                      const Perturbation& perturbation = {}) const;
 
     std::int64_t step() const { return step_; }
+    const Recipe& recipe() const { return resolved_.recipe; }
     const Dataset& dataset() const { return *dataset_; }
     LanguageModel& model() const { return *model_; }
+    at::Device device() const { return device_; }
+    bool autocast_bf16() const { return autocast_bf16_; }
 
   private:
     const ResolvedRecipe& resolved_;

@@ -54,6 +54,7 @@ json to_json(const CheckpointState& state) {
     out["format"] = kCheckpointFormat;
     out["step"] = state.step;
     out["optimizer_steps"] = state.optimizer_steps;
+    if (state.parameter_steps) out["parameter_steps"] = *state.parameter_steps;
     out["tokens_seen"] = state.tokens_seen;
     json sources = json::array();
     for (const SourcePosition& source : state.data_sources) {
@@ -89,6 +90,17 @@ CheckpointState parse_checkpoint_state(std::string_view text, const std::string&
     CheckpointState state;
     state.step = read.count(root, "step", "step");
     state.optimizer_steps = read.count(root, "optimizer_steps", "optimizer_steps");
+    if (auto it = root.find("parameter_steps"); it != root.end()) {
+        if (!it->is_object()) {
+            read.fail("parameter_steps",
+                      "expected an object {parameter: steps}, got " + describe_json(*it));
+        }
+        std::map<std::string, std::int64_t> steps;
+        for (const auto& [name, value] : it->items()) {
+            steps[name] = read.count(*it, "parameter_steps." + printable(name, 60), name);
+        }
+        state.parameter_steps = std::move(steps);
+    }
     state.tokens_seen = read.count(root, "tokens_seen", "tokens_seen");
     const json& data = read.member(root, "data", "data");
     if (!data.is_object()) read.fail("data", "expected an object {epoch, cursor}");
@@ -127,8 +139,8 @@ CheckpointState parse_checkpoint_state(std::string_view text, const std::string&
         state.elapsed_seconds = it->get<double>();
     }
     state.extra = std::move(root);
-    for (const char* known : {"format", "step", "optimizer_steps", "tokens_seen", "data",
-                              "recipe_hash", "elapsed_seconds"}) {
+    for (const char* known : {"format", "step", "optimizer_steps", "parameter_steps", "tokens_seen",
+                              "data", "recipe_hash", "elapsed_seconds"}) {
         state.extra.erase(known);
     }
     return state;

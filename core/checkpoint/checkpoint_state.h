@@ -5,6 +5,8 @@
 // rather than as a JSON library's type error.
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,7 +26,11 @@ struct SourcePosition {
 
 struct CheckpointState {
     std::int64_t step = 0;             // optimizer steps taken when it was saved
-    std::int64_t optimizer_steps = 0;  // AdamW's step counter (bias correction)
+    std::int64_t optimizer_steps = 0;  // optimizer steps taken (AdamW::steps())
+    // Each parameter's own count of AdamW updates (AdamW::parameter_steps()); parameters absent
+    // have no optimizer state. Missing in checkpoints from before stages: every parameter then
+    // has optimizer_steps updates.
+    std::optional<std::map<std::string, std::int64_t>> parameter_steps;
     std::int64_t tokens_seen = 0;
     std::int64_t data_sequences = 0;  // training sequences drawn from the mixture
     // Every source's position. A checkpoint from before sources holds one (epoch, cursor): it

@@ -94,6 +94,24 @@ struct TrainOptions {
     std::int64_t keep_checkpoints = 2;
 };
 
+// Note [Stages]: a run in stages ([[stage]] tables), each with its own length, learning-rate
+// schedule (linear warm-up, then cosine decay, within the stage) and set of trainable parameters
+// (glob patterns over parameter names: `*` any run of characters, dots included, `?` one
+// character). A parameter outside a stage's patterns is frozen for the stage: no gradient, no
+// update, no optimizer state until a stage trains it. AdamW counts steps per parameter, so a
+// parameter that starts training in a later stage gets the bias correction of its own first step.
+// Without [[stage]] tables a run is one stage of train.steps training everything with [train]'s
+// schedule; with them, train.steps is the sum of the stages' steps.
+struct StageOptions {
+    std::string name;
+    std::int64_t steps = 1;
+    // Unset keys take [train]'s value when the recipe is loaded.
+    double lr_peak = 3e-3;
+    double lr_min = 3e-4;
+    std::int64_t warmup_steps = 0;
+    std::vector<std::string> trainable{"*"};
+};
+
 // Starting from a trained model instead of random weights (DSMoE's dense -> MoE conversion,
 // methods.md §3.1). Tensors are copied by name; with partition_ffn = n each dense SwiGLU FFN of
 // the source becomes the n experts of the MoE block at the same layer, split along the
@@ -163,6 +181,7 @@ struct Recipe {
     std::optional<PluginSelection> router;  // present iff model.ffn is FfnKind::kMoe
     InitOptions init;
     TrainOptions train;
+    std::vector<StageOptions> stages;  // [[stage]]; empty: one stage (Note [Stages])
     EvalOptions eval;
     ParallelOptions parallel;
 

@@ -46,6 +46,30 @@ const OptionsBinding<DataOptions>& data_binding() {
     return binding;
 }
 
+const OptionsBinding<StageOptions>& stage_binding() {
+    static const OptionsBinding<StageOptions> binding = [] {
+        OptionsBinding<StageOptions> b;
+        b.bind("name", &StageOptions::name, "Name of the stage in logs and metrics");
+        b.bind("steps", &StageOptions::steps, "Optimizer steps of this stage").at_least(1);
+        b.bind("lr_peak", &StageOptions::lr_peak,
+               "Learning rate after the stage's warm-up (default: train.lr_peak)")
+            .between(0, 10);
+        b.bind("lr_min", &StageOptions::lr_min,
+               "Learning rate at the stage's last step, after cosine decay (default: "
+               "train.lr_min)")
+            .between(0, 10);
+        b.bind("warmup_steps", &StageOptions::warmup_steps,
+               "Linear warm-up steps at the start of the stage (default: train.warmup_steps, "
+               "capped at the stage's steps)")
+            .at_least(0);
+        b.bind("trainable", &StageOptions::trainable,
+               "Glob patterns over parameter names (`*` any characters, `?` one); parameters "
+               "matching none are frozen in this stage (default [\"*\"]: everything)");
+        return b;
+    }();
+    return binding;
+}
+
 const OptionsBinding<DataSourceOptions>& data_source_binding() {
     static const OptionsBinding<DataSourceOptions> binding = [] {
         OptionsBinding<DataSourceOptions> b;

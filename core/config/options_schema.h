@@ -22,6 +22,7 @@ const OptionsBinding<ModelOptions>& model_binding();
 const OptionsBinding<MoeOptions>& moe_binding();
 const OptionsBinding<InitOptions>& init_binding();
 const OptionsBinding<TrainOptions>& train_binding();
+const OptionsBinding<StageOptions>& stage_binding();
 const OptionsBinding<EvalOptions>& eval_binding();
 const OptionsBinding<ParallelOptions>& parallel_binding();
 // [eval.perturbation], and each perturbation of a comparison file.

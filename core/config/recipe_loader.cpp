@@ -287,30 +287,97 @@ std::optional<PluginSelection> read_plugin_section(toml::table& root, const std:
     return selection;
 }
 
-// [[data.source]]: an array of tables, each read against data_source_binding(). Keys are recorded
-// as data.source[i].key (location_of walks up to data.source[i], then data).
-void read_data_sources(toml::table& root, Recipe& recipe, Diagnostics& diagnostics) {
-    toml::table* data = root["data"].as_table();
-    toml::node* node = data == nullptr ? nullptr : data->get("source");
-    if (node == nullptr) return;
+// An array of tables ([[data.source]], [[stage]]) at `key` of `parent` (null: absent), each table
+// read against `binding`. Keys are recorded as <path>[i].<option>, so location_of walks up to
+// <path>[i], then to <path>'s section.
+template <class Options>
+std::vector<Options> read_table_array(toml::table* parent, const std::string& key,
+                                      const std::string& path,
+                                      const OptionsBinding<Options>& binding, Recipe& recipe,
+                                      Diagnostics& diagnostics) {
+    std::vector<Options> out;
+    toml::node* node = parent == nullptr ? nullptr : parent->get(key);
+    if (node == nullptr) return out;
     const toml::array* array = node->as_array();
     if (array == nullptr || !array->is_array_of_tables() || array->empty()) {
-        diagnostics.add(location_of(node->source()), "data.source",
-                        fmt::format("expected [[data.source]] tables (an array of tables), got {}",
+        diagnostics.add(location_of(node->source()), path,
+                        fmt::format("expected [[{}]] tables (an array of tables), got {}", path,
                                     describe_node(*node)));
-        return;
+        return out;
     }
-    recipe.locations["data.source"] = location_of(node->source());
+    recipe.locations[path] = location_of(node->source());
     for (std::size_t i = 0; i < array->size(); ++i) {
         const toml::table& table = *array->get(i)->as_table();
-        const std::string prefix = fmt::format("data.source[{}]", i);
+        const std::string prefix = fmt::format("{}[{}]", path, i);
         recipe.locations[prefix] = location_of(table.source());
-        const sdk::Params values = detail::read_params(table, data_source_binding().schema(),
-                                                       prefix, {}, diagnostics, recipe.locations);
-        DataSourceOptions source;
-        data_source_binding().assign(values, source);
-        recipe.data.sources.push_back(std::move(source));
+        const sdk::Params values =
+            detail::read_params(table, binding.schema(), prefix, {}, diagnostics, recipe.locations);
+        Options options;
+        binding.assign(values, options);
+        out.push_back(std::move(options));
     }
+    return out;
+}
+
+void read_data_sources(toml::table& root, Recipe& recipe, Diagnostics& diagnostics) {
+    recipe.data.sources = read_table_array(root["data"].as_table(), "source", "data.source",
+                                           data_source_binding(), recipe, diagnostics);
+}
+
+// [[stage]]: keys a stage leaves out take [train]'s values; train.steps becomes the stages' sum
+// (Note [Stages]).
+void read_stages(toml::table& root, Recipe& recipe, Diagnostics& diagnostics) {
+    recipe.stages = read_table_array(&root, "stage", "stage", stage_binding(), recipe, diagnostics);
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+        const std::string prefix = fmt::format("stage[{}]", i);
+        if (recipe.locations.count(prefix + ".steps") == 0) {
+            diagnostics.add(recipe.locations[prefix], prefix + ".steps",
+                            "missing: every stage says how many optimizer steps it takes");
+        }
+    }
+}
+
+void settle_stages(Recipe& recipe, Diagnostics& diagnostics) {
+    if (recipe.stages.empty()) return;
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+        StageOptions& stage = recipe.stages[i];
+        const std::string prefix = fmt::format("stage[{}]", i);
+        auto unset = [&](const char* key) {
+            return recipe.locations.count(prefix + "." + key) == 0;
+        };
+        if (unset("lr_peak")) stage.lr_peak = recipe.train.lr_peak;
+        // A stage's own smaller peak caps the inherited minimum: the decay never rises.
+        if (unset("lr_min")) stage.lr_min = std::min(recipe.train.lr_min, stage.lr_peak);
+        if (stage.lr_min > stage.lr_peak) {
+            diagnostics.add(
+                recipe.location_of(prefix + ".lr_min"), prefix + ".lr_min",
+                fmt::format("is {}, above the stage's lr_peak of {}", stage.lr_min, stage.lr_peak));
+        }
+        if (unset("warmup_steps")) {
+            stage.warmup_steps = std::min(recipe.train.warmup_steps, stage.steps);
+        }
+        if (stage.warmup_steps > stage.steps) {
+            diagnostics.add(recipe.location_of(prefix + ".warmup_steps"), prefix + ".warmup_steps",
+                            fmt::format("is {}, longer than the stage's {} steps",
+                                        stage.warmup_steps, stage.steps));
+        }
+        if (stage.name.empty()) stage.name = fmt::format("stage{}", i + 1);
+        if (stage.trainable.empty()) {
+            diagnostics.add(recipe.location_of(prefix + ".trainable"), prefix + ".trainable",
+                            "an empty list trains nothing: name the parameters the stage trains "
+                            "(\"*\" for all)");
+        }
+        total += stage.steps;
+    }
+    if (recipe.locations.count("train.steps") != 0 && recipe.train.steps != total) {
+        diagnostics.add(recipe.location_of("train.steps"), "train.steps",
+                        fmt::format("is {} but the [[stage]] tables add up to {} steps; with "
+                                    "stages the run's length is their sum: remove train.steps "
+                                    "or set it to {}",
+                                    recipe.train.steps, total, total));
+    }
+    recipe.train.steps = total;
 }
 
 // Plugin directories resolve like `extends`: relative to the file that names them (the working
@@ -594,6 +661,7 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
     move_deprecated_keys(root, recipe, diagnostics);
     std::vector<std::string> sections = host_section_names();
     sections.insert(sections.end(), plugin_section_names().begin(), plugin_section_names().end());
+    sections.emplace_back("stage");
     const sdk::Params top = detail::read_params(root, recipe_top_binding().schema(), "", sections,
                                                 diagnostics, recipe.locations);
     recipe_top_binding().assign(top, recipe);
@@ -607,6 +675,8 @@ Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::str
     read_host_section(root, "moe", moe_binding(), recipe.moe, recipe, diagnostics);
     read_host_section(root, "init", init_binding(), recipe.init, recipe, diagnostics);
     read_host_section(root, "train", train_binding(), recipe.train, recipe, diagnostics);
+    read_stages(root, recipe, diagnostics);
+    settle_stages(recipe, diagnostics);
     read_host_section(root, "eval", eval_binding(), recipe.eval, recipe, diagnostics,
                       {"perturbation"});
     read_host_section(root, "eval.perturbation", perturbation_binding(), recipe.eval.perturbation,

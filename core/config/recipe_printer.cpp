@@ -138,6 +138,10 @@ std::string format_recipe(const Recipe& recipe,
     }
     if (!recipe.init.from.empty()) append_section(out, "init", init_binding(), recipe.init);
     append_section(out, "train", train_binding(), recipe.train);
+    for (const StageOptions& stage : recipe.stages) {
+        out += "\n[[stage]]\n";
+        append_params(out, stage_binding().schema(), stage_binding().read(stage));
+    }
     append_section(out, "eval", eval_binding(), recipe.eval);
     append_section(out, "eval.perturbation", perturbation_binding(), recipe.eval.perturbation);
     // Only when set: single-process recipes print as they always did.

@@ -45,17 +45,26 @@ at::Tensor hidden_states(std::int64_t seq, std::uint64_t seed) {
     return at::randn({kBatch, seq, kModel}, generator, at::kFloat);
 }
 
-at::Tensor run(sdk::Attention& attention, const at::Tensor& hidden, std::int64_t first_position,
-               sdk::AttentionCache* cache, bool training) {
+at::Tensor run_at(sdk::Attention& attention, const at::Tensor& hidden, const at::Tensor& positions,
+                  sdk::AttentionCache* cache, bool training) {
     attention.train(training);
     sdk::ForwardState state;
     sdk::AttentionInput input;
     input.hidden = hidden;
-    input.positions = at::arange(first_position, first_position + hidden.size(1), at::kLong);
+    input.positions = positions;
     input.cache = cache;
     input.state = &state;
     input.training = training;
     return attention.forward(input);
+}
+
+// Every row at positions first_position, first_position + 1, ...
+at::Tensor run(sdk::Attention& attention, const at::Tensor& hidden, std::int64_t first_position,
+               sdk::AttentionCache* cache, bool training) {
+    const at::Tensor positions =
+        at::arange(first_position, first_position + hidden.size(1), at::kLong)
+            .expand({hidden.size(0), hidden.size(1)});
+    return run_at(attention, hidden, positions, cache, training);
 }
 
 double max_difference(const at::Tensor& a, const at::Tensor& b) {
@@ -166,6 +175,63 @@ ConformanceReport test_attention_component(const RegisteredAttention& attention)
             }
             return pass(fmt::format("prompt of 5 + {} single tokens, max difference {:.1e}",
                                     kSeq - 5, difference));
+        }));
+        report.checks.push_back(run_check("cache with prompts of different lengths", [&] {
+            // Row 0 a prompt of 3 tokens left-padded to row 1's 6 (positions -1 mark padding,
+            // Note [Positions and padding]); then single tokens until the cache is full. Each
+            // row must equal that row alone, recomputed without a cache.
+            constexpr std::int64_t kShort = 3, kLong = 6;
+            auto layer = build(attention, 11);
+            const at::Tensor x = hidden_states(kSeq, 9);  // (2, kSeq, d): row 1's tokens
+            const at::Tensor short_row = x[0].narrow(0, 0, kShort + kSeq - kLong).unsqueeze(0);
+            const at::Tensor long_row = x[1].unsqueeze(0);
+            const at::Tensor alone_short = run(*layer, short_row, 0, nullptr, false);
+            const at::Tensor alone_long = run(*layer, long_row, 0, nullptr, false);
+
+            std::unique_ptr<sdk::AttentionCache> cache = layer->make_cache(kBatch, kSeq);
+            at::Tensor prompt = at::zeros({kBatch, kLong, kModel});
+            prompt[0].narrow(0, kLong - kShort, kShort).copy_(short_row[0].narrow(0, 0, kShort));
+            prompt[1].copy_(long_row[0].narrow(0, 0, kLong));
+            at::Tensor positions = at::full({kBatch, kLong}, -1, at::kLong);
+            positions[0].narrow(0, kLong - kShort, kShort).copy_(at::arange(kShort));
+            positions[1].copy_(at::arange(kLong));
+            const at::Tensor first = run_at(*layer, prompt, positions, cache.get(), false);
+            std::vector<at::Tensor> short_out{first[0].narrow(0, kLong - kShort, kShort)};
+            std::vector<at::Tensor> long_out{first[1]};
+            for (std::int64_t t = 0; t < kSeq - kLong; ++t) {
+                const at::Tensor token =
+                    at::stack({short_row[0][kShort + t], long_row[0][kLong + t]})
+                        .unsqueeze(1);  // (2, 1, d)
+                const at::Tensor step_positions =
+                    at::tensor({kShort + t, kLong + t}, at::kLong).unsqueeze(1);
+                const at::Tensor out = run_at(*layer, token, step_positions, cache.get(), false);
+                short_out.push_back(out[0]);
+                long_out.push_back(out[1]);
+            }
+            const double difference =
+                std::max(max_difference(at::cat(short_out, 0), alone_short[0]),
+                         max_difference(at::cat(long_out, 0), alone_long[0]));
+            if (!(difference <= 1e-5)) {
+                return fail(fmt::format(
+                    "rows of different lengths decoded together differ from each row alone by up "
+                    "to {:.2e}",
+                    difference));
+            }
+            if (cache->length() != kSeq) {
+                return fail(fmt::format("the full cache holds {} tokens, expected {}",
+                                        cache->length(), kSeq));
+            }
+            bool refused = false;
+            try {
+                run(*layer, hidden_states(1, 10), kSeq, cache.get(), false);
+            } catch (const std::exception&) {
+                refused = true;
+            }
+            if (!refused) return fail("a full cache accepted one more token");
+            return pass(fmt::format(
+                "prompts of {} and {} tokens, filled to {} slots, max difference {:.1e}; one more "
+                "token is refused",
+                kShort, kLong, kSeq, difference));
         }));
     } else {
         report.checks.push_back({"cache equals recomputation", CheckOutcome::kInfo,

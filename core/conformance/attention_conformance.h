@@ -4,7 +4,8 @@
 // small model and checks the output contract, causality (no position sees a later one), gradients
 // into every parameter, determinism under a seed, a checkpoint round trip and, when the component
 // lists feature::kKvCache, that decoding token by token with its cache equals recomputing the
-// whole sequence; plus the throughput of a forward pass.
+// whole sequence, also for left-padded prompts of different lengths decoded together until the
+// cache is full (and that one more token is refused); plus the throughput of a forward pass.
 
 #include "core/conformance/conformance_report.h"
 #include "core/plugin/registry.h"

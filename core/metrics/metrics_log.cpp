@@ -26,10 +26,12 @@ void MetricsLog::truncate_after(const std::filesystem::path& file, std::int64_t 
         if (line.empty()) continue;
         try {
             const nlohmann::json record = nlohmann::json::parse(line);
-            if (record.contains("step") && record["step"].get<std::int64_t>() > step &&
-                record.value("type", "") != "run") {
-                continue;
-            }
+            const std::string type = record.value("type", "");
+            const std::int64_t at = record.contains("step") && record["step"].is_number_integer()
+                                        ? record["step"].get<std::int64_t>()
+                                        : -1;
+            const bool training = type == "train" || type == "eval" || type == "error";
+            if ((training && at > step) || (type == "stage" && at >= step)) continue;
         } catch (const nlohmann::json::exception&) {
             continue;  // a line cut short by a crash
         }

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/model/decoding_cache.h"
 #include "core/model/seeds.h"
 #include "core/model/transformer_layer.h"
 #include "core/moe/sharded_expert_bank.h"
@@ -91,8 +92,9 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
         }
         layers_.push_back(register_module(
             fmt::format("layer{}", l),
-            std::make_shared<TransformerLayer>(layer, attention, resolved.attention->plugin, dense,
-                                               moe, m.d_model, m.norm_eps)));
+            std::make_shared<TransformerLayer>(layer, attention, resolved.attention->plugin,
+                                               resolved.attention->library, dense, moe, m.d_model,
+                                               m.norm_eps)));
     }
     final_norm_ =
         register_module("final_norm", std::make_shared<sdk::RmsNorm>(m.d_model, m.norm_eps));
@@ -101,16 +103,84 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
 LanguageModel::~LanguageModel() = default;
 
 ModelOutput LanguageModel::forward(const at::Tensor& tokens, const ForwardOptions& options) {
+    const std::int64_t batch = tokens.size(0);
     const std::int64_t seq = tokens.size(1);
+    at::Tensor positions = options.positions;
+    at::Tensor valid_rows;  // flat indices of the tokens that are not padding; undefined: all
+    if (positions.defined()) {
+        if (positions.dim() != 2 || positions.size(1) != seq ||
+            (positions.size(0) != batch && positions.size(0) != 1)) {
+            throw std::invalid_argument(
+                fmt::format("positions have shape {}, expected (batch or 1, seq) for tokens {}",
+                            c10::str(positions.sizes()), c10::str(tokens.sizes())));
+        }
+        positions = positions.to(tokens.device(), at::kLong);
+        const at::Tensor valid = positions.expand({batch, seq}).reshape({-1}).ge(0);
+        if (!valid.all().item<bool>()) valid_rows = valid.nonzero().squeeze(1);
+    } else {
+        // One row, broadcast over the batch: rotary tables and masks are computed once.
+        const std::int64_t first = options.cache != nullptr ? options.cache->length() : 0;
+        positions =
+            at::arange(first, first + seq, tokens.options().dtype(at::kLong)).view({1, seq});
+    }
+    DecodingCache* cache = options.cache;
+    if (cache != nullptr) {
+        if (cache->broken()) {
+            throw DecodingError(
+                "the decoding cache is unusable: an earlier forward failed after some layers had "
+                "appended to it");
+        }
+        if (cache->batch() != batch) {
+            throw DecodingError(fmt::format("the decoding cache holds {} sequences, given {}",
+                                            cache->batch(), batch));
+        }
+        if (seq > cache->free()) {
+            throw DecodingError(fmt::format(
+                "cannot add {} token{} to a decoding cache of {} tokens that holds {} already", seq,
+                seq == 1 ? "" : "s", cache->capacity(), cache->length()));
+        }
+    }
     at::Tensor hidden = at::embedding(embedding_, tokens);  // (batch, seq, d_model)
-    const at::Tensor positions = at::arange(seq, tokens.options());
     sdk::ForwardState state;
     at::Tensor aux_loss = at::zeros({}, hidden.options().dtype(at::kFloat));
-    for (const auto& layer : layers_) {
-        hidden = layer->forward(hidden, tokens, positions, state, options, aux_loss);
+    try {
+        for (std::size_t l = 0; l < layers_.size(); ++l) {
+            LayerInput input{tokens, positions, valid_rows,
+                             cache != nullptr ? &cache->layer(l) : nullptr};
+            hidden = layers_[l]->forward(hidden, input, state, options, aux_loss);
+        }
+    } catch (...) {
+        // Some layers may have appended and others not: the cache no longer describes a prefix.
+        if (cache != nullptr) cache->mark_broken();
+        throw;
     }
+    if (cache != nullptr) cache->advance(seq);
+    if (options.last_logits_only) hidden = hidden.narrow(1, seq - 1, 1);
     const at::Tensor normed = final_norm_->forward(hidden);
     return {at::linear(normed, head_.defined() ? head_ : embedding_), aux_loss};
+}
+
+std::unique_ptr<DecodingCache> LanguageModel::make_decoding_cache(std::int64_t batch,
+                                                                  std::int64_t capacity) {
+    if (batch < 1 || capacity < 1) {
+        throw std::invalid_argument(fmt::format(
+            "a decoding cache needs a batch and a capacity of at least 1, got {} and {}", batch,
+            capacity));
+    }
+    std::vector<std::shared_ptr<sdk::AttentionCache>> caches;
+    for (const auto& layer : layers_) caches.push_back(layer->make_cache(batch, capacity));
+    return std::make_unique<DecodingCache>(batch, capacity, std::move(caches));
+}
+
+sdk::AttentionCost LanguageModel::attention_cost(std::int64_t context) const {
+    sdk::AttentionCost total;
+    total.flops_per_token = 0;
+    for (const auto& layer : layers_) {
+        const sdk::AttentionCost cost = layer->attention_cost(context);
+        if (cost.flops_per_token < 0) return {};
+        total.flops_per_token += cost.flops_per_token;
+    }
+    return total;
 }
 
 namespace {

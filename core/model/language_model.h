@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,7 @@
 
 namespace moelab::core {
 
+class DecodingCache;
 class LayerHostServices;
 class TransformerLayer;
 
@@ -47,11 +49,27 @@ struct ForwardOptions {
     RoutingStats* stats = nullptr;  // where MoE layers report routing statistics; may be null
     // The batch split across processes (data parallelism); null: this process holds all of it.
     const sdk::BatchReduction* batch_reduction = nullptr;
+    // (batch, seq) int64 absolute positions, or (1, seq) for the same in every row (Note
+    // [Positions and padding] in the SDK's attention.h: negative marks a padding slot, whose
+    // output is meaningless and which no router or FFN sees); undefined: the next positions,
+    // 0 .. seq-1 without a cache, after the cached tokens with one.
+    at::Tensor positions;
+    // Decoding: the new tokens attend to what every layer's cache holds and are appended to it.
+    DecodingCache* cache = nullptr;
+    // Logits of the last position only, (batch, 1, vocab): what decoding needs, without the
+    // (batch, seq, vocab) head of a long prompt.
+    bool last_logits_only = false;
 };
 
 struct ModelOutput {
     at::Tensor logits;    // (batch, seq, vocab)
     at::Tensor aux_loss;  // () sum of every MoE layer's auxiliary losses (0 for dense models)
+};
+
+// Decoding past what the cache can hold, or with a cache made for another batch.
+class DecodingError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
 };
 
 struct ParameterCounts {
@@ -69,8 +87,18 @@ class LanguageModel : public torch::nn::Module {
                   std::shared_ptr<ProcessGroup> expert_group = nullptr);
     ~LanguageModel() override;
 
-    // tokens: (batch, seq) int64.
+    // tokens: (batch, seq) int64. With options.cache, DecodingError when the tokens do not fit.
     ModelOutput forward(const at::Tensor& tokens, const ForwardOptions& options);
+
+    // Caches for decoding `batch` sequences of up to `capacity` tokens each, created by every
+    // layer's attention plugin. The plugin must list feature::kKvCache (the caller checks it when
+    // resolving, so that a refusal names the recipe); a plugin error here is a PluginError.
+    std::unique_ptr<DecodingCache> make_decoding_cache(std::int64_t batch, std::int64_t capacity);
+
+    // Every layer's attention cost for one token attending to `context` keys (summed over layers);
+    // flops_per_token is -1 when a plugin does not say.
+    sdk::AttentionCost attention_cost(std::int64_t context) const;
+    std::int64_t layers() const { return static_cast<std::int64_t>(layers_.size()); }
 
     std::int64_t vocab_size() const { return vocab_size_; }
     // The parameters (by name, as named_parameters() gives them) that hold only this process's

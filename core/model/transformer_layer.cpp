@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/plugin/keep_alive.h"
 #include "core/plugin/plugin_error.h"
 #include "core/system/tensor_text.h"
 
@@ -9,11 +10,13 @@ namespace moelab::core {
 
 TransformerLayer::TransformerLayer(int index, std::shared_ptr<sdk::Attention> attention,
                                    std::shared_ptr<const PluginInfo> attention_plugin,
+                                   LibraryHandle attention_library,
                                    std::shared_ptr<SwiGluFfn> dense, std::shared_ptr<MoeLayer> moe,
                                    std::int64_t d_model, double norm_eps)
     : index_(index),
       attention_(std::move(attention)),
       attention_plugin_(std::move(attention_plugin)),
+      attention_library_(std::move(attention_library)),
       dense_(std::move(dense)),
       moe_(std::move(moe)) {
     attention_norm_ =
@@ -23,14 +26,16 @@ TransformerLayer::TransformerLayer(int index, std::shared_ptr<sdk::Attention> at
     if (moe_) register_module("moe", moe_);
 }
 
-at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const at::Tensor& token_ids,
-                                     const at::Tensor& positions, sdk::ForwardState& state,
-                                     const ForwardOptions& options, at::Tensor& aux_loss) {
+at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const LayerInput& input,
+                                     sdk::ForwardState& state, const ForwardOptions& options,
+                                     at::Tensor& aux_loss) {
     sdk::AttentionInput attention_input;
     attention_input.hidden = attention_norm_->forward(hidden);
-    attention_input.positions = positions;
+    attention_input.positions = input.positions;
+    attention_input.cache = input.cache;
     attention_input.state = &state;
     attention_input.training = options.training;
+    const std::int64_t cached_before = input.cache != nullptr ? input.cache->length() : 0;
     const at::Tensor branch =
         call_plugin(*attention_plugin_, fmt::format("attention of layer {}", index_),
                     [&] { return attention_->forward(attention_input); });
@@ -39,13 +44,31 @@ at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const at::Tensor&
                                       describe_plugin(*attention_plugin_), index_,
                                       tensor_text(branch), shape_text(hidden.sizes())));
     }
+    if (input.cache != nullptr && input.cache->length() != cached_before + hidden.size(1)) {
+        throw PluginError(
+            fmt::format("{}: the cache of layer {} holds {} tokens after appending {} to {}",
+                        describe_plugin(*attention_plugin_), index_, input.cache->length(),
+                        hidden.size(1), cached_before));
+    }
     const at::Tensor h = hidden + branch;
     const at::Tensor flat = h.reshape({-1, h.size(-1)});  // (tokens, d_model)
-    if (dense_) return dense_->forward(flat).view(h.sizes());
+    const at::Tensor ids = input.token_ids.reshape({-1});
+    if (!input.valid_rows.defined()) {
+        return feed_forward(flat, ids, options, aux_loss).view(h.sizes());
+    }
+    // Padding slots keep their residual stream; only real tokens go through the FFN.
+    const at::Tensor out = feed_forward(flat.index_select(0, input.valid_rows),
+                                        ids.index_select(0, input.valid_rows), options, aux_loss);
+    return flat.index_copy(0, input.valid_rows, out.to(flat.scalar_type())).view(h.sizes());
+}
+
+at::Tensor TransformerLayer::feed_forward(const at::Tensor& flat, const at::Tensor& token_ids,
+                                          const ForwardOptions& options, at::Tensor& aux_loss) {
+    if (dense_) return dense_->forward(flat);
 
     sdk::BlockInput block_input;
     block_input.hidden = flat;
-    block_input.token_ids = token_ids.reshape({-1});
+    block_input.token_ids = token_ids;
     block_input.training = options.training;
     block_input.step = options.step;
     block_input.batch = options.batch_reduction;
@@ -53,7 +76,30 @@ at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const at::Tensor&
     sdk::BlockOutput output = moe_->forward(block_input, stats, options.perturbation,
                                             SelectionSite{index_, options.batch, options.step});
     for (const auto& [name, loss] : output.aux_losses) aux_loss = aux_loss + loss.to(at::kFloat);
-    return output.hidden.view(h.sizes());
+    return output.hidden;
+}
+
+std::shared_ptr<sdk::AttentionCache> TransformerLayer::make_cache(std::int64_t batch,
+                                                                  std::int64_t capacity) {
+    std::shared_ptr<sdk::AttentionCache> cache =
+        call_plugin(*attention_plugin_, fmt::format("make_cache of layer {}", index_), [&] {
+            return std::shared_ptr<sdk::AttentionCache>(attention_->make_cache(batch, capacity));
+        });
+    if (cache == nullptr) {
+        throw PluginError(fmt::format("{}: make_cache of layer {} returned null",
+                                      describe_plugin(*attention_plugin_), index_));
+    }
+    if (cache->length() != 0) {
+        throw PluginError(fmt::format("{}: a new cache of layer {} says it holds {} tokens",
+                                      describe_plugin(*attention_plugin_), index_,
+                                      cache->length()));
+    }
+    return keep_alive(std::move(cache), attention_library_);
+}
+
+sdk::AttentionCost TransformerLayer::attention_cost(std::int64_t context) const {
+    return call_plugin(*attention_plugin_, fmt::format("cost of layer {}", index_),
+                       [&] { return attention_->cost(context); });
 }
 
 }  // namespace moelab::core

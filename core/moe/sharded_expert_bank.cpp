@@ -111,7 +111,10 @@ at::Tensor ShardedExpertBank::mix(const at::Tensor& x, const at::Tensor& indices
     // return a fresh zero tensor, which is tied back to the received rows here, and to the expert
     // weights, whose gradient is then zero as in one process holding the whole bank (AdamW
     // skips a parameter without a gradient, but applies weight decay to one with a zero one).
-    if (!outputs.requires_grad() && received.requires_grad()) {
+    // Frozen layers below (a stage training only the experts) leave `received` without a
+    // gradient while the weights need one: that case needs the tie as well.
+    if (!outputs.requires_grad() &&
+        (received.requires_grad() || w_in.requires_grad() || w_out.requires_grad())) {
         outputs = outputs + (received.sum() + w_in.sum() + w_out.sum()) * 0;
     }
     const at::Tensor returned = differentiable_all_to_all(*group_, outputs, receive, send);

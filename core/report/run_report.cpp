@@ -54,6 +54,94 @@ json line_chart(const std::string& title, json values, const std::string& y,
 
 std::string number(double value, int digits = 4) { return fmt::format("{:.{}f}", value, digits); }
 
+// Perplexity by context length and the passkey heatmap of the latest long-context evaluation.
+void add_long_context(ReportPage& page, const json& record) {
+    if (!record.is_object()) return;
+    const bool curve = record.contains("perplexity") && record["perplexity"].is_array() &&
+                       !record["perplexity"].empty();
+    const bool passkey = record.contains("passkey") && record["passkey"].is_object() &&
+                         record["passkey"].contains("cells");
+    if (!curve && !passkey) return;
+    page.heading("Long context");
+    page.paragraph(fmt::format(
+        "moelab eval on the {} split at step {} ({}).", record.value("split", std::string("?")),
+        record.value("step", std::int64_t{0}), record.value("checkpoint", std::string("?"))));
+    if (curve) {
+        json values = json::array();
+        for (const json& row : record["perplexity"]) {
+            values.push_back({{"context", row.value("context", std::int64_t{0})},
+                              {"ppl", row.value("ppl", 0.0)},
+                              {"series", "perplexity"}});
+        }
+        page.chart(
+            "context_ppl",
+            {{"title", fmt::format("Perplexity by context length (sliding windows, stride "
+                                   "{})",
+                                   record["perplexity"][0].value("stride", std::int64_t{0}))},
+             {"data", {{"values", values}}},
+             {"mark", {{"type", "line"}, {"point", true}}},
+             {"width", 480},
+             {"height", 240},
+             {"encoding",
+              {{"x",
+                {{"field", "context"},
+                 {"type", "quantitative"},
+                 {"title", "context length (tokens)"},
+                 {"scale", {{"type", "log"}, {"base", 2}}}}},
+               {"y",
+                {{"field", "ppl"},
+                 {"type", "quantitative"},
+                 {"title", "perplexity"},
+                 {"scale", {{"zero", false}}}}}}}});
+    }
+    if (passkey) {
+        json values = json::array();
+        for (const json& cell : record["passkey"]["cells"]) {
+            // A cell without trials (n/a) is left blank, never drawn as 0.
+            if (!cell.is_object() || !cell.contains("accuracy") || !cell["accuracy"].is_number()) {
+                continue;
+            }
+            values.push_back({{"length", cell.value("length", std::int64_t{0})},
+                              {"depth", cell.value("depth", 0.0)},
+                              {"accuracy", cell.value("accuracy", 0.0)}});
+        }
+        page.chart("passkey",
+                   {{"title", "Passkey retrieval accuracy by prompt length and depth of the key"},
+                    {"data", {{"values", values}}},
+                    {"mark", "rect"},
+                    {"width", 360},
+                    {"height", 200},
+                    {"encoding",
+                     {{"x", {{"field", "depth"}, {"type", "ordinal"}, {"title", "depth"}}},
+                      {"y", {{"field", "length"}, {"type", "ordinal"}, {"title", "length"}}},
+                      {"color",
+                       {{"field", "accuracy"},
+                        {"type", "quantitative"},
+                        {"title", "accuracy"},
+                        {"scale", {{"domain", {0, 1}}, {"scheme", "viridis"}}}}}}}});
+    }
+}
+
+// Decoding speed and costs of the latest `moelab generate --stats`.
+void add_generation(ReportPage& page, const json& record) {
+    if (!record.is_object()) return;
+    page.heading("Decoding");
+    auto value = [&](const char* key, int digits) {
+        const auto it = record.find(key);
+        if (it == record.end() || !it->is_number()) return std::string("n/a");
+        return number(it->get<double>(), digits);
+    };
+    page.table({{"quantity", "value"},
+                {"context (tokens)", value("context", 0)},
+                {"prefill tokens/s", value("prefill_tokens_per_second", 0)},
+                {"decode tokens/s, with the cache", value("decode_tokens_per_second", 1)},
+                {"decode tokens/s, recomputing the prefix",
+                 value("recompute_decode_tokens_per_second", 1)},
+                {"speed-up of the cache", value("cache_speedup", 2)},
+                {"attention FLOPs per token", value("attention_flops_per_token", 0)},
+                {"KV-cache bytes per token", value("kv_cache_bytes_per_token", 0)}});
+}
+
 }  // namespace
 
 ReportPage run_report_page(const fs::path& run_dir) {
@@ -64,9 +152,13 @@ ReportPage run_report_page(const fs::path& run_dir) {
                               nullptr, false);
     }
     std::string recipe_name = run_dir.filename().string();
-    json run_record;
+    json run_record, long_context, generation;
     for (const json& r : records) {
-        if (r.value("type", "") == "run") run_record = r;
+        const std::string type = r.value("type", "");
+        if (type == "run") run_record = r;
+        // The latest of each (moelab eval --context/--passkey, moelab generate --stats).
+        if (type == "long_context") long_context = r;
+        if (type == "generate") generation = r;
     }
     if (run_record.is_object()) recipe_name = run_record.value("recipe", recipe_name);
 
@@ -213,6 +305,8 @@ ReportPage run_report_page(const fs::path& run_dir) {
                               "(fraction of assignments)",
                               health, "value", "fraction", "series"));
     }
+    add_long_context(page, long_context);
+    add_generation(page, generation);
     if (fs::exists(run_dir / "recipe.resolved.toml")) {
         page.heading("Resolved recipe");
         page.preformatted(read_file(run_dir / "recipe.resolved.toml", kMaxRecipeBytes, "recipe"));

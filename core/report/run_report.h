@@ -3,8 +3,10 @@
 // report.html of a run directory, from its files alone (metrics.jsonl, summary.json,
 // recipe.resolved.toml): loss and learning-rate curves, validation perplexity, the per-layer
 // expert-load heatmap over training, routing entropy, dead experts and dropped assignments,
-// parameter counts and the resolved recipe. `moelab run` refreshes it at each evaluation; `moelab
-// report` also writes each chart as SVG and PNG into report/.
+// parameter counts and the resolved recipe; the latest long-context evaluation (perplexity by
+// context length, passkey heatmap) and decoding figures (moelab generate --stats) when recorded.
+// `moelab run` refreshes it at each evaluation; `moelab report` also writes each chart as SVG and
+// PNG into report/.
 
 #include <filesystem>
 #include <string>

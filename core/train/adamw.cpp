@@ -10,22 +10,26 @@
 namespace moelab::core {
 
 AdamW::AdamW(std::vector<NamedParameter> parameters, AdamWOptions options)
-    : parameters_(std::move(parameters)), options_(options) {
-    for (const NamedParameter& p : parameters_) {
-        exp_avg_.push_back(at::zeros_like(p.tensor, at::MemoryFormat::Contiguous));
-        exp_avg_sq_.push_back(at::zeros_like(p.tensor, at::MemoryFormat::Contiguous));
-    }
-}
+    : parameters_(std::move(parameters)),
+      exp_avg_(parameters_.size()),
+      exp_avg_sq_(parameters_.size()),
+      updates_(parameters_.size(), 0),
+      options_(options) {}
 
 void AdamW::step(double lr) {
     torch::NoGradGuard no_grad;
     ++steps_;
-    const double correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
-    const double correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
         at::Tensor param = parameters_[i].tensor;
         const at::Tensor& grad = param.grad();
         if (!grad.defined()) continue;
+        if (!exp_avg_[i].defined()) {
+            exp_avg_[i] = at::zeros_like(param, at::MemoryFormat::Contiguous);
+            exp_avg_sq_[i] = at::zeros_like(param, at::MemoryFormat::Contiguous);
+        }
+        const auto t = static_cast<double>(++updates_[i]);
+        const double correction1 = 1.0 - std::pow(options_.beta1, t);
+        const double correction2 = 1.0 - std::pow(options_.beta2, t);
         if (parameters_[i].decay && options_.weight_decay > 0) {
             param.mul_(1.0 - lr * options_.weight_decay);
         }
@@ -43,17 +47,40 @@ void AdamW::zero_grad() {
     }
 }
 
+std::map<std::string, std::int64_t> AdamW::parameter_steps() const {
+    std::map<std::string, std::int64_t> steps;
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+        if (updates_[i] > 0) steps[parameters_[i].name] = updates_[i];
+    }
+    return steps;
+}
+
 std::vector<NamedTensor> AdamW::state() const {
     std::vector<NamedTensor> tensors;
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
+        if (!exp_avg_[i].defined()) continue;
         tensors.push_back({"exp_avg/" + parameters_[i].name, exp_avg_[i]});
         tensors.push_back({"exp_avg_sq/" + parameters_[i].name, exp_avg_sq_[i]});
     }
     return tensors;
 }
 
-void AdamW::load_state(const std::map<std::string, at::Tensor>& tensors, std::int64_t steps) {
+void AdamW::load_state(const std::map<std::string, at::Tensor>& tensors, std::int64_t steps,
+                       const std::map<std::string, std::int64_t>* parameter_steps) {
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
+        std::int64_t updates = steps;
+        if (parameter_steps != nullptr) {
+            const auto it = parameter_steps->find(parameters_[i].name);
+            updates = it == parameter_steps->end() ? 0 : it->second;
+        }
+        updates_[i] = updates;
+        if (updates == 0) {
+            exp_avg_[i] = exp_avg_sq_[i] = at::Tensor();
+            continue;
+        }
+        const at::Tensor& param = parameters_[i].tensor;
+        exp_avg_[i] = at::zeros_like(param, at::MemoryFormat::Contiguous);
+        exp_avg_sq_[i] = at::zeros_like(param, at::MemoryFormat::Contiguous);
         for (auto [prefix, target] : {std::pair<const char*, at::Tensor*>{"exp_avg/", &exp_avg_[i]},
                                       {"exp_avg_sq/", &exp_avg_sq_[i]}}) {
             const std::string key = prefix + parameters_[i].name;

@@ -1,9 +1,12 @@
 #pragma once
 
 // AdamW (Loshchilov & Hutter), the same update as torch.optim.AdamW: decoupled weight decay,
-// bias-corrected moments. Our own rather than torch::optim::AdamW so that its state has names and
-// serialises identically with every LibTorch version (checkpoint tensors "exp_avg/<param>",
-// "exp_avg_sq/<param>").
+// bias-corrected moments, and, as there, a step count per parameter: a parameter's moments are
+// created at its first update and its bias correction counts its own updates, so a parameter that
+// starts training in a later stage (Note [Stages]) is corrected as at step 1. Our own rather than
+// torch::optim::AdamW so that its state has names and serialises identically with every LibTorch
+// version (checkpoint tensors "exp_avg/<param>", "exp_avg_sq/<param>"; the step counts in
+// state.json).
 
 #include <cstdint>
 #include <map>
@@ -32,20 +35,29 @@ class AdamW {
   public:
     AdamW(std::vector<NamedParameter> parameters, AdamWOptions options);
 
-    // One update with learning rate `lr` from the parameters' .grad() (a parameter without a
-    // gradient is left untouched but its step still counts).
+    // One update with learning rate `lr` from the parameters' .grad(). A parameter without a
+    // gradient (frozen, or unused by this batch) is left untouched and its step does not count.
     void step(double lr);
     void zero_grad();
 
+    // Calls of step() so far.
     std::int64_t steps() const { return steps_; }
+    // Each parameter's own count of updates, for those updated at least once (the others have no
+    // state).
+    std::map<std::string, std::int64_t> parameter_steps() const;
+    // The moments of every parameter with state.
     std::vector<NamedTensor> state() const;
-    // CheckpointError naming the first missing or mis-shaped tensor.
-    void load_state(const std::map<std::string, at::Tensor>& tensors, std::int64_t steps);
+    // `parameter_steps`: as parameter_steps() returned it; a parameter absent from it has no
+    // state. Null (checkpoints from before per-parameter counts): every parameter has state and
+    // `steps` updates. CheckpointError naming the first missing or mis-shaped tensor.
+    void load_state(const std::map<std::string, at::Tensor>& tensors, std::int64_t steps,
+                    const std::map<std::string, std::int64_t>* parameter_steps = nullptr);
 
   private:
     std::vector<NamedParameter> parameters_;
-    std::vector<at::Tensor> exp_avg_;
+    std::vector<at::Tensor> exp_avg_;  // undefined until the parameter's first update
     std::vector<at::Tensor> exp_avg_sq_;
+    std::vector<std::int64_t> updates_;  // per parameter
     AdamWOptions options_;
     std::int64_t steps_ = 0;
 };

@@ -1,4 +1,5 @@
 #include "core/train/trainer.h"
+#include "core/train/stage_plan.h"
 
 #include <chrono>
 #include <cmath>
@@ -19,6 +20,7 @@
 #include "core/dist/parallelism.h"
 #include "core/eval/split_evaluation.h"
 #include "core/metrics/metrics_log.h"
+#include "core/model/model_assembly.h"
 #include "core/model/seeds.h"
 #include "core/report/run_report.h"
 #include "core/system/atomic_file.h"
@@ -33,7 +35,6 @@
 #include "core/train/interrupt.h"
 #include "core/train/model_state.h"
 #include "core/train/progress.h"
-#include "core/train/schedule.h"
 
 namespace moelab::core {
 
@@ -220,6 +221,7 @@ class TrainingRun {
     void setup();
     void restore(const fs::path& step_dir);
     void train_step();
+    void enter_stage(const StagePosition& position);
     void write_train_record(double window_seconds, std::int64_t window_steps);
     SplitEvaluation evaluate_split(Split split, std::int64_t max_batches);
     fs::path save(const std::string& why);
@@ -248,7 +250,13 @@ class TrainingRun {
     std::optional<Dataset> dataset_;
     std::shared_ptr<LanguageModel> model_;
     std::vector<at::Tensor> parameters_;
+    std::vector<std::string> parameter_names_;  // parallel to parameters_
     std::unique_ptr<AdamW> optimizer_;
+    // Note [Stages]: the plan, which parameters each stage trains (parallel to parameters_), and
+    // the stage the parameters are set up for (-1: none yet).
+    std::unique_ptr<StagePlan> stages_;
+    std::vector<std::vector<bool>> trainable_;
+    std::int64_t current_stage_ = -1;
     std::unique_ptr<MixtureBatcher> batcher_;
     std::unique_ptr<MetricsLog> metrics_;
     std::string recipe_hash_;
@@ -311,11 +319,9 @@ void TrainingRun::setup() {
     parallel_->world().barrier();
     if (!leader_) prepare_with_run_tokenizer();
     const double data_seconds = seconds_since(setup_start);
-    check_support(resolved_, capability_query(recipe_, device, dataset_->vocab_size()));
-
     const Dataset& data = *dataset_;
-    model_ = std::make_shared<LanguageModel>(
-        resolved_, data.vocab_size(), [&data] { return data.training_token_counts(); },
+    model_ = assemble_model(
+        resolved_, device, data.vocab_size(), [&data] { return data.training_token_counts(); }, {},
         parallel_->experts_handle());
     expert_shards_ = model_->expert_shards();
     if (!recipe_.init.from.empty() && !options_.resume) {
@@ -334,11 +340,15 @@ void TrainingRun::setup() {
     for (const auto& item : model_->named_parameters()) {
         named.push_back({item.key(), item.value(), item.value().dim() >= 2});
         parameters_.push_back(item.value());
+        parameter_names_.push_back(item.key());
         (expert_shards_.count(item.key()) != 0 ? sharded_parameters_ : replicated_parameters_)
             .push_back(item.value());
     }
     optimizer_ = std::make_unique<AdamW>(
         named, AdamWOptions{train_.beta1, train_.beta2, train_.adam_eps, train_.weight_decay});
+    // Every stage's patterns are checked against the model's names now, before any step.
+    stages_ = std::make_unique<StagePlan>(recipe_);
+    trainable_ = stages_->trainable(recipe_, parameter_names_);
     std::vector<MixtureSource> mixture;
     for (const SourceTokens& source : data.sources()) {
         if (source.weight > 0)
@@ -413,8 +423,10 @@ void TrainingRun::restore(const fs::path& step_dir) {
     // Checkpoints hold every expert; this process keeps its own (expert_shards.h).
     load_model_tensors(*model_, select_expert_shards(checkpoint.model, expert_shards_));
     step_ = checkpoint.state.step;
-    optimizer_->load_state(select_expert_shards(checkpoint.optimizer, expert_shards_),
-                           checkpoint.state.optimizer_steps);
+    optimizer_->load_state(
+        select_expert_shards(checkpoint.optimizer, expert_shards_),
+        checkpoint.state.optimizer_steps,
+        checkpoint.state.parameter_steps ? &*checkpoint.state.parameter_steps : nullptr);
     restore_rng_state(checkpoint.optimizer, device_.is_cuda());
     batcher_->restore(saved_mixture_position(checkpoint.state, *batcher_));
     tokens_seen_ = checkpoint.state.tokens_seen;
@@ -436,8 +448,51 @@ void TrainingRun::diverged(const std::string& what, double value) {
     throw TrainingDiverged(message);
 }
 
+// Freezes the parameters outside the stage's patterns (they get no gradient, so AdamW neither
+// updates them nor creates their state) and says how much the stage trains.
+void TrainingRun::enter_stage(const StagePosition& position) {
+    const std::vector<bool>& mask = trainable_[position.index];
+    std::int64_t trainable = 0, total = 0, tensors = 0;
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+        parameters_[i].requires_grad_(mask[i]);
+        // Parameters of the whole model, also where this process holds a share of the experts.
+        std::int64_t numel = parameters_[i].numel();
+        if (auto it = expert_shards_.find(parameter_names_[i]); it != expert_shards_.end()) {
+            numel = numel / it->second.count * it->second.experts;
+        }
+        total += numel;
+        if (mask[i]) {
+            trainable += numel;
+            ++tensors;
+        }
+    }
+    current_stage_ = static_cast<std::int64_t>(position.index);
+    const StageOptions& stage = stages_->stage(position.index);
+    if (stages_->size() > 1 || trainable != total) {
+        log(fmt::format(
+            "stage {}/{} '{}' ({} steps{}): {} of {} parameters trainable ({:.3g}%, "
+            "{} of {} tensors)",
+            position.index + 1, stages_->size(), stage.name, stage.steps,
+            position.step_in_stage > 0 ? fmt::format(", resumed after {}", position.step_in_stage)
+                                       : std::string(),
+            trainable, total, 100.0 * static_cast<double>(trainable) / total, tensors,
+            parameters_.size()));
+    }
+    if (leader_) {
+        metrics_->write({{"type", "stage"},
+                         {"step", step_},
+                         {"stage", position.index},
+                         {"name", stage.name},
+                         {"steps", stage.steps},
+                         {"step_in_stage", position.step_in_stage},
+                         {"trainable_parameters", trainable},
+                         {"trainable_tensors", tensors},
+                         {"total_parameters", total}});
+    }
+}
+
 void TrainingRun::train_step() {
-    const double lr = learning_rate(train_, step_);
+    const double lr = stages_->learning_rate(step_);
     at::Tensor lm_sum = at::zeros({}, at::TensorOptions().device(device_));
     at::Tensor aux_sum = at::zeros({}, at::TensorOptions().device(device_));
     ForwardOptions forward;
@@ -503,7 +558,12 @@ void TrainingRun::average_gradients() {
     if (!parallel_->distributed()) return;
     torch::NoGradGuard no_grad;
     const double processes = parallel_->layout().world;
-    auto average = [&](const std::vector<at::Tensor>& parameters, ProcessGroup& group) {
+    auto average = [&](const std::vector<at::Tensor>& all, ProcessGroup& group) {
+        // Frozen parameters (Note [Stages]) are frozen in every process: nothing to exchange.
+        std::vector<at::Tensor> parameters;
+        for (const at::Tensor& p : all) {
+            if (p.requires_grad()) parameters.push_back(p);
+        }
         if (parameters.empty()) return;
         std::vector<at::Tensor> parts;
         std::vector<float> has_grad;
@@ -541,6 +601,7 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
     const double eta = window_seconds / n * static_cast<double>(train_.steps - step_);
     nlohmann::json record = {{"type", "train"},
                              {"step", step_},
+                             {"stage", current_stage_},
                              {"loss", window_loss_ / n},
                              {"lm_loss", window_lm_ / n},
                              {"aux_loss", window_aux_ / n},
@@ -657,6 +718,7 @@ fs::path TrainingRun::save(const std::string& why) {
     const MixturePosition position = batcher_->position();
     contents.state.tokens_seen = tokens_seen_;
     contents.state.optimizer_steps = optimizer_->steps();
+    contents.state.parameter_steps = optimizer_->parameter_steps();
     contents.state.data_sequences = position.sequences;
     for (std::size_t s = 0; s < position.sources.size(); ++s) {
         contents.state.data_sources.push_back(
@@ -664,8 +726,13 @@ fs::path TrainingRun::save(const std::string& why) {
     }
     contents.state.recipe_hash = recipe_hash_;
     contents.state.elapsed_seconds = elapsed_before_ + seconds_since(started_);
+    const StagePosition stage = stages_->at(step_);
     contents.state.extra = {{"moelab_version", build_info().moelab_version},
-                            {"plugins", plugin_records(resolved_)}};
+                            {"plugins", plugin_records(resolved_)},
+                            {"stage",
+                             {{"index", stage.index},
+                              {"name", stages_->stage(stage.index).name},
+                              {"step_in_stage", stage.step_in_stage}}}};
     const fs::path dir = save_checkpoint(run_dir_ / "checkpoints", step_, contents,
                                          static_cast<int>(train_.keep_checkpoints), hooks);
     last_checkpoint_ = dir.string();
@@ -767,6 +834,10 @@ RunResult TrainingRun::run() {
             log(fmt::format("stopped at step {}; continue with --resume --out {}", step_,
                             run_dir_.string()));
             return {run_dir_, interrupted ? RunOutcome::kInterrupted : RunOutcome::kStopped, step_};
+        }
+        if (const StagePosition position = stages_->at(step_);
+            static_cast<std::int64_t>(position.index) != current_stage_) {
+            enter_stage(position);
         }
         train_step();
         ++steps_this_invocation;

@@ -53,7 +53,7 @@ INSTANTIATE_TEST_SUITE_P(Recipes, ShippedRecipe,
                                            "routers/finedeep.toml", "routers/dsmoe.toml",
                                            "routers/dsmoe-tau/tau-0.9.toml", "tokenizers/bpe.toml",
                                            "tokenizers/lbpe.toml", "tokenizers/scaffold-bpe.toml",
-                                           "data/brown-genres.toml"),
+                                           "data/brown-genres.toml", "stages/norms-then-all.toml"),
                          [](const auto& info) {
                              std::string name = info.param.substr(0, info.param.find('.'));
                              for (char& c : name) c = std::isalnum(c) ? c : '_';

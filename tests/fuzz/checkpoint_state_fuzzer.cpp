@@ -25,6 +25,7 @@ const std::string kFile = "state.json";
 void check_equal(const CheckpointState& a, const CheckpointState& b) {
     MOELAB_FUZZ_CHECK(a.step == b.step);
     MOELAB_FUZZ_CHECK(a.optimizer_steps == b.optimizer_steps);
+    MOELAB_FUZZ_CHECK(a.parameter_steps == b.parameter_steps);
     MOELAB_FUZZ_CHECK(a.tokens_seen == b.tokens_seen);
     MOELAB_FUZZ_CHECK(a.data_sequences == b.data_sequences);
     MOELAB_FUZZ_CHECK(a.data_sources.size() == b.data_sources.size());

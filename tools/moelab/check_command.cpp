@@ -2,6 +2,7 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/assembly/loaded_recipe.h"
 #include "core/config/recipe_printer.h"
 #include "core/plugin/resolve.h"
 #include "core/train/init_from.h"
@@ -9,7 +10,7 @@
 namespace moelab::cli {
 
 int check_recipe(const CheckArgs& args) {
-    const auto loaded = load_and_resolve(args.recipe, args.overrides);
+    const auto loaded = core::load_and_resolve(args.recipe, args.overrides);
     core::check_init_source(loaded->resolved.recipe);
     const core::ResolvedRecipe& resolved = loaded->resolved;
     fmt::print("{}", core::format_recipe(resolved.recipe, resolved.plugin_params()));

@@ -8,12 +8,10 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include "core/assembly/trained_model.h"
+#include "core/checkpoint/checkpoint.h"
 #include "core/config/diagnostics.h"
-#include "core/config/recipe_loader.h"
-#include "core/data/corpus.h"
-#include "core/plugin/loader.h"
 #include "core/plugin/plugin_error.h"
-#include "core/system/device.h"
 #include "core/system/file_error.h"
 #include "core/system/printable.h"
 #include "core/train/trainer.h"
@@ -71,46 +69,24 @@ int run_guarded(const std::function<int()>& command) {
     }
 }
 
-std::string format_refusals(const core::PluginRegistry& registry) {
-    std::string text;
-    for (const core::PluginRefusal& refusal : registry.refusals()) {
-        text += fmt::format("\n  refused {}: {}", refusal.file.string(), refusal.reason);
+TrainedTarget trained_target(const std::string& target) {
+    const std::filesystem::path path(target);
+    if (!std::filesystem::exists(path)) {
+        throw UsageError(fmt::format("{}: no such run directory or checkpoint", target));
     }
-    return text;
+    TrainedTarget trained;
+    trained.step_dir = core::resolve_checkpoint(path);
+    trained.run_dir = core::run_directory_of(path, trained.step_dir);
+    return trained;
 }
 
-core::PluginRegistry load_registry(const std::vector<std::string>& extra, bool allow_refusals) {
-    core::PluginRegistry registry = core::load_plugins(core::plugin_search_path(extra));
-    if (!registry.refusals().empty()) {
-        const std::string message =
-            fmt::format("{} plugin librar{} on the search path could not be loaded:{}",
-                        registry.refusals().size(), registry.refusals().size() == 1 ? "y" : "ies",
-                        format_refusals(registry));
-        if (!allow_refusals) throw UsageError(message);
-        fmt::print(stderr, "warning: {}\n", core::printable_lines(message));
+void add_device_overrides(const std::string& device, std::vector<std::string>& overrides) {
+    if (device.empty()) return;
+    overrides.push_back("train.device=" + device);
+    if (device == "cpu") {
+        overrides.push_back("model.dtype=float32");
+        fmt::print(stderr, "running on the CPU in float32 (--device cpu)\n");
     }
-    return registry;
-}
-
-std::unique_ptr<LoadedRecipe> load_and_resolve(const std::string& recipe_file,
-                                               const std::vector<std::string>& overrides,
-                                               const std::vector<std::string>& features) {
-    core::Recipe recipe = core::load_recipe(recipe_file, overrides);
-    for (const core::ConfigIssue& deprecation : recipe.deprecations) {
-        fmt::print(stderr, "warning: {}\n", core::format_issue(deprecation));
-    }
-    auto loaded = std::make_unique<LoadedRecipe>();
-    // A library on the search path that cannot be loaded is reported, but only fatal when the
-    // recipe needs a component nobody provides (resolution then points at the refusals).
-    loaded->registry = load_registry(recipe.plugins.search_path, /*allow_refusals=*/true);
-    loaded->device = core::resolve_device(recipe);
-    recipe.train.device = loaded->device;  // resolved once; recorded as resolved
-    const sdk::CapabilityQuery query =
-        core::capability_query(recipe, loaded->device, /*vocab_size=*/0, features);
-    loaded->resolved = core::resolve_recipe(std::move(recipe), loaded->registry, query);
-    core::check_corpus(loaded->resolved.recipe);
-    core::check_cache_dir(loaded->resolved.recipe);
-    return loaded;
 }
 
 }  // namespace moelab::cli

@@ -4,15 +4,11 @@
 //   0 success, 1 runtime error (including errors raised by plugins), 2 usage or configuration
 //   error (bad command line, bad recipe, refused plugins).
 
+#include <filesystem>
 #include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include "core/plugin/registry.h"
-#include "core/plugin/resolve.h"
-
-#include <memory>
 
 namespace moelab::cli {
 
@@ -28,22 +24,16 @@ class UsageError : public std::runtime_error {
 // Runs `command`, printing any error to stderr and mapping it to its exit code.
 int run_guarded(const std::function<int()>& command);
 
-// Loads the plugins of the search path (built-ins, MOELAB_PLUGIN_PATH, `extra`). Refused
-// libraries are an error (UsageError listing every file and reason) unless `allow_refusals`, in
-// which case they are only printed to stderr.
-core::PluginRegistry load_registry(const std::vector<std::string>& extra, bool allow_refusals);
-
-std::string format_refusals(const core::PluginRegistry& registry);
-
-// A recipe loaded, its plugins found and resolved against the run's device. The registry owns
-// what `resolved` points into; keep them together.
-struct LoadedRecipe {
-    core::PluginRegistry registry;
-    core::ResolvedRecipe resolved;
-    core::DeviceChoice device = core::DeviceChoice::kCpu;  // resolved: kCpu or kCuda
+// A trained run named on the command line (eval, generate): its directory and the checkpoint to
+// load, the run directory itself or <run>/checkpoints/step-N. UsageError when it does not exist.
+struct TrainedTarget {
+    std::filesystem::path run_dir;
+    std::filesystem::path step_dir;
 };
-std::unique_ptr<LoadedRecipe> load_and_resolve(const std::string& recipe_file,
-                                               const std::vector<std::string>& overrides,
-                                               const std::vector<std::string>& features = {});
+TrainedTarget trained_target(const std::string& target);
+
+// `--device` as recipe overrides: the run's recorded device unless given; on the CPU a bfloat16
+// run computes in float32 (said on stderr).
+void add_device_overrides(const std::string& device, std::vector<std::string>& overrides);
 
 }  // namespace moelab::cli

@@ -49,8 +49,32 @@ struct EvalArgs {
     std::vector<std::string> set;  // KEY=VALUE overrides of the run's resolved recipe
     std::string device;            // empty: the device the run recorded
     bool json = false;
+    // Long-context evaluation (core/eval/long_context.h): perplexity at these context lengths
+    // with sliding windows `stride` apart, and the passkey test at the same lengths.
+    std::vector<long long> contexts;
+    long long stride = 256;
+    long long max_tokens = 16384;  // scored tokens per context length
+    bool passkey = false;
+    std::vector<double> depths{0.0, 0.25, 0.5, 0.75, 1.0};
+    long long trials = 5;
 };
 int evaluate_run(const EvalArgs& args);
+
+struct GenerateArgs {
+    std::string target;                // run directory or checkpoint
+    std::vector<std::string> prompts;  // --prompt, repeatable with --batch
+    std::string prompt_file;
+    long long max_new = 128;
+    double temperature = 0.8;
+    long long top_k = 0;
+    double top_p = 1.0;
+    unsigned long long seed = 0;
+    bool batch = false;  // every prompt (and line of the prompt file) is its own sequence
+    bool stats = false;  // costs, and the speed-up against decoding without the cache
+    std::vector<std::string> set;
+    std::string device;
+};
+int generate_text(const GenerateArgs& args);
 
 struct CompareArgs {
     std::string file;    // comparison file (TOML)

@@ -2,6 +2,7 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/assembly/loaded_recipe.h"
 #include "core/compare/comparison.h"
 #include "core/compare/comparison_file.h"
 #include "core/report/comparison_report.h"
@@ -16,7 +17,8 @@ int compare_runs(const CompareArgs& args) {
     // holds the resolved recipe.
     const core::RecipeResolver resolve = [](const std::filesystem::path& recipe,
                                             const std::vector<std::string>& overrides) {
-        std::shared_ptr<LoadedRecipe> loaded = load_and_resolve(recipe.string(), overrides);
+        std::shared_ptr<core::LoadedRecipe> loaded =
+            core::load_and_resolve(recipe.string(), overrides);
         core::apply_threads(core::recipe_threads(loaded->resolved.recipe.train.intra_op_threads,
                                                  loaded->resolved.recipe.train.blas_threads));
         return std::shared_ptr<const core::ResolvedRecipe>(loaded, &loaded->resolved);

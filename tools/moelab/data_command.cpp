@@ -5,6 +5,7 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/assembly/loaded_recipe.h"
 #include "core/data/dataset.h"
 
 namespace moelab::cli {
@@ -13,7 +14,7 @@ namespace {
 
 // The recipe's tokenizer and token shards, made or taken from the cache as `moelab run` would;
 // what happens goes to stderr.
-core::Dataset prepare(const LoadedRecipe& loaded) {
+core::Dataset prepare(const core::LoadedRecipe& loaded) {
     return core::Dataset::prepare(
         loaded.resolved, [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
 }
@@ -21,7 +22,7 @@ core::Dataset prepare(const LoadedRecipe& loaded) {
 }  // namespace
 
 int prepare_data(const DataArgs& args) {
-    const auto loaded = load_and_resolve(args.recipe, args.overrides);
+    const auto loaded = core::load_and_resolve(args.recipe, args.overrides);
     const core::Dataset dataset = prepare(*loaded);
     for (const core::SourceTokens& source : dataset.sources()) {
         for (core::Split split : core::kSplits) {
@@ -34,7 +35,7 @@ int prepare_data(const DataArgs& args) {
 }
 
 int data_stats(const DataArgs& args) {
-    const auto loaded = load_and_resolve(args.recipe, args.overrides);
+    const auto loaded = core::load_and_resolve(args.recipe, args.overrides);
     const core::Recipe& recipe = loaded->resolved.recipe;
     const core::Dataset dataset = prepare(*loaded);
     nlohmann::json splits = nlohmann::json::array();

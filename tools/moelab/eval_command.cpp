@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 
@@ -6,30 +7,26 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/assembly/loaded_recipe.h"
 #include "core/assembly/trained_model.h"
 #include "core/checkpoint/checkpoint.h"
 #include "core/eval/evaluator.h"
+#include "core/eval/long_context.h"
 #include "core/eval/perturbation_support.h"
+#include "core/inference/generation.h"
+#include "core/metrics/metrics_log.h"
+#include "core/plugin/required_feature.h"
+#include "core/report/run_report.h"
 #include "core/system/printable.h"
 #include "core/system/read_file.h"
 #include "core/system/threads.h"
+#include "moelab/sdk/capability.h"
 
 namespace moelab::cli {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-// The run directory a target belongs to: the target itself, or <run>/checkpoints/step-N.
-fs::path run_directory_of(const fs::path& target, const fs::path& step_dir) {
-    if (fs::exists(target / "recipe.resolved.toml")) return target;
-    const fs::path run = step_dir.parent_path().parent_path();
-    if (fs::exists(run / "recipe.resolved.toml")) return run;
-    throw UsageError(
-        fmt::format("cannot find recipe.resolved.toml for {} (expected a run "
-                    "directory or <run>/checkpoints/step-N)",
-                    target.string()));
-}
 
 // The perplexity summary.json records for `split` at `step`, if it holds one. A summary that
 // cannot be read or is damaged only loses the comparison: a warning says why.
@@ -61,6 +58,155 @@ std::optional<double> summary_perplexity(const fs::path& summary_file, const std
     return std::nullopt;
 }
 
+// Note [Long-context documents]: every context length is measured on the same documents, those of
+// the split with at least as many tokens as the longest length asked (so the numbers differ only
+// by the context the model gets), up to --max-tokens tokens of them.
+std::vector<at::Tensor> documents_for(const core::Dataset& dataset, core::Split split,
+                                      std::int64_t min_tokens, std::int64_t max_tokens,
+                                      std::int64_t& longest) {
+    std::vector<at::Tensor> documents;
+    longest = 0;
+    for (const core::SourceTokens& source : dataset.sources()) {
+        if (!source.has(split)) continue;
+        const core::MappedTokenShard& shard = source.shard(split);
+        std::vector<std::int64_t> ends;
+        for (std::int64_t d = 0; d < shard.documents(); ++d) {
+            ends.push_back(shard.document_end(d));
+            longest = std::max(longest, ends.back() - (d > 0 ? ends[ends.size() - 2] : 0));
+        }
+        std::int64_t collected = 0;
+        for (const at::Tensor& document : documents) collected += document.size(0);
+        const std::int64_t budget = max_tokens > 0 ? max_tokens - collected : 0;
+        if (max_tokens > 0 && budget <= 0) break;
+        for (at::Tensor& document :
+             core::long_documents(shard.tokens(), ends, min_tokens, budget)) {
+            documents.push_back(std::move(document));
+        }
+    }
+    return documents;
+}
+
+int evaluate_long_context(const EvalArgs& args, const core::TrainedModel& trained,
+                          const fs::path& run_dir, const fs::path& step_dir, core::Split split) {
+    const core::Recipe& recipe = trained.recipe();
+    std::vector<std::int64_t> lengths(args.contexts.begin(), args.contexts.end());
+    if (lengths.empty()) lengths.push_back(recipe.data.seq_len);
+    for (const std::int64_t length : lengths) {
+        if (length < 2)
+            throw UsageError(fmt::format("--context: {} is shorter than 2 tokens", length));
+    }
+    if (args.stride < 1) throw UsageError("--stride must be at least 1");
+    const std::int64_t longest_asked = *std::max_element(lengths.begin(), lengths.end());
+    nlohmann::json report = {{"type", "long_context"},
+                             {"step", trained.step()},
+                             {"checkpoint", step_dir.string()},
+                             {"split", args.split}};
+    core::LongContextSetup setup;
+    setup.device = trained.device();
+    setup.autocast_bf16 = trained.autocast_bf16();
+    setup.batch_size = recipe.eval.batch_size;
+
+    if (!args.contexts.empty()) {
+        std::int64_t longest_document = 0;
+        const std::vector<at::Tensor> documents = documents_for(
+            trained.dataset(), split, longest_asked, args.max_tokens, longest_document);
+        if (documents.empty()) {
+            throw UsageError(fmt::format(
+                "--context {}: no {} document has that many tokens (the longest has {}); ask for "
+                "shorter contexts",
+                longest_asked, args.split, longest_document));
+        }
+        nlohmann::json rows = nlohmann::json::array();
+        if (!args.json) {
+            fmt::print(
+                "perplexity by context length ({} split, {} document{} of at least {} "
+                "tokens; sliding windows, stride at most context - 1):\n",
+                args.split, documents.size(), documents.size() == 1 ? "" : "s", longest_asked);
+            fmt::print("  {:>8}  {:>6}  {:>9}  {:>10}  {:>8}\n", "context", "stride", "loss", "ppl",
+                       "tokens");
+        }
+        for (const std::int64_t length : lengths) {
+            // A stride of at most context - 1 (Note [Sliding windows]); the row records it.
+            const core::ContextPerplexity result = core::sliding_window_perplexity(
+                trained.model(), documents, length, std::min<std::int64_t>(args.stride, length - 1),
+                setup);
+            rows.push_back(result.to_json());
+            if (!args.json) {
+                fmt::print("  {:>8}  {:>6}  {:>9.4f}  {:>10.3f}  {:>8}\n", length, result.stride,
+                           result.loss(), result.perplexity(), result.tokens);
+            }
+        }
+        report["perplexity"] = rows;
+    }
+    if (args.passkey) {
+        core::PasskeyOptions options;
+        options.lengths = lengths;
+        options.depths = args.depths;
+        options.trials = args.trials;
+        options.seed = static_cast<std::uint64_t>(recipe.seed);
+        options.batch_size = recipe.eval.batch_size;
+        // The filler is text of the split (its first source), never the needle's own document.
+        const core::SourceTokens* filler = nullptr;
+        for (const core::SourceTokens& source : trained.dataset().sources()) {
+            if (source.has(split)) {
+                filler = &source;
+                break;
+            }
+        }
+        if (filler == nullptr) throw UsageError("--passkey: the split has no text for the filler");
+        const core::Completion greedy = [&](const std::vector<std::vector<std::int32_t>>& prompts,
+                                            std::int64_t count) {
+            core::GenerationOptions generation;
+            generation.max_new = count;
+            generation.sampling.temperature = 0;
+            generation.device = trained.device();
+            generation.autocast_bf16 = trained.autocast_bf16();
+            return core::generate(trained.model(), prompts, generation).tokens;
+        };
+        core::PasskeyResult passkey;
+        try {
+            passkey = core::passkey_test(trained.dataset().tokenizer(), filler->tokens(split),
+                                         options, greedy);
+        } catch (const std::invalid_argument& error) {
+            throw UsageError(fmt::format("--passkey: {}", error.what()));
+        }
+        report["passkey"] = passkey.to_json();
+        if (!args.json) {
+            fmt::print(
+                "passkey accuracy ({} trials per cell; rows: prompt length, columns: "
+                "depth of the key):\n",
+                args.trials);
+            std::string header = fmt::format("  {:>8}", "length");
+            for (const double depth : options.depths) header += fmt::format("  {:>5.2f}", depth);
+            fmt::print("{}\n", header);
+            std::size_t cell = 0;
+            for (const std::int64_t length : lengths) {
+                std::string line = fmt::format("  {:>8}", length);
+                std::string why;
+                for (std::size_t d = 0; d < options.depths.size(); ++d, ++cell) {
+                    const core::PasskeyCell& c = passkey.cells[cell];
+                    line += c.trials > 0 ? fmt::format("  {:>5.2f}", c.accuracy())
+                                         : fmt::format("  {:>5}", "n/a");
+                    if (!c.not_measured.empty()) why = c.not_measured;
+                }
+                fmt::print("{}{}\n", line, why.empty() ? "" : "  (" + why + ")");
+            }
+            const nlohmann::json& overall = report["passkey"]["accuracy"];
+            fmt::print("  overall {}\n", overall.is_null()
+                                             ? std::string("n/a")
+                                             : fmt::format("{:.3f}", overall.get<double>()));
+        }
+    }
+    if (args.json) fmt::print("{}\n", report.dump(2));
+    try {
+        core::MetricsLog(run_dir / "metrics.jsonl").write(report);
+        if (fs::exists(run_dir / "report.html")) core::write_run_report(run_dir);
+    } catch (const std::exception& error) {
+        fmt::print(stderr, "warning: the results are not recorded in the run: {}\n", error.what());
+    }
+    return kExitOk;
+}
+
 }  // namespace
 
 int evaluate_run(const EvalArgs& args) {
@@ -75,9 +221,7 @@ int evaluate_run(const EvalArgs& args) {
         throw UsageError(
             fmt::format("--split: expected validation, test or train, got '{}'", args.split));
     }
-    const fs::path target(args.target);
-    const fs::path step_dir = core::resolve_checkpoint(target);
-    const fs::path run_dir = run_directory_of(target, step_dir);
+    const auto [run_dir, step_dir] = trained_target(args.target);
 
     // The recorded device is the one the run resolved; --device moves the evaluation elsewhere,
     // and says so when that changes the arithmetic.
@@ -101,15 +245,17 @@ int evaluate_run(const EvalArgs& args) {
             overrides.push_back("eval.perturbation.strength=" + strength);
         }
     }
-    if (!args.device.empty()) {
-        overrides.push_back("train.device=" + args.device);
-        if (args.device == "cpu") {
-            overrides.push_back("model.dtype=float32");
-            fmt::print(stderr, "evaluating on the CPU in float32 (--device cpu)\n");
-        }
-    }
-    const auto loaded = load_and_resolve((run_dir / "recipe.resolved.toml").string(), overrides);
+    add_device_overrides(args.device, overrides);
+    // The passkey test decodes through the attention caches.
+    std::vector<std::string> features;
+    if (args.passkey) features.emplace_back(sdk::feature::kKvCache);
+    const auto loaded =
+        core::load_and_resolve((run_dir / "recipe.resolved.toml").string(), overrides, features);
     const core::ResolvedRecipe& resolved = loaded->resolved;
+    if (args.passkey) {
+        core::require_feature(resolved, core::ComponentKind::kAttention, sdk::feature::kKvCache,
+                              "--passkey decodes through the attention caches");
+    }
     const core::Recipe& recipe = resolved.recipe;
     core::apply_threads(
         core::recipe_threads(recipe.train.intra_op_threads, recipe.train.blas_threads));
@@ -123,7 +269,10 @@ int evaluate_run(const EvalArgs& args) {
     }
     const core::TrainedModel trained(
         resolved, run_dir, step_dir, loaded->device,
-        [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
+        [](const std::string& line) { fmt::print(stderr, "{}\n", line); }, features);
+    if (!args.contexts.empty() || args.passkey) {
+        return evaluate_long_context(args, trained, run_dir, step_dir, split);
+    }
     const std::int64_t max_batches =
         args.max_batches >= 0 ? args.max_batches : recipe.eval.max_batches;
     const core::SplitEvaluation evaluation =

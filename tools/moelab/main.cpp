@@ -125,7 +125,9 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     CLI::App* command = app.add_subcommand(
         "eval",
         "Evaluate a run's latest checkpoint (or a given one): loss, perplexity and "
-        "routing statistics per MoE layer");
+        "routing statistics per MoE layer; with --context or --passkey, long-context "
+        "perplexity with sliding windows and passkey retrieval. --max-batches 0 evaluates the "
+        "whole split");
     command->add_option("target", args->target, "Run directory or checkpoint directory")
         ->required();
     command->add_option("--split", args->split, "validation (default), test or train");
@@ -150,8 +152,79 @@ void add_eval_command(CLI::App& app, int& exit_code) {
                      "on cpu a bfloat16 run is evaluated in float32)")
         ->check(CLI::IsMember({"cpu", "cuda"}));
     command->add_flag("--json", args->json, "Print the result as JSON");
+    command
+        ->add_option("--context", args->contexts,
+                     "Long-context evaluation instead: perplexity at these context lengths "
+                     "(comma-separated) with sliding windows, on the split's documents at least "
+                     "as long as the longest (docs/inference.md)")
+        ->delimiter(',')
+        ->check(CLI::Range(2LL, 1LL << 22));
+    command
+        ->add_option("--stride", args->stride,
+                     "Tokens between the starts of sliding windows (default 256, the HARPE "
+                     "paper's; at most the context)")
+        ->check(CLI::Range(1LL, 1LL << 22));
+    command
+        ->add_option("--max-tokens", args->max_tokens,
+                     "Tokens of documents to score per context length (default 16384; 0: all)")
+        ->check(CLI::NonNegativeNumber);
+    command->add_flag("--passkey", args->passkey,
+                      "Long-context evaluation: the passkey retrieval test at the --context "
+                      "lengths (default: the recipe's seq_len), greedy decoding through the "
+                      "attention caches; accuracy by length and depth");
+    command
+        ->add_option("--depths", args->depths,
+                     "Relative depths of the passkey in the prompt (default 0,0.25,0.5,0.75,1)")
+        ->delimiter(',')
+        ->check(CLI::Range(0.0, 1.0));
+    command->add_option("--trials", args->trials, "Passkey trials per length and depth (default 5)")
+        ->check(CLI::Range(1LL, 100000LL));
     command->callback(
         [&exit_code, args] { exit_code = run_guarded([&] { return evaluate_run(*args); }); });
+}
+
+void add_generate_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<GenerateArgs>();
+    CLI::App* command = app.add_subcommand(
+        "generate",
+        "Generate text from a run's latest checkpoint (or a given one) through the attention "
+        "caches, streamed as it is produced; prints prefill and decode tokens/s");
+    command->add_option("target", args->target, "Run directory or checkpoint directory")
+        ->required();
+    command->add_option("--prompt", args->prompts,
+                        "Prompt text (repeatable with --batch); it follows an end-of-document "
+                        "token, as every training document does");
+    command->add_option("--prompt-file", args->prompt_file,
+                        "Read the prompt from this file (with --batch: one prompt per line)");
+    command->add_option("--max-new", args->max_new, "New tokens per prompt (default 128)")
+        ->check(CLI::Range(1LL, 1LL << 24));
+    command
+        ->add_option("--temperature", args->temperature,
+                     "Sampling temperature; 0: greedy (default 0.8)")
+        ->check(CLI::NonNegativeNumber);
+    command->add_option("--top-k", args->top_k, "Sample among the K most likely tokens (0: all)")
+        ->check(CLI::NonNegativeNumber);
+    command
+        ->add_option("--top-p", args->top_p,
+                     "Sample among the most likely tokens whose probability reaches P "
+                     "(nucleus; 1: all)")
+        ->check(CLI::Range(0.0, 1.0));
+    command->add_option("--seed", args->seed, "Seed of the sampler (default 0)");
+    command->add_flag("--batch", args->batch,
+                      "Decode every prompt as its own sequence, all together (prompts of "
+                      "different lengths are left-padded)");
+    command->add_flag("--stats", args->stats,
+                      "Also print attention FLOPs and KV-cache bytes per token, prefill and "
+                      "decode time per token, and the speed-up against recomputing the whole "
+                      "prefix for every token (generates exactly --max-new tokens; recorded in "
+                      "the run's metrics.jsonl)");
+    command->add_option("--set", args->set, "Override a key of the run's resolved recipe");
+    command
+        ->add_option("--device", args->device,
+                     "Generate on this device instead of the one the run recorded (cpu, cuda)")
+        ->check(CLI::IsMember({"cpu", "cuda"}));
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return generate_text(*args); }); });
 }
 
 void add_compare_command(CLI::App& app, int& exit_code) {
@@ -304,6 +377,7 @@ int main(int argc, char** argv) {
     add_launch_command(app, exit_code);
     add_data_command(app, exit_code);
     add_eval_command(app, exit_code);
+    add_generate_command(app, exit_code);
     add_compare_command(app, exit_code);
     add_report_command(app, exit_code);
     add_new_command(app, exit_code);

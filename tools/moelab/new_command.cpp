@@ -218,12 +218,13 @@ MOELAB_PLUGIN("{{NAME}}", "0.1.0", "{{NAME}} MoE block", {{IDENT}}::register_com
 constexpr const char* kAttentionSource =
     R"tmpl(// {{NAME}}: causal multi-head self-attention with rotary position embeddings, written with
 // moelab's plugin SDK ({{SDK_VERSION}}). It trains and passes `moelab plugins test`. It does not
-// decode incrementally (no kv_cache feature; make_cache throws): add an AttentionCache and list
-// sdk::feature::kKvCache for decoding (the built-in rope plugin shows one).
+// decode incrementally (no kv_cache feature; make_cache throws): return an sdk::KeyValueCache
+// from make_cache, append to it in forward and list sdk::feature::kKvCache for decoding (the
+// built-in rope plugin shows how).
 
 #include <cmath>
-#include <limits>
 
+#include "moelab/sdk/causal_mask.h"
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/init.h"
 #include "moelab/sdk/plugin.h"
@@ -262,12 +263,13 @@ public:
         const auto [cos, sin] = sdk::rope_tables(inv_freq_, input.positions);
         const at::Tensor query = sdk::apply_rope(qkv[0], cos, sin);  // (batch, heads, seq, dim)
         const at::Tensor key = sdk::apply_rope(qkv[1], cos, sin);
-        // Causal by contract: position p attends to positions <= p. Softmax in fp32.
-        at::Tensor scores = at::matmul(query, key.transpose(-2, -1)).to(at::kFloat) /
-                            std::sqrt(static_cast<double>(head_dim_));
-        const at::Tensor future = input.positions.view({1, -1}) > input.positions.view({-1, 1});
-        scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
-        const at::Tensor mixed = at::matmul(scores.softmax(-1).to(qkv.scalar_type()), qkv[2])
+        // Causal by contract: position p attends to positions <= p of its row, never to padding
+        // (negative positions). Softmax in fp32.
+        const at::Tensor scores = at::matmul(query, key.transpose(-2, -1)).to(at::kFloat) /
+                                  std::sqrt(static_cast<double>(head_dim_));
+        const at::Tensor allowed = sdk::causal_mask(input.positions, input.positions);
+        const at::Tensor probs = sdk::masked_softmax(scores, allowed).to(qkv.scalar_type());
+        const at::Tensor mixed = at::matmul(probs, qkv[2])
                                      .transpose(1, 2)
                                      .reshape({batch, seq, heads_ * head_dim_});
         return at::linear(mixed, w_output_);
@@ -573,9 +575,11 @@ constexpr PluginTemplate kTemplates[] = {
     {"attention", kAttentionSource, kAttentionRecipe,
      "output contract, causality, gradients, determinism, checkpoint round trip,\n"
      "#    cache equals recomputation (it lists kv_cache), throughput",
-     "Attention is causal by contract; with `kv_cache` in `component.features` the kit checks "
-     "that\n"
-     "decoding token by token with the cache equals recomputing the sequence."},
+     "Attention is causal by contract, by positions: `input.positions` is (batch, seq), negative\n"
+     "for padding slots; `sdk::causal_mask` and `sdk::masked_softmax` build the right mask. With\n"
+     "`kv_cache` in `component.features` the kit checks that decoding token by token with the\n"
+     "cache equals recomputing the sequence, also for prompts of different lengths decoded\n"
+     "together."},
     {"tokenizer", kTokenizerSource, kTokenizerRecipe,
      "ids in range, lossless round trip (training and unseen text, multi-byte UTF-8,\n"
      "#    whitespace, control characters, bytes that are not UTF-8), serialize -> load, "

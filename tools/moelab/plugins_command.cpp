@@ -4,6 +4,7 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/assembly/loaded_recipe.h"
 #include "core/config/recipe_printer.h"
 #include "core/config/suggest.h"
 #include "core/plugin/loader.h"
@@ -28,7 +29,7 @@ std::string range_text(const sdk::ParamSpec& spec) {
 }  // namespace
 
 int list_plugins() {
-    const core::PluginRegistry registry = load_registry({}, /*allow_refusals=*/true);
+    const core::PluginRegistry registry = core::load_plugin_registry({}, /*allow_refusals=*/true);
     const auto listings = registry.listings();
     std::size_t name_width = 4, kind_width = 4, version_width = 7;
     for (const auto& entry : listings) {
@@ -51,13 +52,13 @@ int list_plugins() {
 }
 
 int show_plugin_info(const std::string& name) {
-    const core::PluginRegistry registry = load_registry({}, /*allow_refusals=*/true);
+    const core::PluginRegistry registry = core::load_plugin_registry({}, /*allow_refusals=*/true);
     const auto entry = registry.listing(name);
     if (!entry) {
         std::vector<std::string> names;
         for (const auto& listing : registry.listings()) names.push_back(listing.name);
-        throw UsageError(fmt::format("no component named '{}'{}; `moelab plugins` lists them",
-                                     name, core::did_you_mean(name, names)));
+        throw UsageError(fmt::format("no component named '{}'{}; `moelab plugins` lists them", name,
+                                     core::did_you_mean(name, names)));
     }
     const core::PluginInfo& plugin = *entry->plugin;
     fmt::print("{} ({})\n  {}\n", entry->name, core::component_kind_name(entry->kind),

@@ -5,6 +5,7 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/assembly/loaded_recipe.h"
 #include "core/config/suggest.h"
 #include "core/conformance/kit.h"
 #include "core/plugin/loader.h"
@@ -24,7 +25,7 @@ int test_plugin(const std::string& target) {
                                         ? core::load_plugins({fs::path(target).parent_path().empty()
                                                                   ? fs::path(".")
                                                                   : fs::path(target).parent_path()})
-                                        : load_registry({}, /*allow_refusals=*/true);
+                                        : core::load_plugin_registry({}, /*allow_refusals=*/true);
     std::vector<const core::RegisteredComponent*> components;
     if (is_file) {
         if (!fs::is_regular_file(target)) {

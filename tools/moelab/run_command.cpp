@@ -2,13 +2,14 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/assembly/loaded_recipe.h"
 #include "core/train/init_from.h"
 #include "core/train/trainer.h"
 
 namespace moelab::cli {
 
 int run_recipe(const RunArgs& args) {
-    const auto loaded = load_and_resolve(args.recipe, args.overrides);
+    const auto loaded = core::load_and_resolve(args.recipe, args.overrides);
     // A resumed run does not read init.from again: its source may be gone by now.
     if (!args.resume) core::check_init_source(loaded->resolved.recipe);
     core::RunOptions options;

@@ -17,6 +17,7 @@
 
 #include "cli_support.h"
 #include "commands.h"
+#include "core/assembly/loaded_recipe.h"
 #include "core/config/recipe_loader.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/plugin_error.h"
@@ -75,7 +76,7 @@ LoadedTokenizer load_tokenizer_file(const std::string& file, const std::string& 
         }
         loaded.component = json["tokenizer"].get<std::string>();
     }
-    loaded.registry = load_registry({}, /*allow_refusals=*/false);
+    loaded.registry = core::load_plugin_registry({}, /*allow_refusals=*/false);
     const auto& component = find_tokenizer(loaded.registry, loaded.component, file);
     const sdk::Params params =
         core::params_from_assignments(options, component.component.params, "tokenizer");
@@ -152,7 +153,7 @@ int train_tokenizer_file(const TokenizerTrainArgs& args) {
         throw UsageError(
             fmt::format("-o {}: the directory {} does not exist", args.out, parent.string()));
     }
-    const core::PluginRegistry registry = load_registry({}, /*allow_refusals=*/false);
+    const core::PluginRegistry registry = core::load_plugin_registry({}, /*allow_refusals=*/false);
     const auto& component = find_tokenizer(registry, args.algo, "--algo");
     std::vector<std::string> options;
     if (args.vocab > 0) options.push_back(fmt::format("vocab_size={}", args.vocab));

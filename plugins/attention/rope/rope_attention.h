@@ -2,6 +2,7 @@
 
 // Multi-head causal self-attention with rotary position embeddings and optional grouped-query
 // attention (fewer key/value heads than query heads, each shared by a group of query heads).
+// Decodes incrementally with sdk::KeyValueCache.
 
 #include <cstdint>
 #include <memory>
@@ -10,31 +11,17 @@
 
 namespace moelab::plugins::rope {
 
-class RopeCache : public sdk::AttentionCache {
-public:
-    RopeCache(std::int64_t batch, std::int64_t kv_heads, std::int64_t max_len,
-              std::int64_t head_dim, const at::TensorOptions& options);
-
-    std::int64_t length() const override { return length_; }
-
-    // Appends (batch, kv_heads, new, head_dim) keys and values; returns everything cached.
-    std::pair<at::Tensor, at::Tensor> append(const at::Tensor& keys, const at::Tensor& values);
-
-private:
-    at::Tensor keys_;    // (batch, kv_heads, max_len, head_dim)
-    at::Tensor values_;  // (batch, kv_heads, max_len, head_dim)
-    std::int64_t length_ = 0;
-};
-
 class RopeAttention : public sdk::Attention {
-public:
+  public:
     RopeAttention(const sdk::AttentionContext& context, double base);
 
     at::Tensor forward(const sdk::AttentionInput& input) override;
     std::unique_ptr<sdk::AttentionCache> make_cache(std::int64_t batch,
                                                     std::int64_t max_len) override;
+    sdk::AttentionCost cost(std::int64_t context) const override;
 
-private:
+  private:
+    std::int64_t d_model_;
     std::int64_t heads_;
     std::int64_t kv_heads_;
     std::int64_t head_dim_;

@@ -17,20 +17,24 @@ inline at::Tensor rope_inv_freq(double base, std::int64_t head_dim) {
 }
 
 // inv_freq: (bases, head_dim/2), one row per head or a single row shared by all heads.
-// positions: (seq,) int64. Returns cos and sin tables, each (bases, seq, head_dim/2) float32.
-// Angles are formed in float64 so that large bases and long positions keep their precision.
+// positions: (batch, seq) int64 (a (seq,) tensor counts as one row); negative positions (padding,
+// Note [Positions and padding]) get the tables of position 0. Returns cos and sin tables, each
+// (batch, bases, seq, head_dim/2) float32. Angles are formed in float64 so that large bases and
+// long positions keep their precision.
 inline std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& inv_freq,
                                                      const at::Tensor& positions) {
-    const at::Tensor angles =
-        positions.to(at::kDouble).view({1, -1, 1}) * inv_freq.to(at::kDouble).unsqueeze(1);
+    const at::Tensor rows = positions.dim() == 1 ? positions.unsqueeze(0) : positions;
+    const at::Tensor angles = rows.clamp_min(0).to(at::kDouble).view({rows.size(0), 1, -1, 1}) *
+                              inv_freq.to(at::kDouble).unsqueeze(1).unsqueeze(0);
     return {angles.cos().to(at::kFloat), angles.sin().to(at::kFloat)};
 }
 
-// x: (batch, heads, seq, head_dim); cos, sin: (heads or 1, seq, head_dim/2). Same dtype as x out.
+// x: (batch, heads, seq, head_dim); cos, sin: (batch or 1, heads or 1, seq, head_dim/2). Same
+// dtype as x out.
 inline at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
     const std::int64_t half = x.size(-1) / 2;
-    const at::Tensor c = cos.to(x.scalar_type()).unsqueeze(0);
-    const at::Tensor s = sin.to(x.scalar_type()).unsqueeze(0);
+    const at::Tensor c = cos.to(x.scalar_type());
+    const at::Tensor s = sin.to(x.scalar_type());
     const at::Tensor x1 = x.narrow(-1, 0, half);
     const at::Tensor x2 = x.narrow(-1, half, half);
     return at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);

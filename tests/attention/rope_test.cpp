@@ -1,0 +1,185 @@
+// The built-in rope attention against the method written out with loops in float64: per-head
+// projections, "rotate half" rotary embeddings at each token's own position (rows at different
+// offsets, one padding slot), grouped-query heads, causal softmax by position, output projection.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/conformance/conformance_report.h"
+#include "core/plugin/instantiate.h"
+#include "core/plugin/loader.h"
+#include "moelab/sdk/init.h"
+#include "moelab/sdk/key_value_cache.h"
+
+namespace moelab::tests {
+namespace {
+
+constexpr std::int64_t kModel = 16, kHeads = 4, kKvHeads = 2, kHeadDim = 4, kBatch = 2, kSeq = 5;
+constexpr double kBase = 500.0;
+
+struct Rope {
+    core::PluginRegistry registry;
+    std::shared_ptr<sdk::Attention> attention;
+};
+
+std::unique_ptr<Rope> build_rope() {
+    auto rope = std::make_unique<Rope>();
+    rope->registry = core::load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
+    const core::RegisteredAttention* component = rope->registry.find_attention("rope");
+    if (component == nullptr) throw std::runtime_error("no built-in rope attention");
+    sdk::AttentionContext context;
+    context.model.d_model = kModel;
+    context.model.heads = kHeads;
+    context.model.kv_heads = kKvHeads;
+    context.model.head_dim = kHeadDim;
+    context.model.layers = 2;
+    context.seed = 17;
+    context.init_std = 0.3;
+    auto values = core::default_params(component->component.params).values();
+    values["base"] = kBase;
+    rope->attention = core::instantiate_attention(*component, context, sdk::Params(values));
+    rope->attention->eval();
+    return rope;
+}
+
+// out[b][s] for hidden (batch, seq, d_model) at `positions` (batch, seq), negative = padding.
+at::Tensor written_out(sdk::Attention& attention, const at::Tensor& hidden,
+                       const at::Tensor& positions) {
+    auto weights = attention.named_parameters();
+    const auto wq = weights["w_query"].to(at::kDouble);
+    const auto wk = weights["w_key"].to(at::kDouble);
+    const auto wv = weights["w_value"].to(at::kDouble);
+    const auto wo = weights["w_output"].to(at::kDouble);
+    const auto x = hidden.to(at::kDouble);
+    const std::int64_t half = kHeadDim / 2;
+    auto rotate = [&](const at::Tensor& v, std::int64_t position) {
+        at::Tensor out = v.clone();
+        const double p = static_cast<double>(std::max<std::int64_t>(position, 0));
+        for (std::int64_t i = 0; i < half; ++i) {
+            const double angle = p * std::pow(kBase, -2.0 * static_cast<double>(i) / kHeadDim);
+            const double a = v[i].item<double>(), b = v[i + half].item<double>();
+            out[i] = a * std::cos(angle) - b * std::sin(angle);
+            out[i + half] = b * std::cos(angle) + a * std::sin(angle);
+        }
+        return out;
+    };
+    at::Tensor out = at::zeros({kBatch, kSeq, kModel}, at::kDouble);
+    for (std::int64_t b = 0; b < kBatch; ++b) {
+        for (std::int64_t s = 0; s < kSeq; ++s) {
+            const std::int64_t query_position = positions[b][s].item<std::int64_t>();
+            std::vector<at::Tensor> heads;
+            for (std::int64_t h = 0; h < kHeads; ++h) {
+                const std::int64_t g = h / (kHeads / kKvHeads);  // key/value head of this head
+                const at::Tensor q =
+                    rotate(at::mv(wq.narrow(0, h * kHeadDim, kHeadDim), x[b][s]), query_position);
+                std::vector<double> scores;
+                std::vector<at::Tensor> values;
+                for (std::int64_t t = 0; t < kSeq; ++t) {
+                    const std::int64_t key_position = positions[b][t].item<std::int64_t>();
+                    if (key_position < 0 || key_position > query_position) continue;
+                    const at::Tensor k =
+                        rotate(at::mv(wk.narrow(0, g * kHeadDim, kHeadDim), x[b][t]), key_position);
+                    scores.push_back(at::dot(q, k).item<double>() / std::sqrt(double(kHeadDim)));
+                    values.push_back(at::mv(wv.narrow(0, g * kHeadDim, kHeadDim), x[b][t]));
+                }
+                at::Tensor mixed = at::zeros({kHeadDim}, at::kDouble);
+                double total = 0, top = -1e300;
+                for (double score : scores) top = std::max(top, score);
+                for (double score : scores) total += std::exp(score - top);
+                for (std::size_t j = 0; j < scores.size(); ++j) {
+                    mixed += values[j] * (std::exp(scores[j] - top) / total);
+                }
+                heads.push_back(mixed);
+            }
+            out[b][s] = at::mv(wo, at::cat(heads));
+        }
+    }
+    return out;
+}
+
+at::Tensor forward(sdk::Attention& attention, const at::Tensor& hidden, const at::Tensor& positions,
+                   sdk::AttentionCache* cache = nullptr) {
+    sdk::ForwardState state;
+    sdk::AttentionInput input;
+    input.hidden = hidden;
+    input.positions = positions;
+    input.cache = cache;
+    input.state = &state;
+    return attention.forward(input);
+}
+
+at::Tensor hidden_states() {
+    at::Generator generator = sdk::make_generator(5);
+    return at::randn({kBatch, kSeq, kModel}, generator, at::kFloat);
+}
+
+TEST(RopeAttention, MatchesTheWrittenOutMethodAtOffsetPositions) {
+    auto rope = build_rope();
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = hidden_states();
+    // Row 0 starts at position 10, row 1 at 3: rotary angles differ per row.
+    const at::Tensor positions =
+        at::stack({at::arange(10, 10 + kSeq, at::kLong), at::arange(3, 3 + kSeq, at::kLong)});
+    const at::Tensor expected = written_out(*rope->attention, x, positions);
+    const at::Tensor got = forward(*rope->attention, x, positions).to(at::kDouble);
+    EXPECT_LT((got - expected).abs().max().item<double>(), 1e-5);
+    // Relative positions are what count: shifting a row by a constant leaves it unchanged.
+    const at::Tensor shifted = forward(*rope->attention, x, positions + 100).to(at::kDouble);
+    EXPECT_LT((shifted - expected).abs().max().item<double>(), 1e-4);
+}
+
+TEST(RopeAttention, PaddingSlotsAreNeverAttendedTo) {
+    auto rope = build_rope();
+    torch::NoGradGuard no_grad;
+    at::Tensor x = hidden_states();
+    // Row 1 has two padding slots before its three tokens.
+    const at::Tensor positions =
+        at::tensor({0, 1, 2, 3, 4, -1, -1, 0, 1, 2}, at::kLong).view({kBatch, kSeq});
+    const at::Tensor expected = written_out(*rope->attention, x, positions);
+    const at::Tensor got = forward(*rope->attention, x, positions).to(at::kDouble);
+    // Padding slots' outputs are meaningless (and finite); the others match.
+    EXPECT_TRUE(got.isfinite().all().item<bool>());
+    EXPECT_LT((got.narrow(1, 2, 3) - expected.narrow(1, 2, 3)).abs().max().item<double>(), 1e-5);
+    EXPECT_LT((got[0] - expected[0]).abs().max().item<double>(), 1e-5);
+    // Whatever the padding slots hold does not reach the real tokens.
+    x[1].narrow(0, 0, 2).fill_(1e4);
+    const at::Tensor changed = forward(*rope->attention, x, positions).to(at::kDouble);
+    EXPECT_LT((changed[1].narrow(0, 2, 3) - got[1].narrow(0, 2, 3)).abs().max().item<double>(),
+              1e-6);
+}
+
+TEST(RopeAttention, CachesKeysValuesAndPositionsInPreallocatedSlots) {
+    auto rope = build_rope();
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = hidden_states();
+    const at::Tensor positions = at::arange(kSeq, at::kLong).expand({kBatch, kSeq});
+    auto cache = rope->attention->make_cache(kBatch, kSeq);
+    auto* slots = dynamic_cast<sdk::KeyValueCache*>(cache.get());
+    ASSERT_NE(slots, nullptr);
+    EXPECT_EQ(slots->capacity(), kSeq);
+    EXPECT_EQ(cache->bytes_per_token(), -1);  // the dtype is the first append's
+    const at::Tensor first =
+        forward(*rope->attention, x.narrow(1, 0, 3), positions.narrow(1, 0, 3), cache.get());
+    EXPECT_EQ(cache->bytes_per_token(), (2 * kKvHeads * kHeadDim * 4) + 8);
+    const at::Tensor rest =
+        forward(*rope->attention, x.narrow(1, 3, 2), positions.narrow(1, 3, 2), cache.get());
+    EXPECT_EQ(cache->length(), kSeq);
+    const at::Tensor full = forward(*rope->attention, x, positions);
+    EXPECT_LT((at::cat({first, rest}, 1) - full).abs().max().item<double>(), 1e-5);
+    EXPECT_THROW(
+        forward(*rope->attention, x.narrow(1, 0, 1), positions.narrow(1, 0, 1), cache.get()),
+        sdk::Error);
+}
+
+TEST(RopeAttention, ReportsItsCostPerToken) {
+    auto rope = build_rope();
+    // Projections: 2 d (2 heads hd + 2 kv hd); attention: 4 heads hd per key.
+    const double projections = 2.0 * kModel * (2.0 * kHeads * kHeadDim + 2.0 * kKvHeads * kHeadDim);
+    EXPECT_DOUBLE_EQ(rope->attention->cost(100).flops_per_token,
+                     projections + 4.0 * kHeads * kHeadDim * 100);
+}
+
+}  // namespace
+}  // namespace moelab::tests
