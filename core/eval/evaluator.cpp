@@ -5,7 +5,7 @@
 #include <torch/autograd.h>
 #include <nlohmann/json.hpp>
 
-#include "core/train/autocast_scope.h"
+#include "core/system/autocast_scope.h"
 
 namespace moelab::core {
 

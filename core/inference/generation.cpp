@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "core/model/decoding_cache.h"
-#include "core/train/autocast_scope.h"
+#include "core/system/autocast_scope.h"
 
 namespace moelab::core {
 

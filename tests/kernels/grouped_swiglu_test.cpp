@@ -13,7 +13,7 @@
 #include <torch/autograd.h>
 #include <torch/cuda.h>
 
-#include "core/train/autocast_scope.h"
+#include "core/system/autocast_scope.h"
 #include "kernels/binding/grouped_swiglu.h"
 #include "kernels/binding/pass_pool.h"
 #include "kernels/cpu/swiglu_rows.h"

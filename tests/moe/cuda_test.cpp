@@ -8,7 +8,7 @@
 
 #include "core/moe/host_expert_bank.h"
 #include "core/moe/standard_block.h"
-#include "core/train/autocast_scope.h"
+#include "core/system/autocast_scope.h"
 #include "naive_moe.h"
 
 namespace moelab::core {
@@ -24,9 +24,9 @@ TEST(Cuda, ExpertBankMatchesTheCpuOracleWithGradients) {
     const at::Tensor x_cpu = at::randn({100, 32}, gen);
     const at::Tensor indices = std::get<1>(at::rand({100, 6}, gen).topk(2, -1));
     const at::Tensor weights_cpu = at::rand({100, 2}, gen);
-    const at::Tensor ref = tests::naive_mix(x_cpu.to(at::kDouble), indices,
-                                            weights_cpu.to(at::kDouble),
-                                            bank.w_in.to(at::kDouble), bank.w_out.to(at::kDouble));
+    const at::Tensor ref =
+        tests::naive_mix(x_cpu.to(at::kDouble), indices, weights_cpu.to(at::kDouble),
+                         bank.w_in.to(at::kDouble), bank.w_out.to(at::kDouble));
     bank.to(at::kCUDA);
     const at::Tensor x = x_cpu.to(at::kCUDA).requires_grad_();
     const at::Tensor out = bank.mix(x, indices.to(at::kCUDA), weights_cpu.to(at::kCUDA));
@@ -37,7 +37,7 @@ TEST(Cuda, ExpertBankMatchesTheCpuOracleWithGradients) {
 }
 
 class SpyRouter : public sdk::Router {
-public:
+  public:
     sdk::RoutingDecision route(const sdk::RouterInput& input) override {
         logits_dtype = at::matmul(input.hidden, weight.t()).scalar_type();
         sdk::RoutingDecision d;
