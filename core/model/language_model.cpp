@@ -189,8 +189,7 @@ namespace {
 std::int64_t bank_parameters(const ManagedExpertBank& bank) {
     std::int64_t numel = 0;
     for (const at::Tensor& p : bank.parameters()) numel += p.numel();
-    const ExpertShard shard = bank.shard();
-    return shard.whole() ? numel : numel / shard.count * shard.experts;
+    return bank.shard().whole_numel(numel);
 }
 
 }  // namespace

@@ -34,6 +34,10 @@ struct ExpertShard {
     std::int64_t count = 0;
     std::int64_t experts = 0;
     bool whole() const { return count == experts; }
+    // The size of a tensor of the whole bank, given this process's share of `local_numel`.
+    std::int64_t whole_numel(std::int64_t local_numel) const {
+        return whole() ? local_numel : local_numel / count * experts;
+    }
 };
 
 class ManagedExpertBank : public sdk::ExpertBank {

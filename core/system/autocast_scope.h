@@ -9,7 +9,7 @@
 namespace moelab::core {
 
 class CudaAutocastScope {
-public:
+  public:
     explicit CudaAutocastScope(bool enabled) : enabled_(enabled) {
         if (!enabled_) return;
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -32,7 +32,7 @@ public:
     CudaAutocastScope(const CudaAutocastScope&) = delete;
     CudaAutocastScope& operator=(const CudaAutocastScope&) = delete;
 
-private:
+  private:
     bool enabled_;
 };
 

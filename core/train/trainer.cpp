@@ -458,7 +458,7 @@ void TrainingRun::enter_stage(const StagePosition& position) {
         // Parameters of the whole model, also where this process holds a share of the experts.
         std::int64_t numel = parameters_[i].numel();
         if (auto it = expert_shards_.find(parameter_names_[i]); it != expert_shards_.end()) {
-            numel = numel / it->second.count * it->second.experts;
+            numel = it->second.whole_numel(numel);
         }
         total += numel;
         if (mask[i]) {

@@ -65,21 +65,21 @@ std::vector<at::Tensor> documents_for(const core::Dataset& dataset, core::Split 
                                       std::int64_t min_tokens, std::int64_t max_tokens,
                                       std::int64_t& longest) {
     std::vector<at::Tensor> documents;
+    std::int64_t collected = 0;
     longest = 0;
     for (const core::SourceTokens& source : dataset.sources()) {
         if (!source.has(split)) continue;
         const core::MappedTokenShard& shard = source.shard(split);
         std::vector<std::int64_t> ends;
-        for (std::int64_t d = 0; d < shard.documents(); ++d) {
+        for (std::int64_t d = 0, start = 0; d < shard.documents(); start = ends.back(), ++d) {
             ends.push_back(shard.document_end(d));
-            longest = std::max(longest, ends.back() - (d > 0 ? ends[ends.size() - 2] : 0));
+            longest = std::max(longest, ends.back() - start);
         }
-        std::int64_t collected = 0;
-        for (const at::Tensor& document : documents) collected += document.size(0);
+        if (max_tokens > 0 && collected >= max_tokens) continue;  // still measuring `longest`
         const std::int64_t budget = max_tokens > 0 ? max_tokens - collected : 0;
-        if (max_tokens > 0 && budget <= 0) break;
         for (at::Tensor& document :
              core::long_documents(shard.tokens(), ends, min_tokens, budget)) {
+            collected += document.size(0);
             documents.push_back(std::move(document));
         }
     }
