@@ -27,10 +27,14 @@ struct DataSourceOptions {
     std::string name;
     std::string dir;  // holds train.*, validation.*, test.* (see core/data/corpus.h)
     std::string train, validation, test;  // explicit files; each overrides the one found in dir
-    std::string format = "auto";          // auto (by extension), text or jsonl
+    std::string format = "auto";          // auto (by extension), text, jsonl or pairs
     std::string text_field = "text";      // the JSONL field holding a document's text
-    double weight = 1.0;                  // sampling weight; training sources only
-    bool eval_only = false;               // evaluated, never trained on (no train file, no weight)
+    // pairs: JSONL of (prompt, response) objects; the loss counts response tokens only (Note
+    // [Response-only loss] in core/data/loss_mask.h).
+    std::string prompt_field = "prompt";
+    std::string response_field = "response";
+    double weight = 1.0;     // sampling weight; training sources only
+    bool eval_only = false;  // evaluated, never trained on (no train file, no weight)
 };
 
 struct DataOptions {

@@ -87,11 +87,18 @@ const OptionsBinding<DataSourceOptions>& data_source_binding() {
                "Validation file (overrides the one in dir)");
         b.bind("test", &DataSourceOptions::test, "Test file (overrides the one in dir)");
         b.bind_choice(
-            "format", &DataSourceOptions::format, {"auto", "text", "jsonl"},
+            "format", &DataSourceOptions::format, {"auto", "text", "jsonl", "pairs"},
             "text: documents separated by blank lines; jsonl: one JSON object per "
-            "line; auto: jsonl for .jsonl/.json/.ndjson files (before .gz/.zst), else text");
+            "line; pairs: JSONL of (prompt, response) objects whose loss counts the response "
+            "only (supervised fine-tuning); auto: jsonl for .jsonl/.json/.ndjson files (before "
+            ".gz/.zst), else text");
         b.bind("text_field", &DataSourceOptions::text_field,
                "JSONL: the field holding a document's text");
+        b.bind("prompt_field", &DataSourceOptions::prompt_field,
+               "pairs: the field holding the prompt (read, never counted in the loss)");
+        b.bind("response_field", &DataSourceOptions::response_field,
+               "pairs: the field holding the response (counted in the loss, with the "
+               "end-of-document token after it)");
         b.bind("weight", &DataSourceOptions::weight,
                "Mixture weight: a training sequence comes from this source with probability "
                "weight / (sum of the weights); a finite number > 0");

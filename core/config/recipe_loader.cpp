@@ -531,9 +531,29 @@ void validate_data_sources(const Recipe& recipe, Diagnostics& diagnostics) {
             diagnostics.add(at(prefix + ".train"), prefix + ".train",
                             "an evaluation-only source (eval_only = true) takes no train file");
         }
-        if (source.format == "text" && recipe.locations.count(prefix + ".text_field") != 0) {
-            diagnostics.add(at(prefix + ".text_field"), prefix + ".text_field",
-                            "applies to JSONL files only, but format = \"text\"");
+        if ((source.format == "text" || source.format == "pairs") &&
+            recipe.locations.count(prefix + ".text_field") != 0) {
+            diagnostics.add(
+                at(prefix + ".text_field"), prefix + ".text_field",
+                fmt::format("applies to JSONL documents only, but format = \"{}\"{}", source.format,
+                            source.format == "pairs"
+                                ? " (pairs read prompt_field and response_field)"
+                                : ""));
+        }
+        for (const char* field : {"prompt_field", "response_field"}) {
+            const std::string key = prefix + "." + field;
+            if (source.format != "pairs" && recipe.locations.count(key) != 0) {
+                diagnostics.add(at(key), key,
+                                fmt::format("applies to format = \"pairs\" only, but format = "
+                                            "\"{}\"",
+                                            source.format));
+            }
+        }
+        if (source.format == "pairs" && source.prompt_field == source.response_field) {
+            diagnostics.add(at(prefix + ".response_field"), prefix + ".response_field",
+                            fmt::format("is the same field as prompt_field (\"{}\"); a pair needs "
+                                        "two fields",
+                                        source.prompt_field));
         }
     }
 }

@@ -63,14 +63,20 @@ std::int64_t TrainBatcher::window_at(std::int64_t cursor) const {
     return static_cast<std::int64_t>(x);
 }
 
-at::Tensor TrainBatcher::next() {
-    at::Tensor batch = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
-    std::int64_t* out = batch.data_ptr<std::int64_t>();
-    for (std::int64_t b = 0; b < batch_size_; ++b) next_window(out + b * (seq_len_ + 1));
+TokenBatch TrainBatcher::next() {
+    TokenBatch batch;
+    batch.tokens = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
+    if (has_prompts()) batch.loss_mask = at::empty({batch_size_, seq_len_}, at::kBool);
+    std::int64_t* out = batch.tokens.data_ptr<std::int64_t>();
+    bool* counted = has_prompts() ? batch.loss_mask.data_ptr<bool>() : nullptr;
+    for (std::int64_t b = 0; b < batch_size_; ++b) {
+        next_window(out + b * (seq_len_ + 1),
+                    counted != nullptr ? counted + b * seq_len_ : nullptr);
+    }
     return batch;
 }
 
-void TrainBatcher::next_window(std::int64_t* out) {
+void TrainBatcher::next_window(std::int64_t* out, bool* counted) {
     if (position_.cursor == windows_) {
         ++position_.epoch;
         position_.cursor = 0;
@@ -78,6 +84,7 @@ void TrainBatcher::next_window(std::int64_t* out) {
     }
     const std::int64_t start = window_at(position_.cursor++) * seq_len_;
     tokens_.copy_to(start, seq_len_ + 1, out);
+    if (counted != nullptr) tokens_.loss_mask().fill(start + 1, seq_len_, counted);
 }
 
 void TrainBatcher::restore(const DataPosition& position) {
@@ -93,31 +100,40 @@ void TrainBatcher::restore(const DataPosition& position) {
     shuffle_epoch();
 }
 
-std::vector<at::Tensor> evaluation_batches(TokenView tokens, std::int64_t seq_len,
+std::vector<TokenBatch> evaluation_batches(TokenView tokens, std::int64_t seq_len,
                                            std::int64_t batch_size, std::int64_t max_batches) {
-    std::vector<at::Tensor> batches;
+    std::vector<TokenBatch> batches;
     const std::int64_t total = tokens.size();
+    const bool has_prompts = !tokens.loss_mask().counts_every_token();
     std::vector<std::vector<std::int64_t>> pending;
+    std::vector<std::int64_t> starts;  // of the pending windows
     auto flush = [&] {
         if (pending.empty()) return;
-        at::Tensor batch = at::empty({static_cast<std::int64_t>(pending.size()),
-                                      static_cast<std::int64_t>(pending[0].size())},
-                                     at::kLong);
-        for (std::size_t b = 0; b < pending.size(); ++b) {
+        const auto rows = static_cast<std::int64_t>(pending.size());
+        const auto length = static_cast<std::int64_t>(pending[0].size());
+        TokenBatch batch;
+        batch.tokens = at::empty({rows, length}, at::kLong);
+        if (has_prompts) batch.loss_mask = at::empty({rows, length - 1}, at::kBool);
+        for (std::int64_t b = 0; b < rows; ++b) {
             std::copy(pending[b].begin(), pending[b].end(),
-                      batch[static_cast<std::int64_t>(b)].data_ptr<std::int64_t>());
+                      batch.tokens.data_ptr<std::int64_t>() + b * length);
+            if (has_prompts) {
+                tokens.loss_mask().fill(starts[b] + 1, length - 1,
+                                        batch.loss_mask.data_ptr<bool>() + b * (length - 1));
+            }
         }
-        batches.push_back(batch);
+        batches.push_back(std::move(batch));
         pending.clear();
+        starts.clear();
     };
     for (std::int64_t start = 0; start + 1 < total; start += seq_len) {
         const std::int64_t length = std::min(seq_len + 1, total - start);
         if (!pending.empty() && static_cast<std::int64_t>(pending[0].size()) != length) flush();
         pending.emplace_back(static_cast<std::size_t>(length));
+        starts.push_back(start);
         tokens.copy_to(start, length, pending.back().data());
         if (static_cast<std::int64_t>(pending.size()) == batch_size) flush();
         if (max_batches > 0 && static_cast<std::int64_t>(batches.size()) == max_batches) {
-            pending.clear();
             return batches;
         }
     }

@@ -24,6 +24,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/data/token_batch.h"
 #include "core/data/token_view.h"
 
 namespace moelab::core {
@@ -41,10 +42,13 @@ class TrainBatcher {
     // Windows above which the order is computed, not stored (Note [Window order]).
     static constexpr std::int64_t kShuffledWindowsMax = std::int64_t{1} << 22;
 
-    // (batch, seq_len + 1) int64 on the CPU.
-    at::Tensor next();
-    // The next window alone: out[0, seq_len + 1).
-    void next_window(std::int64_t* out);
+    // (batch, seq_len + 1) tokens on the CPU, with a loss mask when the tokens have prompts.
+    TokenBatch next();
+    // The next window alone: out[0, seq_len + 1) and, unless null, which of its seq_len targets
+    // the loss counts: counted[0, seq_len).
+    void next_window(std::int64_t* out, bool* counted = nullptr);
+    // Whether some of the tokens are prompts that the loss does not count.
+    bool has_prompts() const { return !tokens_.loss_mask().counts_every_token(); }
 
     DataPosition position() const { return position_; }
     void restore(const DataPosition& position);
@@ -69,8 +73,8 @@ class TrainBatcher {
 
 // Consecutive non-overlapping windows of seq_len + 1 tokens covering `tokens` in order (the last
 // window may be shorter), grouped into batches of at most batch_size; at most max_batches if > 0.
-// Each batch is (batch, length) int64; windows of a batch have equal length.
-std::vector<at::Tensor> evaluation_batches(TokenView tokens, std::int64_t seq_len,
+// Windows of a batch have equal length; batches carry a loss mask when the tokens have prompts.
+std::vector<TokenBatch> evaluation_batches(TokenView tokens, std::int64_t seq_len,
                                            std::int64_t batch_size, std::int64_t max_batches);
 
 }  // namespace moelab::core

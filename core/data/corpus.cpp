@@ -28,7 +28,10 @@ const char* split_name(Split split) {
 
 std::string CorpusFile::decoding_tag() const {
     if (plain_text()) return "";
-    std::string tag = format == DocumentFormat::kJsonl ? "jsonl:" + text_field : "text";
+    std::string tag = format == DocumentFormat::kJsonl ? "jsonl:" + text_field
+                      : format == DocumentFormat::kPairs
+                          ? "pairs:" + prompt_field + "," + response_field
+                          : "text";
     if (compression == Compression::kGzip) tag += "+gzip";
     if (compression == Compression::kZstd) tag += "+zstd";
     return tag;
@@ -56,8 +59,14 @@ CorpusFile describe_file(const fs::path& path, const DataSourceOptions& options)
     const bool json_name =
         ends_with(name, ".jsonl") || ends_with(name, ".json") || ends_with(name, ".ndjson");
     const bool jsonl = options.format == "jsonl" || (options.format == "auto" && json_name);
-    file.format = jsonl ? DocumentFormat::kJsonl : DocumentFormat::kText;
-    if (jsonl) file.text_field = options.text_field;
+    if (options.format == "pairs") {
+        file.format = DocumentFormat::kPairs;
+        file.prompt_field = options.prompt_field;
+        file.response_field = options.response_field;
+    } else {
+        file.format = jsonl ? DocumentFormat::kJsonl : DocumentFormat::kText;
+        if (jsonl) file.text_field = options.text_field;
+    }
     return file;
 }
 

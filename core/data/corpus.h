@@ -22,14 +22,16 @@ enum class Split { kTrain, kValidation, kTest };
 const char* split_name(Split split);  // "train", "validation", "test"
 inline constexpr Split kSplits[] = {Split::kTrain, Split::kValidation, Split::kTest};
 
-enum class DocumentFormat { kText, kJsonl };
+// kPairs: JSONL whose objects hold a prompt and a response; the loss counts the response only.
+enum class DocumentFormat { kText, kJsonl, kPairs };
 enum class Compression { kNone, kGzip, kZstd };
 
 struct CorpusFile {
     std::filesystem::path path;  // empty: the source has no file for this split
     DocumentFormat format = DocumentFormat::kText;
     Compression compression = Compression::kNone;
-    std::string text_field;  // JSONL only
+    std::string text_field;                    // kJsonl only
+    std::string prompt_field, response_field;  // kPairs only
 
     bool present() const { return !path.empty(); }
     // Plain uncompressed text: what tokenizer plugins read directly.

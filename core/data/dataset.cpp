@@ -50,7 +50,7 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
     // (moelab_bench_encode measures the ratio): the next batch is read on one thread and the
     // previous one written on another while this one is encoded on every core.
     struct Batch {
-        std::vector<std::string> documents;
+        std::vector<Document> documents;
         std::uint64_t position = 0;  // bytes of the file read once this batch was
     };
     auto read_batch = [&reader, batch_bytes] {
@@ -63,28 +63,38 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
     // batch instead of fresh memory being faulted in and freed for every document. Declared
     // before the futures, whose destructors wait for threads that may still use them.
     std::vector<std::vector<std::int32_t>> buffers[2];
+    std::vector<std::size_t> prompt_tokens[2];  // of each document of the buffers
     std::future<void> writing;
     std::future<Batch> reading = std::async(std::launch::async, read_batch);
     std::int64_t documents_read = 0;
     for (int turn = 0;; turn ^= 1) {
         const Batch batch = reading.get();
-        const std::vector<std::string>& documents = batch.documents;
+        const std::vector<Document>& documents = batch.documents;
         if (documents.empty()) break;
         reading = std::async(std::launch::async, read_batch);
         documents_read += static_cast<std::int64_t>(documents.size());
         // Written by the batch before last, whose writing was waited for a batch ago.
         std::vector<std::vector<std::int32_t>>& encoded = buffers[turn];
+        std::vector<std::size_t>& prompts = prompt_tokens[turn];
         encoded.resize(documents.size());
+        prompts.assign(documents.size(), 0);
         sdk::run_workers(workers, [&](std::size_t w) {
             for (std::size_t d = w; d < documents.size(); d += workers) {
                 // A slot keeps its capacity only while it is in proportion to its document: one
                 // huge document must not pin gigabytes in a slot for the rest of the file.
-                if (encoded[d].capacity() > 2 * documents[d].size() + 4096) {
+                const std::string_view text = documents[d].text;
+                if (encoded[d].capacity() > 2 * text.size() + 4096) {
                     std::vector<std::int32_t>().swap(encoded[d]);
                 }
                 encoded[d].clear();
                 try {
-                    tokenizer.encode(documents[d], encoded[d]);
+                    // A prompt is encoded on its own, so that no token straddles its end (Note
+                    // [Response-only loss]).
+                    if (documents[d].prompt_bytes > 0) {
+                        tokenizer.encode(text.substr(0, documents[d].prompt_bytes), encoded[d]);
+                        prompts[d] = encoded[d].size();
+                    }
+                    tokenizer.encode(text.substr(documents[d].prompt_bytes), encoded[d]);
                 } catch (const std::exception& error) {
                     // The tokenizer's failure, told apart from the file's (FileError).
                     throw std::invalid_argument(fmt::format("an error: {}", error.what()));
@@ -93,8 +103,10 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
             }
         });
         if (writing.valid()) writing.get();  // the previous batch is written (or its error thrown)
-        writing = std::async(std::launch::async, [&shard, &encoded] {
-            for (const auto& ids : encoded) shard.add_document(ids);
+        writing = std::async(std::launch::async, [&shard, &encoded, &prompts] {
+            for (std::size_t d = 0; d < encoded.size(); ++d) {
+                shard.add_document(encoded[d], prompts[d]);
+            }
         });
         if (progress) progress(batch.position);
     }
@@ -103,6 +115,9 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
         throw FileError(file.path, file.format == DocumentFormat::kJsonl
                                        ? "holds no documents (every line is empty, or every "
                                          "text is the empty string)"
+                                   : file.format == DocumentFormat::kPairs
+                                       ? "holds no pairs (every line is empty, or every "
+                                         "response is the empty string)"
                                        : "holds no documents (only blank lines)");
     }
     return shard.documents();
@@ -139,10 +154,11 @@ fs::path plain_text_copy(const CorpusFile& file, const fs::path& cache_dir,
         const std::unique_ptr<DocumentReader> reader = open_documents(file);
         for (auto batch = reader->next_batch(2u << 20); !batch.empty();
              batch = reader->next_batch(2u << 20)) {
-            for (const std::string& document : batch) {
-                out.write(document.data(), document.size());
+            for (const Document& document : batch) {
+                const std::string& text = document.text;
+                out.write(text.data(), text.size());
                 // A blank line ends each document (text documents already end with '\n').
-                out.write("\n\n", document.back() == '\n' ? 1 : 2);
+                out.write("\n\n", text.back() == '\n' ? 1 : 2);
             }
         }
         out.close();

@@ -212,8 +212,8 @@ class TextDocuments final : public DocumentReader {
   public:
     explicit TextDocuments(const CorpusFile& file) : lines_(open_bytes(file), file.path) {}
 
-    std::vector<std::string> next_batch(std::size_t bytes) override {
-        std::vector<std::string> batch;
+    std::vector<Document> next_batch(std::size_t bytes) override {
+        std::vector<Document> batch;
         std::size_t taken = 0;
         std::string current;
         while (taken < bytes) {
@@ -221,12 +221,12 @@ class TextDocuments final : public DocumentReader {
             if (kind == LineReader::LineKind::kEnd) break;
             if (kind == LineReader::LineKind::kEmpty && !current.empty()) {
                 taken += current.size();
-                batch.push_back(std::move(current));
+                batch.push_back({std::move(current), 0});
                 current.clear();
             }
         }
         // The loop stops only between documents (right after a blank line) or at the end.
-        if (!current.empty()) batch.push_back(std::move(current));
+        if (!current.empty()) batch.push_back({std::move(current), 0});
         return batch;
     }
     std::uint64_t position() const override { return lines_.consumed(); }
@@ -238,10 +238,14 @@ class TextDocuments final : public DocumentReader {
 class JsonlDocuments final : public DocumentReader {
   public:
     explicit JsonlDocuments(const CorpusFile& file)
-        : path_(file.path), field_(file.text_field), lines_(open_bytes(file), file.path) {}
+        : path_(file.path),
+          pairs_(file.format == DocumentFormat::kPairs),
+          field_(pairs_ ? file.response_field : file.text_field),
+          prompt_field_(file.prompt_field),
+          lines_(open_bytes(file), file.path) {}
 
-    std::vector<std::string> next_batch(std::size_t bytes) override {
-        std::vector<std::string> batch;
+    std::vector<Document> next_batch(std::size_t bytes) override {
+        std::vector<Document> batch;
         std::size_t taken = 0;
         std::string line;
         while (taken < bytes) {
@@ -249,19 +253,33 @@ class JsonlDocuments final : public DocumentReader {
             const LineReader::LineKind kind = lines_.append_line(line, "line");
             if (kind == LineReader::LineKind::kEnd) break;
             if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;
-            std::string text = document_of(line);
-            if (text.empty()) continue;
-            taken += text.size();
-            batch.push_back(std::move(text));
+            Document document = document_of(line);
+            if (document.text.size() == document.prompt_bytes) continue;
+            taken += document.text.size();
+            batch.push_back(std::move(document));
         }
         return batch;
     }
     std::uint64_t position() const override { return lines_.consumed(); }
 
   private:
-    std::string document_of(const std::string& line) const {
+    Document document_of(const std::string& line) const {
         auto fail = [&](const std::string& what) {
             throw FileError(path_, fmt::format("line {}: {}", lines_.number(), what));
+        };
+        auto string_field = [&](const nlohmann::json& object, const std::string& field,
+                                const char* holds, const char* option) {
+            const auto it = object.find(field);
+            if (it == object.end()) {
+                fail(
+                    fmt::format("no field \"{}\" (expected the {} there; set the source's {} "
+                                "to the field that holds it)",
+                                field, holds, option));
+            }
+            if (!it->is_string()) {
+                fail(fmt::format("field \"{}\" is {}, expected a string", field, it->type_name()));
+            }
+            return it->get<std::string>();
         };
         nlohmann::json object;
         try {
@@ -275,31 +293,31 @@ class JsonlDocuments final : public DocumentReader {
             fail(fmt::format("not a JSON object ({}); a JSONL file has one object per line", why));
         }
         if (!object.is_object()) {
-            fail(fmt::format("expected a JSON object with the document's text in \"{}\", got {}",
-                             field_, object.type_name()));
+            fail(pairs_ ? fmt::format("expected a JSON object with a prompt in \"{}\" and a "
+                                      "response in \"{}\", got {}",
+                                      prompt_field_, field_, object.type_name())
+                        : fmt::format("expected a JSON object with the document's text in "
+                                      "\"{}\", got {}",
+                                      field_, object.type_name()));
         }
-        const auto it = object.find(field_);
-        if (it == object.end()) {
-            fail(
-                fmt::format("no field \"{}\" (expected the document's text there; set the "
-                            "source's text_field to the field that holds it)",
-                            field_));
-        }
-        if (!it->is_string()) {
-            fail(fmt::format("field \"{}\" is {}, expected a string", field_, it->type_name()));
-        }
-        return it->get<std::string>();
+        if (!pairs_) return {string_field(object, field_, "document's text", "text_field"), 0};
+        Document document{string_field(object, prompt_field_, "prompt", "prompt_field"), 0};
+        document.prompt_bytes = document.text.size();
+        document.text += string_field(object, field_, "response", "response_field");
+        return document;
     }
 
     fs::path path_;
-    std::string field_;
+    bool pairs_;
+    std::string field_;  // the text, or the response of a pair
+    std::string prompt_field_;
     LineReader lines_;
 };
 
 }  // namespace
 
 std::unique_ptr<DocumentReader> open_documents(const CorpusFile& file) {
-    if (file.format == DocumentFormat::kJsonl) return std::make_unique<JsonlDocuments>(file);
+    if (file.format != DocumentFormat::kText) return std::make_unique<JsonlDocuments>(file);
     return std::make_unique<TextDocuments>(file);
 }
 

@@ -57,11 +57,17 @@ std::size_t MixtureBatcher::source_of(std::int64_t sequence) const {
     return s;
 }
 
-at::Tensor MixtureBatcher::next() {
-    at::Tensor batch = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
-    std::int64_t* out = batch.data_ptr<std::int64_t>();
+TokenBatch MixtureBatcher::next() {
+    const bool has_prompts = std::any_of(batchers_.begin(), batchers_.end(),
+                                         [](const TrainBatcher& b) { return b.has_prompts(); });
+    TokenBatch batch;
+    batch.tokens = at::empty({batch_size_, seq_len_ + 1}, at::kLong);
+    if (has_prompts) batch.loss_mask = at::empty({batch_size_, seq_len_}, at::kBool);
+    std::int64_t* out = batch.tokens.data_ptr<std::int64_t>();
+    bool* counted = has_prompts ? batch.loss_mask.data_ptr<bool>() : nullptr;
     for (std::int64_t b = 0; b < batch_size_; ++b) {
-        batchers_[source_of(sequences_++)].next_window(out + b * (seq_len_ + 1));
+        batchers_[source_of(sequences_++)].next_window(
+            out + b * (seq_len_ + 1), counted != nullptr ? counted + b * seq_len_ : nullptr);
     }
     return batch;
 }

@@ -39,8 +39,9 @@ class MixtureBatcher {
     MixtureBatcher(const std::vector<MixtureSource>& sources, std::int64_t seq_len,
                    std::int64_t batch_size, std::uint64_t seed);
 
-    // (batch, seq_len + 1) int64 on the CPU.
-    at::Tensor next();
+    // (batch, seq_len + 1) tokens on the CPU, with a loss mask when a source has prompts
+    // (every target of the other sources counts).
+    TokenBatch next();
 
     MixturePosition position() const;
     // std::runtime_error when the position does not fit these sources (another corpus, another

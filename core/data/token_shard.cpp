@@ -21,7 +21,8 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kMagic[8] = {'M', 'L', 'S', 'H', 'A', 'R', 'D', '1'};
-constexpr std::uint32_t kFormat = 2;
+constexpr std::uint32_t kFormat = 2;             // documents without prompts
+constexpr std::uint32_t kFormatWithPrompts = 3;  // a prompt-lengths section follows the counts
 constexpr std::size_t kHeaderBytes = 48;
 
 }  // namespace
@@ -84,7 +85,12 @@ void TokenShardWriter::write(const void* bytes, std::size_t size) {
     if (!out_) throw FileError(partial_, "write failed: " + errno_text(errno));
 }
 
-void TokenShardWriter::add_document(const std::vector<std::int32_t>& ids) {
+void TokenShardWriter::add_document(const std::vector<std::int32_t>& ids,
+                                    std::size_t prompt_tokens) {
+    if (prompt_tokens > ids.size()) {
+        throw std::invalid_argument(
+            fmt::format("a prompt of {} tokens in a document of {}", prompt_tokens, ids.size()));
+    }
     buffer_.resize(ids.size() * id_bytes_);
     for (std::size_t i = 0; i < ids.size(); ++i) {
         const std::int32_t id = ids[i];
@@ -103,6 +109,8 @@ void TokenShardWriter::add_document(const std::vector<std::int32_t>& ids) {
     write(buffer_.data(), buffer_.size());
     tokens_ += static_cast<std::int64_t>(ids.size());
     ends_.push_back(static_cast<std::uint64_t>(tokens_));
+    prompt_lengths_.push_back(prompt_tokens);
+    has_prompts_ = has_prompts_ || prompt_tokens > 0;
 }
 
 void TokenShardWriter::finish() {
@@ -111,12 +119,14 @@ void TokenShardWriter::finish() {
     write(zeros, padded(id_section) - id_section);
     write(ends_.data(), ends_.size() * sizeof(std::uint64_t));
     write(counts_.data(), counts_.size() * sizeof(std::uint64_t));
+    if (has_prompts_) write(prompt_lengths_.data(), prompt_lengths_.size() * sizeof(std::uint64_t));
+    const std::uint32_t format = has_prompts_ ? kFormatWithPrompts : kFormat;
     unsigned char header[kHeaderBytes] = {};
     std::memcpy(header, kMagic, 8);
     const std::uint32_t id_bytes = static_cast<std::uint32_t>(id_bytes_);
     const std::uint64_t fields[] = {static_cast<std::uint64_t>(tokens_), ends_.size(),
                                     static_cast<std::uint64_t>(vocab_size_), checksum_.value()};
-    std::memcpy(header + 8, &kFormat, 4);
+    std::memcpy(header + 8, &format, 4);
     std::memcpy(header + 12, &id_bytes, 4);
     std::memcpy(header + 16, fields, sizeof fields);
     out_.seekp(0);
@@ -167,9 +177,10 @@ MappedTokenShard::MappedTokenShard(const fs::path& file, std::int64_t vocab_size
         throw FileError(file, reason);
     };
     if (std::memcmp(data_, kMagic, 8) != 0) fail("is not a token shard (wrong magic)");
-    if (read_le<std::uint32_t>(data_ + 8) != kFormat) {
-        fail(fmt::format("token shard format {} (expected {})", read_le<std::uint32_t>(data_ + 8),
-                         kFormat));
+    const auto format = read_le<std::uint32_t>(data_ + 8);
+    if (format != kFormat && format != kFormatWithPrompts) {
+        fail(fmt::format("token shard format {} (expected {} or {})", format, kFormat,
+                         kFormatWithPrompts));
     }
     id_bytes_ = static_cast<int>(read_le<std::uint32_t>(data_ + 12));
     const auto tokens = read_le<std::uint64_t>(data_ + 16);
@@ -189,8 +200,10 @@ MappedTokenShard::MappedTokenShard(const fs::path& file, std::int64_t vocab_size
                          documents, size_));
     }
     const std::size_t ids = padded(static_cast<std::size_t>(tokens) * id_bytes_);
+    const std::size_t prompts = format == kFormatWithPrompts ? 1 : 0;
     const std::size_t expected = kHeaderBytes + ids + static_cast<std::size_t>(documents) * 8 +
-                                 static_cast<std::size_t>(vocab) * 8;
+                                 static_cast<std::size_t>(vocab) * 8 +
+                                 prompts * static_cast<std::size_t>(documents) * 8;
     if (expected != size_) {
         fail(
             fmt::format("token shard of {} bytes, expected {} for {} tokens and {} documents "
@@ -201,6 +214,7 @@ MappedTokenShard::MappedTokenShard(const fs::path& file, std::int64_t vocab_size
     documents_ = static_cast<std::int64_t>(documents);
     ends_offset_ = kHeaderBytes + ids;
     counts_offset_ = ends_offset_ + static_cast<std::size_t>(documents_) * 8;
+    if (prompts != 0) prompts_offset_ = counts_offset_ + static_cast<std::size_t>(vocab_size) * 8;
     vocab_size_ = vocab_size;
     if (documents_ > 0 && document_end(documents_ - 1) != tokens_) {
         fail(fmt::format("token shard index ends at token {}, the shard has {} (damaged)",
@@ -214,8 +228,14 @@ MappedTokenShard::~MappedTokenShard() {
 
 TokenView MappedTokenShard::tokens() const {
     const unsigned char* ids = data_ + kHeaderBytes;
-    if (id_bytes_ == 2) return {reinterpret_cast<const std::uint16_t*>(ids), tokens_};
-    return {reinterpret_cast<const std::int32_t*>(ids), tokens_};
+    const TokenView view = id_bytes_ == 2
+                               ? TokenView(reinterpret_cast<const std::uint16_t*>(ids), tokens_)
+                               : TokenView(reinterpret_cast<const std::int32_t*>(ids), tokens_);
+    if (!has_prompts()) return view;
+    // 8-aligned, as token_counts() is.
+    return view.with_loss_mask(
+        LossMask(reinterpret_cast<const std::uint64_t*>(data_ + ends_offset_),
+                 reinterpret_cast<const std::uint64_t*>(data_ + prompts_offset_), documents_));
 }
 
 const std::uint64_t* MappedTokenShard::token_counts() const {
@@ -225,6 +245,15 @@ const std::uint64_t* MappedTokenShard::token_counts() const {
 
 std::int64_t MappedTokenShard::document_end(std::int64_t d) const {
     return static_cast<std::int64_t>(read_le<std::uint64_t>(data_ + ends_offset_ + 8 * d));
+}
+
+std::int64_t MappedTokenShard::prompt_tokens() const {
+    if (!has_prompts()) return 0;
+    std::uint64_t total = 0;
+    for (std::int64_t d = 0; d < documents_; ++d) {
+        total += read_le<std::uint64_t>(data_ + prompts_offset_ + 8 * d);
+    }
+    return static_cast<std::int64_t>(total);
 }
 
 void MappedTokenShard::verify() const {
@@ -253,6 +282,18 @@ void MappedTokenShard::verify() const {
                                         "{} times (damaged)",
                                         id, counts[id], recount[static_cast<std::size_t>(id)]));
         }
+    }
+    if (!has_prompts()) return;
+    std::int64_t start = 0;
+    for (std::int64_t d = 0; d < documents_; ++d) {
+        const std::int64_t end = document_end(d);
+        const auto prompt = read_le<std::uint64_t>(data_ + prompts_offset_ + 8 * d);
+        if (end < start || prompt > static_cast<std::uint64_t>(end - start)) {
+            throw FileError(file_, fmt::format("document {} spans tokens [{}, {}) with a prompt of "
+                                               "{} tokens (damaged)",
+                                               d, start, end, prompt));
+        }
+        start = end;
     }
 }
 

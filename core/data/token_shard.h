@@ -7,13 +7,17 @@
 // ~~~~~~~~~~~~~~~~~~~~~~~~~
 // Little-endian, 8-byte aligned sections:
 //   0   "MLSHARD1"                magic
-//   8   u32 format (2)            u32 id_bytes: 2 when the vocabulary fits in 16 bits, else 4
+//   8   u32 format (2 or 3)       u32 id_bytes: 2 when the vocabulary fits in 16 bits, else 4
 //   16  u64 tokens                24  u64 documents
 //   32  u64 vocab_size            40  u64 checksum: ShardChecksum of everything below
 //   48  ids, tokens x id_bytes, zero-padded to a multiple of 8 bytes
 //   ..  u64 document ends: for each document, the token count up to its end
 //   ..  u64 token counts: for each id of the vocabulary, its occurrences (what unigram baselines
 //       and frequency-based routers need, without a pass over the ids)
+//   ..  format 3 only: u64 prompt lengths: for each document, how many of its first tokens are a
+//       prompt that the loss does not count (Note [Response-only loss] in loss_mask.h)
+// A shard is format 3 when a document has a prompt, else format 2 (which every plain-text shard
+// cached before prompts existed already is).
 // Opening a shard checks the header and the file size (instant, whatever the size); verify()
 // reads every byte against the checksum. Shards are written to a temporary file and renamed, so
 // an interrupted write leaves no shard behind. Format 1 summed bytes one at a time (FNV-1a), which
@@ -71,8 +75,9 @@ class TokenShardWriter {
     TokenShardWriter(const TokenShardWriter&) = delete;
     TokenShardWriter& operator=(const TokenShardWriter&) = delete;
 
-    // Appends one document's ids; throws std::invalid_argument for an id outside the vocabulary.
-    void add_document(const std::vector<std::int32_t>& ids);
+    // Appends one document's ids, of which the first prompt_tokens are a prompt; throws
+    // std::invalid_argument for an id outside the vocabulary or a prompt longer than the document.
+    void add_document(const std::vector<std::int32_t>& ids, std::size_t prompt_tokens = 0);
     // Writes the document index and the header, and renames the shard into place.
     void finish();
 
@@ -89,6 +94,8 @@ class TokenShardWriter {
     ShardChecksum checksum_;
     std::int64_t tokens_ = 0;
     std::vector<std::uint64_t> ends_;
+    std::vector<std::uint64_t> prompt_lengths_;
+    bool has_prompts_ = false;
     std::vector<std::uint64_t> counts_;
     std::vector<char> buffer_;
     bool finished_ = false;
@@ -103,8 +110,12 @@ class MappedTokenShard {
     MappedTokenShard(const MappedTokenShard&) = delete;
     MappedTokenShard& operator=(const MappedTokenShard&) = delete;
 
+    // The ids, with the loss mask of the documents' prompts when the shard has any.
     TokenView tokens() const;
     std::int64_t documents() const { return documents_; }
+    bool has_prompts() const { return prompts_offset_ != 0; }
+    // Tokens in the documents' prompts (0 without prompts): the loss counts the others.
+    std::int64_t prompt_tokens() const;
     // The token count up to the end of document d.
     std::int64_t document_end(std::int64_t d) const;
     // Occurrences of each id: vocab_size entries.
@@ -124,6 +135,7 @@ class MappedTokenShard {
     std::uint64_t checksum_ = 0;
     std::size_t ends_offset_ = 0;
     std::size_t counts_offset_ = 0;
+    std::size_t prompts_offset_ = 0;  // 0: no prompts section (format 2)
     std::int64_t vocab_size_ = 0;
 };
 

@@ -1,10 +1,13 @@
 #pragma once
 
 // A read-only view of a token id stream, 16- or 32-bit, wherever it lives: a memory-mapped shard
-// (core/data/token_shard.h) or a vector. Does not own the ids; whoever made it keeps them alive.
+// (core/data/token_shard.h) or a vector, with which of its tokens a loss counts (loss_mask.h).
+// Does not own the ids; whoever made it keeps them alive.
 
 #include <cstdint>
 #include <vector>
+
+#include "core/data/loss_mask.h"
 
 namespace moelab::core {
 
@@ -21,6 +24,13 @@ class TokenView {
     bool empty() const { return size_ == 0; }
     // Bytes per id in the storage: 2 or 4.
     int id_bytes() const { return narrow_ != nullptr ? 2 : 4; }
+
+    const LossMask& loss_mask() const { return loss_mask_; }
+    TokenView with_loss_mask(const LossMask& mask) const {
+        TokenView view = *this;
+        view.loss_mask_ = mask;
+        return view;
+    }
 
     std::int32_t operator[](std::int64_t i) const {
         return narrow_ != nullptr ? static_cast<std::int32_t>(narrow_[i]) : wide_[i];
@@ -39,6 +49,7 @@ class TokenView {
     const std::int32_t* wide_ = nullptr;
     const std::uint16_t* narrow_ = nullptr;
     std::int64_t size_ = 0;
+    LossMask loss_mask_;
 };
 
 }  // namespace moelab::core

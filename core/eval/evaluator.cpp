@@ -16,13 +16,18 @@ nlohmann::json EvalResult::to_json() const {
         {"loss", loss()}, {"ppl", perplexity()}, {"tokens", tokens}, {"moe", routing.summary()}};
 }
 
-at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& windows, bool sum) {
-    const at::Tensor targets = windows.narrow(1, 1, windows.size(1) - 1).reshape({-1});
+at::Tensor next_token_loss(const at::Tensor& logits, const TokenBatch& batch, bool sum) {
+    constexpr std::int64_t kIgnored = -100;
+    at::Tensor targets = batch.targets().reshape({-1});
+    if (batch.loss_mask.defined()) {
+        targets = targets.masked_fill(batch.loss_mask.reshape({-1}).logical_not(), kIgnored);
+    }
     return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), targets,
-                                  /*weight=*/{}, sum ? at::Reduction::Sum : at::Reduction::Mean);
+                                  /*weight=*/{}, sum ? at::Reduction::Sum : at::Reduction::Mean,
+                                  kIgnored);
 }
 
-EvalResult evaluate(LanguageModel& model, const std::vector<at::Tensor>& batches,
+EvalResult evaluate(LanguageModel& model, const std::vector<TokenBatch>& batches,
                     const EvalSetup& setup) {
     torch::NoGradGuard no_grad;
     EvalResult result;
@@ -38,25 +43,24 @@ EvalResult evaluate(LanguageModel& model, const std::vector<at::Tensor>& batches
     // serve its experts to the others; without, a batch with fewer rows than processes is run
     // whole by every process and counted by the first (no process is left with an empty batch).
     const bool sharded = setup.parallel != nullptr && setup.parallel->experts_sharded();
-    for (const at::Tensor& batch : batches) {
+    for (const TokenBatch& batch : batches) {
         // This process's rows [rank * rows / processes, (rank + 1) * rows / processes).
-        const std::int64_t rows = batch.size(0);
+        const std::int64_t rows = batch.rows();
         const bool whole = rows < processes && !sharded;
         const std::int64_t first = whole ? 0 : rank * rows / processes;
         const std::int64_t last = whole ? rows : (rank + 1) * rows / processes;
         const bool counted = !whole || rank == 0;
         RoutingStats uncounted;
         options.stats = counted ? stats : &uncounted;
-        const at::Tensor windows = batch.narrow(0, first, last - first).to(setup.device);
-        const at::Tensor inputs = windows.narrow(1, 0, windows.size(1) - 1);
+        const TokenBatch part = batch.narrow_rows(first, last - first).to(setup.device);
         at::Tensor nll;
         {
             CudaAutocastScope autocast(setup.autocast_bf16);
-            nll = next_token_loss(model.forward(inputs, options).logits, windows, /*sum=*/true);
+            nll = next_token_loss(model.forward(part.inputs(), options).logits, part, /*sum=*/true);
         }
         if (counted) {
             result.nll_sum += nll.item<double>();
-            result.tokens += inputs.numel();
+            result.tokens += part.loss_targets();
         }
         ++options.batch;
     }

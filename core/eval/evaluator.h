@@ -8,6 +8,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/data/token_batch.h"
 #include "core/dist/parallelism.h"
 #include "core/model/language_model.h"
 #include "core/moe/routing_stats.h"
@@ -30,8 +31,8 @@ struct EvalSetup {
 };
 
 struct EvalResult {
-    double nll_sum = 0;       // nats, summed over predicted tokens
-    std::int64_t tokens = 0;  // predicted tokens
+    double nll_sum = 0;       // nats, summed over the predicted tokens the loss counts
+    std::int64_t tokens = 0;  // predicted tokens the loss counts (Note [Response-only loss])
     RoutingStats routing;
 
     double loss() const { return tokens > 0 ? nll_sum / static_cast<double>(tokens) : 0.0; }
@@ -39,11 +40,12 @@ struct EvalResult {
     nlohmann::json to_json() const;  // {"loss", "ppl", "tokens", "moe"}
 };
 
-// Mean (or summed) next-token cross-entropy: windows is (batch, length) with inputs [:, :-1] and
-// targets [:, 1:]; logits (batch, length - 1, vocab). Computed in fp32.
-at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& windows, bool sum);
+// Mean (or summed) next-token cross-entropy over the targets that `batch` counts; logits
+// (batch, length - 1, vocab) for its inputs. Computed in fp32. The mean of a batch that counts no
+// target is NaN; callers that may meet one sum and divide themselves.
+at::Tensor next_token_loss(const at::Tensor& logits, const TokenBatch& batch, bool sum);
 
-EvalResult evaluate(LanguageModel& model, const std::vector<at::Tensor>& batches,
+EvalResult evaluate(LanguageModel& model, const std::vector<TokenBatch>& batches,
                     const EvalSetup& setup);
 
 }  // namespace moelab::core

@@ -143,7 +143,7 @@ InitReport initialize_from(torch::nn::Module& model, const Recipe& recipe,
         ++report.copied;
     }
     for (const auto& [name, tensor] : source.model) {
-        if (used.count(name) == 0) report.unused.push_back(name);
+        if (used.count(name) == 0 && !no_longer_saved(name)) report.unused.push_back(name);
     }
     return report;
 }

@@ -30,6 +30,11 @@ constexpr std::pair<std::string_view, std::string_view> kRenamedTensors[] = {
     {".block.router.shared_gate_bias", ".block.shared_gate_bias"},
 };
 
+// Tensors that earlier versions saved and that are now computed from the recipe, by suffix: a
+// checkpoint may hold them where the model has none. Rotary frequencies are options, not state,
+// since sdk::RotaryAttention (SDK 5.1); the rope plugin before 1.1 kept them as a buffer.
+constexpr std::string_view kNoLongerSaved[] = {".attention.inv_freq"};
+
 std::map<std::string, at::Tensor> with_current_names(std::map<std::string, at::Tensor> tensors) {
     for (const auto& [old_suffix, new_suffix] : kRenamedTensors) {
         std::vector<std::string> old_names;
@@ -48,6 +53,13 @@ std::map<std::string, at::Tensor> with_current_names(std::map<std::string, at::T
 }
 
 }  // namespace
+
+bool no_longer_saved(const std::string& name) {
+    for (const std::string_view suffix : kNoLongerSaved) {
+        if (name.ends_with(suffix)) return true;
+    }
+    return false;
+}
 
 void load_model_tensors(torch::nn::Module& model,
                         const std::map<std::string, at::Tensor>& checkpoint_tensors) {
@@ -75,7 +87,9 @@ void load_model_tensors(torch::nn::Module& model,
         for (const auto& [name, tensor] : tensors) {
             bool known = false;
             for (const NamedTensor& target : model_tensors(model)) known |= target.name == name;
-            if (!known) problems.push_back(fmt::format("unexpected '{}'", name));
+            if (!known && !no_longer_saved(name)) {
+                problems.push_back(fmt::format("unexpected '{}'", name));
+            }
         }
     }
     if (!problems.empty()) {

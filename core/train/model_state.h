@@ -17,6 +17,10 @@ std::vector<NamedTensor> model_tensors(const torch::nn::Module& model);
 // Copies checkpoint tensors into the model. CheckpointError names every missing, unexpected or
 // mis-shaped tensor. Tensors the host has renamed since (model_state.cpp) load under their
 // current names.
+// Whether a checkpoint tensor is one that earlier versions saved and that is now computed from the
+// recipe (rotary frequencies): loading ignores it where the model has no such tensor.
+bool no_longer_saved(const std::string& name);
+
 void load_model_tensors(torch::nn::Module& model, const std::map<std::string, at::Tensor>& tensors);
 
 // The random generators a run draws from (CPU, and CUDA when used), as U8 tensors.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -81,15 +82,27 @@ fs::path prepare_run_directory(const Recipe& recipe, const RunOptions& options) 
 }
 
 // Unigram model of the training split with add-one smoothing, evaluated on `tokens` (every token
-// but the first, like the language model): the baseline a language model must beat.
+// but the first, like the language model, and only those the loss counts: Note [Response-only
+// loss]): the baseline a language model must beat.
 double unigram_perplexity(const Dataset& dataset, TokenView tokens) {
     const at::Tensor counts = dataset.training_token_counts().to(at::kDouble);
     const at::Tensor log_prob =
         at::log((counts + 1.0) / (counts.sum() + static_cast<double>(counts.numel())));
     const double* lp = log_prob.data_ptr<double>();
     double nll = 0;
+    std::int64_t counted = 0;
     const std::int64_t vocab = counts.numel();
+    const LossMask& mask = tokens.loss_mask();
+    constexpr std::int64_t kChunk = 4096;
+    bool flags[kChunk];
     for (std::int64_t i = 1; i < tokens.size(); ++i) {
+        if (!mask.counts_every_token()) {
+            if ((i - 1) % kChunk == 0) {
+                mask.fill(i, std::min(kChunk, tokens.size() - i), flags);
+            }
+            if (!flags[(i - 1) % kChunk]) continue;
+        }
+        ++counted;
         // Shards are checked for structure when opened, their ids only by `data stats --verify`.
         if (tokens[i] < 0 || tokens[i] >= vocab) {
             throw std::runtime_error(fmt::format(
@@ -99,7 +112,7 @@ double unigram_perplexity(const Dataset& dataset, TokenView tokens) {
         }
         nll -= lp[tokens[i]];
     }
-    return std::exp(nll / static_cast<double>(std::max<std::int64_t>(1, tokens.size() - 1)));
+    return std::exp(nll / static_cast<double>(std::max<std::int64_t>(1, counted)));
 }
 
 // The mixture-weighted mean of the training sources' unigram log-perplexities on `split`
@@ -270,6 +283,7 @@ class TrainingRun {
     // The current logging window.
     RoutingStats window_stats_;
     double window_loss_ = 0, window_lm_ = 0, window_aux_ = 0, window_grad_norm_ = 0;
+    std::optional<std::int64_t> window_loss_targets_;  // with prompts: targets the loss counted
     double last_lr_ = 0;
 };
 
@@ -501,19 +515,41 @@ void TrainingRun::train_step() {
     forward.stats = &window_stats_;
     forward.batch_reduction = &parallel_->batch();
     const ParallelLayout& layout = parallel_->layout();
+    // Every process draws the same global batch and takes its own rows (Note [Parallel layout]):
+    // the data position is the same everywhere and does not depend on the layout. The whole
+    // step's micro-batches are drawn first, so that with prompts the loss can be the mean over the
+    // step's counted targets (Note [Response-only loss]).
+    std::vector<TokenBatch> micro_batches;
     for (std::int64_t micro = 0; micro < train_.grad_accum; ++micro) {
-        // Every process draws the same global batch and takes its own rows (Note [Parallel
-        // layout]): the data position is the same everywhere and does not depend on the layout.
-        const at::Tensor batch = batcher_->next();
-        const std::int64_t rows = batch.size(0);
-        const at::Tensor windows =
-            batch.narrow(0, layout.first_row(rows), layout.local_rows(rows)).to(device_);
-        const at::Tensor inputs = windows.narrow(1, 0, windows.size(1) - 1);
+        micro_batches.push_back(batcher_->next());
+    }
+    const bool has_prompts = micro_batches.front().loss_mask.defined();
+    std::int64_t step_targets = 0;  // counted targets of the global batch, every micro-batch
+    if (has_prompts) {
+        for (const TokenBatch& batch : micro_batches) step_targets += batch.loss_targets();
+        window_loss_targets_ = window_loss_targets_.value_or(0) + step_targets;
+    }
+    for (const TokenBatch& batch : micro_batches) {
+        const std::int64_t rows = batch.rows();
+        const TokenBatch part =
+            batch.narrow_rows(layout.first_row(rows), layout.local_rows(rows)).to(device_);
+        const at::Tensor inputs = part.inputs();
         at::Tensor lm, aux;
         {
             CudaAutocastScope autocast(bf16_);
             ModelOutput output = model_->forward(inputs, forward);
-            lm = next_token_loss(output.logits, windows, /*sum=*/false);
+            if (has_prompts) {
+                // The sum over this process's counted targets, scaled so that the mean over
+                // micro-batches and processes below is the sum over the global batch divided by
+                // its counted targets. A step without any counts nothing (0, not NaN).
+                const double scale = step_targets > 0
+                                         ? static_cast<double>(train_.grad_accum * layout.world) /
+                                               static_cast<double>(step_targets)
+                                         : 0.0;
+                lm = next_token_loss(output.logits, part, /*sum=*/true) * scale;
+            } else {
+                lm = next_token_loss(output.logits, part, /*sum=*/false);
+            }
             aux = output.aux_loss;
         }
         ((lm + aux) / static_cast<double>(train_.grad_accum)).backward();
@@ -618,6 +654,8 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
                                 {"all_reduce", parallel_->gradient_exchange().take()},
                                 {"window", window_seconds}};
     }
+    // With prompts, how much of the window the loss saw (Note [Response-only loss]).
+    if (window_loss_targets_) record["loss_tokens"] = *window_loss_targets_;
     if (leader_) {
         if (!window_stats_.empty()) record["moe"] = window_stats_.summary();
         metrics_->write(record);
@@ -625,6 +663,7 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
     }
     window_stats_ = RoutingStats();
     window_loss_ = window_lm_ = window_aux_ = window_grad_norm_ = 0;
+    window_loss_targets_.reset();
 }
 
 SplitEvaluation TrainingRun::evaluate_split(Split split, std::int64_t max_batches) {

@@ -1,10 +1,13 @@
-// The built-in rope attention against the method written out with loops in float64: per-head
-// projections, "rotate half" rotary embeddings at each token's own position (rows at different
-// offsets, one padding slot), grouped-query heads, causal softmax by position, output projection.
+// The built-in rope and harpe attentions against the method written out with loops in float64:
+// per-head projections, "rotate half" rotary embeddings at each token's own position (rows at
+// different offsets, one padding slot) with each key/value head's own base (harpe), grouped-query
+// heads, causal softmax by position, output projection.
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "core/conformance/conformance_report.h"
@@ -24,11 +27,13 @@ struct Rope {
     std::shared_ptr<sdk::Attention> attention;
 };
 
-std::unique_ptr<Rope> build_rope() {
+// The built-in `name` attention on the test's shape, with `options` over its defaults.
+std::unique_ptr<Rope> build_attention(const std::string& name,
+                                      const std::map<std::string, sdk::ParamValue>& options) {
     auto rope = std::make_unique<Rope>();
     rope->registry = core::load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
-    const core::RegisteredAttention* component = rope->registry.find_attention("rope");
-    if (component == nullptr) throw std::runtime_error("no built-in rope attention");
+    const core::RegisteredAttention* component = rope->registry.find_attention(name);
+    if (component == nullptr) throw std::runtime_error("no built-in " + name + " attention");
     sdk::AttentionContext context;
     context.model.d_model = kModel;
     context.model.heads = kHeads;
@@ -38,15 +43,21 @@ std::unique_ptr<Rope> build_rope() {
     context.seed = 17;
     context.init_std = 0.3;
     auto values = core::default_params(component->component.params).values();
-    values["base"] = kBase;
+    for (const auto& [key, value] : options) values[key] = value;
     rope->attention = core::instantiate_attention(*component, context, sdk::Params(values));
     rope->attention->eval();
     return rope;
 }
 
-// out[b][s] for hidden (batch, seq, d_model) at `positions` (batch, seq), negative = padding.
+std::unique_ptr<Rope> build_rope() { return build_attention("rope", {{"base", kBase}}); }
+
+// out[b][s] for hidden (batch, seq, d_model) at `positions` (batch, seq), negative = padding. Key
+// /value head g and its query heads rotate with bases[g] (one base: every head), at position
+// p / scale.
 at::Tensor written_out(sdk::Attention& attention, const at::Tensor& hidden,
-                       const at::Tensor& positions) {
+                       const at::Tensor& positions, std::vector<double> bases = {kBase},
+                       double scale = 1.0) {
+    if (bases.size() == 1) bases.assign(kKvHeads, bases[0]);
     auto weights = attention.named_parameters();
     const auto wq = weights["w_query"].to(at::kDouble);
     const auto wk = weights["w_key"].to(at::kDouble);
@@ -54,11 +65,11 @@ at::Tensor written_out(sdk::Attention& attention, const at::Tensor& hidden,
     const auto wo = weights["w_output"].to(at::kDouble);
     const auto x = hidden.to(at::kDouble);
     const std::int64_t half = kHeadDim / 2;
-    auto rotate = [&](const at::Tensor& v, std::int64_t position) {
+    auto rotate = [&](const at::Tensor& v, std::int64_t position, double base) {
         at::Tensor out = v.clone();
-        const double p = static_cast<double>(std::max<std::int64_t>(position, 0));
+        const double p = static_cast<double>(std::max<std::int64_t>(position, 0)) / scale;
         for (std::int64_t i = 0; i < half; ++i) {
-            const double angle = p * std::pow(kBase, -2.0 * static_cast<double>(i) / kHeadDim);
+            const double angle = p * std::pow(base, -2.0 * static_cast<double>(i) / kHeadDim);
             const double a = v[i].item<double>(), b = v[i + half].item<double>();
             out[i] = a * std::cos(angle) - b * std::sin(angle);
             out[i + half] = b * std::cos(angle) + a * std::sin(angle);
@@ -72,15 +83,16 @@ at::Tensor written_out(sdk::Attention& attention, const at::Tensor& hidden,
             std::vector<at::Tensor> heads;
             for (std::int64_t h = 0; h < kHeads; ++h) {
                 const std::int64_t g = h / (kHeads / kKvHeads);  // key/value head of this head
-                const at::Tensor q =
-                    rotate(at::mv(wq.narrow(0, h * kHeadDim, kHeadDim), x[b][s]), query_position);
+                const at::Tensor q = rotate(at::mv(wq.narrow(0, h * kHeadDim, kHeadDim), x[b][s]),
+                                            query_position, bases[g]);
                 std::vector<double> scores;
                 std::vector<at::Tensor> values;
                 for (std::int64_t t = 0; t < kSeq; ++t) {
                     const std::int64_t key_position = positions[b][t].item<std::int64_t>();
                     if (key_position < 0 || key_position > query_position) continue;
                     const at::Tensor k =
-                        rotate(at::mv(wk.narrow(0, g * kHeadDim, kHeadDim), x[b][t]), key_position);
+                        rotate(at::mv(wk.narrow(0, g * kHeadDim, kHeadDim), x[b][t]), key_position,
+                               bases[g]);
                     scores.push_back(at::dot(q, k).item<double>() / std::sqrt(double(kHeadDim)));
                     values.push_back(at::mv(wv.narrow(0, g * kHeadDim, kHeadDim), x[b][t]));
                 }
@@ -179,6 +191,72 @@ TEST(RopeAttention, ReportsItsCostPerToken) {
     const double projections = 2.0 * kModel * (2.0 * kHeads * kHeadDim + 2.0 * kKvHeads * kHeadDim);
     EXPECT_DOUBLE_EQ(rope->attention->cost(100).flops_per_token,
                      projections + 4.0 * kHeads * kHeadDim * 100);
+}
+
+// HARPE: key/value head g and its group of query heads rotate with their own base.
+TEST(HarpeAttention, EachKeyValueHeadRotatesWithItsOwnBase) {
+    const std::vector<double> bases = {kBase, 37.0};
+    auto harpe = build_attention("harpe", {{"bases", std::string("list")}, {"list", bases}});
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = hidden_states();
+    const at::Tensor positions =
+        at::stack({at::arange(10, 10 + kSeq, at::kLong), at::arange(3, 3 + kSeq, at::kLong)});
+    const at::Tensor expected = written_out(*harpe->attention, x, positions, bases);
+    const at::Tensor got = forward(*harpe->attention, x, positions).to(at::kDouble);
+    EXPECT_LT((got - expected).abs().max().item<double>(), 1e-5);
+    const at::Tensor one_base = written_out(*harpe->attention, x, positions, {kBase});
+    EXPECT_GT((got - one_base).abs().max().item<double>(), 1e-3) << "head 1's base counts";
+}
+
+// With every base equal, HARPE is RoPE: the same weights (same seed) and the same outputs, bit
+// for bit, with and without a cache.
+TEST(HarpeAttention, EqualBasesAreRopeExactly) {
+    auto harpe = build_attention(
+        "harpe", {{"bases", std::string("list")}, {"list", std::vector<double>{kBase, kBase}}});
+    auto rope = build_rope();
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = hidden_states();
+    const at::Tensor positions =
+        at::tensor({0, 1, 2, 3, 4, -1, -1, 0, 1, 2}, at::kLong).view({kBatch, kSeq});
+    EXPECT_TRUE(at::equal(forward(*harpe->attention, x, positions),
+                          forward(*rope->attention, x, positions)));
+    auto harpe_cache = harpe->attention->make_cache(kBatch, kSeq);
+    auto rope_cache = rope->attention->make_cache(kBatch, kSeq);
+    EXPECT_TRUE(at::equal(forward(*harpe->attention, x, positions, harpe_cache.get()),
+                          forward(*rope->attention, x, positions, rope_cache.get())));
+}
+
+// The options that cannot give one base per key/value head are refused before any model exists.
+TEST(HarpeAttention, RefusesBaseSetsThatDoNotFitTheHeads) {
+    const core::PluginRegistry registry = core::load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
+    const core::RegisteredAttention* harpe = registry.find_attention("harpe");
+    ASSERT_NE(harpe, nullptr);
+    sdk::CapabilityQuery query;
+    query.model.d_model = kModel;
+    query.model.heads = kHeads;
+    query.model.kv_heads = kKvHeads;
+    query.model.head_dim = kHeadDim;
+    query.model.max_seq_len = 64;
+    auto support = [&](const std::map<std::string, sdk::ParamValue>& options) {
+        auto values = core::default_params(harpe->component.params).values();
+        for (const auto& [key, value] : options) values[key] = value;
+        return harpe->component.supports(query, sdk::Params(values));
+    };
+    EXPECT_TRUE(support({}).ok) << "the search picks 2 of its 134 candidates";
+    const sdk::Support preset = support({{"bases", std::string("harpe-32")}});
+    EXPECT_FALSE(preset.ok);
+    EXPECT_NE(preset.reason.find("32 heads; this model has 2 key/value heads"), std::string::npos)
+        << preset.reason;
+    const sdk::Support list =
+        support({{"bases", std::string("list")}, {"list", std::vector<double>{1e4, 2e4, 3e4}}});
+    EXPECT_NE(list.reason.find("list has 3 bases; this model has 2 key/value heads"),
+              std::string::npos)
+        << list.reason;
+    // 1e6 .. 1.02e6 every 3e4 holds b_min alone: no second base.
+    const sdk::Support search = support({{"b_min", 1e6}, {"b_max", 1.02e6}});
+    EXPECT_FALSE(search.ok);
+    EXPECT_NE(search.reason.find("a candidate base for every key/value head"), std::string::npos)
+        << search.reason;
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 
@@ -92,6 +94,36 @@ TEST(Cli, PluginsListsBuiltinsWithKindVersionAndFile) {
          {"topk", "router", "rope", "attention", "bytes", "tokenizer", "moelab-plugin-topk.so"}) {
         EXPECT_NE(result.out.find(expected), std::string::npos) << expected << "\n" << result.out;
     }
+}
+
+TEST(Cli, HarpeIsListedWithItsOptionsAndItsBaseSearchRunsAsACommand) {
+    const CommandResult info = run_command(moelab() + " plugins info harpe");
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    for (const char* option : {"bases", "b_min", "b_max", "stride", "window", "list"}) {
+        EXPECT_NE(info.out.find(option), std::string::npos) << option << "\n" << info.out;
+    }
+    const CommandResult search =
+        run_command(moelab() +
+                    " harpe-bases --heads 4 --min 1e4 --max 5e4 --stride 2e3 "
+                    "--head-dim 16 --window 2048 --json");
+    ASSERT_EQ(search.exit_code, 0) << search.err;
+    const nlohmann::json result = nlohmann::json::parse(search.out);
+    ASSERT_EQ(result["bases"].size(), 4u);
+    EXPECT_EQ(result["bases"][0], 1e4);
+    EXPECT_EQ(result["candidates"], 21);
+    EXPECT_TRUE(result["table2"].is_null()) << "4 heads are not Table 2's 32";
+    const CommandResult table = run_command(moelab() +
+                                            " harpe-bases --heads 4 --min 1e4 --max "
+                                            "5e4 --stride 2e3 --head-dim 16 --window 2048");
+    EXPECT_NE(table.out.find("HARPE base search: 4 heads from 21 candidate bases"),
+              std::string::npos)
+        << table.out;
+    const CommandResult too_few =
+        run_command(moelab() + " harpe-bases --heads 8 --min 1e4 --max 2e4 --stride 5e3");
+    EXPECT_EQ(too_few.exit_code, 2);
+    EXPECT_NE(too_few.err.find("stride: (b_max - b_min) / stride gives 2 candidates"),
+              std::string::npos)
+        << too_few.err;
 }
 
 TEST(Cli, PluginsInfoShowsTheSchema) {

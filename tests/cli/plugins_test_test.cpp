@@ -118,15 +118,19 @@ INSTANTIATE_TEST_SUITE_P(Tokenizers, BuiltInTokenizer,
                              return name;
                          });
 
-TEST(PluginsTest, TheRopeAttentionPassesIncludingItsCache) {
-    const CommandResult result = kit("rope");
-    EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
-    for (const char* check : {"causality", "cache equals recomputation", "checkpoint round trip"}) {
-        const auto row = result.out.find(check);
-        ASSERT_NE(row, std::string::npos) << check << "\n" << result.out;
-        EXPECT_NE(result.out.substr(row, result.out.find('\n', row) - row).find("pass"),
-                  std::string::npos)
-            << result.out;
+TEST(PluginsTest, TheRotaryAttentionsPassIncludingTheirCaches) {
+    for (const char* attention : {"rope", "harpe"}) {
+        const CommandResult result = kit(attention);
+        EXPECT_EQ(result.exit_code, 0) << attention << "\n" << result.out << result.err;
+        for (const char* check :
+             {"causality", "cache equals recomputation", "checkpoint round trip"}) {
+            const auto row = result.out.find(check);
+            ASSERT_NE(row, std::string::npos) << attention << ": " << check << "\n" << result.out;
+            EXPECT_NE(result.out.substr(row, result.out.find('\n', row) - row).find("pass"),
+                      std::string::npos)
+                << attention << "\n"
+                << result.out;
+        }
     }
 }
 

@@ -24,18 +24,18 @@ TEST(TrainBatcher, VisitsEveryWindowOncePerEpochInASeededOrder) {
     std::set<std::int64_t> starts;
     std::vector<at::Tensor> epoch;
     for (int i = 0; i < 2; ++i) {
-        const at::Tensor batch = a.next();
+        const at::Tensor batch = a.next().tokens;
         ASSERT_EQ(batch.sizes(), (at::IntArrayRef{5, 9}));
         for (std::int64_t r = 0; r < 5; ++r) {
             starts.insert(batch[r][0].item<std::int64_t>());
             // A window is 9 consecutive tokens.
             EXPECT_EQ(batch[r][8].item<std::int64_t>() - batch[r][0].item<std::int64_t>(), 8);
         }
-        EXPECT_TRUE(at::equal(batch, b.next()));
+        EXPECT_TRUE(at::equal(batch, b.next().tokens));
         epoch.push_back(batch);
     }
     EXPECT_EQ(starts.size(), 10u);
-    EXPECT_FALSE(at::equal(at::cat(epoch), at::cat({c.next(), c.next()})));
+    EXPECT_FALSE(at::equal(at::cat(epoch), at::cat({c.next().tokens, c.next().tokens})));
     EXPECT_EQ(a.position().epoch, 0);
     EXPECT_EQ(a.position().cursor, 10);
     a.next();  // crosses into epoch 1
@@ -48,10 +48,10 @@ TEST(TrainBatcher, RestoringAPositionContinuesTheSameSequence) {
     for (int i = 0; i < 4; ++i) full.next();
     const DataPosition middle = full.position();
     std::vector<at::Tensor> expected;
-    for (int i = 0; i < 5; ++i) expected.push_back(full.next());
+    for (int i = 0; i < 5; ++i) expected.push_back(full.next().tokens);
     TrainBatcher resumed(tokens, 16, 3, 9);
     resumed.restore(middle);
-    for (const at::Tensor& batch : expected) EXPECT_TRUE(at::equal(batch, resumed.next()));
+    for (const at::Tensor& batch : expected) EXPECT_TRUE(at::equal(batch, resumed.next().tokens));
 }
 
 // Above kShuffledWindowsMax windows the order is computed per position (Note [Window order]): still
@@ -66,8 +66,8 @@ TEST(TrainBatcher, ALargeCorpusVisitsEveryWindowOncePerEpochWithoutStoringTheOrd
     std::int64_t visited = 0, first_window = -1;
     while (a.position().epoch == 0 && visited < windows) {
         const std::int64_t take = std::min(batch, windows - visited);
-        const at::Tensor rows = a.next();
-        ASSERT_TRUE(at::equal(rows, b.next()));
+        const at::Tensor rows = a.next().tokens;
+        ASSERT_TRUE(at::equal(rows, b.next().tokens));
         const std::int64_t* data = rows.data_ptr<std::int64_t>();
         for (std::int64_t r = 0; r < take; ++r) {
             const std::int64_t window = data[2 * r];
@@ -85,9 +85,9 @@ TEST(TrainBatcher, ALargeCorpusVisitsEveryWindowOncePerEpochWithoutStoringTheOrd
     TrainBatcher c(tokens, 1, 8, 5), d(tokens, 1, 8, 5);
     c.restore(next_epoch);
     d.restore(next_epoch);
-    const at::Tensor epoch1 = c.next();
+    const at::Tensor epoch1 = c.next().tokens;
     EXPECT_NE(epoch1[0][0].item<std::int64_t>(), first_window);
-    EXPECT_TRUE(at::equal(epoch1, d.next()));
+    EXPECT_TRUE(at::equal(epoch1, d.next().tokens));
 }
 
 // A position from a checkpoint of another corpus is refused, not used to index past the windows.
@@ -113,7 +113,9 @@ TEST(EvaluationBatches, PredictEveryTokenButTheFirstExactlyOnce) {
     const auto tokens = counting(103);
     const auto batches = evaluation_batches(tokens, 10, 4, 0);
     std::vector<int> predicted(103, 0);
-    for (const at::Tensor& batch : batches) {
+    for (const TokenBatch& token_batch : batches) {
+        const at::Tensor& batch = token_batch.tokens;
+        EXPECT_FALSE(token_batch.loss_mask.defined()) << "plain tokens: every target counts";
         EXPECT_LE(batch.size(0), 4);
         for (std::int64_t r = 0; r < batch.size(0); ++r) {
             for (std::int64_t i = 1; i < batch.size(1); ++i) {

@@ -54,7 +54,7 @@ std::vector<std::string> read_all(const CorpusFile& file, std::size_t batch_byte
     const auto reader = open_documents(file);
     for (auto batch = reader->next_batch(batch_bytes); !batch.empty();
          batch = reader->next_batch(batch_bytes)) {
-        documents.insert(documents.end(), batch.begin(), batch.end());
+        for (const Document& document : batch) documents.push_back(document.text);
     }
     return documents;
 }

@@ -36,7 +36,8 @@ TEST(TrainBatcher, TheFirstEpochIsTheDocumentedFisherYatesOrder) {
     }
     MixtureBatcher mixture({{"only", 1.0, ids}}, 8, 1, 77);
     for (std::int64_t w = 0; w < 300; ++w) {
-        ASSERT_EQ(mixture.next()[0][0].item<std::int64_t>(), order[static_cast<std::size_t>(w)] * 8)
+        ASSERT_EQ(mixture.next().tokens[0][0].item<std::int64_t>(),
+                  order[static_cast<std::size_t>(w)] * 8)
             << w;
     }
 }
@@ -46,7 +47,7 @@ TEST(MixtureBatcher, OneSourceReadsExactlyWhatTrainBatcherReads) {
     MixtureBatcher mixture({{"only", 2.5, ids}}, 8, 5, 77);
     TrainBatcher plain(ids, 8, 5, 77);
     for (int b = 0; b < 60; ++b) {  // several epochs of 124 windows
-        ASSERT_TRUE(at::equal(mixture.next(), plain.next())) << "batch " << b;
+        ASSERT_TRUE(at::equal(mixture.next().tokens, plain.next().tokens)) << "batch " << b;
     }
     EXPECT_EQ(mixture.position().sources[0].epoch, plain.position().epoch);
     EXPECT_EQ(mixture.position().sources[0].cursor, plain.position().cursor);
@@ -60,7 +61,7 @@ TEST(MixtureBatcher, SourcesAreDrawnInProportionToWeightEachThroughItsOwnEpochs)
     std::int64_t from_a = 0;
     std::vector<std::int64_t> a_windows, b_windows;
     for (int i = 0; i < batches; ++i) {
-        const at::Tensor batch = mixture.next();
+        const at::Tensor batch = mixture.next().tokens;
         for (std::int64_t row = 0; row < batch.size(0); ++row) {
             const std::int64_t first = batch[row][0].item<std::int64_t>();
             // A window is 5 consecutive ids of one source, starting at a multiple of 4.
@@ -99,7 +100,7 @@ TEST(MixtureBatcher, RestoringAPositionInTheMiddleOfAnEpochContinuesBitForBit) {
     MixtureBatcher resumed(sources, 8, 3, 11);
     resumed.restore(saved);
     for (int i = 0; i < 40; ++i) {
-        ASSERT_TRUE(at::equal(whole.next(), resumed.next())) << "batch " << i;
+        ASSERT_TRUE(at::equal(whole.next().tokens, resumed.next().tokens)) << "batch " << i;
     }
     MixturePosition wrong = saved;
     wrong.sources.pop_back();

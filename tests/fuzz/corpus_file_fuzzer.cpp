@@ -1,13 +1,14 @@
 // Fuzzes the corpus file readers (core/data/document_reader.h): plain text and JSONL, each as is,
 // gzip- or zstd-compressed. The first input byte chooses the reading (bit 0: JSONL; bits 1-2:
 // none, gzip, zstd; bit 3: compress the rest of the input first, so that the decoder reaches valid
-// streams and the JSONL parser meaningful text, instead of fuzzing the decoder's error paths);
-// the rest is the file. open_documents() and next_batch() document FileError as their only
-// exception; anything else escaping is a finding.
+// streams and the JSONL parser meaningful text, instead of fuzzing the decoder's error paths;
+// bit 4 with bit 0: (prompt, response) pairs instead of JSONL documents); the rest is the file.
+// open_documents() and next_batch() document FileError as their only exception; anything else
+// escaping is a finding.
 //
 // Beyond that: plain uncompressed text gives exactly split_documents() of the bytes (an
 // independent cut of the whole text), and a compressed file gives the same documents as the
-// bytes it was made from.
+// bytes it was made from. A pair's prompt is a prefix of its document and never all of it.
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -85,7 +86,12 @@ bool read_all(const CorpusFile& file, std::vector<std::string>& documents) {
     try {
         const auto reader = moelab::core::open_documents(file);
         for (auto batch = reader->next_batch(64); !batch.empty(); batch = reader->next_batch(64)) {
-            documents.insert(documents.end(), batch.begin(), batch.end());
+            for (const moelab::core::Document& document : batch) {
+                MOELAB_FUZZ_CHECK(document.prompt_bytes < document.text.size());
+                MOELAB_FUZZ_CHECK(file.format == DocumentFormat::kPairs ||
+                                  document.prompt_bytes == 0);
+                documents.push_back(document.text);
+            }
         }
         return true;
     } catch (const moelab::core::FileError&) {
@@ -99,7 +105,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     const std::uint8_t mode = data[0];
     const std::string_view content(reinterpret_cast<const char*>(data + 1), size - 1);
-    const DocumentFormat format = (mode & 1) != 0 ? DocumentFormat::kJsonl : DocumentFormat::kText;
+    const DocumentFormat format = (mode & 1) == 0    ? DocumentFormat::kText
+                                  : (mode & 16) != 0 ? DocumentFormat::kPairs
+                                                     : DocumentFormat::kJsonl;
     const auto compression = static_cast<Compression>(((mode >> 1) & 3) % 3);
     const bool compress_first = (mode & 8) != 0 && compression != Compression::kNone;
 
@@ -108,7 +116,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                                                   : zstd_of(content);
     const TempFile file(bytes);
     std::vector<std::string> documents;
-    const bool read = read_all({file.path(), format, compression, "text"}, documents);
+    const CorpusFile corpus_file{file.path(), format, compression, "text", "prompt", "response"};
+    const bool read = read_all(corpus_file, documents);
 
     if (format == DocumentFormat::kText && compression == Compression::kNone) {
         MOELAB_FUZZ_CHECK(read);  // plain text has nothing to refuse below the size cap
@@ -118,8 +127,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // The decoder adds nothing: the same documents as the uncompressed bytes.
         const TempFile plain(content);
         std::vector<std::string> expected;
-        const bool plain_read =
-            read_all({plain.path(), format, Compression::kNone, "text"}, expected);
+        const bool plain_read = read_all(
+            {plain.path(), format, Compression::kNone, "text", "prompt", "response"}, expected);
         MOELAB_FUZZ_CHECK(read == plain_read);
         if (read) MOELAB_FUZZ_CHECK(documents == expected);
     }

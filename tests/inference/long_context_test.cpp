@@ -59,8 +59,8 @@ TEST(SlidingWindowPerplexity, OneWindowIsThePlainPerplexity) {
     const at::Tensor doc = document(30, 1);
     const at::Tensor windows = doc.view({1, -1});
     const double plain =
-        core::next_token_loss(tiny->model->forward(windows.narrow(1, 0, 29), {}).logits, windows,
-                              /*sum=*/false)
+        core::next_token_loss(tiny->model->forward(windows.narrow(1, 0, 29), {}).logits,
+                              core::TokenBatch{windows, {}}, /*sum=*/false)
             .item<double>();
     const core::ContextPerplexity result =
         core::sliding_window_perplexity(*tiny->model, {doc}, 64, 16, {});

@@ -295,7 +295,7 @@ TEST(StandardBlock, ChecksIndexRangeFinitenessAndScalarsOfEveryDecision) {
         {[](sdk::RoutingDecision& d) {
              d.extensions.set(sdk::ExtensionKey<at::Tensor>{"shared_scale"}, at::ones({3}));
          },
-         "RoutingDecision extension 'shared_scale' is not defined by this host's SDK 5.0.0 (it "
+         "RoutingDecision extension 'shared_scale' is not defined by this host's SDK 5.1.0 (it "
          "defines: token_scale)"},
         {[](sdk::RoutingDecision& d) {
              d.extensions.set(sdk::ExtensionKey<double>{"token_scale"}, 2);
@@ -347,7 +347,7 @@ TEST(ExpertBank, ReadsItsExtensionKeysAndRefusesUnknownOnes) {
     } catch (const sdk::Error& error) {
         EXPECT_NE(std::string(error.what())
                       .find("expert bank 'experts': ExpertBankSpec extension 'dropout' is not "
-                            "defined by this host's SDK 5.0.0 (it defines: activation_threshold)"),
+                            "defined by this host's SDK 5.1.0 (it defines: activation_threshold)"),
                   std::string::npos)
             << error.what();
     }

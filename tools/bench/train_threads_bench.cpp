@@ -66,12 +66,11 @@ int main(int argc, char** argv) {
         TrainBatcher batcher(dataset.sources()[0].tokens(Split::kTrain), r.data.seq_len,
                              r.train.batch_size, 1);
         auto step = [&] {
-            const at::Tensor windows = batcher.next();
-            const at::Tensor inputs = windows.narrow(1, 0, windows.size(1) - 1);
+            const TokenBatch batch = batcher.next();
             ForwardOptions options;
             options.training = true;
-            const ModelOutput out = model.forward(inputs, options);
-            (next_token_loss(out.logits, windows, false) + out.aux_loss).backward();
+            const ModelOutput out = model.forward(batch.inputs(), options);
+            (next_token_loss(out.logits, batch, false) + out.aux_loss).backward();
             optimizer.step(1e-3);
             optimizer.zero_grad();
         };

@@ -3,6 +3,7 @@
 // The subcommands, as plain functions returning an exit code (cli_support.h). main.cpp maps the
 // command line onto them; only it sees CLI11.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -138,5 +139,18 @@ struct TokenizerExportArgs {
     std::vector<std::string> options;
 };
 int export_tokenizer(const TokenizerExportArgs& args);
+
+// HARPE's peak/valley base search (plugins/attention/harpe/base_sets.h).
+struct HarpeBasesArgs {
+    std::int64_t heads = 32;
+    double b_min = 1e6, b_max = 5e6, stride = 3e4;
+    std::int64_t head_dim = 128;
+    std::int64_t window = 131072;
+    std::int64_t window_start = 0;  // 0: window / 4
+    std::int64_t extrema = 6;
+    std::int64_t min_gap = 50;
+    bool json = false;
+};
+int harpe_bases(const HarpeBasesArgs& args);
 
 }  // namespace moelab::cli

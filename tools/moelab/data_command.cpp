@@ -53,6 +53,8 @@ int data_stats(const DataArgs& args) {
                  {"split", core::split_name(split)},
                  {"documents", shard.documents()},
                  {"tokens", tokens},
+                 // Tokens the loss counts: all but the prompts of (prompt, response) pairs.
+                 {"loss_tokens", tokens - shard.prompt_tokens()},
                  // Unknown (null) for compressed and JSONL files: their size is not their text's.
                  {"bytes", bytes > 0 ? nlohmann::json(bytes) : nlohmann::json(nullptr)},
                  {"bytes_per_token",
@@ -97,6 +99,14 @@ int data_stats(const DataArgs& args) {
                    known ? fmt::format("{:.3f}", row["bytes_per_token"].get<double>())
                          : std::string("n/a"),
                    row["id_bytes"].get<int>(), row["shard_bytes"].get<double>() / 1e6);
+    }
+    for (const auto& row : splits) {
+        const auto tokens = row["tokens"].get<std::int64_t>();
+        const auto counted = row["loss_tokens"].get<std::int64_t>();
+        if (counted == tokens) continue;
+        fmt::print("{} {}: the loss counts {} of {} tokens ({:.1f}%): responses, not prompts\n",
+                   row["source"].get<std::string>(), row["split"].get<std::string>(), counted,
+                   tokens, 100.0 * static_cast<double>(counted) / static_cast<double>(tokens));
     }
     if (args.verify) fmt::print("every shard verified (checksum and vocabulary)\n");
     return kExitOk;

@@ -359,6 +359,31 @@ void add_tokenizer_command(CLI::App& app, int& exit_code) {
     });
 }
 
+void add_harpe_bases_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<HarpeBasesArgs>();
+    CLI::App* command = app.add_subcommand(
+        "harpe-bases",
+        "Search HARPE's per-head RoPE bases by peak/valley complementarity (the paper's settings: "
+        "--heads 32 --min 1e6 --max 5e6 --stride 3e4)");
+    command->add_option("--heads", args->heads, "Bases to choose: one per key/value head")
+        ->required()
+        ->check(CLI::Range(1, 4096));
+    command->add_option("--min", args->b_min, "Smallest base, always chosen")->required();
+    command->add_option("--max", args->b_max, "Largest candidate base")->required();
+    command->add_option("--stride", args->stride, "Distance between candidate bases")->required();
+    command->add_option("--head-dim", args->head_dim, "Head dimension (default 128)");
+    command->add_option("--window", args->window,
+                        "Largest relative distance compared (default 131072, the paper's 128k)");
+    command->add_option("--from", args->window_start,
+                        "Smallest distance whose extrema count (default window / 4)");
+    command->add_option("--extrema", args->extrema, "Peaks and valleys kept per base (default 6)");
+    command->add_option("--min-gap", args->min_gap,
+                        "Least distance between kept extrema (default 50)");
+    command->add_flag("--json", args->json, "Print JSON");
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return harpe_bases(*args); }); });
+}
+
 }  // namespace
 }  // namespace moelab::cli
 
@@ -382,6 +407,7 @@ int main(int argc, char** argv) {
     add_report_command(app, exit_code);
     add_new_command(app, exit_code);
     add_tokenizer_command(app, exit_code);
+    add_harpe_bases_command(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {

@@ -1,9 +1,9 @@
-// Registers the `rope` attention.
+// Registers the `rope` attention: sdk::RotaryAttention with one base for every head.
 
 #include <string>
 
 #include "moelab/sdk/plugin.h"
-#include "rope_attention.h"
+#include "moelab/sdk/rotary_attention.h"
 
 namespace moelab::plugins::rope {
 namespace {
@@ -30,7 +30,9 @@ void register_components(sdk::Registrar& registrar) {
     component.supports = supports;
     component.features = {std::string(sdk::feature::kKvCache)};
     component.make_attention = [](const sdk::AttentionContext& context, const sdk::Params& params) {
-        return std::make_shared<RopeAttention>(context, params.get_float("base"));
+        return std::make_shared<sdk::RotaryAttention>(
+            context,
+            sdk::rope_inv_freq(params.get_float("base"), context.model.head_dim).unsqueeze(0));
     };
     registrar.add_attention(std::move(component));
 }
@@ -38,5 +40,5 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::rope
 
-MOELAB_PLUGIN("rope", "1.0.0", "Rotary-position causal attention",
+MOELAB_PLUGIN("rope", "1.1.0", "Rotary-position causal attention",
               moelab::plugins::rope::register_components)

@@ -1,0 +1,147 @@
+#pragma once
+
+// Since 5.1. Causal multi-head self-attention with rotary position embeddings (rotary.h): one set
+// of frequencies for every head (RoPE) or one per key/value head (HARPE, methods.md §5), optional
+// grouped-query attention, cached decoding through KeyValueCache. The built-in `rope` and `harpe`
+// plugins are this class with their own frequencies; a plugin with another rotary scheme can be
+// too.
+//
+// The frequencies are not a buffer: they are a function of the plugin's options, so a checkpoint
+// does not carry them and a run started from another run's weights (init.from) with other options
+// (a larger base, bases per head, interpolated positions) uses its own.
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "moelab/sdk/attention.h"
+#include "moelab/sdk/causal_mask.h"
+#include "moelab/sdk/error.h"
+#include "moelab/sdk/init.h"
+#include "moelab/sdk/key_value_cache.h"
+#include "moelab/sdk/rotary.h"
+
+namespace moelab::sdk {
+
+class RotaryAttention : public Attention {
+  public:
+    // inv_freq: (1 or kv_heads, head_dim / 2). With kv_heads rows, key/value head g and the query
+    // heads of its group (g * heads / kv_heads onwards) rotate with row g.
+    RotaryAttention(const AttentionContext& context, const at::Tensor& inv_freq)
+        : d_model_(context.model.d_model),
+          heads_(context.model.heads),
+          kv_heads_(context.model.kv_heads),
+          head_dim_(context.model.head_dim),
+          inv_freq_(inv_freq.to(at::kDouble).contiguous()) {
+        if (inv_freq_.dim() != 2 || inv_freq_.size(1) != head_dim_ / 2 ||
+            (inv_freq_.size(0) != 1 && inv_freq_.size(0) != kv_heads_)) {
+            throw Error("rotary attention: frequencies of shape (1 or " +
+                        std::to_string(kv_heads_) + ", " + std::to_string(head_dim_ / 2) +
+                        ") expected");
+        }
+        at::Generator generator = make_generator(context.seed);
+        const double std = context.init_std;
+        const double out_std = residual_init_std(std, context.model.layers);
+        w_query_ = register_parameter(
+            "w_query", normal_weight({heads_ * head_dim_, d_model_}, std, generator));
+        w_key_ = register_parameter(
+            "w_key", normal_weight({kv_heads_ * head_dim_, d_model_}, std, generator));
+        w_value_ = register_parameter(
+            "w_value", normal_weight({kv_heads_ * head_dim_, d_model_}, std, generator));
+        w_output_ = register_parameter(
+            "w_output", normal_weight({d_model_, heads_ * head_dim_}, out_std, generator));
+    }
+
+    // (1 or kv_heads, head_dim / 2) float64 on the CPU.
+    const at::Tensor& inv_freq() const { return inv_freq_; }
+
+    at::Tensor forward(const AttentionInput& input) override {
+        const at::Tensor& x = input.hidden;  // (batch, seq, d_model)
+        const std::int64_t batch = x.size(0);
+        const std::int64_t seq = x.size(1);
+        const std::int64_t group = heads_ / kv_heads_;
+
+        auto project = [&](const at::Tensor& w, std::int64_t heads) {
+            return at::linear(x, w).view({batch, seq, heads, head_dim_}).transpose(1, 2);
+        };
+        // cos, sin: (batch, 1 or kv_heads, seq, head_dim/2). Query heads are viewed as
+        // (kv_heads, group) so that each group rotates with its key/value head's row.
+        const auto [cos, sin] = rope_tables(inv_freq_on(x.device()), input.positions);
+        const at::Tensor query =
+            apply_rope(project(w_query_, heads_).view({batch, kv_heads_, group, seq, head_dim_}),
+                       cos.unsqueeze(2), sin.unsqueeze(2));                 // (b, kv, g, s, hd)
+        at::Tensor key = apply_rope(project(w_key_, kv_heads_), cos, sin);  // (b, kv, s, hd)
+        at::Tensor value = project(w_value_, kv_heads_);                    // (b, kv, s, hd)
+
+        at::Tensor key_positions = input.positions;  // (b, keys)
+        if (input.cache != nullptr) {
+            auto* cache = dynamic_cast<KeyValueCache*>(input.cache);
+            if (cache == nullptr) throw Error("rotary attention was given another plugin's cache");
+            // Attention reads views of the filled part of the preallocated cache: no
+            // concatenation.
+            const KeyValueCache::Filled filled = cache->append(key, value, input.positions);
+            key = filled.keys;
+            value = filled.values;
+            key_positions = filled.positions;
+        }
+
+        // Grouped-query attention without copying keys or values per query head: a key/value
+        // head's group of query heads is one block of group * seq rows multiplied by its keys.
+        const std::int64_t keys = key.size(2);
+        const at::Tensor grouped = query.reshape({batch, kv_heads_, group * seq, head_dim_});
+        const at::Tensor scores = (at::matmul(grouped, key.transpose(-2, -1)).to(at::kFloat) /
+                                   std::sqrt(static_cast<double>(head_dim_)))
+                                      .view({batch, kv_heads_, group, seq, keys});
+        const at::Tensor allowed = causal_mask(input.positions, key_positions).unsqueeze(1);
+        const at::Tensor probs = masked_softmax(scores, allowed)
+                                     .to(value.scalar_type())
+                                     .view({batch, kv_heads_, group * seq, keys});
+        const at::Tensor mixed = at::matmul(probs, value)  // (b, kv, g * s, hd)
+                                     .view({batch, heads_, seq, head_dim_})
+                                     .transpose(1, 2)
+                                     .reshape({batch, seq, heads_ * head_dim_});
+        return at::linear(mixed, w_output_);
+    }
+
+    std::unique_ptr<AttentionCache> make_cache(std::int64_t batch, std::int64_t max_len) override {
+        return std::make_unique<KeyValueCache>(batch, kv_heads_, max_len, head_dim_, head_dim_,
+                                               w_key_.device());
+    }
+
+    AttentionCost cost(std::int64_t context) const override {
+        // Projections: query and output d_model x heads*head_dim each, key and value
+        // d_model x kv_heads*head_dim each; then q.k and p.v over `context` keys for every head.
+        const double d = static_cast<double>(d_model_);
+        const double q = static_cast<double>(heads_ * head_dim_);
+        const double kv = static_cast<double>(kv_heads_ * head_dim_);
+        AttentionCost cost;
+        cost.flops_per_token =
+            2.0 * d * (2.0 * q + 2.0 * kv) + 4.0 * q * static_cast<double>(context);
+        return cost;
+    }
+
+  private:
+    // The frequencies on `device`, copied there once (they are not module state, so the model's
+    // to(device) does not move them).
+    const at::Tensor& inv_freq_on(const at::Device& device) {
+        if (inv_freq_.device() == device) return inv_freq_;
+        if (!device_inv_freq_.defined() || device_inv_freq_.device() != device) {
+            device_inv_freq_ = inv_freq_.to(device);
+        }
+        return device_inv_freq_;
+    }
+
+    std::int64_t d_model_;
+    std::int64_t heads_;
+    std::int64_t kv_heads_;
+    std::int64_t head_dim_;
+    at::Tensor w_query_;   // (heads * head_dim, d_model)
+    at::Tensor w_key_;     // (kv_heads * head_dim, d_model)
+    at::Tensor w_value_;   // (kv_heads * head_dim, d_model)
+    at::Tensor w_output_;  // (d_model, heads * head_dim)
+    at::Tensor inv_freq_;  // (1 or kv_heads, head_dim / 2) float64, CPU
+    at::Tensor device_inv_freq_;
+};
+
+}  // namespace moelab::sdk
