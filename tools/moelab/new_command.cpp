@@ -219,8 +219,9 @@ constexpr const char* kAttentionSource =
     R"tmpl(// {{NAME}}: causal multi-head self-attention with rotary position embeddings, written with
 // moelab's plugin SDK ({{SDK_VERSION}}). It trains and passes `moelab plugins test`. It does not
 // decode incrementally (no kv_cache feature; make_cache throws): return an sdk::KeyValueCache
-// from make_cache, append to it in forward and list sdk::feature::kKvCache for decoding (the
-// built-in rope plugin shows how).
+// from make_cache, append to it in forward and list sdk::feature::kKvCache for decoding
+// (sdk/rotary_attention.h shows how). A plugin that only changes the rotary frequencies can
+// return an sdk::RotaryAttention instead, as the built-in rope and harpe do.
 
 #include <cmath>
 

@@ -85,15 +85,7 @@ std::vector<double> bases_for(const sdk::ModelShape& model, const sdk::Params& p
 }
 
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
-    if (query.model.head_dim % 2 != 0) {
-        return sdk::Support::no(
-            "rotary embeddings need an even head dimension (d_model / heads), "
-            "got " +
-            std::to_string(query.model.head_dim));
-    }
-    if (query.model.kv_heads > 0 && query.model.heads % query.model.kv_heads != 0) {
-        return sdk::Support::no("kv_heads must divide heads");
-    }
+    if (sdk::Support fits = sdk::rotary_attention_fits(query); !fits.ok) return fits;
     sdk::ModelShape model = query.model;
     if (model.kv_heads == 0) model.kv_heads = model.heads;
     try {

@@ -8,26 +8,15 @@
 namespace moelab::plugins::rope {
 namespace {
 
-sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params&) {
-    if (query.model.head_dim % 2 != 0) {
-        return sdk::Support::no(
-            "rotary embeddings need an even head dimension (d_model / heads), "
-            "got " +
-            std::to_string(query.model.head_dim));
-    }
-    if (query.model.kv_heads > 0 && query.model.heads % query.model.kv_heads != 0) {
-        return sdk::Support::no("kv_heads must divide heads");
-    }
-    return sdk::Support::yes();
-}
-
 void register_components(sdk::Registrar& registrar) {
     sdk::AttentionComponent component;
     component.name = "rope";
     component.summary = "Causal multi-head attention with rotary embeddings, optional GQA";
     component.params.add_float("base", 10000.0, "RoPE base b: theta_i = b^(-2i/head_dim)")
         .at_least(1.0);
-    component.supports = supports;
+    component.supports = [](const sdk::CapabilityQuery& query, const sdk::Params&) {
+        return sdk::rotary_attention_fits(query);
+    };
     component.features = {std::string(sdk::feature::kKvCache)};
     component.make_attention = [](const sdk::AttentionContext& context, const sdk::Params& params) {
         return std::make_shared<sdk::RotaryAttention>(

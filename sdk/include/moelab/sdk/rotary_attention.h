@@ -24,6 +24,19 @@
 
 namespace moelab::sdk {
 
+// Whether a model's shape suits RotaryAttention: an even head dimension (coordinates rotate in
+// pairs) and key/value heads that divide the query heads. For a component's `supports`.
+inline Support rotary_attention_fits(const CapabilityQuery& query) {
+    if (query.model.head_dim % 2 != 0) {
+        return Support::no("rotary embeddings need an even head dimension (d_model / heads), got " +
+                           std::to_string(query.model.head_dim));
+    }
+    if (query.model.kv_heads > 0 && query.model.heads % query.model.kv_heads != 0) {
+        return Support::no("kv_heads must divide heads");
+    }
+    return Support::yes();
+}
+
 class RotaryAttention : public Attention {
   public:
     // inv_freq: (1 or kv_heads, head_dim / 2). With kv_heads rows, key/value head g and the query
