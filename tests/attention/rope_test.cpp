@@ -1,7 +1,7 @@
 // The built-in rope and harpe attentions against the method written out with loops in float64:
 // per-head projections, "rotate half" rotary embeddings at each token's own position (rows at
-// different offsets, one padding slot) with each key/value head's own base (harpe), grouped-query
-// heads, causal softmax by position, output projection.
+// different offsets, one padding slot) with each key/value head's own base (harpe) and
+// interpolated positions (pi), grouped-query heads, causal softmax by position, output projection.
 
 #include <gtest/gtest.h>
 
@@ -191,6 +191,20 @@ TEST(RopeAttention, ReportsItsCostPerToken) {
     const double projections = 2.0 * kModel * (2.0 * kHeads * kHeadDim + 2.0 * kKvHeads * kHeadDim);
     EXPECT_DOUBLE_EQ(rope->attention->cost(100).flops_per_token,
                      projections + 4.0 * kHeads * kHeadDim * 100);
+}
+
+// Position interpolation: position p rotates as p / scale.
+TEST(PiAttention, RotatesAtInterpolatedPositions) {
+    auto pi = build_attention("pi", {{"base", kBase}, {"scale", 4.0}});
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = hidden_states();
+    const at::Tensor positions =
+        at::stack({at::arange(10, 10 + kSeq, at::kLong), at::arange(3, 3 + kSeq, at::kLong)});
+    const at::Tensor expected = written_out(*pi->attention, x, positions, {kBase}, 4.0);
+    const at::Tensor got = forward(*pi->attention, x, positions).to(at::kDouble);
+    EXPECT_LT((got - expected).abs().max().item<double>(), 1e-5);
+    const at::Tensor plain = written_out(*pi->attention, x, positions);
+    EXPECT_GT((got - plain).abs().max().item<double>(), 1e-3) << "the scale changes the rotation";
 }
 
 // HARPE: key/value head g and its group of query heads rotate with their own base.

@@ -119,7 +119,7 @@ INSTANTIATE_TEST_SUITE_P(Tokenizers, BuiltInTokenizer,
                          });
 
 TEST(PluginsTest, TheRotaryAttentionsPassIncludingTheirCaches) {
-    for (const char* attention : {"rope", "harpe"}) {
+    for (const char* attention : {"rope", "harpe", "pi"}) {
         const CommandResult result = kit(attention);
         EXPECT_EQ(result.exit_code, 0) << attention << "\n" << result.out << result.err;
         for (const char* check :
