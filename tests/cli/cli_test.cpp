@@ -28,10 +28,13 @@ TEST_P(ShippedRecipe, PassesCheckAndItsResolvedFormResolvesIdentically) {
     const TestCorpus corpus;
     // Recipes that start from another run (init.from = "runs/dense-baseline") need a checkpoint
     // there for check to pass; check looks for the files, not into them.
-    const fs::path source = corpus.root() / "runs" / "dense-baseline" / "checkpoints" / "step-1";
-    fs::create_directories(source);
-    std::ofstream(source / "model.safetensors");
-    std::ofstream(source / "state.json");
+    for (const char* run :
+         {"dense-baseline", "harpe/pretrain", "harpe/abf-stage1", "harpe/abf-stage2"}) {
+        const fs::path source = corpus.root() / "runs" / run / "checkpoints" / "step-1";
+        fs::create_directories(source);
+        std::ofstream(source / "model.safetensors");
+        std::ofstream(source / "state.json");
+    }
     const std::string cd = "cd " + shell_quote(corpus.root().string()) + " && ";
     const CommandResult first = run_command(cd + moelab() + " check " + recipe_path(GetParam()) +
                                             " --set data.corpus=corpus");
@@ -47,20 +50,23 @@ TEST_P(ShippedRecipe, PassesCheckAndItsResolvedFormResolvesIdentically) {
     EXPECT_EQ(body(first.out), body(second.out));
 }
 
-INSTANTIATE_TEST_SUITE_P(Recipes, ShippedRecipe,
-                         ::testing::Values("quickstart.toml", "dense-baseline.toml",
-                                           "routers/topk.toml", "routers/smoe-share.toml",
-                                           "routers/topp.toml", "routers/hash.toml",
-                                           "routers/maskmoe.toml", "routers/cartesian.toml",
-                                           "routers/finedeep.toml", "routers/dsmoe.toml",
-                                           "routers/dsmoe-tau/tau-0.9.toml", "tokenizers/bpe.toml",
-                                           "tokenizers/lbpe.toml", "tokenizers/scaffold-bpe.toml",
-                                           "data/brown-genres.toml", "stages/norms-then-all.toml"),
-                         [](const auto& info) {
-                             std::string name = info.param.substr(0, info.param.find('.'));
-                             for (char& c : name) c = std::isalnum(c) ? c : '_';
-                             return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Recipes, ShippedRecipe,
+    ::testing::Values(
+        "quickstart.toml", "dense-baseline.toml", "routers/topk.toml", "routers/smoe-share.toml",
+        "routers/topp.toml", "routers/hash.toml", "routers/maskmoe.toml", "routers/cartesian.toml",
+        "routers/finedeep.toml", "routers/dsmoe.toml", "routers/dsmoe-tau/tau-0.9.toml",
+        "tokenizers/bpe.toml", "tokenizers/lbpe.toml", "tokenizers/scaffold-bpe.toml",
+        "data/brown-genres.toml", "stages/norms-then-all.toml", "attention/harpe/pretrain.toml",
+        "attention/harpe/extend-rope.toml", "attention/harpe/extend-pi.toml",
+        "attention/harpe/extend-abf.toml", "attention/harpe/extend-abf-stage1.toml",
+        "attention/harpe/extend-abf-stage2.toml", "attention/harpe/extend-abf-stage3.toml",
+        "attention/harpe/extend-harpe.toml", "attention/harpe/extend-harpe-uniform.toml"),
+    [](const auto& info) {
+        std::string name = info.param.substr(0, info.param.find('.'));
+        for (char& c : name) c = std::isalnum(c) ? c : '_';
+        return name;
+    });
 
 TEST(Cli, VersionReportsVersionsAndBlas) {
     const CommandResult result = run_command(moelab() + " --version");
