@@ -524,10 +524,18 @@ void TrainingRun::train_step() {
         micro_batches.push_back(batcher_->next());
     }
     const bool has_prompts = micro_batches.front().loss_mask.defined();
-    std::int64_t step_targets = 0;  // counted targets of the global batch, every micro-batch
+    // With prompts, each process's summed loss is scaled so that the mean over micro-batches and
+    // processes below is the sum over the global batch divided by its counted targets. A step
+    // without any counts nothing (0, not NaN).
+    double prompt_scale = 0;
     if (has_prompts) {
+        std::int64_t step_targets = 0;  // counted targets of the global batch
         for (const TokenBatch& batch : micro_batches) step_targets += batch.loss_targets();
         window_loss_targets_ = window_loss_targets_.value_or(0) + step_targets;
+        if (step_targets > 0) {
+            prompt_scale = static_cast<double>(train_.grad_accum * layout.world) /
+                           static_cast<double>(step_targets);
+        }
     }
     for (const TokenBatch& batch : micro_batches) {
         const std::int64_t rows = batch.rows();
@@ -539,14 +547,7 @@ void TrainingRun::train_step() {
             CudaAutocastScope autocast(bf16_);
             ModelOutput output = model_->forward(inputs, forward);
             if (has_prompts) {
-                // The sum over this process's counted targets, scaled so that the mean over
-                // micro-batches and processes below is the sum over the global batch divided by
-                // its counted targets. A step without any counts nothing (0, not NaN).
-                const double scale = step_targets > 0
-                                         ? static_cast<double>(train_.grad_accum * layout.world) /
-                                               static_cast<double>(step_targets)
-                                         : 0.0;
-                lm = next_token_loss(output.logits, part, /*sum=*/true) * scale;
+                lm = next_token_loss(output.logits, part, /*sum=*/true) * prompt_scale;
             } else {
                 lm = next_token_loss(output.logits, part, /*sum=*/false);
             }

@@ -27,6 +27,18 @@ struct Rope {
     std::shared_ptr<sdk::Attention> attention;
 };
 
+// The test's model shape.
+sdk::ModelShape model_shape() {
+    sdk::ModelShape model;
+    model.d_model = kModel;
+    model.heads = kHeads;
+    model.kv_heads = kKvHeads;
+    model.head_dim = kHeadDim;
+    model.layers = 2;
+    model.max_seq_len = 64;
+    return model;
+}
+
 // The built-in `name` attention on the test's shape, with `options` over its defaults.
 std::unique_ptr<Rope> build_attention(const std::string& name,
                                       const std::map<std::string, sdk::ParamValue>& options) {
@@ -35,11 +47,7 @@ std::unique_ptr<Rope> build_attention(const std::string& name,
     const core::RegisteredAttention* component = rope->registry.find_attention(name);
     if (component == nullptr) throw std::runtime_error("no built-in " + name + " attention");
     sdk::AttentionContext context;
-    context.model.d_model = kModel;
-    context.model.heads = kHeads;
-    context.model.kv_heads = kKvHeads;
-    context.model.head_dim = kHeadDim;
-    context.model.layers = 2;
+    context.model = model_shape();
     context.seed = 17;
     context.init_std = 0.3;
     auto values = core::default_params(component->component.params).values();
@@ -246,11 +254,7 @@ TEST(HarpeAttention, RefusesBaseSetsThatDoNotFitTheHeads) {
     const core::RegisteredAttention* harpe = registry.find_attention("harpe");
     ASSERT_NE(harpe, nullptr);
     sdk::CapabilityQuery query;
-    query.model.d_model = kModel;
-    query.model.heads = kHeads;
-    query.model.kv_heads = kKvHeads;
-    query.model.head_dim = kHeadDim;
-    query.model.max_seq_len = 64;
+    query.model = model_shape();
     auto support = [&](const std::map<std::string, sdk::ParamValue>& options) {
         auto values = core::default_params(harpe->component.params).values();
         for (const auto& [key, value] : options) values[key] = value;
