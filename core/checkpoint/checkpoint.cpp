@@ -122,18 +122,20 @@ void write_files(const fs::path& dir, std::int64_t step, const CheckpointContent
     CheckpointState state = contents.state;
     state.step = step;
     const std::map<std::string, std::string> metadata = file_metadata(step);
+    std::map<std::string, std::string> model_metadata = contents.model_metadata;
+    model_metadata.insert(metadata.begin(), metadata.end());
     const ExpertShardLayout& shards = contents.shards;
     if (shards.files <= 1) {
-        write_safetensors(dir / whole_file(kModel), contents.model, metadata);
+        write_safetensors(dir / whole_file(kModel), contents.model, model_metadata);
         write_safetensors(dir / whole_file(kOptimizer), contents.optimizer, metadata);
         sync_path(dir / whole_file(kModel));
         sync_path(dir / whole_file(kOptimizer));
     } else {
         write_checkpoint_shard(dir, 1, shards.files, contents.model, contents.optimizer);
-        write_text(
-            dir / index_file(kModel),
-            format_checkpoint_index(
-                shard_index(kModel, contents.model, shards.model_stacks, shards.files), metadata));
+        write_text(dir / index_file(kModel),
+                   format_checkpoint_index(
+                       shard_index(kModel, contents.model, shards.model_stacks, shards.files),
+                       model_metadata));
         write_text(dir / index_file(kOptimizer),
                    format_checkpoint_index(shard_index(kOptimizer, contents.optimizer,
                                                        shards.optimizer_stacks, shards.files),

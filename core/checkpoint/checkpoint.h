@@ -51,6 +51,9 @@ struct CheckpointContents {
     std::vector<NamedTensor> optimizer;  // optimizer state and RNG states, likewise
     CheckpointState state;               // data position, recipe hash, ... (step is set by save)
     ExpertShardLayout shards;
+    // What a reader of the weights needs besides them (model_layout_metadata()): in the metadata
+    // of model.safetensors, or of model.safetensors.index.json with expert shards.
+    std::map<std::string, std::string> model_metadata;
 };
 
 struct LoadedCheckpoint {

@@ -1,9 +1,12 @@
 #pragma once
 
-// Packed fixed-length training sequences. The training stream is cut into non-overlapping windows
-// of seq_len + 1 tokens (inputs and next-token targets); every epoch visits all windows once in an
-// order drawn from (seed, epoch), so a position (epoch, cursor) identifies the rest of training
-// exactly and --resume continues the same sequence of batches.
+// Packed fixed-length training sequences. The training stream is cut into windows of seq_len + 1
+// tokens (inputs and next-token targets) that start every seq_len tokens: window w holds tokens
+// [w seq_len, (w + 1) seq_len], so consecutive windows share one token (the last target of one is
+// the first input of the next) and every token but the first, and a tail shorter than seq_len, is
+// a target once per epoch. Every epoch visits all windows once in an order drawn from (seed,
+// epoch), so a position (epoch, cursor) identifies the rest of training exactly and --resume
+// continues the same sequence of batches.
 //
 // Note [Window order]
 // ~~~~~~~~~~~~~~~~~~~
@@ -71,7 +74,8 @@ class TrainBatcher {
     DataPosition position_;
 };
 
-// Consecutive non-overlapping windows of seq_len + 1 tokens covering `tokens` in order (the last
+// Windows of seq_len + 1 tokens starting every seq_len tokens (consecutive windows share one token,
+// so every token but the first is predicted exactly once), covering `tokens` in order (the last
 // window may be shorter), grouped into batches of at most batch_size; at most max_batches if > 0.
 // Windows of a batch have equal length; batches carry a loss mask when the tokens have prompts.
 std::vector<TokenBatch> evaluation_batches(TokenView tokens, std::int64_t seq_len,

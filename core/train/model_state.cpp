@@ -129,6 +129,38 @@ std::string recipe_hash(const ResolvedRecipe& resolved) {
     return ContentHash().add(text.substr(text.find('\n') + 1)).hex();
 }
 
+std::map<std::string, std::string> model_layout_metadata(const Recipe& recipe,
+                                                         std::int64_t vocab_size,
+                                                         std::int32_t end_of_document_id) {
+    const ModelOptions& m = recipe.model;
+    const bool moe = m.ffn == FfnKind::kMoe;
+    const nlohmann::json shape = {
+        {"vocab_size", vocab_size},
+        {"d_model", m.d_model},
+        {"layers", m.layers},
+        {"heads", m.heads},
+        {"kv_heads", m.kv_heads > 0 ? m.kv_heads : m.heads},
+        {"head_dim", m.d_model / m.heads},
+        {"d_ff", m.d_ff},
+        {"norm_eps", m.norm_eps},
+        {"moe_layers",
+         moe ? nlohmann::json{{"first", recipe.moe.first_layer}, {"interval", recipe.moe.interval}}
+             : nlohmann::json(nullptr)},
+        {"experts", moe ? recipe.moe.experts : 0},
+        {"d_ff_expert", moe ? recipe.moe.d_ff_expert : 0},
+        {"shared_experts", moe ? recipe.moe.shared_experts : 0},
+        {"end_of_document_id", end_of_document_id}};
+    return {
+        {"moelab.model", shape.dump()},
+        {"moelab.output_head", m.tie_embeddings ? "embedding" : "head"},
+        {"moelab.orientation",
+         "w_in and w_out of dense FFNs and expert banks are (in, out): y = x w; every other matrix "
+         "(embedding, head, attention projections, router weights) is (out, in): y = x w^T"},
+        {"moelab.swiglu",
+         "w_in (d_model, 2 d_ff) = [gate | up] along its last dimension; "
+         "y = (silu(x w_in[:, :d_ff]) * (x w_in[:, d_ff:])) w_out"}};
+}
+
 nlohmann::json plugin_records(const ResolvedRecipe& resolved) {
     nlohmann::json records = nlohmann::json::array();
     auto add = [&](const std::string& section, const std::string& component,

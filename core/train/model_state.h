@@ -31,6 +31,14 @@ void restore_rng_state(const std::map<std::string, at::Tensor>& tensors, bool cu
 // hash train the same model the same way.
 std::string recipe_hash(const ResolvedRecipe& resolved);
 
+// The metadata of a checkpoint's weights (docs/checkpoints.md): "moelab.model", the shape as JSON
+// (with the tokenizer's end-of-document id, -1 for none); "moelab.output_head", "embedding" when
+// the output head is tied to the embedding, else "head"; "moelab.orientation" and
+// "moelab.swiglu", how the matrices multiply and how w_in fuses the gate and up projections.
+std::map<std::string, std::string> model_layout_metadata(const Recipe& recipe,
+                                                         std::int64_t vocab_size,
+                                                         std::int32_t end_of_document_id);
+
 // {"section", "component", "plugin", "version", "file", "sdk_version", "fingerprint"} per plugin.
 nlohmann::json plugin_records(const ResolvedRecipe& resolved);
 

@@ -720,6 +720,8 @@ fs::path TrainingRun::save(const std::string& why) {
     const bool writes = leader_ || (layout.expert_degree > 1 && layout.expert_group() == 0);
     CheckpointContents contents;
     contents.shards.files = layout.expert_degree;
+    contents.model_metadata = model_layout_metadata(resolved_.recipe, dataset_->vocab_size(),
+                                                    dataset_->tokenizer().special_tokens().eos);
     if (writes) {
         contents.model = split_into_experts(model_tensors(*model_), expert_shards_,
                                             contents.shards.model_stacks);

@@ -17,6 +17,7 @@
 #include "core/plugin/plugin_error.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/sdk/routing_ops.h"
+#include "moelab/sdk/version.h"
 #include "naive_moe.h"
 
 #include <ATen/autocast_mode.h>
@@ -295,8 +296,8 @@ TEST(StandardBlock, ChecksIndexRangeFinitenessAndScalarsOfEveryDecision) {
         {[](sdk::RoutingDecision& d) {
              d.extensions.set(sdk::ExtensionKey<at::Tensor>{"shared_scale"}, at::ones({3}));
          },
-         "RoutingDecision extension 'shared_scale' is not defined by this host's SDK 5.1.0 (it "
-         "defines: token_scale)"},
+         "RoutingDecision extension 'shared_scale' is not defined by this host's SDK " +
+             std::string(sdk::kSdkVersion) + " (it defines: token_scale)"},
         {[](sdk::RoutingDecision& d) {
              d.extensions.set(sdk::ExtensionKey<double>{"token_scale"}, 2);
          },
@@ -347,7 +348,8 @@ TEST(ExpertBank, ReadsItsExtensionKeysAndRefusesUnknownOnes) {
     } catch (const sdk::Error& error) {
         EXPECT_NE(std::string(error.what())
                       .find("expert bank 'experts': ExpertBankSpec extension 'dropout' is not "
-                            "defined by this host's SDK 5.1.0 (it defines: activation_threshold)"),
+                            "defined by this host's SDK " +
+                            std::string(sdk::kSdkVersion) + " (it defines: activation_threshold)"),
                   std::string::npos)
             << error.what();
     }

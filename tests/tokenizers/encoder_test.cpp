@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "encoder.h"
+#include "hf_byte_table.h"
 #include "moelab/sdk/error.h"
 #include "tokenizer_file.h"
 #include "trainer.h"
@@ -277,35 +278,6 @@ TEST(TokenizerFile, RoundTripsAndNamesWhatIsWrong) {
         std::string::npos);
 }
 
-// GPT-2's byte -> character table, built here independently of byte_level.cpp.
-std::map<std::string, unsigned char> hf_byte_decoder() {
-    std::vector<int> bytes, chars;
-    for (int b = '!'; b <= '~'; ++b) bytes.push_back(b);
-    for (int b = 0xA1; b <= 0xAC; ++b) bytes.push_back(b);
-    for (int b = 0xAE; b <= 0xFF; ++b) bytes.push_back(b);
-    chars = bytes;
-    int extra = 0;
-    for (int b = 0; b < 256; ++b) {
-        if (std::find(bytes.begin(), bytes.end(), b) == bytes.end()) {
-            bytes.push_back(b);
-            chars.push_back(256 + extra++);
-        }
-    }
-    std::map<std::string, unsigned char> decoder;
-    for (std::size_t i = 0; i < bytes.size(); ++i) {
-        const int c = chars[i];
-        std::string utf8;
-        if (c < 0x80) {
-            utf8 = std::string(1, static_cast<char>(c));
-        } else {
-            utf8 += static_cast<char>(0xC0 | (c >> 6));
-            utf8 += static_cast<char>(0x80 | (c & 0x3F));
-        }
-        decoder[utf8] = static_cast<unsigned char>(bytes[i]);
-    }
-    return decoder;
-}
-
 // Splits a UTF-8 string into its characters.
 std::vector<std::string> characters(const std::string& s) {
     std::vector<std::string> out;
@@ -353,7 +325,7 @@ TEST(HuggingFaceExport, DecodesMoelabIdsAndReproducesThemWithItsMerges) {
     const Encoder encoder(file.vocabulary, file.pretokenizer, file.encoding);
     const Ids ids = encode(encoder, text);
     // 1. Decoding moelab's ids with the exported vocabulary gives the text back.
-    const auto byte_of = hf_byte_decoder();
+    const auto byte_of = tests::hf_byte_decoder();
     std::string decoded;
     for (std::int32_t id : ids) {
         ASSERT_TRUE(piece_of.count(id)) << id;

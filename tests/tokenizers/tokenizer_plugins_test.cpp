@@ -9,9 +9,13 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "core/plugin/instantiate.h"
 #include "core/plugin/loader.h"
 #include "core/plugin/plugin_error.h"
+#include "hf_byte_table.h"
+#include "moelab/sdk/error.h"
 
 namespace moelab::core {
 namespace {
@@ -34,8 +38,35 @@ sdk::Params defaults_with_vocab(const RegisteredTokenizer& component, std::int64
     return sdk::Params(values);
 }
 
+// The bytes tokenizer as Hugging Face's tokenizer.json: a byte-level BPE without merges whose
+// vocabulary gives every byte its own id, the byte's value (checked against GPT-2's table written
+// out independently), and the end-of-document id 256 as the special <|endoftext|>.
+TEST(BytesPlugin, ExportsEveryByteAsItsOwnIdToTokenizerJson) {
+    const PluginRegistry registry = load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
+    const RegisteredTokenizer* component = registry.find_tokenizer("bytes");
+    ASSERT_NE(component, nullptr);
+    const auto tokenizer =
+        load_tokenizer(*component, R"({"tokenizer": "bytes", "type": "bytes"})", sdk::Params());
+    const auto hf = nlohmann::json::parse(tokenizer->export_as("hf"));
+    EXPECT_EQ(hf["model"]["type"], "BPE");
+    EXPECT_TRUE(hf["model"]["merges"].empty());
+    EXPECT_EQ(hf["pre_tokenizer"]["type"], "ByteLevel");
+    EXPECT_EQ(hf["decoder"]["type"], "ByteLevel");
+    ASSERT_EQ(hf["added_tokens"].size(), 1u);
+    EXPECT_EQ(hf["added_tokens"][0]["id"], 256);
+    EXPECT_EQ(hf["added_tokens"][0]["content"], "<|endoftext|>");
+    EXPECT_EQ(hf["added_tokens"][0]["special"], true);
+    const auto byte_of = tests::hf_byte_decoder();
+    ASSERT_EQ(hf["model"]["vocab"].size(), 256u);
+    for (const auto& [piece, id] : hf["model"]["vocab"].items()) {
+        ASSERT_EQ(byte_of.count(piece), 1u) << piece;
+        EXPECT_EQ(id.get<int>(), byte_of.at(piece)) << piece;
+    }
+    EXPECT_THROW(tokenizer->export_as("sentencepiece"), sdk::Error);
+}
+
 class BpeFamilyPlugin : public ::testing::TestWithParam<std::string> {
-protected:
+  protected:
     void SetUp() override {
         registry_ = load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
         component_ = registry_.find_tokenizer(GetParam());
@@ -51,7 +82,8 @@ protected:
 
 TEST_P(BpeFamilyPlugin, LosslessOnTheWholeCorpusAndReloadsIdentically) {
     const sdk::Params params = defaults_with_vocab(*component_, 2048);
-    const auto tokenizer = train_tokenizer(*component_, {{(corpus_ / "train.txt").string()}}, params);
+    const auto tokenizer =
+        train_tokenizer(*component_, {{(corpus_ / "train.txt").string()}}, params);
     EXPECT_EQ(tokenizer->vocab_size(), 2048);
     const auto reloaded = load_tokenizer(*component_, tokenizer->serialize(), params);
     EXPECT_EQ(reloaded->serialize(), tokenizer->serialize());
@@ -77,8 +109,7 @@ TEST_P(BpeFamilyPlugin, LosslessOnTheWholeCorpusAndReloadsIdentically) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizers, BpeFamilyPlugin,
-                         ::testing::Values("bpe", "lbpe", "scaffold-bpe"),
-                         [](const auto& info) {
+                         ::testing::Values("bpe", "lbpe", "scaffold-bpe"), [](const auto& info) {
                              std::string name = info.param;
                              std::replace(name.begin(), name.end(), '-', '_');
                              return name;
@@ -102,11 +133,13 @@ TEST(BpeFamilyPlugins, LoadingAnotherAlgorithmsFileNamesTheRightComponent) {
             << error.what();
     }
     // A bpe file is a valid LBPE vocabulary: same tokens, different segmentation.
-    const auto bpe_tokenizer = train_tokenizer(*bpe, {{train.string()}}, defaults_with_vocab(*bpe, 600));
+    const auto bpe_tokenizer =
+        train_tokenizer(*bpe, {{train.string()}}, defaults_with_vocab(*bpe, 600));
     const auto as_lbpe =
         load_tokenizer(*lbpe, bpe_tokenizer->serialize(), defaults_with_vocab(*lbpe, 600));
     EXPECT_EQ(as_lbpe->vocab_size(), bpe_tokenizer->vocab_size());
-    EXPECT_NE(as_lbpe->serialize(), bpe_tokenizer->serialize()) << "the encoding policy is recorded";
+    EXPECT_NE(as_lbpe->serialize(), bpe_tokenizer->serialize())
+        << "the encoding policy is recorded";
     const std::string text = read_text(train);
     std::vector<std::int32_t> by_rank, longest_first;
     bpe_tokenizer->encode(text, by_rank);

@@ -83,6 +83,17 @@ struct CompareArgs {
 };
 int compare_runs(const CompareArgs& args);
 
+struct ExportArgs {
+    std::string target;  // run directory or checkpoint
+    std::string format = "hf";
+    std::string out;
+    std::string max_shard_size = "5GB";
+    std::string dtype = "float32";
+    std::vector<std::string> set;
+};
+// A trained model in another tool's layout (hf: Hugging Face Llama / Mixtral).
+int export_model(const ExportArgs& args);
+
 struct NewArgs {
     std::string kind;  // router, block or attention
     std::string name;

@@ -132,8 +132,8 @@ void add_eval_command(CLI::App& app, int& exit_code) {
         ->required();
     command->add_option("--split", args->split, "validation (default), test or train");
     command->add_option("--max-batches", args->max_batches,
-                        "Evaluate at most this many batches (default: the recipe's "
-                        "eval.max_batches)");
+                        "Evaluate at most this many batches per source; 0: the whole split "
+                        "(default: the recipe's eval.max_batches)");
     command->add_option(
         "--perturb", args->perturb,
         "Routing perturbation KIND[=STRENGTH]: disable_top=N, logit_noise=SIGMA, "
@@ -225,6 +225,29 @@ void add_generate_command(CLI::App& app, int& exit_code) {
         ->check(CLI::IsMember({"cpu", "cuda"}));
     command->callback(
         [&exit_code, args] { exit_code = run_guarded([&] { return generate_text(*args); }); });
+}
+
+void add_export_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<ExportArgs>();
+    CLI::App* command = app.add_subcommand(
+        "export",
+        "Write a run's latest checkpoint (or a given one) in another tool's layout: hf, Hugging "
+        "Face's Llama (dense) or Mixtral (top-k softmax routing in every layer) with config.json, "
+        "model.safetensors and tokenizer.json (docs/checkpoints.md)");
+    command->add_option("target", args->target, "Run directory or checkpoint directory")
+        ->required();
+    command->add_option("--format", args->format, "Layout to write (hf)")
+        ->check(CLI::IsMember({"hf"}));
+    command->add_option("-o,--out", args->out, "Directory to write (new or empty)")->required();
+    command->add_option("--max-shard-size", args->max_shard_size,
+                        "Split model.safetensors into shards of at most this size, with "
+                        "model.safetensors.index.json (bytes, or with KB, MB, GB, KiB, MiB, GiB; "
+                        "default 5GB)");
+    command->add_option("--dtype", args->dtype, "dtype of the written weights (default float32)")
+        ->check(CLI::IsMember({"float32", "bfloat16"}));
+    command->add_option("--set", args->set, "Override a key of the run's resolved recipe");
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return export_model(*args); }); });
 }
 
 void add_compare_command(CLI::App& app, int& exit_code) {
@@ -403,6 +426,7 @@ int main(int argc, char** argv) {
     add_data_command(app, exit_code);
     add_eval_command(app, exit_code);
     add_generate_command(app, exit_code);
+    add_export_command(app, exit_code);
     add_compare_command(app, exit_code);
     add_report_command(app, exit_code);
     add_new_command(app, exit_code);

@@ -26,7 +26,8 @@ void register_components(sdk::Registrar& registrar) {
     component.supports = [](const sdk::CapabilityQuery& query, const sdk::Params&) {
         return sdk::rotary_attention_fits(query);
     };
-    component.features = {std::string(sdk::feature::kKvCache)};
+    component.features = {std::string(sdk::feature::kKvCache),
+                          std::string(sdk::feature::kHfLlamaAttention)};
     component.make_attention = [](const sdk::AttentionContext& context, const sdk::Params& params) {
         const at::Tensor inv_freq =
             sdk::rope_inv_freq(params.get_float("base"), context.model.head_dim).unsqueeze(0) /
@@ -39,5 +40,5 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::pi
 
-MOELAB_PLUGIN("pi", "1.0.0", "Rotary attention with position interpolation",
+MOELAB_PLUGIN("pi", "1.1.0", "Rotary attention with position interpolation",
               moelab::plugins::pi::register_components)

@@ -17,7 +17,8 @@ void register_components(sdk::Registrar& registrar) {
     component.supports = [](const sdk::CapabilityQuery& query, const sdk::Params&) {
         return sdk::rotary_attention_fits(query);
     };
-    component.features = {std::string(sdk::feature::kKvCache)};
+    component.features = {std::string(sdk::feature::kKvCache),
+                          std::string(sdk::feature::kHfLlamaAttention)};
     component.make_attention = [](const sdk::AttentionContext& context, const sdk::Params& params) {
         return std::make_shared<sdk::RotaryAttention>(
             context,
@@ -29,5 +30,5 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::rope
 
-MOELAB_PLUGIN("rope", "1.1.0", "Rotary-position causal attention",
+MOELAB_PLUGIN("rope", "1.2.0", "Rotary-position causal attention",
               moelab::plugins::rope::register_components)

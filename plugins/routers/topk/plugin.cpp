@@ -30,6 +30,23 @@ sdk::ParamSchema schema() {
 sdk::Support supports(const sdk::CapabilityQuery& query, const sdk::Params& params) {
     const std::int64_t k = params.get_int("k");
     if (sdk::Support fit = sdk::experts_fit(k, "k", query); !fit.ok) return fit;
+    if (query.wants(sdk::feature::kHfMixtralGate) &&
+        params.get_string("selection") == "softmax_topk") {
+        // Mixtral weights a token's experts by their probabilities divided by their sum, which
+        // topk_softmax always does and softmax_topk only with renormalize at k > 1.
+        if (k == 1) {
+            return sdk::Support::no(
+                "selection = softmax_topk with k = 1 weights each token's expert by its "
+                "probability (Switch); Mixtral's weight is always 1 there: train with selection "
+                "= topk_softmax for a Mixtral equivalent");
+        }
+        if (!params.get_bool("renormalize")) {
+            return sdk::Support::no(
+                "renormalize = false weights the selected experts by their softmax "
+                "probabilities; Mixtral divides them by their sum: train with renormalize = true "
+                "for a Mixtral equivalent");
+        }
+    }
     return sdk::Support::yes();
 }
 
@@ -42,6 +59,7 @@ void register_components(sdk::Registrar& registrar) {
     component.features = sdk::all_selection_perturbations();
     component.features.emplace_back(sdk::feature::kSplitBatch);
     component.features.emplace_back(sdk::feature::kShardedExperts);
+    component.features.emplace_back(sdk::feature::kHfMixtralGate);
     component.make_router = [](const sdk::MoeLayerContext& context, const sdk::Params& params) {
         return std::make_shared<TopKRouter>(context, TopKOptions::from(params));
     };
@@ -51,4 +69,4 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::topk
 
-MOELAB_PLUGIN("topk", "1.0.0", "Top-k softmax router", moelab::plugins::topk::register_components)
+MOELAB_PLUGIN("topk", "1.1.0", "Top-k softmax router", moelab::plugins::topk::register_components)

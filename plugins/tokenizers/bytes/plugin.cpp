@@ -3,6 +3,9 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "byte_level.h"
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/plugin.h"
 
@@ -10,12 +13,13 @@ namespace moelab::plugins::bytes {
 namespace {
 
 constexpr std::int32_t kEndOfDocument = 256;
+constexpr char kEndOfDocumentText[] = "<|endoftext|>";  // its text in tokenizer.json
 // "tokenizer" names the component that loads the file (what `moelab tokenizer` reads); files
 // written before it was added hold only "type" and load all the same.
 constexpr char kSerialized[] = R"({"tokenizer": "bytes", "type": "bytes", "version": 1})";
 
 class ByteTokenizer : public sdk::Tokenizer {
-public:
+  public:
     std::int64_t vocab_size() const override { return 257; }
 
     sdk::SpecialTokens special_tokens() const override {
@@ -40,6 +44,51 @@ public:
     }
 
     std::string serialize() const override { return kSerialized; }
+
+    // "hf": Hugging Face's tokenizer.json as a byte-level BPE without merges, so that every byte
+    // is its own token and id b is byte b (the vocabulary spells bytes as GPT-2's printable
+    // characters, as every byte-level tokenizer.json does).
+    std::string export_as(std::string_view format) const override {
+        if (format != "hf") {
+            throw sdk::Error(
+                "the bytes tokenizer exports only to 'hf' (Hugging Face "
+                "tokenizer.json), asked for '" +
+                std::string(format) + "'");
+        }
+        using nlohmann::json;
+        json vocab = json::object();
+        for (int b = 0; b < 256; ++b) {
+            vocab[bpe_family::bytes_to_piece(std::string(1, static_cast<char>(b)))] = b;
+        }
+        const json byte_level{{"type", "ByteLevel"},
+                              {"add_prefix_space", false},
+                              {"trim_offsets", false},
+                              {"use_regex", false}};
+        const json root{{"version", "1.0"},
+                        {"truncation", nullptr},
+                        {"padding", nullptr},
+                        {"added_tokens", json::array({json{{"id", kEndOfDocument},
+                                                           {"content", kEndOfDocumentText},
+                                                           {"single_word", false},
+                                                           {"lstrip", false},
+                                                           {"rstrip", false},
+                                                           {"normalized", false},
+                                                           {"special", true}}})},
+                        {"normalizer", nullptr},
+                        {"pre_tokenizer", byte_level},
+                        {"post_processor", nullptr},
+                        {"decoder", byte_level},
+                        {"model", json{{"type", "BPE"},
+                                       {"dropout", nullptr},
+                                       {"unk_token", nullptr},
+                                       {"continuing_subword_prefix", nullptr},
+                                       {"end_of_word_suffix", nullptr},
+                                       {"fuse_unk", false},
+                                       {"byte_fallback", false},
+                                       {"vocab", vocab},
+                                       {"merges", json::array()}}}};
+        return root.dump(2) + "\n";
+    }
 };
 
 void register_components(sdk::Registrar& registrar) {
@@ -61,4 +110,4 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::bytes
 
-MOELAB_PLUGIN("bytes", "1.1.0", "Byte-level tokenizer", moelab::plugins::bytes::register_components)
+MOELAB_PLUGIN("bytes", "1.2.0", "Byte-level tokenizer", moelab::plugins::bytes::register_components)

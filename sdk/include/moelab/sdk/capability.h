@@ -61,6 +61,18 @@ inline constexpr std::string_view kSplitBatch = "parallel.split_batch";
 // rows; it still takes part in the experts' exchange): finite losses, zero for no tokens.
 // Shared banks (ExpertBankSpec::shared) stay whole in every process.
 inline constexpr std::string_view kShardedExperts = "parallel.sharded_experts";
+// Since 5.2. Export to the Hugging Face Llama and Mixtral layouts (`moelab export --format hf`,
+// docs/checkpoints.md). The host asks for them when it exports, so a component can refuse the
+// options that have no equivalent, and it checks each claim on the built model before it writes.
+//
+// kHfLlamaAttention: the component is RotaryAttention (rotary_attention.h) with one row of
+// frequencies base^(-2i/head_dim) / factor: Llama's attention with rope_theta = base and, for a
+// factor other than 1, linear rope scaling.
+inline constexpr std::string_view kHfLlamaAttention = "export.hf.llama_attention";
+// kHfMixtralGate: a gate-form router (the host's standard block) whose only tensor is `weight`,
+// (experts, d_model), and which routes like Mixtral: each token takes the k largest of
+// softmax(hidden weight^T), weighted by those probabilities divided by their sum.
+inline constexpr std::string_view kHfMixtralGate = "export.hf.mixtral_gate";
 }  // namespace feature
 
 // The features every perturbation-aware router in gate form can list: the host implements them
