@@ -256,26 +256,45 @@ std::int64_t mixtral_experts_per_token(const ResolvedRecipe& resolved, const Lan
         }
         k = slots;
 
+        if (!decision.extensions.empty()) {
+            throw PluginError(fmt::format(
+                "{} its decisions in layer {} carry extensions (such as a per-token output "
+                "scale), which Mixtral has no place for",
+                claim, l));
+        }
+
         // Mixtral's routing, written out: softmax over all experts, the k largest, divided by
-        // their sum. Slots are compared in expert order.
+        // their sum. Compared by probability rather than by expert id, so that experts whose
+        // probabilities tie up to rounding may be chosen either way: the chosen experts must be
+        // distinct, their probabilities the k largest (to 1e-6), and each weight its probability
+        // over the chosen ones' sum (to 1e-5).
         const at::Tensor probs =
             at::softmax(at::matmul(hidden.to(at::kDouble), weight->to(at::kDouble).t()), -1);
-        const auto [top, top_index] = probs.topk(slots, -1);
-        const auto [want_index, want_order] = top_index.sort(-1);
-        const at::Tensor want_weight = (top / top.sum(-1, true)).gather(-1, want_order);
-        const auto [got_index, got_order] = decision.expert_indices.to(at::kLong).sort(-1);
-        const at::Tensor got_weight =
-            decision.combine_weights.to(at::kDouble).gather(-1, got_order);
-        const at::Tensor bad = got_index.ne(want_index)
-                                   .any(-1)
-                                   .logical_or((got_weight - want_weight).abs().gt(1e-5).any(-1));
+        const at::Tensor top = std::get<0>(probs.topk(slots, -1));  // largest first
+        const at::Tensor got_index = decision.expert_indices.to(at::kLong);
+        const at::Tensor got_weight = decision.combine_weights.to(at::kDouble);
+        const at::Tensor sorted_index = std::get<0>(got_index.sort(-1));
+        const at::Tensor repeated = slots > 1 ? sorted_index.narrow(1, 1, slots - 1)
+                                                    .eq(sorted_index.narrow(1, 0, slots - 1))
+                                                    .any(-1)
+                                              : at::zeros({kProbeTokens}, at::kBool);
+        const at::Tensor empty = got_index.lt(0).any(-1);
+        const at::Tensor picked = probs.gather(1, got_index.clamp_min(0));
+        const at::Tensor bad =
+            empty.logical_or(repeated)
+                .logical_or((std::get<0>(picked.sort(-1, /*descending=*/true)) - top)
+                                .abs()
+                                .gt(1e-6)
+                                .any(-1))
+                .logical_or((got_weight - picked / picked.sum(-1, true)).abs().gt(1e-5).any(-1));
         if (bad.any().item<bool>()) {
+            const auto [want_weight, want_index] = probs.topk(slots, -1);
             const std::int64_t t = bad.nonzero()[0][0].item<std::int64_t>();
             throw PluginError(fmt::format(
                 "{} in layer {} it routes a probe token to experts {} with weights {}, where "
                 "Mixtral's routing with the same weight gives experts {} with weights {}",
                 claim, l, values_text(got_index[t]), values_text(got_weight[t]),
-                values_text(want_index[t]), values_text(want_weight[t])));
+                values_text(want_index[t]), values_text(want_weight[t] / want_weight[t].sum())));
         }
     }
     return *k;
@@ -410,6 +429,30 @@ void write_text_file(const fs::path& file, const std::string& text) {
     sync_path(file);
 }
 
+// tokenizer_config.json: without it, transformers' AutoTokenizer would take the tokenizer class of
+// the model type (LlamaTokenizerFast) with its own <s>, </s> and a beginning-of-sequence id to
+// prepend, none of which the vocabulary has. The end-of-document token (the added token whose id is
+// config.json's eos_token_id) is both the beginning and the end, and nothing is added to a text.
+nlohmann::json tokenizer_config(const nlohmann::json& config, const std::string& tokenizer_json) {
+    nlohmann::json end_token = nullptr;
+    const nlohmann::json tokenizer = nlohmann::json::parse(tokenizer_json, nullptr, false);
+    if (tokenizer.is_object() && tokenizer.contains("added_tokens") &&
+        tokenizer["added_tokens"].is_array() && config["eos_token_id"].is_number_integer()) {
+        for (const nlohmann::json& token : tokenizer["added_tokens"]) {
+            if (token.value("id", -1) == config["eos_token_id"].get<int>()) {
+                end_token = token.value("content", "");
+            }
+        }
+    }
+    return {{"tokenizer_class", "PreTrainedTokenizerFast"},
+            {"model_max_length", config["max_position_embeddings"]},
+            {"bos_token", end_token},
+            {"eos_token", end_token},
+            {"add_bos_token", false},
+            {"add_eos_token", false},
+            {"clean_up_tokenization_spaces", false}};
+}
+
 std::string dtype_name(at::ScalarType dtype) {
     return dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
 }
@@ -436,10 +479,12 @@ HuggingFaceFiles write_hugging_face_model(const HuggingFaceModel& model,
         total += bytes;
     }
 
-    const fs::path parent =
-        directory.parent_path().empty() ? fs::path(".") : directory.parent_path();
+    // "out/" names the directory out: the temporary sibling must not land inside it.
+    fs::path target = fs::absolute(directory).lexically_normal();
+    if (target.filename().empty()) target = target.parent_path();
+    const fs::path parent = target.parent_path();
     const fs::path staging =
-        parent / fmt::format(".tmp-{}-{}", directory.filename().string(), ::getpid());
+        parent / fmt::format(".tmp-{}-{}", target.filename().string(), ::getpid());
     HuggingFaceFiles files;
     files.tensor_bytes = total;
     try {
@@ -471,10 +516,13 @@ HuggingFaceFiles write_hugging_face_model(const HuggingFaceModel& model,
         write_text_file(staging / "config.json", config.dump(2) + "\n");
         files.files.push_back("tokenizer.json");
         write_text_file(staging / "tokenizer.json", tokenizer_json);
+        files.files.push_back("tokenizer_config.json");
+        write_text_file(staging / "tokenizer_config.json",
+                        tokenizer_config(config, tokenizer_json).dump(2) + "\n");
         sync_path(staging);
         std::error_code error;
-        fs::remove(directory, error);  // an empty directory; rename() would refuse another
-        fs::rename(staging, directory);
+        fs::remove(target, error);  // an empty directory; rename() would refuse another
+        fs::rename(staging, target);
         sync_path(parent);
     } catch (...) {
         remove_tree(staging);

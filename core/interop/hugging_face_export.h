@@ -47,9 +47,10 @@ struct HuggingFaceFiles {
 };
 
 // Writes config.json, model.safetensors (above `max_shard_bytes`, model-0000i-of-0000N.safetensors
-// with model.safetensors.index.json) and tokenizer.json into `directory`, which must not exist or
-// be empty. Files are written into a temporary sibling and renamed into place together, so an
-// interrupted export leaves no half-written directory. Tensors are stored as `dtype`.
+// with model.safetensors.index.json), tokenizer.json and tokenizer_config.json into `directory`,
+// which must not exist or be empty (nor be the working directory or above it). Files are written
+// into a temporary sibling and renamed into place together, so an interrupted export leaves no
+// half-written directory. Tensors are stored as `dtype`.
 HuggingFaceFiles write_hugging_face_model(const HuggingFaceModel& model,
                                           const std::string& tokenizer_json,
                                           const std::filesystem::path& directory,

@@ -56,11 +56,37 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def expected_shapes(c):
+    """Every tensor name of the layout with its shape, from config.json alone."""
+    d, hd = c["hidden_size"], c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    q, kv, f = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd, c["intermediate_size"]
+    shapes = {"model.embed_tokens.weight": (c["vocab_size"], d), "model.norm.weight": (d,)}
+    if not c["tie_word_embeddings"]:
+        shapes["lm_head.weight"] = (c["vocab_size"], d)
+    for layer in range(c["num_hidden_layers"]):
+        p = f"model.layers.{layer}."
+        shapes.update({p + "input_layernorm.weight": (d,), p + "post_attention_layernorm.weight": (d,),
+                       p + "self_attn.q_proj.weight": (q, d), p + "self_attn.k_proj.weight": (kv, d),
+                       p + "self_attn.v_proj.weight": (kv, d), p + "self_attn.o_proj.weight": (d, q)})
+        if c["model_type"] == "llama":
+            shapes.update({p + "mlp.gate_proj.weight": (f, d), p + "mlp.up_proj.weight": (f, d),
+                           p + "mlp.down_proj.weight": (d, f)})
+            continue
+        shapes[p + "block_sparse_moe.gate.weight"] = (c["num_local_experts"], d)
+        for e in range(c["num_local_experts"]):
+            m = f"{p}block_sparse_moe.experts.{e}."
+            shapes.update({m + "w1.weight": (f, d), m + "w2.weight": (d, f), m + "w3.weight": (f, d)})
+    return shapes
+
+
 class Model:
     def __init__(self, directory):
         self.c = json.loads((directory / "config.json").read_text())
         self.w = load_weights(directory)
         c = self.c
+        assert c["hidden_act"] == "silu" and not c.get("attention_bias") and not c.get("mlp_bias"), c
+        found = {name: tuple(t.shape) for name, t in self.w.items()}
+        assert found == expected_shapes(c), "tensors differ from the layout config.json describes"
         self.head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
         inv_freq = 1.0 / c["rope_theta"] ** (np.arange(0, self.head_dim, 2) / self.head_dim)
         scaling = c.get("rope_scaling")

@@ -32,7 +32,8 @@ using nlohmann::json;
 
 // Two small runs that between them use every part of the mapping: an MoE model (Mixtral) with
 // grouped-query attention and a tied head, and a dense one (Llama) with position interpolation
-// (linear rope scaling) and its own head.
+// (linear rope scaling) and its own head. A large initialisation makes every layer matter to the
+// logits, so that a wrong mapping or setting would move the loss well beyond the tolerance.
 constexpr char kMoeRecipe[] = R"(seed = 5
 [data]
 corpus = "corpus"
@@ -47,6 +48,7 @@ heads = 4
 kv_heads = 2
 d_ff = 64
 ffn = "moe"
+init_std = 0.3
 [attention]
 plugin = "rope"
 base = 500.0
@@ -57,7 +59,7 @@ d_ff_expert = 16
 plugin = "topk"
 k = 2
 [train]
-steps = 16
+steps = 40
 batch_size = 8
 warmup_steps = 2
 log_every = 8
@@ -81,12 +83,13 @@ heads = 2
 d_ff = 48
 ffn = "dense"
 tie_embeddings = false
+init_std = 0.3
 [attention]
 plugin = "pi"
 base = 2000.0
 scale = 2.0
 [train]
-steps = 16
+steps = 40
 batch_size = 8
 warmup_steps = 2
 log_every = 8
@@ -183,17 +186,31 @@ class Interop : public ::testing::Test {
 
     // The loss of `run`'s export (<run>-hf) from the exported files alone (hf_reference_loss.py)
     // is moelab's validation loss to 1e-5 relative.
-    static void expect_reference_loss(const std::string& run, const std::string& layout) {
+    // Then, as a control that the comparison can fail, the same weights with `wrong` set in
+    // config.json give a loss off by more than 1e-3.
+    static void expect_reference_loss(const std::string& run, const std::string& layout,
+                                      const json& wrong) {
         const double loss = validation_loss(run, dir(run + "-tokens.bin"));
-        const CommandResult reference = python(source("tests/interop/hf_reference_loss.py") + " " +
-                                               run + "-hf " + run + "-tokens.bin 24");
-        ASSERT_EQ(reference.exit_code, 0) << reference.err;
-        const double hf_loss = json::parse(reference.out)["loss"];
+        const double hf_loss = reference_loss(run + "-hf", run + "-tokens.bin");
         EXPECT_NEAR(hf_loss / loss, 1.0, 1e-5) << "moelab " << loss << ", reference " << hf_loss;
         std::cout << fmt::format(
             "[ figures  ] {} export: moelab {:.8f}, reference {:.8f}, relative difference "
             "{:.2e}\n",
             layout, loss, hf_loss, std::abs(hf_loss / loss - 1));
+
+        fs::copy(dir(run + "-hf"), dir(run + "-wrong"));
+        json config = json::parse(read_text(dir(run + "-wrong/config.json")));
+        config.update(wrong);
+        std::ofstream(dir(run + "-wrong/config.json")) << config.dump();
+        const double wrong_loss = reference_loss(run + "-wrong", run + "-tokens.bin");
+        EXPECT_GT(std::abs(wrong_loss / loss - 1), 1e-3) << wrong.dump() << ": " << wrong_loss;
+    }
+
+    static double reference_loss(const std::string& export_dir, const std::string& tokens) {
+        const CommandResult reference = python(source("tests/interop/hf_reference_loss.py") + " " +
+                                               export_dir + " " + tokens + " 24");
+        EXPECT_EQ(reference.exit_code, 0) << reference.err;
+        return reference.exit_code == 0 ? json::parse(reference.out)["loss"].get<double>() : 0.0;
     }
 
     static TestCorpus* corpus_;
@@ -293,12 +310,18 @@ TEST_F(Interop, MixtralExportGivesMoelabsLoss) {
               0u);
     EXPECT_FALSE(fs::exists(dir("moe-hf/model.safetensors")));
     EXPECT_TRUE(fs::exists(dir("moe-hf/tokenizer.json")));
+    const json tokenizer_config = json::parse(read_text(dir("moe-hf/tokenizer_config.json")));
+    EXPECT_EQ(tokenizer_config["tokenizer_class"], "PreTrainedTokenizerFast");
+    EXPECT_EQ(tokenizer_config["eos_token"], "<|endoftext|>");
+    EXPECT_EQ(tokenizer_config["add_bos_token"], false);
 
-    expect_reference_loss("moe", "Mixtral");
+    expect_reference_loss("moe", "Mixtral", {{"num_experts_per_tok", 1}});
 }
 
 TEST_F(Interop, LlamaExportGivesMoelabsLoss) {
-    const CommandResult exported = moelab("export dense -o dense-hf --dtype float32");
+    // A trailing slash names the directory itself (the temporary sibling stays outside it).
+    fs::create_directory(dir("dense-hf"));
+    const CommandResult exported = moelab("export dense -o dense-hf/ --dtype float32");
     ASSERT_EQ(exported.exit_code, 0) << exported.err;
     EXPECT_NE(exported.out.find("as LlamaForCausalLM:"), std::string::npos) << exported.out;
     const json config = json::parse(read_text(dir("dense-hf/config.json")));
@@ -310,7 +333,7 @@ TEST_F(Interop, LlamaExportGivesMoelabsLoss) {
     EXPECT_EQ(config["tie_word_embeddings"], false);
     EXPECT_TRUE(fs::exists(dir("dense-hf/model.safetensors")));
 
-    expect_reference_loss("dense", "Llama");
+    expect_reference_loss("dense", "Llama", {{"rope_theta", 100.0}});
 }
 
 // What has no equivalent is refused before anything is written, naming the key or component
@@ -327,6 +350,8 @@ TEST_F(Interop, ExportRefusesWhatHasNoEquivalent) {
         {"export moe -o x3 --set moe.interval=2",
          "moe.interval: MoE layers from layer 0 every 2 leave dense layers"},
         {"export moe -o corpus", "-o corpus: exists and is not an empty directory"},
+        {"export moe -o ./", "-o ./: the working directory or one above it"},
+        {"export moe -o x5 --max-shard-size 99999999999999GB", "--max-shard-size: expected a size"},
         {"export moe -o x4 --max-shard-size 5XB", "--max-shard-size: expected a size"},
     };
     for (const auto& c : cases) {
@@ -335,7 +360,8 @@ TEST_F(Interop, ExportRefusesWhatHasNoEquivalent) {
         EXPECT_EQ(out.exit_code, 2) << out.err;
         EXPECT_NE(out.err.find(c.message), std::string::npos) << out.err;
     }
-    for (const char* name : {"x1", "x2", "x3", "x4"}) EXPECT_FALSE(fs::exists(dir(name))) << name;
+    for (const char* name : {"x1", "x2", "x3", "x4", "x5"})
+        EXPECT_FALSE(fs::exists(dir(name))) << name;
 }
 
 // A component without the feature is refused with the feature's name, before the model is built.

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -42,9 +43,11 @@ std::int64_t parse_size(const std::string& text) {
                                                           {"MiB", 1 << 20},
                                                           {"GiB", std::int64_t{1} << 30}};
     for (const auto& [name, scale] : units) {
-        if (unit != name || digits == 0 || digits > 12) continue;
-        const std::int64_t value = std::stoll(text.substr(0, digits)) * scale;
-        if (value >= 1) return value;
+        if (unit != name || digits == 0 || digits > 15) continue;
+        const std::int64_t number = std::stoll(text.substr(0, digits));
+        if (number >= 1 && number <= std::numeric_limits<std::int64_t>::max() / scale) {
+            return number * scale;
+        }
     }
     throw UsageError(fmt::format(
         "--max-shard-size: expected a size such as 5GB, 500MB, 2GiB or a number of bytes, got '{}'",
@@ -55,6 +58,16 @@ std::int64_t parse_size(const std::string& text) {
 
 int export_model(const ExportArgs& args) {
     const std::int64_t max_shard_bytes = parse_size(args.max_shard_size);
+    // The directory is replaced as a whole: never the working directory or one above it.
+    fs::path target = fs::absolute(args.out).lexically_normal();
+    if (target.filename().empty()) target = target.parent_path();
+    const fs::path inside = fs::current_path().lexically_relative(target);
+    if (args.out.empty() || target == target.root_path() ||
+        (!inside.empty() && *inside.begin() != "..")) {
+        throw UsageError(fmt::format(
+            "-o {}: the working directory or one above it; give a new directory by name",
+            args.out));
+    }
     const fs::path out(args.out);
     std::error_code error;
     if (fs::exists(out, error) && (!fs::is_directory(out, error) || !fs::is_empty(out, error))) {
@@ -103,7 +116,7 @@ int export_model(const ExportArgs& args) {
     model->eval();
 
     core::HuggingFaceModel hf = core::hugging_face_model(resolved, *model, *tokenizer);
-    hf.config["moelab"] = {{"run", fs::absolute(run_dir).lexically_normal().string()},
+    hf.config["moelab"] = {{"run", run_dir.filename().string()},
                            {"step", checkpoint.state.step},
                            {"attention", resolved.attention->component.name},
                            {"router", resolved.router ? resolved.router->component.name : ""}};

@@ -58,40 +58,46 @@ _DTYPES = {
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Tensors (NumPy, copied out of the file) and the metadata of one .safetensors file."""
+    """Tensors and metadata of one .safetensors file. The arrays are read-only views of the file,
+    memory-mapped (BF16 ones are widened copies), so a large checkpoint is read as it is used."""
     path = Path(path)
-    data = path.read_bytes()
-    if len(data) < 8:
-        raise CheckpointFormatError(f"{path}: {len(data)} bytes, too short for a safetensors file")
-    (header_size,) = struct.unpack("<Q", data[:8])
-    if header_size > len(data) - 8:
+    data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size > 0 else np.zeros(0, np.uint8)
+    if data.size < 8:
+        raise CheckpointFormatError(f"{path}: {data.size} bytes, too short for a safetensors file")
+    header_size = int(data[:8].view("<u8")[0])
+    if header_size > data.size - 8:
         raise CheckpointFormatError(f"{path}: header of {header_size} bytes exceeds the file")
     try:
-        header = json.loads(data[8 : 8 + header_size])
-    except ValueError as error:
-        raise CheckpointFormatError(f"{path}: header is not JSON: {error}") from None
-    body = memoryview(data)[8 + header_size :]
-    metadata = header.pop("__metadata__", {}) or {}
+        header = json.loads(bytes(data[8 : 8 + header_size]))
+        if not isinstance(header, dict):
+            raise ValueError("not a JSON object")
+        metadata = header.pop("__metadata__", None) or {}
+        entries = {
+            name: (e["dtype"], tuple(int(n) for n in e["shape"]), [int(o) for o in e["data_offsets"]])
+            for name, e in header.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointFormatError(f"{path}: header is not a safetensors header: {error!r}") from None
+    body = data[8 + header_size :]
     tensors = {}
-    for name, entry in header.items():
-        dtype, shape = entry["dtype"], tuple(entry["shape"])
-        begin, end = entry["data_offsets"]
-        if not 0 <= begin <= end <= len(body):
+    for name, (dtype, shape, (begin, end)) in entries.items():
+        if not 0 <= begin <= end <= body.size:
             raise CheckpointFormatError(f"{path}: '{name}' lies outside the data")
+        if dtype != "BF16" and dtype not in _DTYPES:
+            raise CheckpointFormatError(f"{path}: '{name}' has dtype {dtype}, unknown here")
+        itemsize = 2 if dtype == "BF16" else _DTYPES[dtype].itemsize
+        count = int(np.prod(shape, dtype=np.int64))
+        if end - begin != count * itemsize:
+            raise CheckpointFormatError(
+                f"{path}: '{name}' has {end - begin} bytes, its shape {shape} and dtype {dtype} "
+                f"need {count * itemsize}"
+            )
         raw = body[begin:end]
         if dtype == "BF16":
             # The upper half of a float32: widen by shifting the 16 bits into place.
-            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-            array = bits.view(np.float32)
-        elif dtype in _DTYPES:
-            array = np.frombuffer(raw, dtype=_DTYPES[dtype]).copy()
+            array = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
         else:
-            raise CheckpointFormatError(f"{path}: '{name}' has dtype {dtype}, unknown here")
-        expected = int(np.prod(shape, dtype=np.int64))
-        if array.size != expected:
-            raise CheckpointFormatError(
-                f"{path}: '{name}' holds {array.size} values, its shape {shape} needs {expected}"
-            )
+            array = raw.view(_DTYPES[dtype])
         tensors[name] = array.reshape(shape)
     return tensors, metadata
 
@@ -178,7 +184,7 @@ class Checkpoint:
         """The tensors as torch.Tensor (needs PyTorch)."""
         import torch
 
-        return {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in self.tensors.items()}
+        return {name: torch.from_numpy(np.array(a)) for name, a in self.tensors.items()}
 
 
 def _model_shape(metadata: dict[str, str], recipe: dict | None, tensors) -> dict:
@@ -240,7 +246,7 @@ def _main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         ckpt = load(args.path)
-    except (CheckpointFormatError, OSError) as error:
+    except (CheckpointFormatError, OSError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     rows = [
