@@ -41,9 +41,11 @@ run() {  # run NAME RECIPE [--set ...]
 
 mkdir -p "$out"
 run dense-baseline recipes/dense-baseline.toml
-for router in topk smoe-share topp hash maskmoe cartesian finedeep; do
+for router in topk smoe-share topp hash maskmoe cartesian finedeep deepseek; do
     run "$router" "recipes/routers/$router.toml"
 done
+# DeepSeek-V3's bias rate moves slowly for a short schedule: also a ten times faster one.
+run deepseek-rate-0.01 recipes/routers/deepseek.toml --set router.bias_rate=0.01
 for tau in 0.3 0.5 0.7 0.9; do
     run "dsmoe-tau-$tau" "recipes/routers/dsmoe-tau/tau-$tau.toml" \
         --set "init.from=$out/dense-baseline"

@@ -12,7 +12,8 @@ import pathlib
 import sys
 
 ORDER = ["dense-baseline", "topk", "smoe-share", "topp", "hash", "maskmoe", "cartesian",
-         "finedeep", "dsmoe-tau-0.3", "dsmoe-tau-0.5", "dsmoe-tau-0.7", "dsmoe-tau-0.9"]
+         "finedeep", "deepseek", "deepseek-rate-0.01", "dsmoe-tau-0.3", "dsmoe-tau-0.5",
+         "dsmoe-tau-0.7", "dsmoe-tau-0.9"]
 
 
 def mean(values):

@@ -56,6 +56,7 @@ INSTANTIATE_TEST_SUITE_P(
         "quickstart.toml", "dense-baseline.toml", "routers/topk.toml", "routers/smoe-share.toml",
         "routers/topp.toml", "routers/hash.toml", "routers/maskmoe.toml", "routers/cartesian.toml",
         "routers/finedeep.toml", "routers/dsmoe.toml", "routers/dsmoe-tau/tau-0.9.toml",
+        "routers/deepseek.toml", "compare/robustness/deepseek.toml",
         "tokenizers/bpe.toml", "tokenizers/lbpe.toml", "tokenizers/scaffold-bpe.toml",
         "data/brown-genres.toml", "stages/norms-then-all.toml", "attention/harpe/pretrain.toml",
         "attention/harpe/extend-rope.toml", "attention/harpe/extend-pi.toml",

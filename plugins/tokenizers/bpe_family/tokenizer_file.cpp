@@ -301,6 +301,15 @@ std::string export_hugging_face(const TokenizerFile& file) {
             {"pretokenizers",
              json::array({json{{"type", "Digits"}, {"individual_digits", true}}, pre_tokenizer})}};
     }
+    return hugging_face_bpe_json(vocab, merges, pre_tokenizer);
+}
+
+std::string hugging_face_bpe_json(const json& vocab, const json& merges,
+                                  const json& pre_tokenizer) {
+    const json byte_level{{"type", "ByteLevel"},
+                          {"add_prefix_space", false},
+                          {"trim_offsets", true},
+                          {"use_regex", true}};
     json root{
         {"version", "1.0"},
         {"truncation", nullptr},

@@ -22,6 +22,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "encoder.h"
 #include "pretokenizer.h"
 #include "vocabulary.h"
@@ -46,5 +48,12 @@ TokenizerFile read_tokenizer_file(std::string_view text);
 // token as a special added token). Only merge-rank encoding without scaffold tokens can be
 // expressed; anything else throws sdk::Error.
 std::string export_hugging_face(const TokenizerFile& file);
+
+// The tokenizer.json of a byte-level BPE from its parts: `vocab` (piece -> id, pieces in GPT-2's
+// byte alphabet), `merges` ("left right", rank order), the pre-tokenizer object; the decoder is
+// ByteLevel and the end-of-document id kEndOfDocument the special added token kEndOfDocumentText.
+// Also the `bytes` tokenizer's export (a BPE without merges).
+std::string hugging_face_bpe_json(const nlohmann::json& vocab, const nlohmann::json& merges,
+                                  const nlohmann::json& pre_tokenizer);
 
 }  // namespace moelab::plugins::bpe_family

@@ -8,12 +8,14 @@
 #include "byte_level.h"
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/plugin.h"
+#include "tokenizer_file.h"
 
 namespace moelab::plugins::bytes {
 namespace {
 
 constexpr std::int32_t kEndOfDocument = 256;
-constexpr char kEndOfDocumentText[] = "<|endoftext|>";  // its text in tokenizer.json
+// tokenizer.json names it as the BPE family does, at the same id.
+static_assert(kEndOfDocument == bpe_family::kEndOfDocument);
 // "tokenizer" names the component that loads the file (what `moelab tokenizer` reads); files
 // written before it was added hold only "type" and load all the same.
 constexpr char kSerialized[] = R"({"tokenizer": "bytes", "type": "bytes", "version": 1})";
@@ -60,34 +62,11 @@ class ByteTokenizer : public sdk::Tokenizer {
         for (int b = 0; b < 256; ++b) {
             vocab[bpe_family::bytes_to_piece(std::string(1, static_cast<char>(b)))] = b;
         }
-        const json byte_level{{"type", "ByteLevel"},
-                              {"add_prefix_space", false},
-                              {"trim_offsets", false},
-                              {"use_regex", false}};
-        const json root{{"version", "1.0"},
-                        {"truncation", nullptr},
-                        {"padding", nullptr},
-                        {"added_tokens", json::array({json{{"id", kEndOfDocument},
-                                                           {"content", kEndOfDocumentText},
-                                                           {"single_word", false},
-                                                           {"lstrip", false},
-                                                           {"rstrip", false},
-                                                           {"normalized", false},
-                                                           {"special", true}}})},
-                        {"normalizer", nullptr},
-                        {"pre_tokenizer", byte_level},
-                        {"post_processor", nullptr},
-                        {"decoder", byte_level},
-                        {"model", json{{"type", "BPE"},
-                                       {"dropout", nullptr},
-                                       {"unk_token", nullptr},
-                                       {"continuing_subword_prefix", nullptr},
-                                       {"end_of_word_suffix", nullptr},
-                                       {"fuse_unk", false},
-                                       {"byte_fallback", false},
-                                       {"vocab", vocab},
-                                       {"merges", json::array()}}}};
-        return root.dump(2) + "\n";
+        const json pre_tokenizer{{"type", "ByteLevel"},
+                                 {"add_prefix_space", false},
+                                 {"trim_offsets", false},
+                                 {"use_regex", false}};
+        return bpe_family::hugging_face_bpe_json(vocab, json::array(), pre_tokenizer);
     }
 };
 
