@@ -73,30 +73,47 @@ TEST(DeepSeek, WeightsAreTheChosenAffinitiesOverTheirSumTimesTheScale) {
     }
 }
 
-// Experts 0..7 in 4 groups of 2; a token first keeps its 2 groups with the largest sum of their two
-// affinities, then its 2 best experts among those 4.
+// Experts 0..15 in 4 groups of 4 with a bias in place: a token first keeps its 2 groups with the
+// largest sum of their two largest keys (affinity + bias), then its 2 best keys among those 8
+// experts; the weights are the affinities alone.
 TEST(DeepSeek, GroupLimitedSelectionKeepsTheExpertsOfTheBestGroups) {
     BuiltLayer built = build_layer("deepseek",
                                    {{"k", std::int64_t{2}},
                                     {"groups", std::int64_t{4}},
                                     {"topk_groups", std::int64_t{2}},
                                     {"bias_rate", 0.0}},
-                                   LayerSpec{.experts = 8});
+                                   LayerSpec{.experts = 16});
     at::manual_seed(7);
+    const at::Tensor bias = at::rand({16}) * 0.2 - 0.1;
+    {
+        torch::NoGradGuard no_grad;
+        built.buffer("block.router.expert_bias").copy_(bias);
+    }
     const at::Tensor h = at::randn({64, 8});
     const sdk::RoutingDecision d = built.forward(h, at::zeros({64}, at::kLong), false).routing[0];
     const auto s = affinities(built, h);
     int differs_from_plain_top_k = 0;
     for (std::int64_t t = 0; t < 64; ++t) {
+        std::vector<double> keys(16);
+        for (int e = 0; e < 16; ++e) keys[e] = s[t][e] + bias[e].item<double>();
         std::vector<double> group_score(4);
-        for (int g = 0; g < 4; ++g) group_score[g] = s[t][2 * g] + s[t][2 * g + 1];
+        for (int g = 0; g < 4; ++g) {
+            std::vector<double> members(keys.begin() + 4 * g, keys.begin() + 4 * g + 4);
+            std::sort(members.rbegin(), members.rend());
+            group_score[g] = members[0] + members[1];
+        }
         const std::vector<int> groups = top(group_score, 2, std::vector<bool>(4, true));
-        std::vector<bool> allowed(8, false);
-        for (int g : groups) allowed[2 * g] = allowed[2 * g + 1] = true;
-        const std::vector<int> chosen = top(s[t], 2, allowed);
+        std::vector<bool> allowed(16, false);
+        for (int g : groups) std::fill(allowed.begin() + 4 * g, allowed.begin() + 4 * g + 4, true);
+        const std::vector<int> chosen = top(keys, 2, allowed);
         EXPECT_EQ(row_set(d.expert_indices, t), (std::set<std::int64_t>{chosen[0], chosen[1]}))
             << "token " << t;
-        const std::vector<int> plain = top(s[t], 2, std::vector<bool>(8, true));
+        const double sum = s[t][chosen[0]] + s[t][chosen[1]];
+        for (int j = 0; j < 2; ++j) {
+            const std::int64_t e = d.expert_indices[t][j].item<std::int64_t>();
+            EXPECT_NEAR(d.combine_weights[t][j].item<double>(), s[t][e] / sum, 1e-6);
+        }
+        const std::vector<int> plain = top(keys, 2, std::vector<bool>(16, true));
         if (std::set<int>(plain.begin(), plain.end()) !=
             std::set<int>(chosen.begin(), chosen.end())) {
             ++differs_from_plain_top_k;
@@ -148,24 +165,29 @@ TEST(DeepSeek, BiasMovesTowardsBalanceOncePerOptimizerStep) {
     // Step 2: step 1's loads were 0, 0, 0, 4 (mean 1): +0.1, +0.1, +0.1, -0.1.
     train_step(built, tokens_to({1}), 2);
     EXPECT_TRUE(at::allclose(bias(), at::tensor({0.0f, 0.2f, 0.2f, 0.0f}))) << bias();
-    // Evaluation neither updates nor counts.
-    train_step(built, tokens_to({1, 1}), 3, /*training=*/false);
-    EXPECT_TRUE(at::allclose(bias(), at::tensor({0.0f, 0.2f, 0.2f, 0.0f}))) << bias();
-    EXPECT_EQ(built.buffer("block.router.pending_step").item<std::int64_t>(), 2);
+    // An evaluation applies the complete pending step (step 2's loads 0, 1, 0, 0, mean 0.25:
+    // +0.1, -0.1, +0.1, +0.1) and counts nothing; the next training step finds nothing pending.
+    train_step(built, tokens_to({1, 1}), 0, /*training=*/false);
+    const at::Tensor after_step_2 = at::tensor({0.1f, 0.1f, 0.3f, 0.1f});
+    EXPECT_TRUE(at::allclose(bias(), after_step_2)) << bias();
+    EXPECT_EQ(built.buffer("block.router.pending_step").item<std::int64_t>(), -1);
+    EXPECT_TRUE(at::equal(built.buffer("block.router.pending_load"), at::zeros({4})));
+    train_step(built, tokens_to({0, 1, 2, 3}), 3);
+    EXPECT_TRUE(at::allclose(bias(), after_step_2)) << bias();
 
-    // Selection only: expert 0's affinity beats expert 1's by less than their bias gap of 0.2, so
-    // the token goes to expert 1, weighted by expert 1's own affinity (normalize = false).
+    // Selection only: expert 0's affinity beats expert 2's by less than their bias gap of 0.2, so
+    // the token goes to expert 2, weighted by expert 2's own affinity (normalize = false).
     at::Tensor h = at::zeros({1, 4});
     h[0][0] = 1.0;
-    h[0][1] = 0.9;
+    h[0][2] = 0.9;
     const sdk::RoutingDecision d = train_step(built, h, 3, /*training=*/false);
     const at::Tensor x = naive_rms_norm(h, built.parameter("block.norm.weight"));
     const double s0 = 1 / (1 + std::exp(-4 * x[0][0].item<double>()));
-    const double s1 = 1 / (1 + std::exp(-4 * x[0][1].item<double>()));
-    ASSERT_GT(s0, s1);
-    ASSERT_LT(s0 - s1, 0.2);
-    EXPECT_EQ(d.expert_indices[0][0].item<std::int64_t>(), 1);
-    EXPECT_NEAR(d.combine_weights[0][0].item<double>(), s1, 1e-6);
+    const double s2 = 1 / (1 + std::exp(-4 * x[0][2].item<double>()));
+    ASSERT_GT(s0, s2);
+    ASSERT_LT(s0 - s2, 0.2);
+    EXPECT_EQ(d.expert_indices[0][0].item<std::int64_t>(), 2);
+    EXPECT_NEAR(d.combine_weights[0][0].item<double>(), s2, 1e-6);
 }
 
 }  // namespace

@@ -35,19 +35,27 @@ DeepSeekRouter::DeepSeekRouter(const sdk::MoeLayerContext& context, const DeepSe
 
 at::Tensor DeepSeekRouter::selection_keys(const at::Tensor& selectable) const {
     const double minus_infinity = -std::numeric_limits<double>::infinity();
-    at::Tensor keys = (selectable + expert_bias_.to(selectable.device()))
-                          .masked_fill(selectable <= 0, minus_infinity);
+    const at::Tensor keys = (selectable + expert_bias_.to(selectable.device()))
+                                .masked_fill(selectable <= 0, minus_infinity);
     if (options_.groups <= 1 || options_.topk_groups >= options_.groups) return keys;
     // A group's score is the sum of its two largest keys (its largest alone for groups of one
     // expert), as DeepSeek-V3 ranks them; the token keeps its topk_groups best groups.
+    // Interpretation: an expert the host made unselectable (a perturbation) counts in its group's
+    // score as a key below every selectable one of the token, so that such a group ranks by what
+    // it still offers, after the groups that are whole, and an empty group ranks last.
+    const at::Tensor finite = keys.isfinite();
+    const at::Tensor floor =
+        keys.masked_fill(finite.logical_not(), std::numeric_limits<double>::infinity())
+            .amin(-1, /*keepdim=*/true) -
+        1.0;
+    const at::Tensor scoring = at::where(finite, keys, floor);
     const std::int64_t tokens = keys.size(0);
     const std::int64_t per_group = expert_count_ / options_.groups;
-    const at::Tensor grouped = keys.view({tokens, options_.groups, per_group});
-    const at::Tensor group_scores =
-        std::get<0>(grouped.topk(std::min<std::int64_t>(2, per_group), -1)).sum(-1);
+    const at::Tensor group_scores = std::get<0>(scoring.view({tokens, options_.groups, per_group})
+                                                    .topk(std::min<std::int64_t>(2, per_group), -1))
+                                        .sum(-1);
     const at::Tensor best = std::get<1>(group_scores.topk(options_.topk_groups, -1));
-    const at::Tensor kept = at::zeros({tokens, options_.groups}, at::kBool)
-                                .to(keys.device())
+    const at::Tensor kept = at::zeros({tokens, options_.groups}, keys.options().dtype(at::kBool))
                                 .scatter_(1, best, true)
                                 .unsqueeze(-1)
                                 .expand({tokens, options_.groups, per_group})
@@ -72,11 +80,17 @@ sdk::RoutingDecision DeepSeekRouter::route(const sdk::RouterInput& input) {
     const auto [top_keys, indices] = keys.topk(options_.k, -1);
     const at::Tensor chosen = top_keys.isfinite();  // -inf: fewer than k selectable experts
     at::Tensor weights = selectable.gather(1, indices) * chosen;
-    if (options_.normalize) weights = weights / weights.sum(-1, true).clamp_min(1e-20);
+    // Normalised only for k > 1: one expert's s / s = 1 would leave the gate without a gradient.
+    if (options_.normalize && options_.k > 1) {
+        weights = weights / weights.sum(-1, true).clamp_min(1e-20);
+    }
     decision.expert_indices = indices.masked_fill(chosen.logical_not(), -1);
     decision.combine_weights = weights * options_.route_scale;
 
-    if (input.training && options_.bias_rate > 0) account_load(decision.expert_indices, input);
+    // A frozen gate (a stage that trains other parameters) keeps its routing: no bias update.
+    if (options_.bias_rate > 0 && weight_.requires_grad()) {
+        account_load(decision.expert_indices, input);
+    }
     if (options_.balance_coef > 0) {
         decision.aux_losses.emplace_back(
             "balance", options_.balance_coef *
@@ -87,18 +101,27 @@ sdk::RoutingDecision DeepSeekRouter::route(const sdk::RouterInput& input) {
 }
 
 void DeepSeekRouter::account_load(const at::Tensor& indices, const sdk::RouterInput& input) {
+    // Device-side throughout: no synchronisation with the host on CUDA.
     at::NoGradGuard no_grad;
-    const at::Tensor assigned = indices.masked_select(indices >= 0);
-    at::Tensor counts = at::bincount(assigned.cpu(), /*weights=*/{}, expert_count_).to(at::kFloat);
-    counts = input.batch->sum(counts.to(pending_load_.device()));  // every process's part
-    const std::int64_t pending = pending_step_.item<std::int64_t>();
-    if (pending >= 0 && pending != input.step) {
-        // The previous step is complete: move every bias towards balance by the rate.
-        const at::Tensor load = pending_load_;
-        expert_bias_.add_(options_.bias_rate * at::sign(load.mean() - load));
-        pending_load_.zero_();
+    const at::Tensor pending = pending_step_.to(expert_bias_.device());
+    // The pending step is complete when a training micro-batch of another step arrives, and at
+    // any evaluation (which never falls inside a step), so evaluation sees every update.
+    const at::Tensor complete =
+        input.training ? pending.ge(0).logical_and(pending.ne(input.step)) : pending.ge(0);
+    const at::Tensor load = pending_load_;
+    expert_bias_.add_(at::where(complete, options_.bias_rate * at::sign(load.mean() - load),
+                                at::zeros_like(load)));
+    pending_load_.masked_fill_(complete, 0.0);
+    if (!input.training) {
+        pending_step_.masked_fill_(complete.to(pending_step_.device()), -1);
+        return;
     }
-    pending_load_.add_(counts);
+    const at::Tensor assigned = indices.ge(0);
+    at::Tensor counts =
+        at::zeros({expert_count_}, expert_bias_.options())
+            .index_add_(0, indices.clamp_min(0).reshape({-1}).to(expert_bias_.device()),
+                        assigned.reshape({-1}).to(expert_bias_.options()));
+    pending_load_.add_(input.batch->sum(counts));  // every process's part of the step
     pending_step_.fill_(input.step);
 }
 

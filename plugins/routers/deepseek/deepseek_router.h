@@ -13,10 +13,12 @@
 // where load_e counts the tokens routed to e over the whole step: every micro-batch of gradient
 // accumulation and, split across processes, every process's part (RouterInput::batch). The router
 // has no hook after the optimizer, so it keeps the step's counts in a buffer and applies the update
-// when the first micro-batch of the next step arrives: every forward of a step sees the same bias,
-// and the trajectory is the same as updating right after the step (the last step's update, which
-// no forward would use, stays pending). The bias, the pending counts and their step are buffers,
-// so checkpoints hold them and a resumed run continues exactly. Evaluation never changes them.
+// when the step is known to be complete: when a training micro-batch of another step arrives, or
+// at any evaluation (which never falls inside a step). Every forward of a step sees the same bias,
+// the trajectory is the same as updating right after the step, and evaluation sees every update.
+// The bias, the pending counts and their step (-1: none) are buffers, so checkpoints hold them and
+// a resumed run continues exactly. A frozen gate (requires_grad off, e.g. in a stage that trains
+// other parameters) keeps its bias.
 
 #include <cstdint>
 
@@ -49,8 +51,8 @@ class DeepSeekRouter : public sdk::Router {
     // The selection keys (tokens, experts): affinity + bias where the host leaves the expert
     // selectable, -inf elsewhere and outside the token's best groups.
     at::Tensor selection_keys(const at::Tensor& selectable) const;
-    // Note [Auxiliary-loss-free balancing]: the update of the previous step, then this
-    // micro-batch's counts.
+    // Note [Auxiliary-loss-free balancing]: the update of a complete pending step, then (in
+    // training) this micro-batch's counts.
     void account_load(const at::Tensor& indices, const sdk::RouterInput& input);
 
     DeepSeekOptions options_;
