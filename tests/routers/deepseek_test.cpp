@@ -123,6 +123,46 @@ TEST(DeepSeek, GroupLimitedSelectionKeepsTheExpertsOfTheBestGroups) {
     EXPECT_GT(differs_from_plain_top_k, 3);
 }
 
+// Under disable_top 1 the host removes each token's expert of highest affinity. Its group then
+// ranks by what it still offers: the removed expert counts as a key below all of the token's
+// selectable ones (written out here), and every token still gets 2 experts, never the removed one.
+TEST(DeepSeek, GroupsRankByTheExpertsTheyStillOfferUnderDisableTop) {
+    BuiltLayer built = build_layer("deepseek",
+                                   {{"k", std::int64_t{2}},
+                                    {"groups", std::int64_t{4}},
+                                    {"topk_groups", std::int64_t{2}},
+                                    {"bias_rate", 0.0}},
+                                   LayerSpec{.experts = 16});
+    at::manual_seed(8);
+    const at::Tensor h = at::randn({64, 8});
+    const core::Perturbation disable{.kind = core::PerturbationKind::kDisableTop, .strength = 1};
+    const sdk::RoutingDecision d =
+        built.forward(h, at::zeros({64}, at::kLong), false, &disable).routing[0];
+    const auto s = affinities(built, h);
+    for (std::int64_t t = 0; t < 64; ++t) {
+        const int removed = top(s[t], 1, std::vector<bool>(16, true))[0];
+        std::vector<double> keys = s[t];
+        double lowest = 2;
+        for (int e = 0; e < 16; ++e) {
+            if (e != removed) lowest = std::min(lowest, keys[e]);
+        }
+        keys[removed] = lowest - 1;
+        std::vector<double> group_score(4);
+        for (int g = 0; g < 4; ++g) {
+            std::vector<double> members(keys.begin() + 4 * g, keys.begin() + 4 * g + 4);
+            std::sort(members.rbegin(), members.rend());
+            group_score[g] = members[0] + members[1];
+        }
+        const std::vector<int> groups = top(group_score, 2, std::vector<bool>(4, true));
+        std::vector<bool> allowed(16, false);
+        for (int g : groups) std::fill(allowed.begin() + 4 * g, allowed.begin() + 4 * g + 4, true);
+        allowed[removed] = false;
+        const std::vector<int> chosen = top(keys, 2, allowed);
+        EXPECT_EQ(row_set(d.expert_indices, t), (std::set<std::int64_t>{chosen[0], chosen[1]}))
+            << "token " << t;
+    }
+}
+
 // One training forward of micro-batch `h` at optimizer step `step`.
 sdk::RoutingDecision train_step(BuiltLayer& built, const at::Tensor& h, std::int64_t step,
                                 bool training = true) {
