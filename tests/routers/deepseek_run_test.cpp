@@ -1,6 +1,7 @@
-// Auxiliary-loss-free balancing end to end: the same tiny run with the deepseek router, once without
-// any balancing and once with the bias, neither with a balance loss. The bias must make the expert
-// load clearly more even (load imbalance = max / mean tokens per expert, from metrics.jsonl).
+// Auxiliary-loss-free balancing end to end: the same tiny run with the deepseek router, once
+// without any balancing and once with the bias, neither with a balance loss. The bias must make the
+// expert load clearly more even (load imbalance = max / mean tokens per expert, from
+// metrics.jsonl).
 
 #include <gtest/gtest.h>
 
@@ -75,10 +76,9 @@ TEST(DeepSeekRun, TheBiasEvensOutTheExpertLoad) {
     const double rates[2] = {0.0, 0.001};
     for (int i = 0; i < 2; ++i) {
         const std::string out = fmt::format("rate-{}", i);
-        const CommandResult run = run_command(
-            fmt::format("cd {} && {} run recipe.toml --set router.bias_rate={} --out {}",
-                        shell_quote(corpus.root().string()), shell_quote(MOELAB_BINARY), rates[i],
-                        out));
+        const CommandResult run = run_command(fmt::format(
+            "cd {} && {} run recipe.toml --set router.bias_rate={} --out {}",
+            shell_quote(corpus.root().string()), shell_quote(MOELAB_BINARY), rates[i], out));
         ASSERT_EQ(run.exit_code, 0) << run.err;
         imbalance[i] = mean_load_imbalance(corpus.root() / out / "metrics.jsonl", 200);
     }
