@@ -47,6 +47,21 @@ std::vector<int> top(const std::vector<double>& keys, int k, const std::vector<b
     return order;
 }
 
+// 16 experts in 4 groups of 4: the experts of the 2 groups whose two largest keys sum highest.
+std::vector<bool> best_two_groups(const std::vector<double>& keys) {
+    std::vector<double> group_score(4);
+    for (int g = 0; g < 4; ++g) {
+        std::vector<double> members(keys.begin() + 4 * g, keys.begin() + 4 * g + 4);
+        std::sort(members.rbegin(), members.rend());
+        group_score[g] = members[0] + members[1];
+    }
+    std::vector<bool> allowed(16, false);
+    for (int g : top(group_score, 2, std::vector<bool>(4, true))) {
+        std::fill(allowed.begin() + 4 * g, allowed.begin() + 4 * g + 4, true);
+    }
+    return allowed;
+}
+
 std::set<std::int64_t> row_set(const at::Tensor& indices, std::int64_t t) {
     std::set<std::int64_t> out;
     for (std::int64_t j = 0; j < indices.size(1); ++j)
@@ -96,16 +111,7 @@ TEST(DeepSeek, GroupLimitedSelectionKeepsTheExpertsOfTheBestGroups) {
     for (std::int64_t t = 0; t < 64; ++t) {
         std::vector<double> keys(16);
         for (int e = 0; e < 16; ++e) keys[e] = s[t][e] + bias[e].item<double>();
-        std::vector<double> group_score(4);
-        for (int g = 0; g < 4; ++g) {
-            std::vector<double> members(keys.begin() + 4 * g, keys.begin() + 4 * g + 4);
-            std::sort(members.rbegin(), members.rend());
-            group_score[g] = members[0] + members[1];
-        }
-        const std::vector<int> groups = top(group_score, 2, std::vector<bool>(4, true));
-        std::vector<bool> allowed(16, false);
-        for (int g : groups) std::fill(allowed.begin() + 4 * g, allowed.begin() + 4 * g + 4, true);
-        const std::vector<int> chosen = top(keys, 2, allowed);
+        const std::vector<int> chosen = top(keys, 2, best_two_groups(keys));
         EXPECT_EQ(row_set(d.expert_indices, t), (std::set<std::int64_t>{chosen[0], chosen[1]}))
             << "token " << t;
         const double sum = s[t][chosen[0]] + s[t][chosen[1]];
@@ -147,15 +153,7 @@ TEST(DeepSeek, GroupsRankByTheExpertsTheyStillOfferUnderDisableTop) {
             if (e != removed) lowest = std::min(lowest, keys[e]);
         }
         keys[removed] = lowest - 1;
-        std::vector<double> group_score(4);
-        for (int g = 0; g < 4; ++g) {
-            std::vector<double> members(keys.begin() + 4 * g, keys.begin() + 4 * g + 4);
-            std::sort(members.rbegin(), members.rend());
-            group_score[g] = members[0] + members[1];
-        }
-        const std::vector<int> groups = top(group_score, 2, std::vector<bool>(4, true));
-        std::vector<bool> allowed(16, false);
-        for (int g : groups) std::fill(allowed.begin() + 4 * g, allowed.begin() + 4 * g + 4, true);
+        std::vector<bool> allowed = best_two_groups(keys);
         allowed[removed] = false;
         const std::vector<int> chosen = top(keys, 2, allowed);
         EXPECT_EQ(row_set(d.expert_indices, t), (std::set<std::int64_t>{chosen[0], chosen[1]}))
