@@ -94,14 +94,18 @@ std::optional<ComparisonCell> read_cell(const fs::path& file) {
     }
 }
 
-bool finished_run(const fs::path& run_dir, const std::string& hash, std::int64_t steps) {
+// `rehash`: the stored recipe's hash under today's plugins (Note [Recipe hash across plugin
+// versions]), asked only when the summary's hash differs.
+bool finished_run(const fs::path& run_dir, const std::string& hash, std::int64_t steps,
+                  const std::function<std::string(const fs::path&)>& rehash) {
     const fs::path summary_file = run_dir / "summary.json";
     if (!fs::exists(summary_file)) return false;
     try {
         const nlohmann::json summary =
             nlohmann::json::parse(read_file(summary_file, kMaxSmallFileBytes, "run summary"));
-        return summary.at("recipe_hash").get<std::string>() == hash &&
-               summary.at("steps").get<std::int64_t>() == steps;
+        if (summary.at("steps").get<std::int64_t>() != steps) return false;
+        return summary.at("recipe_hash").get<std::string>() == hash ||
+               rehash(run_dir / "recipe.resolved.toml") == hash;
     } catch (const std::exception&) {
         return false;
     }
@@ -158,7 +162,10 @@ ComparisonSummary run_comparison(const Comparison& comparison, const RecipeResol
             run_dir = comparison.output / "runs" / fmt::format("{}-seed{}", run.name, target.seed);
             resolved = resolve(run.recipe, overrides);
             const std::string hash = recipe_hash(*resolved);
-            if (finished_run(run_dir, hash, resolved->recipe.train.steps)) {
+            const auto rehash = [&resolve](const fs::path& stored) {
+                return recipe_hash(*resolve(stored, {}));
+            };
+            if (finished_run(run_dir, hash, resolved->recipe.train.steps, rehash)) {
                 log(fmt::format("{}: finished run in {} reused", label, run_dir.string()));
             } else {
                 const bool resume = fs::exists(run_dir / "metrics.jsonl");
@@ -168,6 +175,7 @@ ComparisonSummary run_comparison(const Comparison& comparison, const RecipeResol
                 RunOptions options;
                 options.out_dir = run_dir;
                 options.resume = resume;
+                options.rehash_stored_recipe = rehash;
                 const RunResult result = run_training(*resolved, options);
                 ++summary.trained;
                 if (result.outcome != RunOutcome::kCompleted) {

@@ -29,6 +29,14 @@ void restore_rng_state(const std::map<std::string, at::Tensor>& tensors, bool cu
 
 // Hash of the resolved recipe text (without its "# resolved from" line): two runs with the same
 // hash train the same model the same way.
+//
+// Note [Recipe hash across plugin versions]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A plugin that gains an option writes it, at its default, into every recipe it resolves, so a run
+// trained before then has another hash although nothing about it changed. The rule for plugin
+// authors (sdk/README.md) is that a new option's default keeps the old behaviour. Then the run's
+// stored recipe.resolved.toml, resolved again with today's plugins, is the run's recipe in today's
+// terms, and when its hash is the requested recipe's, --resume and comparisons accept the run.
 std::string recipe_hash(const ResolvedRecipe& resolved);
 
 // The metadata of a checkpoint's weights (docs/checkpoints.md): "moelab.model", the shape as JSON

@@ -427,7 +427,23 @@ void TrainingRun::setup() {
 void TrainingRun::restore(const fs::path& step_dir) {
     const LoadedCheckpoint checkpoint = load_checkpoint(step_dir);
     const std::string& saved_hash = checkpoint.state.recipe_hash;
-    if (saved_hash != recipe_hash_) {
+    bool same_recipe = saved_hash == recipe_hash_;
+    if (!same_recipe && options_.rehash_stored_recipe) {
+        // Note [Recipe hash across plugin versions]: the same recipe under today's defaults?
+        try {
+            same_recipe =
+                options_.rehash_stored_recipe(run_dir_ / "recipe.resolved.toml") == recipe_hash_;
+        } catch (const std::exception&) {
+            same_recipe = false;  // unreadable or no longer valid: the refusal below says why
+        }
+        if (same_recipe) {
+            log(
+                fmt::format("--resume: {} was trained before a plugin gained options; with their "
+                            "defaults its recipe is the one given",
+                            step_dir.string()));
+        }
+    }
+    if (!same_recipe) {
         throw RunSetupError(fmt::format(
             "--resume: the recipe differs from the one {} was trained with (recipe hash {} vs "
             "{}); compare with {}",

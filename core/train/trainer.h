@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -24,6 +25,10 @@ struct RunOptions {
     // Stop after this many optimizer steps of this invocation, with a checkpoint (0: run to the
     // end). For jobs cut into time slices; continue with resume.
     std::int64_t stop_after_steps = 0;
+    // The hash (recipe_hash) of a stored recipe.resolved.toml resolved with today's plugins: the
+    // second look of --resume when the checkpoint's recipe hash differs (Note [Recipe hash across
+    // plugin versions] in model_state.h). Empty: a differing hash is refused outright.
+    std::function<std::string(const std::filesystem::path& resolved_recipe)> rehash_stored_recipe;
 };
 
 enum class RunOutcome { kCompleted, kStopped, kInterrupted };
@@ -37,13 +42,13 @@ struct RunResult {
 // A run directory that cannot be used as asked (exists without --resume, nothing to resume, recipe
 // changed since the checkpoint): a usage error.
 class RunSetupError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
 // The loss became NaN or infinite: training stopped; the last good checkpoint is kept.
 class TrainingDiverged : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

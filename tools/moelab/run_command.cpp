@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "core/assembly/loaded_recipe.h"
 #include "core/train/init_from.h"
+#include "core/train/model_state.h"
 #include "core/train/trainer.h"
 
 namespace moelab::cli {
@@ -16,6 +17,9 @@ int run_recipe(const RunArgs& args) {
     options.out_dir = args.out_dir;
     options.resume = args.resume;
     options.stop_after_steps = args.stop_after_steps;
+    options.rehash_stored_recipe = [](const std::filesystem::path& stored) {
+        return core::recipe_hash(core::load_and_resolve(stored.string(), {})->resolved);
+    };
     const core::RunResult result = core::run_training(loaded->resolved, options);
     switch (result.outcome) {
         case core::RunOutcome::kCompleted:
