@@ -129,6 +129,25 @@ TEST_F(Compare, MeasuresWhatEachRouterDeclaresAndSaysNaForTheRest) {
     ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
     EXPECT_NE(resumed.out.find("trained 0 run(s), made"), std::string::npos) << resumed.out;
     EXPECT_EQ(read(dir("cmp") / "results.json"), json);
+
+    // A run trained before its router gained an option (topk's z_loss_coef taken out of its
+    // stored recipe and its summary's hash changed, as an older topk would have left them) is
+    // still reused: its recipe with today's defaults is the requested one (Note [Recipe hash
+    // across plugin versions]).
+    const fs::path stored = dir("cmp") / "runs" / "topk-seed3" / "recipe.resolved.toml";
+    std::string recipe = read(stored);
+    const std::string option = "z_loss_coef = 0.0\n";
+    ASSERT_NE(recipe.find(option), std::string::npos);
+    recipe.erase(recipe.find(option), option.size());
+    std::ofstream(stored) << recipe;
+    const fs::path summary_file = dir("cmp") / "runs" / "topk-seed3" / "summary.json";
+    nlohmann::json summary = nlohmann::json::parse(read(summary_file));
+    summary["recipe_hash"] = "0123456789abcdef";
+    std::ofstream(summary_file) << summary.dump(2);
+    const CommandResult older = moelab("compare cmp.toml");
+    ASSERT_EQ(older.exit_code, 0) << older.err;
+    EXPECT_NE(older.out.find("trained 0 run(s), made 0 measurement(s)"), std::string::npos)
+        << older.out;
 }
 
 TEST_F(Compare, ABadComparisonFileIsAUsageErrorWithLineAndKey) {
