@@ -15,7 +15,6 @@
 #include "core/plugin/plugin_error.h"
 #include "core/plugin/required_feature.h"
 #include "core/system/atomic_file.h"
-#include "core/system/file_writer.h"
 #include "core/system/remove_tree.h"
 #include "core/system/tensor_text.h"
 #include "core/train/model_state.h"
@@ -97,10 +96,9 @@ class TensorTable {
 };
 
 std::shared_ptr<torch::nn::Module> module_at(const LanguageModel& model, const std::string& path) {
-    for (const auto& item : model.named_modules()) {
-        if (item.key() == path) return item.value();
-    }
-    return nullptr;
+    const auto modules = model.named_modules();
+    const auto* found = modules.find(path);
+    return found != nullptr ? *found : nullptr;
 }
 
 struct Rotary {
@@ -422,13 +420,6 @@ HuggingFaceModel hugging_face_model(const ResolvedRecipe& resolved, const Langua
 
 namespace {
 
-void write_text_file(const fs::path& file, const std::string& text) {
-    FileWriter writer(file);
-    writer.write(text.data(), text.size());
-    writer.close();
-    sync_path(file);
-}
-
 // tokenizer_config.json: without it, transformers' AutoTokenizer would take the tokenizer class of
 // the model type (LlamaTokenizerFast) with its own <s>, </s> and a beginning-of-sequence id to
 // prepend, none of which the vocabulary has. The end-of-document token (the added token whose id is
@@ -508,17 +499,17 @@ HuggingFaceFiles write_hugging_face_model(const HuggingFaceModel& model,
             const nlohmann::json index{{"metadata", {{"total_size", total}}},
                                        {"weight_map", weight_map}};
             files.files.push_back("model.safetensors.index.json");
-            write_text_file(staging / files.files.back(), index.dump(2) + "\n");
+            write_file_atomically(staging / files.files.back(), index.dump(2) + "\n");
         }
         nlohmann::json config = model.config;
         config["torch_dtype"] = dtype_name(dtype);
         files.files.push_back("config.json");
-        write_text_file(staging / "config.json", config.dump(2) + "\n");
+        write_file_atomically(staging / "config.json", config.dump(2) + "\n");
         files.files.push_back("tokenizer.json");
-        write_text_file(staging / "tokenizer.json", tokenizer_json);
+        write_file_atomically(staging / "tokenizer.json", tokenizer_json);
         files.files.push_back("tokenizer_config.json");
-        write_text_file(staging / "tokenizer_config.json",
-                        tokenizer_config(config, tokenizer_json).dump(2) + "\n");
+        write_file_atomically(staging / "tokenizer_config.json",
+                              tokenizer_config(config, tokenizer_json).dump(2) + "\n");
         sync_path(staging);
         std::error_code error;
         fs::remove(target, error);  // an empty directory; rename() would refuse another

@@ -62,6 +62,16 @@ std::vector<bool> best_two_groups(const std::vector<double>& keys) {
     return allowed;
 }
 
+// Top-2 of 16 experts from the best 2 of 4 groups of 4, without bias updates.
+BuiltLayer grouped_layer() {
+    return build_layer("deepseek",
+                       {{"k", std::int64_t{2}},
+                        {"groups", std::int64_t{4}},
+                        {"topk_groups", std::int64_t{2}},
+                        {"bias_rate", 0.0}},
+                       LayerSpec{.experts = 16});
+}
+
 std::set<std::int64_t> row_set(const at::Tensor& indices, std::int64_t t) {
     std::set<std::int64_t> out;
     for (std::int64_t j = 0; j < indices.size(1); ++j)
@@ -92,12 +102,7 @@ TEST(DeepSeek, WeightsAreTheChosenAffinitiesOverTheirSumTimesTheScale) {
 // largest sum of their two largest keys (affinity + bias), then its 2 best keys among those 8
 // experts; the weights are the affinities alone.
 TEST(DeepSeek, GroupLimitedSelectionKeepsTheExpertsOfTheBestGroups) {
-    BuiltLayer built = build_layer("deepseek",
-                                   {{"k", std::int64_t{2}},
-                                    {"groups", std::int64_t{4}},
-                                    {"topk_groups", std::int64_t{2}},
-                                    {"bias_rate", 0.0}},
-                                   LayerSpec{.experts = 16});
+    BuiltLayer built = grouped_layer();
     at::manual_seed(7);
     const at::Tensor bias = at::rand({16}) * 0.2 - 0.1;
     {
@@ -133,12 +138,7 @@ TEST(DeepSeek, GroupLimitedSelectionKeepsTheExpertsOfTheBestGroups) {
 // ranks by what it still offers: the removed expert counts as a key below all of the token's
 // selectable ones (written out here), and every token still gets 2 experts, never the removed one.
 TEST(DeepSeek, GroupsRankByTheExpertsTheyStillOfferUnderDisableTop) {
-    BuiltLayer built = build_layer("deepseek",
-                                   {{"k", std::int64_t{2}},
-                                    {"groups", std::int64_t{4}},
-                                    {"topk_groups", std::int64_t{2}},
-                                    {"bias_rate", 0.0}},
-                                   LayerSpec{.experts = 16});
+    BuiltLayer built = grouped_layer();
     at::manual_seed(8);
     const at::Tensor h = at::randn({64, 8});
     const core::Perturbation disable{.kind = core::PerturbationKind::kDisableTop, .strength = 1};

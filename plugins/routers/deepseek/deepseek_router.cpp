@@ -35,8 +35,8 @@ DeepSeekRouter::DeepSeekRouter(const sdk::MoeLayerContext& context, const DeepSe
 
 at::Tensor DeepSeekRouter::selection_keys(const at::Tensor& selectable) const {
     const double minus_infinity = -std::numeric_limits<double>::infinity();
-    const at::Tensor keys = (selectable + expert_bias_.to(selectable.device()))
-                                .masked_fill(selectable <= 0, minus_infinity);
+    const at::Tensor keys =
+        (selectable + expert_bias_).masked_fill(selectable <= 0, minus_infinity);
     if (options_.groups <= 1 || options_.topk_groups >= options_.groups) return keys;
     // A group's score is the sum of its two largest keys (its largest alone for groups of one
     // expert), as DeepSeek-V3 ranks them; the token keeps its topk_groups best groups.
@@ -75,7 +75,7 @@ sdk::RoutingDecision DeepSeekRouter::route(const sdk::RouterInput& input) {
     at::Tensor keys;
     {
         at::NoGradGuard no_grad;  // the bias steers selection only and carries no gradient
-        keys = selection_keys(selectable.detach());
+        keys = selection_keys(selectable);
     }
     const auto [top_keys, indices] = keys.topk(options_.k, -1);
     const at::Tensor chosen = top_keys.isfinite();  // -inf: fewer than k selectable experts
@@ -103,7 +103,7 @@ sdk::RoutingDecision DeepSeekRouter::route(const sdk::RouterInput& input) {
 void DeepSeekRouter::account_load(const at::Tensor& indices, const sdk::RouterInput& input) {
     // Device-side throughout: no synchronisation with the host on CUDA.
     at::NoGradGuard no_grad;
-    const at::Tensor pending = pending_step_.to(expert_bias_.device());
+    const at::Tensor& pending = pending_step_;
     // The pending step is complete when a training micro-batch of another step arrives, and at
     // any evaluation (which never falls inside a step), so evaluation sees every update.
     const at::Tensor complete =
@@ -113,14 +113,13 @@ void DeepSeekRouter::account_load(const at::Tensor& indices, const sdk::RouterIn
                                 at::zeros_like(load)));
     pending_load_.masked_fill_(complete, 0.0);
     if (!input.training) {
-        pending_step_.masked_fill_(complete.to(pending_step_.device()), -1);
+        pending_step_.masked_fill_(complete, -1);
         return;
     }
     const at::Tensor assigned = indices.ge(0);
-    at::Tensor counts =
-        at::zeros({expert_count_}, expert_bias_.options())
-            .index_add_(0, indices.clamp_min(0).reshape({-1}).to(expert_bias_.device()),
-                        assigned.reshape({-1}).to(expert_bias_.options()));
+    at::Tensor counts = at::zeros({expert_count_}, expert_bias_.options())
+                            .index_add_(0, indices.clamp_min(0).reshape({-1}),
+                                        assigned.reshape({-1}).to(at::kFloat));
     pending_load_.add_(input.batch->sum(counts));  // every process's part of the step
     pending_step_.fill_(input.step);
 }
