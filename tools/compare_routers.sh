@@ -41,7 +41,8 @@ run() {  # run NAME RECIPE [--set ...]
 
 mkdir -p "$out"
 run dense-baseline recipes/dense-baseline.toml
-for router in topk smoe-share topp hash maskmoe cartesian finedeep deepseek; do
+for router in topk smoe-share topp hash maskmoe cartesian finedeep deepseek expert_choice \
+    topk-sequence-balance topk-accum4 topk-global-balance; do
     run "$router" "recipes/routers/$router.toml"
 done
 # DeepSeek-V3's bias rate moves slowly for a short schedule: also a ten times faster one.

@@ -12,7 +12,8 @@ import pathlib
 import sys
 
 ORDER = ["dense-baseline", "topk", "smoe-share", "topp", "hash", "maskmoe", "cartesian",
-         "finedeep", "deepseek", "deepseek-rate-0.01", "dsmoe-tau-0.3", "dsmoe-tau-0.5",
+         "finedeep", "deepseek", "deepseek-rate-0.01", "expert_choice", "topk-sequence-balance",
+         "topk-accum4", "topk-global-balance", "dsmoe-tau-0.3", "dsmoe-tau-0.5",
          "dsmoe-tau-0.7", "dsmoe-tau-0.9"]
 
 
@@ -38,6 +39,9 @@ def routing_columns(moe):
     if all("active_experts_mean" in layer.get("stats", {}) for layer in layers):
         notes.append("active experts per layer: " + ", ".join(
             f"{layer['stats']['active_experts_mean']:.2f}" for layer in layers))
+    if all("unrouted_tokens" in layer.get("stats", {}) for layer in layers):
+        notes.append("tokens without an expert per layer: " + ", ".join(
+            f"{layer['stats']['unrouted_tokens']:.3f}" for layer in layers))
     nsar = [bank["nsar"] for bank in routed if "nsar" in bank]
     if nsar:
         notes.append(f"NSAR {mean(nsar):.3f}")

@@ -44,13 +44,15 @@ TrainedModel::TrainedModel(const ResolvedRecipe& resolved, const fs::path& run_d
 }
 
 SplitEvaluation TrainedModel::evaluate_sources(Split split, std::int64_t max_batches,
-                                               const Perturbation& perturbation) const {
+                                               const Perturbation& perturbation,
+                                               RoutingTap* routing_tap) const {
     const Recipe& recipe = resolved_.recipe;
     EvalSetup setup;
     setup.device = device_;
     setup.autocast_bf16 = autocast_bf16_;
     setup.perturbation = perturbation;
     setup.step = step_;
+    setup.routing_tap = routing_tap;
     return evaluate_split(*model_, *dataset_, split, recipe.data.seq_len, recipe.eval.batch_size,
                           max_batches, setup);
 }

@@ -42,8 +42,10 @@ class TrainedModel {
     EvalResult evaluate(Split split, std::int64_t max_batches,
                         const Perturbation& perturbation = {}) const;
     // The same evaluation with every source's own result.
+    // `routing_tap` (may be null) sees every MoE layer's routing (routing traces).
     SplitEvaluation evaluate_sources(Split split, std::int64_t max_batches,
-                                     const Perturbation& perturbation = {}) const;
+                                     const Perturbation& perturbation = {},
+                                     RoutingTap* routing_tap = nullptr) const;
 
     std::int64_t step() const { return step_; }
     const Recipe& recipe() const { return resolved_.recipe; }

@@ -35,6 +35,7 @@ EvalResult evaluate(LanguageModel& model, const std::vector<TokenBatch>& batches
     options.training = false;
     options.perturbation = setup.perturbation.active() ? &setup.perturbation : nullptr;
     options.step = setup.step;
+    options.routing_tap = setup.routing_tap;
     RoutingStats* stats = setup.routing != nullptr ? setup.routing : &result.routing;
     const int processes = setup.parallel != nullptr ? setup.parallel->layout().world : 1;
     const int rank = setup.parallel != nullptr ? setup.parallel->layout().rank : 0;

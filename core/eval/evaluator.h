@@ -28,6 +28,8 @@ struct EvalSetup {
     // is the whole batch's on every process. Routing statistics in `routing` stay per process
     // (the owner of a shared object sums it once, RoutingStats::sum_over).
     Parallelism* parallel = nullptr;
+    // Sees, and may replace, every MoE layer's routing (routing traces); null: none.
+    RoutingTap* routing_tap = nullptr;
 };
 
 struct EvalResult {

@@ -172,6 +172,8 @@ std::unique_ptr<DecodingCache> LanguageModel::make_decoding_cache(std::int64_t b
     return std::make_unique<DecodingCache>(batch, capacity, std::move(caches));
 }
 
+MoeLayer* LanguageModel::moe_layer(std::int64_t index) const { return layers_.at(index)->moe(); }
+
 sdk::AttentionCost LanguageModel::attention_cost(std::int64_t context) const {
     sdk::AttentionCost total;
     total.flops_per_token = 0;

@@ -27,6 +27,7 @@
 #include "core/dist/process_group.h"
 #include "core/moe/perturbation.h"
 #include "core/moe/routing_stats.h"
+#include "core/moe/routing_tap.h"
 #include "core/plugin/resolve.h"
 #include "moelab/sdk/attention.h"
 #include "moelab/sdk/batch_reduction.h"
@@ -37,16 +38,22 @@ namespace moelab::core {
 
 class DecodingCache;
 class LayerHostServices;
+class MoeLayer;
 class TransformerLayer;
 
 struct ForwardOptions {
     bool training = false;
     std::int64_t step = 0;
+    // Training: this forward's micro-batch of the optimizer step and the step's micro-batches
+    // (RouterInput::micro_batch in the SDK).
+    std::int64_t micro_batch = 0;
+    std::int64_t micro_batches = 1;
     // Evaluation under a routing perturbation; null: none. `batch` numbers the evaluation batch
     // and seeds the perturbation's draws.
     const Perturbation* perturbation = nullptr;
     std::int64_t batch = 0;
-    RoutingStats* stats = nullptr;  // where MoE layers report routing statistics; may be null
+    RoutingStats* stats = nullptr;      // where MoE layers report routing statistics; may be null
+    RoutingTap* routing_tap = nullptr;  // sees (and may replace) every MoE layer's routing
     // The batch split across processes (data parallelism); null: this process holds all of it.
     const sdk::BatchReduction* batch_reduction = nullptr;
     // (batch, seq) int64 absolute positions, or (1, seq) for the same in every row (Note
@@ -99,6 +106,8 @@ class LanguageModel : public torch::nn::Module {
     // flops_per_token is -1 when a plugin does not say.
     sdk::AttentionCost attention_cost(std::int64_t context) const;
     std::int64_t layers() const { return static_cast<std::int64_t>(layers_.size()); }
+    // Layer `index`'s MoE layer; null for a dense layer.
+    MoeLayer* moe_layer(std::int64_t index) const;
 
     std::int64_t vocab_size() const { return vocab_size_; }
     // The parameters (by name, as named_parameters() gives them) that hold only this process's

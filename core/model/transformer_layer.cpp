@@ -54,15 +54,19 @@ at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const LayerInput&
     const at::Tensor flat = h.reshape({-1, h.size(-1)});  // (tokens, d_model)
     const at::Tensor ids = input.token_ids.reshape({-1});
     if (!input.valid_rows.defined()) {
-        return feed_forward(flat, ids, options, aux_loss).view(h.sizes());
+        // Whole sequences unless the new tokens continue what a cache holds.
+        const std::int64_t sequence_length = input.cache == nullptr ? h.size(1) : 0;
+        return feed_forward(flat, ids, sequence_length, options, aux_loss).view(h.sizes());
     }
     // Padding slots keep their residual stream; only real tokens go through the FFN.
-    const at::Tensor out = feed_forward(flat.index_select(0, input.valid_rows),
-                                        ids.index_select(0, input.valid_rows), options, aux_loss);
+    const at::Tensor out =
+        feed_forward(flat.index_select(0, input.valid_rows), ids.index_select(0, input.valid_rows),
+                     /*sequence_length=*/0, options, aux_loss);
     return flat.index_copy(0, input.valid_rows, out.to(flat.scalar_type())).view(h.sizes());
 }
 
 at::Tensor TransformerLayer::feed_forward(const at::Tensor& flat, const at::Tensor& token_ids,
+                                          std::int64_t sequence_length,
                                           const ForwardOptions& options, at::Tensor& aux_loss) {
     if (dense_) return dense_->forward(flat);
 
@@ -72,9 +76,13 @@ at::Tensor TransformerLayer::feed_forward(const at::Tensor& flat, const at::Tens
     block_input.training = options.training;
     block_input.step = options.step;
     block_input.batch = options.batch_reduction;
+    block_input.sequence_length = sequence_length;
+    block_input.micro_batch = options.micro_batch;
+    block_input.micro_batches = options.micro_batches;
     LayerRoutingStats* stats = options.stats ? &options.stats->layer(index_) : nullptr;
-    sdk::BlockOutput output = moe_->forward(block_input, stats, options.perturbation,
-                                            SelectionSite{index_, options.batch, options.step});
+    sdk::BlockOutput output =
+        moe_->forward(block_input, stats, options.perturbation,
+                      SelectionSite{index_, options.batch, options.step}, options.routing_tap);
     for (const auto& [name, loss] : output.aux_losses) aux_loss = aux_loss + loss.to(at::kFloat);
     return output.hidden;
 }

@@ -42,8 +42,10 @@ class TransformerLayer : public torch::nn::Module {
     MoeLayer* moe() const { return moe_.get(); }
 
   private:
+    // sequence_length: BlockInput::sequence_length, 0 when the rows are not whole sequences.
     at::Tensor feed_forward(const at::Tensor& flat, const at::Tensor& token_ids,
-                            const ForwardOptions& options, at::Tensor& aux_loss);
+                            std::int64_t sequence_length, const ForwardOptions& options,
+                            at::Tensor& aux_loss);
 
     int index_;
     std::shared_ptr<sdk::RmsNorm> attention_norm_;

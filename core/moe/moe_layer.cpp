@@ -1,5 +1,8 @@
 #include "core/moe/moe_layer.h"
 
+#include <optional>
+#include <stdexcept>
+
 #include <fmt/format.h>
 
 #include "core/moe/extension_check.h"
@@ -90,8 +93,24 @@ class SharedBanksOff {
 
 }  // namespace
 
+bool MoeLayer::routes_through_host_gate() const {
+    return dynamic_cast<const StandardMoeBlock*>(block_.get()) != nullptr;
+}
+
 sdk::BlockOutput MoeLayer::forward(sdk::BlockInput input, LayerRoutingStats* stats,
-                                   const Perturbation* perturbation, SelectionSite site) {
+                                   const Perturbation* perturbation, SelectionSite site,
+                                   RoutingTap* tap) {
+    if (tap != nullptr) {
+        if (std::optional<sdk::RoutingDecision> decision =
+                tap->replace(layer_index_, input.token_ids)) {
+            auto* standard = dynamic_cast<StandardMoeBlock*>(block_.get());
+            if (standard == nullptr) {
+                throw std::logic_error(fmt::format(
+                    "layer {}: a routing decision can replace only a gate router's", layer_index_));
+            }
+            standard->replace_next_decision(std::move(*decision));
+        }
+    }
     site.layer = layer_index_;
     PerturbedSelection selection(perturbation, site);
     input.selection = &selection;
@@ -135,6 +154,7 @@ sdk::BlockOutput MoeLayer::forward(sdk::BlockInput input, LayerRoutingStats* sta
         if (stats == nullptr) continue;
         for (const DispatchRecord& record : records) stats->add_dispatch(bank->spec().name, record);
     }
+    if (tap != nullptr) tap->observe(layer_index_, input.token_ids, output.routing);
     if (stats != nullptr) {
         for (std::size_t i = 0; i < output.routing.size(); ++i) {
             stats->add_decision(i, output.routing[i]);

@@ -12,6 +12,7 @@
 #include "core/moe/host_expert_bank.h"
 #include "core/moe/perturbed_selection.h"
 #include "core/moe/routing_stats.h"
+#include "core/moe/routing_tap.h"
 #include "core/plugin/plugin_info.h"
 #include "core/plugin/registry.h"
 #include "moelab/sdk/host_services.h"
@@ -51,13 +52,19 @@ class MoeLayer : public torch::nn::Module {
              std::vector<std::shared_ptr<ManagedExpertBank>> banks,
              std::shared_ptr<const PluginInfo> plugin);
 
-    // `stats` and `perturbation` may be null. The layer hands the block its SelectionControl
-    // (input.selection is set here) and switches shared banks off when the perturbation says so.
-    // Throws PluginError when the block fails, returns malformed output or breaks the selection
-    // contract.
+    // `stats`, `perturbation` and `tap` may be null. The layer hands the block its
+    // SelectionControl (input.selection is set here) and switches shared banks off when the
+    // perturbation says so; `tap` sees the checked decisions and may replace a gate router's
+    // (routing_tap.h). Throws PluginError when the block fails, returns malformed output or breaks
+    // the selection contract.
     sdk::BlockOutput forward(sdk::BlockInput input, LayerRoutingStats* stats,
-                             const Perturbation* perturbation = nullptr, SelectionSite site = {});
+                             const Perturbation* perturbation = nullptr, SelectionSite site = {},
+                             RoutingTap* tap = nullptr);
 
+    // Whether the block is the host's standard block around a gate router, whose decision a
+    // RoutingTap can replace.
+    bool routes_through_host_gate() const;
+    const PluginInfo& plugin() const { return *plugin_; }
     int layer_index() const { return layer_index_; }
     const std::vector<std::shared_ptr<ManagedExpertBank>>& banks() const { return banks_; }
     sdk::MoeBlock& block() { return *block_; }

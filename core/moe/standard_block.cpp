@@ -136,6 +136,10 @@ sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
         sdk::NoAutocast fp32_routing;
         sdk::RouterInput router_input;
         router_input.hidden = x.to(at::kFloat);
+        if (shared_gate_weight_.defined()) {
+            mixing =
+                at::linear(router_input.hidden, shared_gate_weight_, shared_gate_bias_).softmax(-1);
+        }
         router_input.token_ids = input.token_ids;
         router_input.training = input.training;
         router_input.step = input.step;
@@ -143,11 +147,15 @@ sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
         router_input.selection = input.selection != nullptr ? input.selection : &unperturbed;
         const sdk::WholeBatch whole;
         router_input.batch = input.batch != nullptr ? input.batch : &whole;
-        decision =
-            call_plugin(*router_plugin_, "routing", [&] { return router_->route(router_input); });
-        if (shared_gate_weight_.defined()) {
-            mixing =
-                at::linear(router_input.hidden, shared_gate_weight_, shared_gate_bias_).softmax(-1);
+        router_input.sequence_length = input.sequence_length;
+        router_input.micro_batch = input.micro_batch;
+        router_input.micro_batches = input.micro_batches;
+        if (replacement_) {
+            decision = std::move(*replacement_);
+            replacement_.reset();
+        } else {
+            decision = call_plugin(*router_plugin_, "routing",
+                                   [&] { return router_->route(router_input); });
         }
     }
     try {

@@ -37,6 +37,12 @@ class StandardMoeBlock final : public sdk::MoeBlock {
 
     sdk::BlockOutput forward(const sdk::BlockInput& input) override;
 
+    // The next forward uses `decision` instead of calling the router (routing replay,
+    // routing_tap.h); it is checked like the router's own.
+    void replace_next_decision(sdk::RoutingDecision decision) {
+        replacement_ = std::move(decision);
+    }
+
   private:
     std::shared_ptr<sdk::RmsNorm> norm_;
     std::shared_ptr<sdk::Router> router_;
@@ -45,6 +51,7 @@ class StandardMoeBlock final : public sdk::MoeBlock {
     std::shared_ptr<sdk::ExpertBank> shared_;
     at::Tensor shared_gate_weight_;  // (2, d_model) float32, with a shared gate
     at::Tensor shared_gate_bias_;    // (2,)
+    std::optional<sdk::RoutingDecision> replacement_;
 };
 
 // Throws sdk::Error naming the field unless `decision` fits `tokens` and `expert_count` (< 0:

@@ -553,6 +553,7 @@ void TrainingRun::train_step() {
                            static_cast<double>(step_targets);
         }
     }
+    forward.micro_batches = train_.grad_accum;
     for (const TokenBatch& batch : micro_batches) {
         const std::int64_t rows = batch.rows();
         const TokenBatch part =
@@ -573,6 +574,7 @@ void TrainingRun::train_step() {
         lm_sum += lm.detach();
         aux_sum += aux.detach();
         tokens_seen_ += inputs.numel() * layout.world;
+        ++forward.micro_batch;
     }
     // The losses of the whole batch: the mean of the processes' means (equal parts).
     at::Tensor losses = at::stack({lm_sum, aux_sum}).to(at::kDouble);

@@ -104,7 +104,7 @@ TEST_P(EveryRouter, HonoursEveryPerturbationItLists) {
 
 INSTANTIATE_TEST_SUITE_P(BuiltIn, EveryRouter,
                          ::testing::Values("topk", "topp", "hash", "maskmoe", "cartesian", "dsmoe",
-                                           "finedeep", "deepseek"),
+                                           "finedeep", "deepseek", "expert_choice"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -37,6 +37,11 @@ struct BuiltLayer {
         input.training = training;
         return layer->forward(input, stats, perturbation);
     }
+    // With every field of `input` as given (sequence length, micro-batch, ...).
+    sdk::BlockOutput forward(sdk::BlockInput input) {
+        layer->train(input.training);
+        return layer->forward(std::move(input), nullptr, nullptr);
+    }
     at::Tensor parameter(const std::string& name) const { return layer->named_parameters()[name]; }
     at::Tensor buffer(const std::string& name) const { return layer->named_buffers()[name]; }
 };

@@ -16,7 +16,7 @@ cmake -S "$source_dir/sdk/examples/expert-choice" -B "$work/build" -G Ninja \
     "${launcher[@]}" >/dev/null
 cmake --build "$work/build"
 
-plugin="$work/build/moelab-plugin-expert-choice.so"
+plugin="$work/build/moelab-plugin-expert-choice-example.so"
 test -f "$plugin" || { echo "FAIL: $plugin was not built"; exit 1; }
 exported=$(nm -D --defined-only "$plugin" | awk '{print $3}')
 [ "$exported" = "moelab_plugin_entry" ] ||
@@ -24,9 +24,9 @@ exported=$(nm -D --defined-only "$plugin" | awk '{print $3}')
 
 listing=$(MOELAB_PLUGIN_PATH="$work/build" "$moelab" plugins)
 echo "$listing"
-grep -q "^expert-choice .*router .*0.1.0 .*moelab-plugin-expert-choice.so" <<<"$listing" ||
-    { echo "FAIL: expert-choice not listed"; exit 1; }
-info=$(MOELAB_PLUGIN_PATH="$work/build" "$moelab" plugins info expert-choice)
+grep -q "^expert-choice-example .*router .*0.1.0 .*moelab-plugin-expert-choice-example.so" <<<"$listing" ||
+    { echo "FAIL: expert-choice-example not listed"; exit 1; }
+info=$(MOELAB_PLUGIN_PATH="$work/build" "$moelab" plugins info expert-choice-example)
 grep -q "experts_per_token (float, \[0.01, 1024\]), default 2.0" <<<"$info" ||
     { echo "FAIL: schema not shown"; echo "$info"; exit 1; }
 
@@ -34,9 +34,9 @@ grep -q "experts_per_token (float, \[0.01, 1024\]), default 2.0" <<<"$info" ||
 mkdir -p "$work/run/corpus"
 for split in train validation test; do echo "some text" >"$work/run/corpus/$split.txt"; done
 (cd "$work/run" && "$moelab" check "$source_dir/tests/recipes/base.toml" \
-    --set router.plugin=expert-choice --set router.experts_per_token=1.5 \
+    --set router.plugin=expert-choice-example --set router.experts_per_token=1.5 \
     --set "plugins.search_path=[\"$work/build\"]" >resolved.toml)
-grep -q 'plugin = "expert-choice"' "$work/run/resolved.toml" ||
+grep -q 'plugin = "expert-choice-example"' "$work/run/resolved.toml" ||
     { echo "FAIL: recipe did not resolve the example"; exit 1; }
 echo "PASS: example plugin built out of tree, listed, documented and resolved"
 

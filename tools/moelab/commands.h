@@ -58,6 +58,10 @@ struct EvalArgs {
     bool passkey = false;
     std::vector<double> depths{0.0, 0.25, 0.5, 0.75, 1.0};
     long long trials = 5;
+    // Routing traces (core/eval/routing_trace.h): record every MoE layer's routing to this file,
+    // or force the routing recorded in it.
+    std::string trace;
+    std::string replay;
 };
 int evaluate_run(const EvalArgs& args);
 

@@ -13,6 +13,7 @@
 #include "core/eval/evaluator.h"
 #include "core/eval/long_context.h"
 #include "core/eval/perturbation_support.h"
+#include "core/eval/routing_trace.h"
 #include "core/inference/generation.h"
 #include "core/metrics/metrics_log.h"
 #include "core/plugin/required_feature.h"
@@ -207,6 +208,41 @@ int evaluate_long_context(const EvalArgs& args, const core::TrainedModel& traine
     return kExitOk;
 }
 
+// Refuses --trace and --replay where they cannot mean anything, before the model is loaded.
+void check_trace_arguments(const EvalArgs& args, const core::Perturbation& perturbation) {
+    if (args.trace.empty() && args.replay.empty()) return;
+    if (!args.trace.empty() && !args.replay.empty()) {
+        throw UsageError(
+            "--trace and --replay: give one (a replayed evaluation's trace is the "
+            "replayed file)");
+    }
+    const std::string option = args.trace.empty() ? "--replay" : "--trace";
+    if (!args.contexts.empty() || args.passkey) {
+        throw UsageError(fmt::format(
+            "{} records or replays the evaluation of the split's batches, not --context or "
+            "--passkey",
+            option));
+    }
+    if (!args.replay.empty() && perturbation.active()) {
+        throw UsageError(fmt::format(
+            "--replay fixes every selection, so {} would perturb nothing; record a perturbed "
+            "evaluation with --trace instead",
+            core::describe_perturbation(perturbation)));
+    }
+    if (!args.trace.empty()) {
+        const fs::path file(args.trace);
+        if (fs::is_directory(file)) {
+            throw UsageError(fmt::format("--trace: {} is a directory; expected a file to write",
+                                         core::printable_path(file)));
+        }
+        const fs::path parent = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+        if (!fs::is_directory(parent)) {
+            throw UsageError(fmt::format("--trace: the directory {} does not exist",
+                                         core::printable_path(parent)));
+        }
+    }
+}
+
 }  // namespace
 
 int evaluate_run(const EvalArgs& args) {
@@ -261,6 +297,7 @@ int evaluate_run(const EvalArgs& args) {
         core::recipe_threads(recipe.train.intra_op_threads, recipe.train.blas_threads));
 
     const core::Perturbation perturbation = core::to_perturbation(recipe.eval.perturbation);
+    check_trace_arguments(args, perturbation);
     if (const sdk::Support support = core::perturbation_support(resolved, perturbation);
         !support.ok) {
         // Never a number the router did not produce under the perturbation: n/a and the reason.
@@ -275,8 +312,24 @@ int evaluate_run(const EvalArgs& args) {
     }
     const std::int64_t max_batches =
         args.max_batches >= 0 ? args.max_batches : recipe.eval.max_batches;
-    const core::SplitEvaluation evaluation =
-        trained.evaluate_sources(split, max_batches, perturbation);
+    std::optional<core::RoutingTraceRecorder> recorder;
+    std::optional<core::RoutingTraceReplay> replay;
+    core::RoutingTap* tap = nullptr;
+    try {
+        if (!args.trace.empty()) tap = &recorder.emplace(trained.model(), recipe.moe.experts);
+        if (!args.replay.empty()) {
+            tap = &replay.emplace(args.replay, trained.model(), recipe.moe.experts);
+        }
+    } catch (const core::TraceError& error) {
+        throw UsageError(fmt::format("--replay: {}", error.what()));
+    }
+    core::SplitEvaluation evaluation;
+    try {
+        evaluation = trained.evaluate_sources(split, max_batches, perturbation, tap);
+        if (replay) replay->finish();
+    } catch (const core::TraceError& error) {
+        throw UsageError(fmt::format("{}: {}", replay ? "--replay" : "--trace", error.what()));
+    }
     const core::EvalResult& result = evaluation.overall;
 
     nlohmann::json report = result.to_json();
@@ -298,8 +351,17 @@ int evaluate_run(const EvalArgs& args) {
     report["perturbation"] = perturbation.active()
                                  ? nlohmann::json(core::describe_perturbation(perturbation))
                                  : nlohmann::json(nullptr);
+    if (recorder) {
+        nlohmann::json context = {
+            {"run", run_dir.string()},    {"checkpoint", step_dir.string()},
+            {"step", trained.step()},     {"split", args.split},
+            {"max_batches", max_batches}, {"perturbation", report["perturbation"]}};
+        recorder->write(args.trace, context);
+        report["trace"] = {{"file", args.trace}, {"tokens", recorder->tokens()}};
+    }
+    if (replay) report["replay"] = args.replay;
     const fs::path summary_file = run_dir / "summary.json";
-    if (fs::exists(summary_file) && !perturbation.active() &&
+    if (fs::exists(summary_file) && !perturbation.active() && !replay &&
         max_batches == recipe.eval.max_batches) {
         // Only for the comparison line: a damaged summary is reported and skipped, not fatal.
         if (auto ppl = summary_perplexity(summary_file, args.split, trained.step())) {
@@ -311,9 +373,13 @@ int evaluate_run(const EvalArgs& args) {
         return kExitOk;
     }
     fmt::print("checkpoint: {} (step {})\n", step_dir.string(), report["step"].get<std::int64_t>());
-    fmt::print("{}: loss {:.6f}, ppl {:.6f} over {} tokens{}\n", args.split, result.loss(),
+    fmt::print("{}: loss {:.6f}, ppl {:.6f} over {} tokens{}{}\n", args.split, result.loss(),
                result.perplexity(), result.tokens,
-               perturbation.active() ? " under " + core::describe_perturbation(perturbation) : "");
+               perturbation.active() ? " under " + core::describe_perturbation(perturbation) : "",
+               replay ? " with the routing replayed from " + args.replay : "");
+    if (recorder) {
+        fmt::print("routing trace: {} ({} tokens per MoE layer)\n", args.trace, recorder->tokens());
+    }
     if (evaluation.sources.size() > 1) {
         for (const auto& [source, source_result] : evaluation.sources) {
             fmt::print("  source {}{}: loss {:.6f}, ppl {:.6f} over {} tokens\n", source->name,

@@ -179,6 +179,13 @@ void add_eval_command(CLI::App& app, int& exit_code) {
         ->check(CLI::Range(0.0, 1.0));
     command->add_option("--trials", args->trials, "Passkey trials per length and depth (default 5)")
         ->check(CLI::Range(1LL, 100000LL));
+    command->add_option("--trace", args->trace,
+                        "Record every MoE layer's selected experts and weights of every evaluated "
+                        "token into this file (safetensors; read it with "
+                        "tools/python/moelab_trace.py)");
+    command->add_option("--replay", args->replay,
+                        "Route with the selections and weights recorded by --trace instead of the "
+                        "routers (same tokens, same MoE layers, gate routers only)");
     command->callback(
         [&exit_code, args] { exit_code = run_guarded([&] { return evaluate_run(*args); }); });
 }

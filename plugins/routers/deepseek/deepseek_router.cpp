@@ -19,11 +19,13 @@ DeepSeekOptions DeepSeekOptions::from(const sdk::Params& params) {
     options.topk_groups = params.get_int("topk_groups");
     options.bias_rate = params.get_float("bias_rate");
     options.balance_coef = params.get_float("balance_coef");
+    options.sequence_balance_coef = params.get_float("sequence_balance_coef");
+    options.global_balance_coef = params.get_float("global_balance_coef");
     return options;
 }
 
 DeepSeekRouter::DeepSeekRouter(const sdk::MoeLayerContext& context, const DeepSeekOptions& options)
-    : options_(options), expert_count_(context.model.experts) {
+    : options_(options), expert_count_(context.model.experts), global_balance_(expert_count_) {
     at::Generator generator = sdk::make_generator(context.seed);
     weight_ = register_parameter(
         "weight",
@@ -96,6 +98,20 @@ sdk::RoutingDecision DeepSeekRouter::route(const sdk::RouterInput& input) {
             "balance", options_.balance_coef *
                            sdk::switch_balance_loss(decision.probs, decision.expert_indices,
                                                     expert_count_, input.batch));
+    }
+    if (options_.sequence_balance_coef > 0) {
+        decision.aux_losses.emplace_back(
+            "sequence_balance",
+            options_.sequence_balance_coef *
+                sdk::sequence_balance_loss(decision.probs, decision.expert_indices, expert_count_,
+                                           input.sequence_length));
+    }
+    if (options_.global_balance_coef > 0) {
+        decision.aux_losses.emplace_back(
+            "global_balance",
+            options_.global_balance_coef *
+                global_balance_.loss(decision.probs, decision.expert_indices, input.training,
+                                     input.micro_batch, *input.batch));
     }
     return decision;
 }

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 
+#include "moelab/sdk/global_batch_balance.h"
 #include "moelab/sdk/moe_layer_context.h"
 #include "moelab/sdk/params.h"
 #include "moelab/sdk/router.h"
@@ -37,6 +38,8 @@ struct DeepSeekOptions {
     std::int64_t topk_groups = 1;  // a token's experts come from its best groups (of `groups`)
     double bias_rate = 0.001;      // 0: no auxiliary-loss-free balancing
     double balance_coef = 0.0;     // Switch loss on the normalised affinities, per micro-batch
+    double sequence_balance_coef = 0.0;  // the same per sequence, averaged (DeepSeek-V3: 1e-4)
+    double global_balance_coef = 0.0;    // the same over the optimizer step's loads
 
     static DeepSeekOptions from(const sdk::Params& params);
 };
@@ -61,6 +64,7 @@ class DeepSeekRouter : public sdk::Router {
     at::Tensor expert_bias_;   // (experts,) float32 buffer: steers selection only
     at::Tensor pending_load_;  // (experts,) float32 buffer: tokens per expert of pending_step_
     at::Tensor pending_step_;  // () int64 buffer: the step pending_load_ counts; -1: none
+    sdk::GlobalBatchBalance global_balance_;
 };
 
 }  // namespace moelab::plugins::deepseek

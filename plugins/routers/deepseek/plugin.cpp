@@ -35,6 +35,14 @@ sdk::ParamSchema schema() {
                 "Coefficient of the Switch load-balancing loss on the normalised affinities, per "
                 "micro-batch (DeepSeek-V3 relies on the bias and uses none of this kind)")
         .at_least(0);
+    s.add_float("sequence_balance_coef", 0.0,
+                "Coefficient of the sequence-wise balance loss on the normalised affinities, "
+                "averaged over sequences (DeepSeek-V3's complementary loss: 0.0001)")
+        .at_least(0);
+    s.add_float("global_balance_coef", 0.0,
+                "Coefficient of the global-batch balance loss: loads counted over the optimizer "
+                "step's micro-batches so far, on every process (Qiu et al. 2025)")
+        .at_least(0);
     return s;
 }
 
@@ -87,5 +95,5 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::deepseek
 
-MOELAB_PLUGIN("deepseek", "1.0.0", "DeepSeek-V3 routing with auxiliary-loss-free balancing",
+MOELAB_PLUGIN("deepseek", "1.1.0", "DeepSeek-V3 routing with auxiliary-loss-free balancing",
               moelab::plugins::deepseek::register_components)

@@ -17,8 +17,19 @@ sdk::ParamSchema schema() {
     s.add_bool("renormalize", true,
                "With softmax_topk and k > 1: rescale the k selected probabilities to sum to 1 "
                "(never at k = 1, where the weight p / p = 1 would cut the router's gradient)");
-    s.add_float("balance_coef", 0.01,
-                "Coefficient of the Switch load-balancing loss (computed on the full softmax)")
+    s.add_float(
+         "balance_coef", 0.01,
+         "Coefficient of the Switch load-balancing loss, loads of each micro-batch (computed "
+         "on the full softmax)")
+        .at_least(0);
+    s.add_float("sequence_balance_coef", 0.0,
+                "Coefficient of the sequence-level balance loss: the Switch loss of each sequence, "
+                "averaged over sequences (DeepSeek-V3)")
+        .at_least(0);
+    s.add_float(
+         "global_balance_coef", 0.0,
+         "Coefficient of the global-batch balance loss: the Switch loss with loads counted "
+         "over the optimizer step's micro-batches so far, on every process (Qiu et al. 2025)")
         .at_least(0);
     s.add_float("z_loss_coef", 0.0, "Coefficient of the ST-MoE router z-loss").at_least(0);
     s.add_float("jitter", 0.0,
@@ -69,4 +80,4 @@ void register_components(sdk::Registrar& registrar) {
 }  // namespace
 }  // namespace moelab::plugins::topk
 
-MOELAB_PLUGIN("topk", "1.1.0", "Top-k softmax router", moelab::plugins::topk::register_components)
+MOELAB_PLUGIN("topk", "1.2.0", "Top-k softmax router", moelab::plugins::topk::register_components)

@@ -13,13 +13,15 @@ TopKOptions TopKOptions::from(const sdk::Params& params) {
     options.softmax_first = params.get_string("selection") == "softmax_topk";
     options.renormalize = params.get_bool("renormalize");
     options.balance_coef = params.get_float("balance_coef");
+    options.sequence_balance_coef = params.get_float("sequence_balance_coef");
+    options.global_balance_coef = params.get_float("global_balance_coef");
     options.z_loss_coef = params.get_float("z_loss_coef");
     options.jitter = params.get_float("jitter");
     return options;
 }
 
 TopKRouter::TopKRouter(const sdk::MoeLayerContext& context, const TopKOptions& options)
-    : options_(options), expert_count_(context.model.experts) {
+    : options_(options), expert_count_(context.model.experts), global_balance_(expert_count_) {
     at::Generator generator = sdk::make_generator(context.seed);
     weight_ = register_parameter(
         "weight",
@@ -55,6 +57,20 @@ sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
             "balance", options_.balance_coef *
                            sdk::switch_balance_loss(decision.probs, decision.expert_indices,
                                                     expert_count_, input.batch));
+    }
+    if (options_.sequence_balance_coef > 0) {
+        decision.aux_losses.emplace_back(
+            "sequence_balance",
+            options_.sequence_balance_coef *
+                sdk::sequence_balance_loss(decision.probs, decision.expert_indices, expert_count_,
+                                           input.sequence_length));
+    }
+    if (options_.global_balance_coef > 0) {
+        decision.aux_losses.emplace_back(
+            "global_balance",
+            options_.global_balance_coef *
+                global_balance_.loss(decision.probs, decision.expert_indices, input.training,
+                                     input.micro_batch, *input.batch));
     }
     if (options_.z_loss_coef > 0) {
         decision.aux_losses.emplace_back("z_loss",

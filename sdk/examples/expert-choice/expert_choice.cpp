@@ -6,7 +6,8 @@
 //
 // Caveat for language modelling: an expert's choice looks at every token of the batch, future
 // tokens included, so the model is not strictly causal at training time. It is here to show the
-// SDK, not as a recommended LM router.
+// SDK; moelab's built-in `expert_choice` router is the tested baseline (plugins/routers/
+// expert_choice), and this example is named `expert-choice-example` to stay apart from it.
 
 #include <cmath>
 #include <string>
@@ -64,7 +65,7 @@ class ExpertChoiceRouter : public moelab::sdk::Router {
 
 void register_components(moelab::sdk::Registrar& registrar) {
     moelab::sdk::RouterComponent component;
-    component.name = "expert-choice";
+    component.name = "expert-choice-example";
     component.summary = "Expert-choice routing: each expert picks its top tokens (example)";
     component.params
         .add_float("experts_per_token", 2.0,
@@ -82,5 +83,5 @@ void register_components(moelab::sdk::Registrar& registrar) {
 
 }  // namespace expert_choice
 
-MOELAB_PLUGIN("expert-choice", "0.1.0", "Example out-of-tree router plugin",
+MOELAB_PLUGIN("expert-choice-example", "0.1.0", "Example out-of-tree router plugin",
               expert_choice::register_components)

@@ -29,6 +29,10 @@ struct BlockInput {
     // Since 4.1; never null while the host calls forward(): sums over the whole batch when it is
     // split across processes (batch_reduction.h); hand it to the block's routers.
     const BatchReduction* batch = nullptr;
+    // Since 5.3, as in RouterInput (router.h): hand them to the block's routers.
+    std::int64_t sequence_length = 0;
+    std::int64_t micro_batch = 0;
+    std::int64_t micro_batches = 1;
 };
 
 struct BlockOutput {

@@ -30,6 +30,15 @@ struct RouterInput {
     // Since 4.1; never null while the host calls route(): sums over the whole batch when it is
     // split across processes (batch_reduction.h). Batch-level losses use it (switch_balance_loss).
     const BatchReduction* batch = nullptr;
+    // Since 5.3: the rows of `hidden` are whole sequences of `sequence_length` consecutive tokens,
+    // sequence after sequence; 0 where they are not (decoding with a cache, padded prompts).
+    // Sequence-level losses read it (sequence_balance_loss).
+    std::int64_t sequence_length = 0;
+    // Since 5.3: this forward's micro-batch of the optimizer step (0-based) and the step's number
+    // of micro-batches (gradient accumulation); 0 and 1 outside training. Losses over the whole
+    // step read them (GlobalBatchBalance in global_batch_balance.h).
+    std::int64_t micro_batch = 0;
+    std::int64_t micro_batches = 1;
 };
 
 class Router : public torch::nn::Module {
