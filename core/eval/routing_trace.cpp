@@ -42,10 +42,19 @@ at::Tensor concat_slots(const std::vector<at::Tensor>& chunks, double fill) {
     return at::cat(padded);
 }
 
+std::vector<int> model_layers_of(const LanguageModel& model) {
+    std::vector<int> layers;
+    for (std::int64_t l = 0; l < model.layers(); ++l) {
+        if (model.moe_layer(l) != nullptr) layers.push_back(static_cast<int>(l));
+    }
+    return layers;
+}
+
 }  // namespace
 
 RoutingTraceRecorder::RoutingTraceRecorder(const LanguageModel& model, std::int64_t experts)
     : experts_(experts) {
+    if (model_layers_of(model).empty()) throw TraceError("the model has no MoE layer to trace");
     for (std::int64_t l = 0; l < model.layers(); ++l) {
         if (const MoeLayer* moe = model.moe_layer(l)) {
             if (first_moe_layer_ < 0) first_moe_layer_ = static_cast<int>(l);
@@ -127,6 +136,7 @@ void RoutingTraceRecorder::write(const std::filesystem::path& file,
         write_safetensors(temporary, tensors, {{kMetadataKey, metadata.dump()}});
         sync_path(temporary);
         std::filesystem::rename(temporary, file);
+        sync_path(file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path());
     } catch (const std::exception& error) {
         std::error_code ignored;
         std::filesystem::remove(temporary, ignored);
@@ -151,6 +161,9 @@ RoutingTraceReplay::RoutingTraceReplay(const std::filesystem::path& file,
         throw fail(fmt::format("not a routing trace: no '{}' metadata", kMetadataKey));
     }
     metadata_ = nlohmann::json::parse(meta->second, nullptr, /*allow_exceptions=*/false);
+    if (metadata_.is_discarded()) {
+        throw fail(fmt::format("metadata '{}' is not valid JSON", kMetadataKey));
+    }
     auto number = [&](const char* key) -> std::int64_t {
         if (!metadata_.is_object() || !metadata_.contains(key) ||
             !metadata_[key].is_number_integer()) {
@@ -176,13 +189,15 @@ RoutingTraceReplay::RoutingTraceReplay(const std::filesystem::path& file,
                               t.size(0) == shape[0] && (shape.size() == 1 || t.size(1) >= 1);
         if ((t.scalar_type() != a && t.scalar_type() != b) || !shape_ok) {
             throw fail(fmt::format("tensor '{}': expected {} of shape ({}{}), got {}", key,
-                                   safetensors_dtype(a), tokens, shape.size() == 2 ? ", slots" : "",
-                                   tensor_text(t)));
+                                   a == b ? safetensors_dtype(a)
+                                          : safetensors_dtype(a) + " or " + safetensors_dtype(b),
+                                   tokens, shape.size() == 2 ? ", slots" : "", tensor_text(t)));
         }
         return t;
     };
     tokens_ = tensor("tokens", at::kInt, at::kInt, {tokens}).to(at::kLong);
 
+    if (model_layers_of(model).empty()) throw fail("the model has no MoE layer to replay into");
     std::vector<int> model_layers;
     for (std::int64_t l = 0; l < model.layers(); ++l) {
         const MoeLayer* moe = model.moe_layer(l);

@@ -17,11 +17,13 @@
 // decisions; where they vary between batches (variable-k routers) shorter ones are padded with
 // empty slots. `__metadata__` holds "moelab.trace", a JSON object: {"version": 1, "tokens": N,
 // "experts": E, "layers": [{"layer": L, "plugin": name, "routers": count}, ...]} plus what the
-// recording evaluation was (run, checkpoint, step, split, max_batches, perturbation).
+// recording evaluation was (run, checkpoint, step, split, max_batches, seq_len, batch_size,
+// perturbation); `moelab eval --replay` refuses another seq_len or batch size.
 //
 // Replay drives only the host's standard block (gate routers): it hands each MoE layer the
 // recorded decision in place of calling the router, so the evaluation's loss equals the recorded
-// one bit for bit when nothing else changed. Blocks that route inside themselves (make_block)
+// one bit for bit when nothing else changed (on the CPU; CUDA's combine adds atomically unless
+// deterministic kernels are on). Blocks that route inside themselves (make_block)
 // cannot be driven, so a model with one is refused, as is a trace whose layers, expert count or
 // tokens differ from the evaluation's.
 

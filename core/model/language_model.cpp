@@ -239,6 +239,39 @@ double LanguageModel::active_parameters(const RoutingStats& stats) const {
     return active;
 }
 
+std::optional<double> LanguageModel::forward_flops_per_token(const RoutingStats& stats,
+                                                             std::int64_t seq_len) const {
+    auto matrix_numel = [](const torch::nn::Module& module) {
+        double numel = 0;
+        for (const at::Tensor& p : module.parameters()) {
+            if (p.dim() >= 2) numel += static_cast<double>(p.numel());
+        }
+        return numel;
+    };
+    double matrices = matrix_numel(*this);
+    if (head_.defined()) matrices -= static_cast<double>(embedding_.numel());  // a lookup
+    double attention = 0;
+    for (const auto& layer : layers_) {
+        matrices -= matrix_numel(layer->attention());  // counted by the plugin's cost below
+        MoeLayer* moe = layer->moe();
+        if (moe == nullptr) continue;
+        const auto fractions = stats.layer_or_empty(moe->layer_index()).active_fractions();
+        for (const auto& bank : moe->banks()) {
+            // The whole bank, also when this process holds a share of its experts, times the
+            // fraction a token uses, in place of what matrix_numel counted here.
+            const auto it = fractions.find(bank->spec().name);
+            const double used = it == fractions.end() ? 1.0 : it->second;
+            matrices += static_cast<double>(bank_parameters(*bank)) * used - matrix_numel(*bank);
+        }
+    }
+    for (std::int64_t context = 1; context <= seq_len; ++context) {
+        const sdk::AttentionCost cost = attention_cost(context);
+        if (cost.flops_per_token < 0) return std::nullopt;
+        attention += cost.flops_per_token;
+    }
+    return 2.0 * matrices + attention / static_cast<double>(std::max<std::int64_t>(seq_len, 1));
+}
+
 std::vector<at::Tensor> LanguageModel::decayed_parameters() const {
     std::vector<at::Tensor> out;
     for (const at::Tensor& p : parameters()) {

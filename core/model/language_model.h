@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -116,6 +117,22 @@ class LanguageModel : public torch::nn::Module {
     ParameterCounts parameter_counts() const;
     // Parameters used per token on average, given the banks' active fractions measured in `stats`.
     double active_parameters(const RoutingStats& stats) const;
+    // Note [Model FLOPs]
+    // ~~~~~~~~~~~~~~~~~~
+    // Forward FLOPs of one token of a training sequence of `seq_len` tokens, the work the model
+    // needs (not what an implementation happens to do), counted from the assembled model:
+    //   2 x the weight matrices a token uses: every parameter of two or more dimensions except
+    //       the embedding table (a lookup) unless the head is tied to it, with each expert bank
+    //       scaled by its measured active fraction in `stats` (experts used per token / experts);
+    //       routers, gates, dense FFNs and the LM head count in full;
+    //   + each layer's attention, projections included, as its plugin states it
+    //       (Attention::cost), averaged over the causal contexts 1..seq_len of the sequence's
+    //       tokens (PaLM's convention counts every token at the full seq_len instead).
+    // Norms, activations, softmax and the loss are left out, as is usual. A training step is
+    // 3 times this (forward, and a backward of twice the forward). nullopt when an attention
+    // plugin does not state its cost.
+    std::optional<double> forward_flops_per_token(const RoutingStats& stats,
+                                                  std::int64_t seq_len) const;
 
     // Weight-decayed parameters (matrices) and the rest (norm scales, 1-D parameters).
     std::vector<at::Tensor> decayed_parameters() const;

@@ -40,6 +40,7 @@ class TransformerLayer : public torch::nn::Module {
     sdk::AttentionCost attention_cost(std::int64_t context) const;
 
     MoeLayer* moe() const { return moe_.get(); }
+    const sdk::Attention& attention() const { return *attention_; }
 
   private:
     // sequence_length: BlockInput::sequence_length, 0 when the rows are not whole sequences.

@@ -29,10 +29,11 @@ void ProgressReporter::end_line() {
 }
 
 void ProgressReporter::update(std::int64_t step, double loss, double lr, double tokens_per_second,
-                              double eta_seconds) {
+                              double eta_seconds, std::optional<double> mfu) {
     const std::string text = fmt::format(
-        "step {:>{}}/{} | loss {:.4f} | lr {:.2e} | {:.1f}k tok/s | ETA {}", step,
+        "step {:>{}}/{} | loss {:.4f} | lr {:.2e} | {:.1f}k tok/s{} | ETA {}", step,
         std::to_string(total_steps_).size(), total_steps_, loss, lr, tokens_per_second / 1000.0,
+        mfu ? fmt::format(" | MFU {:.1f}%", 100.0 * *mfu) : std::string(),
         format_duration(eta_seconds));
     if (terminal_) {
         fmt::print(stream_, "\r\033[K{}", text);

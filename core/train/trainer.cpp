@@ -28,6 +28,7 @@
 #include "core/system/autocast_scope.h"
 #include "core/system/build_info.h"
 #include "core/system/device.h"
+#include "core/system/gemm_peak.h"
 #include "core/system/read_file.h"
 #include "core/system/threads.h"
 #include "core/train/adamw.h"
@@ -236,6 +237,8 @@ class TrainingRun {
     void train_step();
     void enter_stage(const StagePosition& position);
     void write_train_record(double window_seconds, std::int64_t window_steps);
+    // Training tokens/s, model FLOPs, achieved GFLOP/s and MFU (null where unknown).
+    nlohmann::json throughput_summary() const;
     SplitEvaluation evaluate_split(Split split, std::int64_t max_batches);
     fs::path save(const std::string& why);
     void diverged(const std::string& what, double value);
@@ -250,6 +253,9 @@ class TrainingRun {
     const TrainOptions& train_;
     RunOptions options_;
     ProgressReporter progress_;
+    std::optional<GemmPeak> gemm_peak_;            // the leader's
+    std::optional<double> train_flops_per_token_;  // of the last logged window
+    double train_tokens_ = 0, train_seconds_ = 0;  // over the logged training windows
 
     fs::path run_dir_;
     std::shared_ptr<Parallelism> parallel_;
@@ -384,6 +390,8 @@ void TrainingRun::setup() {
 
     if (!leader_) return;
     metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
+    // What MFU is measured against: this process's measured peak, once per machine (cached).
+    gemm_peak_ = gemm_peak(device_, bf16_ ? at::kBFloat16 : at::kFloat);
     const BuildInfo build = build_info();
     const ParameterCounts counts = model_->parameter_counts();
     const ThreadSettings threads = current_threads();
@@ -408,8 +416,14 @@ void TrainingRun::setup() {
          {"vocab_size", data.vocab_size()},
          {"parallel", {{"processes", layout.world}, {"expert_degree", layout.expert_degree}}},
          {"startup_s", {{"data", data_seconds}, {"total", seconds_since(setup_start)}}},
-         {"resumed_from_step", options_.resume ? nlohmann::json(step_) : nullptr}});
+         {"resumed_from_step", options_.resume ? nlohmann::json(step_) : nullptr},
+         {"gemm_peak",
+          {{"gflops", gemm_peak_->gflops},
+           {"what", gemm_peak_->description},
+           {"source", gemm_peak_->source}}}});
     log(fmt::format("run directory: {}", run_dir_.string()));
+    log(fmt::format("GEMM peak {:.1f} GFLOP/s ({}; {}): the reference of MFU", gemm_peak_->gflops,
+                    gemm_peak_->description, gemm_peak_->source));
     if (parallel_->distributed()) {
         log(
             fmt::format("{} processes: expert parallelism of degree {}, each process {} of the {} "
@@ -648,11 +662,34 @@ void TrainingRun::average_gradients() {
     average(sharded_parameters_, parallel_->expert_replicas());
 }
 
+nlohmann::json TrainingRun::throughput_summary() const {
+    // Over the training windows this process timed (evaluations and checkpoints excluded).
+    const double tokens_per_second = train_tokens_ / std::max(train_seconds_, 1e-9);
+    nlohmann::json out = {{"training_tokens_per_second", tokens_per_second},
+                          {"model_flops_per_token", nullptr},
+                          {"achieved_gflops", nullptr},
+                          {"gemm_peak_gflops", nullptr},
+                          {"mfu", nullptr}};
+    if (gemm_peak_) {
+        out["gemm_peak_gflops"] = gemm_peak_->gflops * parallel_->layout().world;
+        out["gemm_peak"] = gemm_peak_->description;
+    }
+    if (train_flops_per_token_) {
+        const double achieved = tokens_per_second * *train_flops_per_token_ / 1e9;
+        out["model_flops_per_token"] = *train_flops_per_token_;
+        out["achieved_gflops"] = achieved;
+        if (gemm_peak_) out["mfu"] = achieved / (gemm_peak_->gflops * parallel_->layout().world);
+    }
+    return out;
+}
+
 void TrainingRun::write_train_record(double window_seconds, std::int64_t window_steps) {
     const double n = static_cast<double>(window_steps);
     const double tokens = static_cast<double>(window_steps * train_.grad_accum * train_.batch_size *
                                               recipe_.data.seq_len);
     const double tokens_per_second = tokens / std::max(window_seconds, 1e-9);
+    train_tokens_ += tokens;
+    train_seconds_ += window_seconds;
     const double eta = window_seconds / n * static_cast<double>(train_.steps - step_);
     nlohmann::json record = {{"type", "train"},
                              {"step", step_},
@@ -666,6 +703,21 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
                              {"tokens_per_s", tokens_per_second},
                              {"elapsed_s", elapsed_before_ + seconds_since(started_)}};
     window_stats_.sum_over(parallel_->world());
+    // Note [Model FLOPs]: a training step is 3 forward passes' worth; the experts' share follows
+    // the window's measured routing. MFU against every process's peak (each measures its own
+    // threads; the leader's stands for all).
+    std::optional<double> mfu;
+    if (const std::optional<double> forward =
+            model_->forward_flops_per_token(window_stats_, recipe_.data.seq_len)) {
+        train_flops_per_token_ = 3.0 * *forward;
+        const double achieved = tokens_per_second * *train_flops_per_token_ / 1e9;
+        record["model_flops_per_token"] = *train_flops_per_token_;
+        record["achieved_gflops"] = achieved;
+        if (gemm_peak_) {
+            mfu = achieved / (gemm_peak_->gflops * parallel_->layout().world);
+            record["mfu"] = *mfu;
+        }
+    }
     if (parallel_->distributed()) {
         // This process's time in each kind of exchange during the window's steps; the rest of
         // the window is computation (and waiting inside the exchanges for slower processes).
@@ -678,7 +730,7 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
     if (leader_) {
         if (!window_stats_.empty()) record["moe"] = window_stats_.summary();
         metrics_->write(record);
-        progress_.update(step_, window_loss_ / n, last_lr_, tokens_per_second, eta);
+        progress_.update(step_, window_loss_ / n, last_lr_, tokens_per_second, eta, mfu);
     }
     window_stats_ = RoutingStats();
     window_loss_ = window_lm_ = window_aux_ = window_grad_norm_ = 0;
@@ -855,6 +907,7 @@ void TrainingRun::finish() {
         {"tokens_seen", tokens_seen_},
         {"wall_seconds", wall},
         {"tokens_per_second", static_cast<double>(tokens_seen_) / std::max(wall, 1e-9)},
+        {"throughput", throughput_summary()},
         {"validation", split_summary(validation_split, Split::kValidation)},
         {"test", split_summary(test_split, Split::kTest)},
         {"parameters",

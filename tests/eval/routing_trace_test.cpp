@@ -129,10 +129,13 @@ TEST_F(RoutingTrace, RefusesATraceThatDoesNotFit) {
              {"run --replay fit.st --max-batches 2", "recorded on a longer evaluation"},
              {"run --replay fit.st --max-batches 4", "recorded on a shorter evaluation"},
              {"run --replay fit.st --split test", "recorded on other tokens"},
+             // The same token stream in other batches: refused by what the trace records.
+             {"run --replay fit.st --set eval.batch_size=2 --max-batches 6",
+              "recorded with batch_size = 4, this evaluation has 2"},
              {"four --replay fit.st", "recorded with 8 experts per layer; this model has 4"},
              {"run --replay recipe.toml", "recipe.toml"},
              {"run --replay missing.st", "missing.st"},
-             {"run --replay fit.st --perturb disable_top=1", "would perturb nothing"},
+             {"run --replay fit.st --perturb disable_top=1", "fit.st: the trace fixes every"},
              {"run --replay fit.st --trace again.st", "give one"},
              {"run --trace no/such/dir/t.st", "does not exist"},
              {"run --trace corpus", "is a directory"}}) {

@@ -65,7 +65,7 @@ TEST_F(TinyRun, LeavesEverythingARunNeedsInItsDirectory) {
     }
     // Progress lines when stdout is not a terminal.
     EXPECT_NE(run.out.find("step 12/12 | loss"), std::string::npos) << run.out;
-    EXPECT_NE(run.out.find("tok/s | ETA"), std::string::npos);
+    EXPECT_NE(run.out.find("tok/s | MFU "), std::string::npos) << run.out;
 
     const auto run_records = records("a", "run");
     ASSERT_EQ(run_records.size(), 1u);
@@ -92,6 +92,17 @@ TEST_F(TinyRun, LeavesEverythingARunNeedsInItsDirectory) {
         EXPECT_TRUE(train.back().contains(key)) << key;
     }
     EXPECT_EQ(train.back()["tokens"], 12 * 4 * 16);
+    // Note [Model FLOPs], by hand for this model (d 32, 4 heads, 2 layers, 4 experts of 16, top-2,
+    // 257 byte ids, tied head, 16 tokens): per layer attention 2*32*128 + 128*8.5 = 9280, router
+    // 2*4*32 = 256, two experts 2*2*(3*32*16) = 6144; head 2*257*32 = 16448; training 3 x forward.
+    EXPECT_DOUBLE_EQ(train.back()["model_flops_per_token"].get<double>(),
+                     3.0 * (2 * (9280 + 256 + 6144) + 16448));
+    const double peak = first["gemm_peak"]["gflops"].get<double>();
+    EXPECT_DOUBLE_EQ(train.back()["achieved_gflops"].get<double>(),
+                     train.back()["tokens_per_s"].get<double>() *
+                         train.back()["model_flops_per_token"].get<double>() / 1e9);
+    EXPECT_DOUBLE_EQ(train.back()["mfu"].get<double>(),
+                     train.back()["achieved_gflops"].get<double>() / peak);
 
     const nlohmann::json summary = read_json(dir("a") / "summary.json");
     EXPECT_EQ(summary["steps"], 12);
@@ -103,6 +114,14 @@ TEST_F(TinyRun, LeavesEverythingARunNeedsInItsDirectory) {
     const double expert = summary["parameters"]["expert"];
     // top-2 of 4 experts: half of the expert parameters are active.
     EXPECT_NEAR(active, total - expert / 2, 1.0);
+    const nlohmann::json& throughput = summary["throughput"];
+    EXPECT_DOUBLE_EQ(throughput["model_flops_per_token"].get<double>(),
+                     train.back()["model_flops_per_token"].get<double>());
+    EXPECT_DOUBLE_EQ(throughput["gemm_peak_gflops"].get<double>(), peak);
+    EXPECT_NEAR(throughput["mfu"].get<double>(),
+                throughput["training_tokens_per_second"].get<double>() *
+                    throughput["model_flops_per_token"].get<double>() / 1e9 / peak,
+                1e-12);
 }
 
 TEST_F(TinyRun, ResumingGivesABitIdenticalLossCurve) {

@@ -1,4 +1,8 @@
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 
@@ -225,9 +229,9 @@ void check_trace_arguments(const EvalArgs& args, const core::Perturbation& pertu
     }
     if (!args.replay.empty() && perturbation.active()) {
         throw UsageError(fmt::format(
-            "--replay fixes every selection, so {} would perturb nothing; record a perturbed "
-            "evaluation with --trace instead",
-            core::describe_perturbation(perturbation)));
+            "--replay {}: the trace fixes every selection, so {} would perturb nothing; record a "
+            "perturbed evaluation with --trace instead",
+            core::printable_path(args.replay), core::describe_perturbation(perturbation)));
     }
     if (!args.trace.empty()) {
         const fs::path file(args.trace);
@@ -239,6 +243,11 @@ void check_trace_arguments(const EvalArgs& args, const core::Perturbation& pertu
         if (!fs::is_directory(parent)) {
             throw UsageError(fmt::format("--trace: the directory {} does not exist",
                                          core::printable_path(parent)));
+        }
+        // Found now, not after the evaluation.
+        if (::access(parent.c_str(), W_OK) != 0) {
+            throw UsageError(fmt::format("--trace: cannot write into {}: {}",
+                                         core::printable_path(parent), std::strerror(errno)));
         }
     }
 }
@@ -315,13 +324,27 @@ int evaluate_run(const EvalArgs& args) {
     std::optional<core::RoutingTraceRecorder> recorder;
     std::optional<core::RoutingTraceReplay> replay;
     core::RoutingTap* tap = nullptr;
+    // What makes a trace's decisions belong to this evaluation beyond its tokens: the windows
+    // (seq_len) and batches the routing saw (attention context; expert choice ranks a batch).
+    const nlohmann::json windows = {{"seq_len", recipe.data.seq_len},
+                                    {"batch_size", recipe.eval.batch_size}};
     try {
         if (!args.trace.empty()) tap = &recorder.emplace(trained.model(), recipe.moe.experts);
         if (!args.replay.empty()) {
             tap = &replay.emplace(args.replay, trained.model(), recipe.moe.experts);
+            for (const auto& [key, value] : windows.items()) {
+                if (replay->metadata().value(key, nlohmann::json()) != value) {
+                    throw core::TraceError(fmt::format(
+                        "{}: recorded with {} = {}, this evaluation has {}: the routing was "
+                        "computed on other windows",
+                        core::printable_path(args.replay), key,
+                        replay->metadata().value(key, nlohmann::json()).dump(), value.dump()));
+                }
+            }
         }
     } catch (const core::TraceError& error) {
-        throw UsageError(fmt::format("--replay: {}", error.what()));
+        throw UsageError(
+            fmt::format("{}: {}", args.replay.empty() ? "--trace" : "--replay", error.what()));
     }
     core::SplitEvaluation evaluation;
     try {
@@ -356,6 +379,7 @@ int evaluate_run(const EvalArgs& args) {
             {"run", run_dir.string()},    {"checkpoint", step_dir.string()},
             {"step", trained.step()},     {"split", args.split},
             {"max_batches", max_batches}, {"perturbation", report["perturbation"]}};
+        context.update(windows);
         recorder->write(args.trace, context);
         report["trace"] = {{"file", args.trace}, {"tokens", recorder->tokens()}};
     }

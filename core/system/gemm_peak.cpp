@@ -1,0 +1,121 @@
+#include "core/system/gemm_peak.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <torch/version.h>
+#include <nlohmann/json.hpp>
+
+#include "core/system/atomic_file.h"
+#include "core/system/read_file.h"
+#include "core/system/threads.h"
+
+namespace moelab::core {
+
+namespace {
+
+std::string cpu_model() {
+    std::ifstream in("/proc/cpuinfo");
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("model name", 0) == 0) {
+            const auto colon = line.find(':');
+            if (colon != std::string::npos) {
+                std::string name = line.substr(colon + 1);
+                name.erase(0, name.find_first_not_of(' '));
+                return name;
+            }
+        }
+    }
+    return "unknown CPU";
+}
+
+double measure(at::Device device, at::ScalarType dtype, std::int64_t n) {
+    // Drawn from a generator of its own: a run that measures must leave the global random state
+    // exactly as a run that reads the cache does.
+    at::Generator generator = at::detail::createCPUGenerator(0);
+    const at::Tensor a = at::randn({n, n}, generator).to(device, dtype);
+    const at::Tensor b = at::randn({n, n}, generator).to(device, dtype);
+    at::Tensor c = at::mm(a, b);
+    c.select(0, 0).sum().item<double>();  // warm-up, and on CUDA wait for it
+    double best = 1e30;
+    for (int rep = 0; rep < 5; ++rep) {
+        const auto start = std::chrono::steady_clock::now();
+        c = at::mm(a, b);
+        c.select(0, 0).sum().item<double>();  // waits for the product on CUDA
+        const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+        best = std::min(best, took.count());
+    }
+    return 2.0 * static_cast<double>(n) * n * n / best / 1e9;
+}
+
+}  // namespace
+
+std::filesystem::path gemm_peak_cache_file() {
+    if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
+        return std::filesystem::path(xdg) / "moelab" / "gemm-peak.json";
+    }
+    const char* home = std::getenv("HOME");
+    return std::filesystem::path(home != nullptr ? home : ".") / ".cache" / "moelab" /
+           "gemm-peak.json";
+}
+
+GemmPeak gemm_peak(at::Device device, at::ScalarType dtype) {
+    const bool cuda = device.is_cuda();
+    const std::int64_t n = cuda ? 8192 : 2048;
+    const ThreadSettings threads = current_threads();
+    const std::string hardware =
+        cuda ? fmt::format("cuda device {}", device.has_index() ? device.index() : 0)
+             : fmt::format("{}, intra-op {}, BLAS {} threads", cpu_model(), threads.intra_op,
+                           threads.blas);
+    GemmPeak peak;
+    peak.description =
+        fmt::format("{} {}^2 on {} ({})", dtype == at::kBFloat16 ? "bfloat16" : "float32", n,
+                    cuda ? "cuda" : "cpu", hardware);
+    if (const char* fixed = std::getenv("MOELAB_GEMM_PEAK_GFLOPS"); fixed != nullptr) {
+        char* end = nullptr;
+        const double value = std::strtod(fixed, &end);
+        if (end == fixed || *end != '\0' || !(value > 0)) {
+            throw std::runtime_error(fmt::format(
+                "MOELAB_GEMM_PEAK_GFLOPS: expected a positive number of GFLOP/s, got '{}'", fixed));
+        }
+        peak.gflops = value;
+        peak.source = "MOELAB_GEMM_PEAK_GFLOPS";
+        return peak;
+    }
+    const std::string key =
+        fmt::format("{}|torch {}.{}", peak.description, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
+    const std::filesystem::path file = gemm_peak_cache_file();
+    nlohmann::json cache = nlohmann::json::object();
+    try {
+        if (std::filesystem::is_regular_file(file)) {
+            cache = nlohmann::json::parse(read_file(file, 1 << 20, "GEMM peak cache"));
+            if (!cache.is_object()) cache = nlohmann::json::object();
+        }
+    } catch (const std::exception&) {
+        cache = nlohmann::json::object();  // damaged: measured again and rewritten
+    }
+    if (cache.contains(key) && cache[key].is_number() && cache[key].get<double>() > 0) {
+        peak.gflops = cache[key].get<double>();
+        peak.source = "cached in " + file.string();
+        return peak;
+    }
+    peak.gflops = measure(device, dtype, n);
+    peak.source = "measured";
+    try {
+        cache[key] = peak.gflops;
+        std::filesystem::create_directories(file.parent_path());
+        write_file_atomically(file, cache.dump(2) + "\n");
+    } catch (const std::exception&) {
+        // Not cached: the next run measures again.
+    }
+    return peak;
+}
+
+}  // namespace moelab::core
