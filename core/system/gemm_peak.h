@@ -1,15 +1,17 @@
 #pragma once
 
 // The machine's measured GEMM peak: what model FLOPs utilisation (MFU) is measured against (Note
-// [Model FLOPs] in core/model/language_model.h). Measured once per machine and cached, because a
-// run's MFU must compare with a number that does not move from run to run.
+// [Model FLOPs] in core/model/language_model.h).
 //
-// Measured as the best of 5 square products (2048 on the CPU, 8192 on CUDA) after a warm-up, in
-// the dtype the run computes in, with this process's threads. The cache is
-// $XDG_CACHE_HOME/moelab/gemm-peak.json (else ~/.cache/moelab/), one entry per key: device, CPU
-// model or GPU name, threads, dtype and LibTorch version. Delete the file to measure again, e.g.
-// after a first run on a busy machine. MOELAB_GEMM_PEAK_GFLOPS=<number> sets the peak instead of
-// measuring it (the test suite does, so that its runs never measure under load).
+// Measured at the start of every run as the best of 5 square products (2048 on the CPU, 8192 on
+// CUDA) after a warm-up, in the dtype the run computes in, with this process's threads (about half
+// a second on a 2-core CPU). A product that shares the machine with other work measures low (on
+// this project's 2-core machine 126 instead of 215 GFLOP/s once), so the peak is the best
+// measurement the machine has given: $XDG_CACHE_HOME/moelab/gemm-peak.json (else
+// ~/.cache/moelab/) keeps it per key (device, CPU model or GPU name, threads, dtype, LibTorch
+// version), and every run that measures higher raises it. Delete the file to start over (new
+// hardware behind the same name). MOELAB_GEMM_PEAK_GFLOPS=<number> sets the peak and measures
+// nothing (the test suite does: its runs share the machine).
 
 #include <filesystem>
 #include <string>
@@ -21,11 +23,14 @@ namespace moelab::core {
 struct GemmPeak {
     double gflops = 0;        // GFLOP/s
     std::string description;  // "float32 2048^2 on cpu (Intel ..., intra-op 1, BLAS 2 threads)"
-    std::string source;       // "measured", "cached in FILE" or "MOELAB_GEMM_PEAK_GFLOPS"
+    std::string source;       // "measured", "the best of this machine, cached in FILE; ..."
+                              // or "MOELAB_GEMM_PEAK_GFLOPS"
+    double measured_now = 0;  // this call's measurement (0 with the override)
 };
 
-// The peak for `dtype` on `device`; throws std::runtime_error when the override is not a positive
-// number. A cache that cannot be read or written is measured around (never fatal).
+// The peak for `dtype` on `device`: the higher of this measurement and the cached best. Throws
+// std::runtime_error when the override is not a positive number. A cache that cannot be read or
+// written is not fatal: the measurement stands alone.
 GemmPeak gemm_peak(at::Device device, at::ScalarType dtype);
 
 // The cache file the peak is kept in (see above).

@@ -1,6 +1,7 @@
-// The GEMM peak MFU is measured against: measured once, then read from the cache (a planted value
-// is returned as it is, so nothing is measured again), a damaged cache measured around, and the
-// MOELAB_GEMM_PEAK_GFLOPS override taken as given or refused when it is not a positive number.
+// The GEMM peak MFU is measured against: every call measures, and the cache keeps the best the
+// machine has given (a planted higher value stands, a planted lower one is replaced), a damaged
+// cache is measured around, and the MOELAB_GEMM_PEAK_GFLOPS override is taken as given (nothing
+// measured, nothing cached) or refused when it is not a positive number.
 
 #include <gtest/gtest.h>
 
@@ -41,23 +42,35 @@ class GemmPeakCache : public ::testing::Test {
     fs::path dir_;
 };
 
-TEST_F(GemmPeakCache, MeasuresOnceThenReadsTheCache) {
+TEST_F(GemmPeakCache, KeepsTheBestMeasurementOfTheMachine) {
     const fs::path file = core::gemm_peak_cache_file();
     EXPECT_EQ(file, dir_ / "moelab" / "gemm-peak.json");
     const core::GemmPeak first = core::gemm_peak(at::kCPU, at::kFloat);
     EXPECT_EQ(first.source, "measured");
     EXPECT_GT(first.gflops, 0.1);
+    EXPECT_DOUBLE_EQ(first.gflops, first.measured_now);
     ASSERT_TRUE(fs::exists(file));
     nlohmann::json cache = nlohmann::json::parse(std::ifstream(file));
     ASSERT_EQ(cache.size(), 1u);
     EXPECT_DOUBLE_EQ(cache.begin().value().get<double>(), first.gflops);
+    const std::string key = cache.begin().key();
 
-    // A planted value comes back: the second call reads, it does not measure.
-    cache.begin().value() = 1234.5;
+    // A better value on record (planted: no CPU reaches it) stands, and the file keeps it.
+    cache[key] = 1e9;
     std::ofstream(file) << cache.dump();
-    const core::GemmPeak second = core::gemm_peak(at::kCPU, at::kFloat);
-    EXPECT_DOUBLE_EQ(second.gflops, 1234.5);
-    EXPECT_EQ(second.source, "cached in " + file.string());
+    const core::GemmPeak best = core::gemm_peak(at::kCPU, at::kFloat);
+    EXPECT_DOUBLE_EQ(best.gflops, 1e9);
+    EXPECT_GT(best.measured_now, 0.1);
+    EXPECT_LT(best.measured_now, 1e9);
+    EXPECT_NE(best.source.find("cached in " + file.string()), std::string::npos) << best.source;
+    EXPECT_DOUBLE_EQ(nlohmann::json::parse(std::ifstream(file))[key].get<double>(), 1e9);
+
+    // A worse value on record (a measurement on a busy machine) is replaced by this one.
+    cache[key] = 0.001;
+    std::ofstream(file) << cache.dump();
+    const core::GemmPeak raised = core::gemm_peak(at::kCPU, at::kFloat);
+    EXPECT_EQ(raised.source, "measured");
+    EXPECT_DOUBLE_EQ(nlohmann::json::parse(std::ifstream(file))[key].get<double>(), raised.gflops);
 
     // A damaged cache is measured around and rewritten.
     std::ofstream(file) << "{ not json";
