@@ -22,7 +22,7 @@
 
 #include <cstdint>
 
-#include "moelab/sdk/global_batch_balance.h"
+#include "moelab/sdk/balance_losses.h"
 #include "moelab/sdk/moe_layer_context.h"
 #include "moelab/sdk/params.h"
 #include "moelab/sdk/router.h"
@@ -60,11 +60,11 @@ class DeepSeekRouter : public sdk::Router {
 
     DeepSeekOptions options_;
     std::int64_t expert_count_;
-    at::Tensor weight_;        // (experts, d_model) float32
-    at::Tensor expert_bias_;   // (experts,) float32 buffer: steers selection only
-    at::Tensor pending_load_;  // (experts,) float32 buffer: tokens per expert of pending_step_
-    at::Tensor pending_step_;  // () int64 buffer: the step pending_load_ counts; -1: none
-    sdk::GlobalBatchBalance global_balance_;
+    at::Tensor weight_;           // (experts, d_model) float32
+    at::Tensor expert_bias_;      // (experts,) float32 buffer: steers selection only
+    at::Tensor pending_load_;     // (experts,) float32 buffer: tokens per expert of pending_step_
+    at::Tensor pending_step_;     // () int64 buffer: the step pending_load_ counts; -1: none
+    sdk::BalanceLosses balance_;  // the options' balance losses
 };
 
 }  // namespace moelab::plugins::deepseek

@@ -21,7 +21,10 @@ TopKOptions TopKOptions::from(const sdk::Params& params) {
 }
 
 TopKRouter::TopKRouter(const sdk::MoeLayerContext& context, const TopKOptions& options)
-    : options_(options), expert_count_(context.model.experts), global_balance_(expert_count_) {
+    : options_(options),
+      expert_count_(context.model.experts),
+      balance_(expert_count_,
+               {options.balance_coef, options.sequence_balance_coef, options.global_balance_coef}) {
     at::Generator generator = sdk::make_generator(context.seed);
     weight_ = register_parameter(
         "weight",
@@ -52,26 +55,7 @@ sdk::RoutingDecision TopKRouter::route(const sdk::RouterInput& input) {
         decision.combine_weights = top / top.sum(-1, /*keepdim=*/true).clamp_min(1e-9);
     }
 
-    if (options_.balance_coef > 0) {
-        decision.aux_losses.emplace_back(
-            "balance", options_.balance_coef *
-                           sdk::switch_balance_loss(decision.probs, decision.expert_indices,
-                                                    expert_count_, input.batch));
-    }
-    if (options_.sequence_balance_coef > 0) {
-        decision.aux_losses.emplace_back(
-            "sequence_balance",
-            options_.sequence_balance_coef *
-                sdk::sequence_balance_loss(decision.probs, decision.expert_indices, expert_count_,
-                                           input.sequence_length));
-    }
-    if (options_.global_balance_coef > 0) {
-        decision.aux_losses.emplace_back(
-            "global_balance",
-            options_.global_balance_coef *
-                global_balance_.loss(decision.probs, decision.expert_indices, input.training,
-                                     input.micro_batch, *input.batch));
-    }
+    balance_.add(decision, input);
     if (options_.z_loss_coef > 0) {
         decision.aux_losses.emplace_back("z_loss",
                                          options_.z_loss_coef * sdk::router_z_loss(logits));

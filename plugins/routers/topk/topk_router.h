@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "moelab/sdk/global_batch_balance.h"
+#include "moelab/sdk/balance_losses.h"
 #include "moelab/sdk/moe_layer_context.h"
 #include "moelab/sdk/params.h"
 #include "moelab/sdk/router.h"
@@ -37,8 +37,8 @@ class TopKRouter : public sdk::Router {
   private:
     TopKOptions options_;
     std::int64_t expert_count_;
-    at::Tensor weight_;  // (experts, d_model) float32
-    sdk::GlobalBatchBalance global_balance_;
+    at::Tensor weight_;           // (experts, d_model) float32
+    sdk::BalanceLosses balance_;  // the options' balance losses
 };
 
 }  // namespace moelab::plugins::topk
