@@ -5,8 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -16,47 +14,23 @@
 namespace moelab::tests {
 namespace {
 
-constexpr char kRecipe[] = R"(seed = 5
-[data]
-corpus = "corpus"
-seq_len = 32
-cache_dir = "cache"
-[tokenizer]
-plugin = "bytes"
-[model]
-layers = 2
-d_model = 32
-heads = 4
-d_ff = 64
-ffn = "moe"
-[attention]
-plugin = "rope"
-[moe]
-experts = 8
-d_ff_expert = 16
-[router]
-plugin = "topk"
-k = 2
-[train]
-steps = 30
-warmup_steps = 3
-batch_size = 4
-log_every = 10
-eval_every = 0
-[eval]
-batch_size = 4
-max_batches = 3
-)";
+// tests/recipes/tiny.toml: 2 MoE layers of 4 experts, top-2, sequences of 16 bytes; evaluations
+// of 3 batches of 8 sequences, 384 tokens.
+std::string recipe() {
+    return shell_quote(
+               (std::filesystem::path(MOELAB_SOURCE_DIR) / "tests" / "recipes" / "tiny.toml")
+                   .string()) +
+           " --set train.steps=30 --set eval.max_batches=3";
+}
 
 class RoutingTrace : public ::testing::Test {
   protected:
     static void SetUpTestSuite() {
         corpus_ = new TestCorpus(3000);
-        std::ofstream(corpus_->root() / "recipe.toml") << kRecipe;
-        for (const auto& [out, set] : {std::pair{"run", ""}, {"four", "--set moe.experts=4"}}) {
-            const CommandResult run = run_command(fmt::format(
-                "cd {} && {} run recipe.toml --out {} {}", shell_quote(corpus_->root().string()),
-                shell_quote(MOELAB_BINARY), out, set));
+        for (const auto& [out, set] : {std::pair{"run", ""}, {"eight", "--set moe.experts=8"}}) {
+            const CommandResult run = run_command(
+                fmt::format("cd {} && {} run {} --out {} {}", shell_quote(corpus_->root().string()),
+                            shell_quote(MOELAB_BINARY), recipe(), out, set));
             ASSERT_EQ(run.exit_code, 0) << run.err;
         }
     }
@@ -80,7 +54,7 @@ TestCorpus* RoutingTrace::corpus_ = nullptr;
 TEST_F(RoutingTrace, ReplayReproducesTheLossExactlyWhateverTheRouterWouldDo) {
     const nlohmann::json traced = eval_json("run --trace trace.st");
     ASSERT_FALSE(traced.is_null());
-    EXPECT_EQ(traced["trace"]["tokens"].get<std::int64_t>(), 3 * 4 * 32);
+    EXPECT_EQ(traced["trace"]["tokens"].get<std::int64_t>(), 3 * 8 * 16);
     const nlohmann::json replayed = eval_json("run --replay trace.st");
     ASSERT_FALSE(replayed.is_null());
     // Bit for bit: the same experts, the same fp32 weights, the same arithmetic.
@@ -104,7 +78,7 @@ TEST_F(RoutingTrace, ThePythonReaderCountsWhatTheEvaluationRouted) {
     ASSERT_EQ(read.exit_code, 0) << read.err;
     const nlohmann::json summary = nlohmann::json::parse(read.out);
     EXPECT_EQ(summary["tokens"].get<std::int64_t>(), 384);
-    EXPECT_EQ(summary["experts"].get<std::int64_t>(), 8);
+    EXPECT_EQ(summary["experts"].get<std::int64_t>(), 4);
     ASSERT_EQ(summary["routing"].size(), 2u);  // two MoE layers, one router each
     for (const nlohmann::json& row : summary["routing"]) {
         std::int64_t assignments = 0;
@@ -130,9 +104,9 @@ TEST_F(RoutingTrace, RefusesATraceThatDoesNotFit) {
              {"run --replay fit.st --max-batches 4", "recorded on a shorter evaluation"},
              {"run --replay fit.st --split test", "recorded on other tokens"},
              // The same token stream in other batches: refused by what the trace records.
-             {"run --replay fit.st --set eval.batch_size=2 --max-batches 6",
-              "recorded with batch_size = 4, this evaluation has 2"},
-             {"four --replay fit.st", "recorded with 8 experts per layer; this model has 4"},
+             {"run --replay fit.st --set eval.batch_size=4 --max-batches 6",
+              "recorded with batch_size = 8, this evaluation has 4"},
+             {"eight --replay fit.st", "recorded with 4 experts per layer; this model has 8"},
              {"run --replay recipe.toml", "recipe.toml"},
              {"run --replay missing.st", "missing.st"},
              {"run --replay fit.st --perturb disable_top=1", "fit.st: the trace fixes every"},

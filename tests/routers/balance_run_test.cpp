@@ -21,47 +21,25 @@
 namespace moelab::tests {
 namespace {
 
-constexpr char kRecipe[] = R"(seed = 3
-[data]
-corpus = "corpus"
-seq_len = 32
-cache_dir = "cache"
-[tokenizer]
-plugin = "bytes"
-[model]
-layers = 2
-d_model = 32
-heads = 4
-d_ff = 64
-ffn = "moe"
-[attention]
-plugin = "rope"
-[moe]
-experts = 8
-d_ff_expert = 16
-[router]
-plugin = "topk"
-k = 2
-balance_coef = 0.0
-[train]
-steps = 1
-warmup_steps = 0
-log_every = 1
-eval_every = 0
-)";
+// tests/recipes/tiny.toml (2 layers, 4 experts, top-2, sequences of 16 bytes), one step without
+// the Switch loss, and each step logged.
+std::string recipe() {
+    return shell_quote(
+               (std::filesystem::path(MOELAB_SOURCE_DIR) / "tests" / "recipes" / "tiny.toml")
+                   .string()) +
+           " --set router.balance_coef=0.0 --set train.steps=1 --set train.warmup_steps=0";
+}
 
 class BalanceRun : public ::testing::Test {
   protected:
-    void SetUp() override { std::ofstream(corpus_.root() / "recipe.toml") << kRecipe; }
-
     // The first step's auxiliary loss with `loss` = 1 (the others 0).
     double aux_loss(const std::string& loss, int batch_size, int grad_accum) {
         const std::string out = fmt::format("{}-{}-{}", loss, batch_size, grad_accum);
-        const CommandResult run = run_command(fmt::format(
-            "cd {} && {} run recipe.toml --out {} --set router.{}=1.0 --set train.batch_size={} "
-            "--set train.grad_accum={}",
-            shell_quote(corpus_.root().string()), shell_quote(MOELAB_BINARY), out, loss, batch_size,
-            grad_accum));
+        const CommandResult run = run_command(
+            fmt::format("cd {} && {} run {} --out {} --set router.{}=1.0 --set train.batch_size={} "
+                        "--set train.grad_accum={}",
+                        shell_quote(corpus_.root().string()), shell_quote(MOELAB_BINARY), recipe(),
+                        out, loss, batch_size, grad_accum));
         EXPECT_EQ(run.exit_code, 0) << run.err;
         std::ifstream in(corpus_.root() / out / "metrics.jsonl");
         for (std::string line; std::getline(in, line);) {
