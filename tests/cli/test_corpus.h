@@ -10,12 +10,13 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include "support/subprocess.h"
 #include "support/temp_dir.h"
 
 namespace moelab::tests {
 
 class TestCorpus {
-public:
+  public:
     // `words` > 0 writes that many pseudo-random words per split (documents of 8 sentences),
     // enough text to train a tiny model on; 0 writes two short documents.
     explicit TestCorpus(int words = 0) {
@@ -27,9 +28,9 @@ public:
                 out << "The quick brown fox jumps over the lazy dog.\n\nA second document.\n";
                 continue;
             }
-            static const char* kWords[] = {"the", "a", "model", "expert", "routes", "token",
-                                           "to", "of", "and", "learns", "mixture", "layer",
-                                           "small", "text", "is", "in", "one", "every"};
+            static const char* kWords[] = {"the",   "a",    "model", "expert", "routes",  "token",
+                                           "to",    "of",   "and",   "learns", "mixture", "layer",
+                                           "small", "text", "is",    "in",     "one",     "every"};
             for (int w = 0, sentence = 0; w < words; ++w) {
                 state = state * 1664525u + 1013904223u;
                 out << kWords[(state >> 16) % 18];
@@ -45,9 +46,17 @@ public:
     }
     const std::filesystem::path& root() const { return temp_.path(); }
 
-private:
+  private:
     TempDir temp_{"moelab-corpus"};
     const std::filesystem::path& root_ = temp_.path();
 };
+
+// tests/recipes/tiny.toml, absolute, as a shell word: a run of it needs ./corpus (a TestCorpus
+// root as the working directory).
+inline std::string tiny_recipe_file() {
+    return "'" +
+           (std::filesystem::path(MOELAB_SOURCE_DIR) / "tests" / "recipes" / "tiny.toml").string() +
+           "'";
+}
 
 }  // namespace moelab::tests

@@ -17,10 +17,7 @@ namespace {
 // tests/recipes/tiny.toml: 2 MoE layers of 4 experts, top-2, sequences of 16 bytes; evaluations
 // of 3 batches of 8 sequences, 384 tokens.
 std::string recipe() {
-    return shell_quote(
-               (std::filesystem::path(MOELAB_SOURCE_DIR) / "tests" / "recipes" / "tiny.toml")
-                   .string()) +
-           " --set train.steps=30 --set eval.max_batches=3";
+    return tiny_recipe_file() + " --set train.steps=30 --set eval.max_batches=3";
 }
 
 class RoutingTrace : public ::testing::Test {

@@ -24,9 +24,7 @@ namespace {
 // tests/recipes/tiny.toml (2 layers, 4 experts, top-2, sequences of 16 bytes), one step without
 // the Switch loss, and each step logged.
 std::string recipe() {
-    return shell_quote(
-               (std::filesystem::path(MOELAB_SOURCE_DIR) / "tests" / "recipes" / "tiny.toml")
-                   .string()) +
+    return tiny_recipe_file() +
            " --set router.balance_coef=0.0 --set train.steps=1 --set train.warmup_steps=0";
 }
 
