@@ -1,6 +1,8 @@
 #include "core/train/trainer.h"
 #include "core/train/stage_plan.h"
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -664,6 +666,17 @@ void TrainingRun::average_gradients() {
     average(sharded_parameters_, parallel_->expert_replicas());
 }
 
+namespace {
+
+// This process's peak resident memory so far, in MiB (getrusage's ru_maxrss, KiB on Linux).
+double peak_resident_mib() {
+    struct rusage usage {};
+    if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+    return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+}  // namespace
+
 nlohmann::json TrainingRun::throughput_summary() const {
     // Over the training windows this process timed (evaluations and checkpoints excluded).
     const double tokens_per_second = train_tokens_ / std::max(train_seconds_, 1e-9);
@@ -703,6 +716,7 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
                              {"grad_norm", window_grad_norm_ / n},
                              {"tokens", tokens_seen_},
                              {"tokens_per_s", tokens_per_second},
+                             {"peak_rss_mib", peak_resident_mib()},
                              {"elapsed_s", elapsed_before_ + seconds_since(started_)}};
     window_stats_.sum_over(parallel_->world());
     // Note [Model FLOPs]: a training step is 3 forward passes' worth; the experts' share follows
@@ -910,6 +924,7 @@ void TrainingRun::finish() {
         {"wall_seconds", wall},
         {"tokens_per_second", static_cast<double>(tokens_seen_) / std::max(wall, 1e-9)},
         {"throughput", throughput_summary()},
+        {"peak_rss_mib", peak_resident_mib()},
         {"validation", split_summary(validation_split, Split::kValidation)},
         {"test", split_summary(test_split, Split::kTest)},
         {"parameters",

@@ -3,6 +3,7 @@
 // last good checkpoint, and errors a user can act on.
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <filesystem>
 #include <fstream>
@@ -118,6 +119,16 @@ TEST_F(TinyRun, LeavesEverythingARunNeedsInItsDirectory) {
     EXPECT_DOUBLE_EQ(throughput["model_flops_per_token"].get<double>(),
                      train.back()["model_flops_per_token"].get<double>());
     EXPECT_DOUBLE_EQ(throughput["gemm_peak_gflops"].get<double>(), peak);
+    // Peak resident memory against the kernel's own account of this test's children, which here
+    // are the run alone: the run's figure is its maximum up to the summary, the kernel's up to
+    // exit.
+    struct rusage children {};
+    ASSERT_EQ(::getrusage(RUSAGE_CHILDREN, &children), 0);
+    const double kernel_mib = static_cast<double>(children.ru_maxrss) / 1024.0;
+    const double peak_mib = summary["peak_rss_mib"].get<double>();
+    EXPECT_LE(peak_mib, kernel_mib);
+    EXPECT_GE(peak_mib, 0.9 * kernel_mib);
+    EXPECT_LE(train.back()["peak_rss_mib"].get<double>(), peak_mib);
     EXPECT_NEAR(throughput["mfu"].get<double>(),
                 throughput["training_tokens_per_second"].get<double>() *
                     throughput["model_flops_per_token"].get<double>() / 1e9 / peak,
