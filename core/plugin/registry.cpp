@@ -165,7 +165,7 @@ std::vector<ComponentListing> PluginRegistry::listings() const {
         std::visit(
             [&, &name = name](const auto& r) {
                 out.push_back({name, kind_of(registered), r.component.summary, &r.component.params,
-                               r.plugin});
+                               r.plugin, &r.component.features});
             },
             registered);
     }
@@ -180,8 +180,9 @@ std::optional<ComponentListing> PluginRegistry::listing(std::string_view name) c
     if (it == components_.end()) return std::nullopt;
     return std::visit(
         [&](const auto& r) {
-            return ComponentListing{it->first, kind_of(it->second), r.component.summary,
-                                    &r.component.params, r.plugin};
+            return ComponentListing{
+                it->first, kind_of(it->second),  r.component.summary, &r.component.params,
+                r.plugin,  &r.component.features};
         },
         it->second);
 }

@@ -52,6 +52,7 @@ struct ComponentListing {
     std::string summary;
     const sdk::ParamSchema* params;
     std::shared_ptr<const PluginInfo> plugin;
+    const std::vector<std::string>* features;  // what it lists (capability.h), as registered
 };
 
 class PluginRegistry {

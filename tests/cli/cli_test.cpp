@@ -144,6 +144,18 @@ TEST(Cli, PluginsInfoShowsTheSchema) {
         << result.out;
 }
 
+// The features a component lists, as its plugin registers them: expert_choice honours every
+// selection perturbation but forced_balance and runs with sharded experts, not split batches.
+TEST(Cli, PluginsInfoShowsTheFeatures) {
+    const CommandResult result = run_command(moelab() + " plugins info expert_choice");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_NE(result.out.find("features: perturbation.disable_top, perturbation.logit_noise, "
+                              "perturbation.expert_dropout, perturbation.random_routing, "
+                              "parallel.sharded_experts\n"),
+              std::string::npos)
+        << result.out;
+}
+
 TEST(Cli, UnknownComponentInInfoSuggestsAndExitsTwo) {
     const CommandResult result = run_command(moelab() + " plugins info topkk");
     EXPECT_EQ(result.exit_code, 2);

@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli_support.h"
 #include "commands.h"
@@ -66,6 +67,11 @@ int show_plugin_info(const std::string& name) {
     fmt::print("plugin: {} {} ({})\n  file: {}\n  SDK {}, fingerprint {}\n", plugin.name,
                plugin.version, plugin.summary, plugin.file.string(), plugin.sdk_version,
                plugin.build_fingerprint);
+    // What the host may ask of it: perturbations, parallel runs, decoding, export (capability.h).
+    // Anything not listed is refused with the component's name, or reported as n/a.
+    fmt::print("features: {}\n", entry->features->empty()
+                                     ? std::string("(none)")
+                                     : fmt::format("{}", fmt::join(*entry->features, ", ")));
     const auto& specs = entry->params->specs();
     fmt::print("options ([{}] table of a recipe):\n",
                entry->kind == core::ComponentKind::kRouter      ? "router"
