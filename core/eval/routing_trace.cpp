@@ -54,13 +54,12 @@ std::vector<int> model_layers_of(const LanguageModel& model) {
 
 RoutingTraceRecorder::RoutingTraceRecorder(const LanguageModel& model, std::int64_t experts)
     : experts_(experts) {
-    if (model_layers_of(model).empty()) throw TraceError("the model has no MoE layer to trace");
-    for (std::int64_t l = 0; l < model.layers(); ++l) {
-        if (const MoeLayer* moe = model.moe_layer(l)) {
-            if (first_moe_layer_ < 0) first_moe_layer_ = static_cast<int>(l);
-            plugins_[static_cast<int>(l)] = moe->plugin().name;
-            layers_[static_cast<int>(l)];
-        }
+    const std::vector<int> moe_layers = model_layers_of(model);
+    if (moe_layers.empty()) throw TraceError("the model has no MoE layer to trace");
+    first_moe_layer_ = moe_layers.front();
+    for (const int layer : moe_layers) {
+        plugins_[layer] = model.moe_layer(layer)->plugin().name;
+        layers_[layer];
     }
 }
 
@@ -197,18 +196,16 @@ RoutingTraceReplay::RoutingTraceReplay(const std::filesystem::path& file,
     };
     tokens_ = tensor("tokens", at::kInt, at::kInt, {tokens}).to(at::kLong);
 
-    if (model_layers_of(model).empty()) throw fail("the model has no MoE layer to replay into");
-    std::vector<int> model_layers;
-    for (std::int64_t l = 0; l < model.layers(); ++l) {
-        const MoeLayer* moe = model.moe_layer(l);
-        if (moe == nullptr) continue;
-        if (!moe->routes_through_host_gate()) {
+    const std::vector<int> model_layers = model_layers_of(model);
+    if (model_layers.empty()) throw fail("the model has no MoE layer to replay into");
+    for (const int layer : model_layers) {
+        const MoeLayer& moe = *model.moe_layer(layer);
+        if (!moe.routes_through_host_gate()) {
             throw fail(fmt::format(
                 "cannot replay into layer {}: its router ({}) routes inside its own block, "
                 "which the host cannot drive; replay needs gate routers",
-                l, moe->plugin().name));
+                layer, moe.plugin().name));
         }
-        model_layers.push_back(static_cast<int>(l));
     }
     std::vector<int> trace_layers;
     if (!metadata_.contains("layers") || !metadata_["layers"].is_array()) {

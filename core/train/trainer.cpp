@@ -241,6 +241,12 @@ class TrainingRun {
     void write_train_record(double window_seconds, std::int64_t window_steps);
     // Training tokens/s, model FLOPs, achieved GFLOP/s and MFU (null where unknown).
     nlohmann::json throughput_summary() const;
+    // What MFU divides by: every process's GEMM peak (each measures its own threads; the
+    // leader's stands for all). nullopt before it is measured, and in other processes.
+    std::optional<double> all_processes_peak() const {
+        if (!gemm_peak_) return std::nullopt;
+        return gemm_peak_->gflops * parallel_->layout().world;
+    }
     SplitEvaluation evaluate_split(Split split, std::int64_t max_batches);
     fs::path save(const std::string& why);
     void diverged(const std::string& what, double value);
@@ -686,14 +692,14 @@ nlohmann::json TrainingRun::throughput_summary() const {
                           {"gemm_peak_gflops", nullptr},
                           {"mfu", nullptr}};
     if (gemm_peak_) {
-        out["gemm_peak_gflops"] = gemm_peak_->gflops * parallel_->layout().world;
+        out["gemm_peak_gflops"] = *all_processes_peak();
         out["gemm_peak"] = gemm_peak_->description;
     }
     if (train_flops_per_token_) {
         const double achieved = tokens_per_second * *train_flops_per_token_ / 1e9;
         out["model_flops_per_token"] = *train_flops_per_token_;
         out["achieved_gflops"] = achieved;
-        if (gemm_peak_) out["mfu"] = achieved / (gemm_peak_->gflops * parallel_->layout().world);
+        if (gemm_peak_) out["mfu"] = achieved / *all_processes_peak();
     }
     return out;
 }
@@ -720,8 +726,7 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
                              {"elapsed_s", elapsed_before_ + seconds_since(started_)}};
     window_stats_.sum_over(parallel_->world());
     // Note [Model FLOPs]: a training step is 3 forward passes' worth; the experts' share follows
-    // the window's measured routing. MFU against every process's peak (each measures its own
-    // threads; the leader's stands for all).
+    // the window's measured routing.
     std::optional<double> mfu;
     if (const std::optional<double> forward =
             model_->forward_flops_per_token(window_stats_, recipe_.data.seq_len)) {
@@ -730,7 +735,7 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
         record["model_flops_per_token"] = *train_flops_per_token_;
         record["achieved_gflops"] = achieved;
         if (gemm_peak_) {
-            mfu = achieved / (gemm_peak_->gflops * parallel_->layout().world);
+            mfu = achieved / *all_processes_peak();
             record["mfu"] = *mfu;
         }
     }
