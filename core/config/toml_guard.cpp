@@ -1,5 +1,6 @@
 #include "core/config/toml_guard.h"
 
+#include <cstdio>
 #include <string>
 
 namespace moelab::core {
@@ -53,7 +54,7 @@ class Scanner {
                 return hazard(std::string("expected a value, got '") + c + "'");
             }
             if (c == '"' || c == '\'') {
-                skip_string(c);  // a string value or a quoted key
+                if (auto found = skip_string(c)) return found;  // a string value or a quoted key
                 continue;
             }
             if (value_position && c != '[' && c != '{') {
@@ -129,7 +130,7 @@ class Scanner {
     }
 
     // A string of any of the four kinds; an unterminated one ends the scan (toml++ reports it).
-    void skip_string(char quote) {
+    std::optional<TomlHazard> skip_string(char quote) {
         const bool multi_line =
             text_.substr(at_, 3) == std::string_view(quote == '"' ? "\"\"\"" : "'''");
         const std::string_view close = multi_line ? text_.substr(at_, 3) : text_.substr(at_, 1);
@@ -138,15 +139,15 @@ class Scanner {
             const char c = text_[at_];
             if (c == '\\' && quote == '"') {
                 advance();
-                if (at_ < text_.size() && text_[at_] == '\n') {
-                    newline();
-                } else if (at_ < text_.size()) {
+                if (multi_line) {
+                    if (auto found = skip_multi_line_escape()) return found;
+                } else if (at_ < text_.size() && text_[at_] != '\n') {
                     advance();
                 }
                 continue;
             }
             if (c == '\n') {
-                if (!multi_line) return;  // invalid; the parser says so
+                if (!multi_line) return std::nullopt;  // invalid; the parser says so
                 newline();
                 continue;
             }
@@ -154,10 +155,84 @@ class Scanner {
                 for (std::size_t i = 0; i < close.size(); ++i) advance();
                 // Up to two more quotes may close a multi-line string ("""a"""" is a"").
                 while (multi_line && at_ < text_.size() && text_[at_] == quote) advance();
-                return;
+                return std::nullopt;
             }
             advance();
         }
+        return std::nullopt;
+    }
+
+    // After a '\\' in a multi-line basic string. toml++ 3.3.0 asks whether the next character is
+    // whitespace (a line-ending backslash) and, after a line-ending backslash, whether the first
+    // character past the skipped whitespace and line breaks is whitespace. Its Unicode table has
+    // no answer for U+00A1..U+0499 and runs into undefined behaviour instead (found by the
+    // comparison-file fuzzer).
+    std::optional<TomlHazard> skip_multi_line_escape() {
+        while (at_ < text_.size() && (text_[at_] == ' ' || text_[at_] == '\t')) advance();
+        if (at_ >= text_.size()) return std::nullopt;
+        if (static_cast<unsigned char>(text_[at_]) >= 0x80) {
+            // Invalid TOML either way: an escape is ASCII, and a line-ending backslash ends its
+            // line.
+            return hazard(
+                "a non-ASCII character after a backslash in a multi-line string (an escape is "
+                "ASCII, and a line-ending backslash must be the last character on its line)");
+        }
+        if (text_[at_] != '\n' && text_[at_] != '\r') {
+            advance();  // an ordinary escape (the parser checks it)
+            return std::nullopt;
+        }
+        // A line-ending backslash: the value skips whitespace and line breaks, and so does the
+        // parser, counting toml++'s non-ASCII horizontal whitespace as whitespace too.
+        while (at_ < text_.size()) {
+            const char c = text_[at_];
+            if (c == '\n') {
+                newline();
+            } else if (c == ' ' || c == '\t' || c == '\r') {
+                advance();
+            } else if (const auto [code_point, bytes] = code_point_at(at_);
+                       is_toml_non_ascii_horizontal_whitespace(code_point)) {
+                for (int i = 0; i < bytes; ++i) advance();
+            } else if (code_point >= 0xA1 && code_point <= 0x499) {
+                // Valid TOML that the parser in use cannot read; the escape reads the same.
+                char escape[8];
+                std::snprintf(escape, sizeof escape, "\\u%04X", static_cast<unsigned>(code_point));
+                return hazard(std::string("the TOML reader in use (toml++ 3.3.0) cannot read U+") +
+                              (escape + 2) +
+                              " as the first character after a line-ending backslash; write it "
+                              "as " +
+                              escape);
+            } else {
+                return std::nullopt;
+            }
+        }
+        return std::nullopt;
+    }
+
+    struct CodePoint {
+        char32_t value = 0;
+        int bytes = 1;
+    };
+    // The UTF-8 sequence at `at`; 0 for a malformed or truncated one (the parser reports those).
+    CodePoint code_point_at(std::size_t at) const {
+        const auto byte = [&](std::size_t i) {
+            return at + i < text_.size() ? static_cast<unsigned char>(text_[at + i]) : 0u;
+        };
+        const unsigned lead = byte(0);
+        if (lead < 0x80) return {lead, 1};
+        const auto continuation = [&](std::size_t i) { return (byte(i) & 0xC0u) == 0x80u; };
+        if ((lead & 0xE0u) == 0xC0u && continuation(1)) {
+            return {((lead & 0x1Fu) << 6) | (byte(1) & 0x3Fu), 2};
+        }
+        if ((lead & 0xF0u) == 0xE0u && continuation(1) && continuation(2)) {
+            return {((lead & 0x0Fu) << 12) | ((byte(1) & 0x3Fu) << 6) | (byte(2) & 0x3Fu), 3};
+        }
+        return {0, 1};
+    }
+
+    // toml++ 3.3.0's is_non_ascii_horizontal_whitespace, where it is defined.
+    static bool is_toml_non_ascii_horizontal_whitespace(char32_t c) {
+        return c == 0xA0 || c == 0x1680 || c == 0x180E || (c >= 0x2000 && c <= 0x200B) ||
+               c == 0x202F || c == 0x205F || c == 0x2060 || c == 0x3000 || c == 0xFEFF;
     }
 
     // "[key]" or "[[key]]" at the start of a line outside any value.
@@ -177,7 +252,7 @@ class Scanner {
         while (at_ < text_.size() && text_[at_] != '\n') {
             const char c = text_[at_];
             if (c == '"' || c == '\'') {
-                skip_string(c);
+                if (auto found = skip_string(c)) return found;
                 continue;
             }
             if (static_cast<unsigned char>(c) >= 0x80) {

@@ -1,5 +1,5 @@
-// core/config/toml_guard.h: refuses exactly the invalid TOML that crashes toml++ 3.3.0, with its
-// line and column, and never valid TOML (every shipped recipe, and strings holding the patterns).
+// core/config/toml_guard.h: refuses exactly the TOML that crashes toml++ 3.3.0, with its line and
+// column, and no other valid TOML (every shipped recipe, and strings holding the patterns).
 
 #include <gtest/gtest.h>
 
@@ -37,6 +37,15 @@ TEST(TomlGuard, RefusesTheTextThatCrashesTheParserWithItsPosition) {
         {"x =\ny = 1\n", 1, 4, "expected a value after '=', got the end of the line"},
         // A bare value is read up to a terminator, quotes included: the string is no string.
         {"x = 3e{[\"\"\"\xcc\xa4\"\"\"\n", 1, 12, "a non-ASCII character outside a string"},
+        // Multi-line basic strings: toml++ classifies the character after a backslash, and the
+        // first one after a line-ending backslash, with a table that has no answer for U+00A1..
+        {"s = \"\"\"x\\\xc3\xa9\"\"\"\n", 1, 10, "a non-ASCII character after a backslash"},
+        {"s = \"\"\"x\\ \t\xc3\xa9\"\"\"\n", 1, 12, "a non-ASCII character after a backslash"},
+        {"s = \"\"\"x\\\n  \xc3\xa9\"\"\"\n", 2, 3,
+         "cannot read U+00E9 as the first character after a line-ending backslash; write it as "
+         "\\u00E9"},
+        {"s = \"\"\"x\\  \r\n\n\t\xc2\xa0\xce\xb1\"\"\"\n", 3, 4, "cannot read U+03B1"},
+        {"[t]\ns = \"\"\"\nx \\\n\\\n \xd2\x99 y\"\"\"\n", 5, 2, "write it as \\u0499"},
     };
     for (const Case& c : cases) {
         const auto hazard = find_toml_hazard(c.text);
@@ -59,6 +68,9 @@ TEST(TomlGuard, AcceptsValidTomlIncludingThePatternsInsideStringsAndComments) {
              "t = {a = 1, b = [1, {c = 2}]}\n",
              "a.\"caf\xc3\xa9\" = 1\nx = [\"\xc3\xa9\", '\xc3\xa9']\nt = {\"\xc3\xa9\" = 1}\n",
              "d = 1979-05-27T07:32:00Z\nf = [+1.5e-3, inf, -nan, 0x1f]\n",
+             // Line-ending backslashes followed by what toml++ can classify.
+             "s = \"\"\"x\\\n  y \xc3\xa9\\\n \xe4\xb8\xad \\\n\xd2\x9a \\\n\\u00e9\"\"\"\n",
+             "s = \"\"\"\xc3\xa9 \\\" \\\\\xc3\xa9 \\n\xc3\xa9\"\"\"\nt = \"\\\\\xc3\xa9\"\n",
          }) {
         const auto hazard = find_toml_hazard(text);
         EXPECT_FALSE(hazard.has_value()) << text << "\n" << (hazard ? hazard->message : "");
