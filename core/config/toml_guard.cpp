@@ -194,13 +194,14 @@ class Scanner {
                 for (int i = 0; i < bytes; ++i) advance();
             } else if (code_point >= 0xA1 && code_point <= 0x499) {
                 // Valid TOML that the parser in use cannot read; the escape reads the same.
-                char escape[8];
-                std::snprintf(escape, sizeof escape, "\\u%04X", static_cast<unsigned>(code_point));
+                // (Said in words: error messages show a backslash escaped, as "\\".)
+                char hex[8];
+                std::snprintf(hex, sizeof hex, "%04X", static_cast<unsigned>(code_point));
                 return hazard(std::string("the TOML reader in use (toml++ 3.3.0) cannot read U+") +
-                              (escape + 2) +
+                              hex +
                               " as the first character after a line-ending backslash; write it "
-                              "as " +
-                              escape);
+                              "as its escape there (a backslash, then u" +
+                              hex + ")");
             } else {
                 return std::nullopt;
             }

@@ -43,9 +43,9 @@ TEST(TomlGuard, RefusesTheTextThatCrashesTheParserWithItsPosition) {
         {"s = \"\"\"x\\ \t\xc3\xa9\"\"\"\n", 1, 12, "a non-ASCII character after a backslash"},
         {"s = \"\"\"x\\\n  \xc3\xa9\"\"\"\n", 2, 3,
          "cannot read U+00E9 as the first character after a line-ending backslash; write it as "
-         "\\u00E9"},
+         "its escape there (a backslash, then u00E9)"},
         {"s = \"\"\"x\\  \r\n\n\t\xc2\xa0\xce\xb1\"\"\"\n", 3, 4, "cannot read U+03B1"},
-        {"[t]\ns = \"\"\"\nx \\\n\\\n \xd2\x99 y\"\"\"\n", 5, 2, "write it as \\u0499"},
+        {"[t]\ns = \"\"\"\nx \\\n\\\n \xd2\x99 y\"\"\"\n", 5, 2, "(a backslash, then u0499)"},
     };
     for (const Case& c : cases) {
         const auto hazard = find_toml_hazard(c.text);
