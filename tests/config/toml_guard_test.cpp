@@ -46,6 +46,9 @@ TEST(TomlGuard, RefusesTheTextThatCrashesTheParserWithItsPosition) {
          "its escape there (a backslash, then u00E9)"},
         {"s = \"\"\"x\\  \r\n\n\t\xc2\xa0\xce\xb1\"\"\"\n", 3, 4, "cannot read U+03B1"},
         {"[t]\ns = \"\"\"\nx \\\n\\\n \xd2\x99 y\"\"\"\n", 5, 2, "(a backslash, then u0499)"},
+        // U+FEF7 and U+2C5E: the table's blocks 63 and 11 (the fuzzer's second finding).
+        {"s = \"\"\"x\\\n\xef\xbb\xb7 \"\"\"\n", 2, 1, "(a backslash, then uFEF7)"},
+        {"s = \"\"\"x\\\n\xe2\xb1\x9e\"\"\"\n", 2, 1, "(a backslash, then u2C5E)"},
     };
     for (const Case& c : cases) {
         const auto hazard = find_toml_hazard(c.text);
@@ -70,6 +73,9 @@ TEST(TomlGuard, AcceptsValidTomlIncludingThePatternsInsideStringsAndComments) {
              "d = 1979-05-27T07:32:00Z\nf = [+1.5e-3, inf, -nan, 0x1f]\n",
              // Line-ending backslashes followed by what toml++ can classify.
              "s = \"\"\"x\\\n  y \xc3\xa9\\\n \xe4\xb8\xad \\\n\xd2\x9a \\\n\\u00e9\"\"\"\n",
+             // The neighbours of the undefined ranges, and U+3000 (whitespace to toml++).
+             "s = \"\"\"\\\n\xe2\xb1\x9d \\\n\xe3\x81\x98 \\\n\xe3\x80\x80x "
+             "\\\n\xef\xac\xa5\"\"\"\n",
              "s = \"\"\"\xc3\xa9 \\\" \\\\\xc3\xa9 \\n\xc3\xa9\"\"\"\nt = \"\\\\\xc3\xa9\"\n",
          }) {
         const auto hazard = find_toml_hazard(text);
