@@ -114,6 +114,7 @@ class Scanner {
 
     // toml++'s value terminators: whitespace, a line break, ',', ']', '}', '#'.
     std::optional<TomlHazard> skip_bare_value() {
+        if (auto found = check_date_time_hour()) return found;
         while (at_ < text_.size()) {
             const char c = text_[at_];
             if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ']' ||
@@ -124,6 +125,30 @@ class Scanner {
             advance();
         }
         return std::nullopt;
+    }
+
+    // toml++ 3.3.0 reads a bare value that starts "YYYY-MM-DDT" (or 't') as a date-time and asserts
+    // that a digit follows (undefined behaviour under NDEBUG); found by the recipe fuzzer through
+    // --set. A 'T' followed by anything but the hour is no valid date-time.
+    std::optional<TomlHazard> check_date_time_hour() {
+        const std::string_view rest = text_.substr(at_);
+        constexpr std::string_view date = "dddd-dd-dd";
+        if (rest.size() <= date.size() + 1) return std::nullopt;
+        for (std::size_t i = 0; i < date.size(); ++i) {
+            const bool digit = rest[i] >= '0' && rest[i] <= '9';
+            if (date[i] == 'd' ? !digit : rest[i] != '-') return std::nullopt;
+        }
+        const char separator = rest[date.size()];
+        const char hour = rest[date.size() + 1];
+        if ((separator != 'T' && separator != 't') || (hour >= '0' && hour <= '9')) {
+            return std::nullopt;
+        }
+        for (std::size_t i = 0; i <= date.size(); ++i) advance();
+        return hazard(std::string("expected the hour of a date-time after '") + separator +
+                      "', got " +
+                      (static_cast<unsigned char>(hour) < 0x80 && hour >= ' '
+                           ? std::string("'") + hour + "'"
+                           : std::string("another character")));
     }
 
     void skip_comment() {

@@ -8,11 +8,13 @@
 //  - a non-ASCII character outside strings and comments where the parser looks for whitespace
 //    (U+00E9 after a value; marzer/tomlplusplus#190, #295),
 //  - a ',' followed by '}' or another ',' ("x = [1,}"),
+//  - a date followed by 'T' or 't' and no hour ("x = 1979-05-27T:32"),
 //  - in a multi-line basic string, a non-ASCII character after a backslash, or one of the code
 //    points its whitespace table has no answer for (U+00A1..U+0499, U+2C5E..U+3057 less U+3000,
 //    U+FB26..U+FEFE) first after a line-ending backslash.
 // All but the last are invalid TOML 1.0 (bare keys and everything outside strings and comments
-// are ASCII; a ',' separates values and is never followed by '}' or ','; an escape is ASCII).
+// are ASCII; a ',' separates values and is never followed by '}' or ','; a date-time's 'T' is
+// followed by the hour; an escape is ASCII).
 // The last is valid TOML this parser cannot read: it is refused with the escape that reads the
 // same ("\u00E9"), the only valid file refused here. Remove this check once the toml++ in use has
 // the fixes.

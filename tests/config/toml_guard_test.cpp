@@ -37,6 +37,9 @@ TEST(TomlGuard, RefusesTheTextThatCrashesTheParserWithItsPosition) {
         {"x =\ny = 1\n", 1, 4, "expected a value after '=', got the end of the line"},
         // A bare value is read up to a terminator, quotes included: the string is no string.
         {"x = 3e{[\"\"\"\xcc\xa4\"\"\"\n", 1, 12, "a non-ASCII character outside a string"},
+        // A date, 'T' or 't', and no hour: toml++ asserts a digit there.
+        {"x = 1979-05-27T:32:00\n", 1, 16, "expected the hour of a date-time after 'T', got ':'"},
+        {"x = [1, 1979-05-27t+07:00]\n", 1, 20, "after 't', got '+'"},
         // Multi-line basic strings: toml++ classifies the character after a backslash, and the
         // first one after a line-ending backslash, with a table that has no answer for U+00A1..
         {"s = \"\"\"x\\\xc3\xa9\"\"\"\n", 1, 10, "a non-ASCII character after a backslash"},
@@ -71,6 +74,9 @@ TEST(TomlGuard, AcceptsValidTomlIncludingThePatternsInsideStringsAndComments) {
              "t = {a = 1, b = [1, {c = 2}]}\n",
              "a.\"caf\xc3\xa9\" = 1\nx = [\"\xc3\xa9\", '\xc3\xa9']\nt = {\"\xc3\xa9\" = 1}\n",
              "d = 1979-05-27T07:32:00Z\nf = [+1.5e-3, inf, -nan, 0x1f]\n",
+             // Dates and times, and what only looks like them inside strings.
+             "d = 1979-05-27T07:32:00Z\ne = 1979-05-27t07:32\nf = 1979-05-27\ng = "
+             "\"1979-05-27T:\"\n",
              // Line-ending backslashes followed by what toml++ can classify.
              "s = \"\"\"x\\\n  y \xc3\xa9\\\n \xe4\xb8\xad \\\n\xd2\x9a \\\n\\u00e9\"\"\"\n",
              // The neighbours of the undefined ranges, and U+3000 (whitespace to toml++).
