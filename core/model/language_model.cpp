@@ -11,6 +11,7 @@
 #include "core/moe/standard_block.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/resolve.h"
+#include "core/system/profile_scope.h"
 #include "moelab/sdk/init.h"
 
 namespace moelab::core {
@@ -140,7 +141,10 @@ ModelOutput LanguageModel::forward(const at::Tensor& tokens, const ForwardOption
                 seq == 1 ? "" : "s", cache->capacity(), cache->length()));
         }
     }
-    at::Tensor hidden = at::embedding(embedding_, tokens);  // (batch, seq, d_model)
+    at::Tensor hidden = [&] {
+        ProfileScope scope(OpFamily::kEmbedding);
+        return at::embedding(embedding_, tokens);  // (batch, seq, d_model)
+    }();
     sdk::ForwardState state;
     at::Tensor aux_loss = at::zeros({}, hidden.options().dtype(at::kFloat));
     try {
@@ -156,7 +160,11 @@ ModelOutput LanguageModel::forward(const at::Tensor& tokens, const ForwardOption
     }
     if (cache != nullptr) cache->advance(seq);
     if (options.last_logits_only) hidden = hidden.narrow(1, seq - 1, 1);
-    const at::Tensor normed = final_norm_->forward(hidden);
+    const at::Tensor normed = [&] {
+        ProfileScope scope(OpFamily::kNormsElementwise);
+        return final_norm_->forward(hidden);
+    }();
+    ProfileScope scope(OpFamily::kLmHeadLoss);
     return {at::linear(normed, head_.defined() ? head_ : embedding_), aux_loss};
 }
 

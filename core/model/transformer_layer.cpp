@@ -4,6 +4,7 @@
 
 #include "core/plugin/keep_alive.h"
 #include "core/plugin/plugin_error.h"
+#include "core/system/profile_scope.h"
 #include "core/system/tensor_text.h"
 
 namespace moelab::core {
@@ -29,6 +30,8 @@ TransformerLayer::TransformerLayer(int index, std::shared_ptr<sdk::Attention> at
 at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const LayerInput& input,
                                      sdk::ForwardState& state, const ForwardOptions& options,
                                      at::Tensor& aux_loss) {
+    // The layer's own work (norm, residual additions); the scopes inside take their share.
+    ProfileScope layer_scope(OpFamily::kNormsElementwise);
     sdk::AttentionInput attention_input;
     attention_input.hidden = attention_norm_->forward(hidden);
     attention_input.positions = input.positions;
@@ -36,9 +39,11 @@ at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const LayerInput&
     attention_input.state = &state;
     attention_input.training = options.training;
     const std::int64_t cached_before = input.cache != nullptr ? input.cache->length() : 0;
-    const at::Tensor branch =
-        call_plugin(*attention_plugin_, fmt::format("attention of layer {}", index_),
-                    [&] { return attention_->forward(attention_input); });
+    const at::Tensor branch = [&] {
+        ProfileScope scope(OpFamily::kAttention);
+        return call_plugin(*attention_plugin_, fmt::format("attention of layer {}", index_),
+                           [&] { return attention_->forward(attention_input); });
+    }();
     if (!branch.defined() || branch.sizes() != hidden.sizes()) {
         throw PluginError(fmt::format("{}: attention of layer {} returned {}, expected shape {}",
                                       describe_plugin(*attention_plugin_), index_,
@@ -68,7 +73,10 @@ at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const LayerInput&
 at::Tensor TransformerLayer::feed_forward(const at::Tensor& flat, const at::Tensor& token_ids,
                                           std::int64_t sequence_length,
                                           const ForwardOptions& options, at::Tensor& aux_loss) {
-    if (dense_) return dense_->forward(flat);
+    if (dense_) {
+        ProfileScope scope(OpFamily::kDenseFfn);
+        return dense_->forward(flat);
+    }
 
     sdk::BlockInput block_input;
     block_input.hidden = flat;
@@ -80,6 +88,7 @@ at::Tensor TransformerLayer::feed_forward(const at::Tensor& flat, const at::Tens
     block_input.micro_batch = options.micro_batch;
     block_input.micro_batches = options.micro_batches;
     LayerRoutingStats* stats = options.stats ? &options.stats->layer(index_) : nullptr;
+    ProfileScope scope(OpFamily::kMoeBlockOther);  // the block's router and experts take theirs
     sdk::BlockOutput output =
         moe_->forward(block_input, stats, options.perturbation,
                       SelectionSite{index_, options.batch, options.step}, options.routing_tap);

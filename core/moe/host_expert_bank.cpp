@@ -6,6 +6,7 @@
 
 #include "core/moe/expert_weights.h"
 #include "core/moe/routing_plan.h"
+#include "core/system/profile_scope.h"
 #include "kernels/binding/grouped_swiglu.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/sdk/error.h"
@@ -30,6 +31,7 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
     if (switched_off_) return at::zeros_like(x);
     const std::int64_t slots = indices.size(1);
 
+    ProfileScope plan_scope(OpFamily::kRoutingPlan);
     const RoutingPlan plan = plan_routing(indices, weights, experts, policy_.capacity_factor,
                                           policy_.keep_highest_weight);
     dispatches_.push_back(
@@ -44,6 +46,7 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
     const at::Tensor w_in_x = w_in.to(x.scalar_type());
     const at::Tensor w_out_x = w_out.to(x.scalar_type());
     try {
+        ProfileScope scope(OpFamily::kExperts);
         return kernels::run_grouped_swiglu(policy_.kernel, x, routed, w_in_x, w_out_x);
     } catch (const std::invalid_argument& refused) {  // no kernel for this case, or a bad plan
         throw sdk::Error(fmt::format("expert bank '{}': {}", spec_.name, refused.what()));
@@ -53,6 +56,7 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
 at::Tensor HostExpertBank::run_all(const at::Tensor& x) {
     const std::int64_t tokens = x.size(0);
     if (switched_off_) return at::zeros({spec_.experts, tokens, x.size(1)}, x.options());
+    ProfileScope scope(OpFamily::kExperts);
     const at::TensorOptions counts = at::TensorOptions().dtype(at::kLong).device(x.device());
     DispatchRecord record{at::full({spec_.experts}, tokens, counts),
                           at::full({}, tokens * spec_.experts, counts), at::zeros({}, counts),

@@ -7,6 +7,7 @@
 #include "core/dist/differentiable_all_to_all.h"
 #include "core/moe/expert_weights.h"
 #include "core/moe/routing_plan.h"
+#include "core/system/profile_scope.h"
 #include "kernels/binding/grouped_swiglu.h"
 #include "moelab/sdk/error.h"
 
@@ -44,6 +45,8 @@ at::Tensor ShardedExpertBank::mix(const at::Tensor& x, const at::Tensor& indices
     const int processes = group_->size();
     const int me = group_->rank();
 
+    // Planning and counting are the routing plan's; the exchanges and the kernel take theirs.
+    ProfileScope plan_scope(OpFamily::kRoutingPlan);
     // This process's assignments grouped by expert, hence by the process holding the expert.
     const RoutingPlan mine = plan_routing(indices, weights, experts, 0.0, false);
     at::Tensor local_counts = mine.processed;
@@ -63,8 +66,10 @@ at::Tensor ShardedExpertBank::mix(const at::Tensor& x, const at::Tensor& indices
     }
     const at::Tensor rows = mine.order.narrow(0, 0, sent);  // assignment ids, by expert
     const at::Tensor row_token = at::div(rows, slots, "floor");
-    const at::Tensor received =
-        differentiable_all_to_all(*group_, x.index_select(0, row_token), send, receive);
+    const at::Tensor received = [&] {
+        ProfileScope scope(OpFamily::kExpertExchange);
+        return differentiable_all_to_all(*group_, x.index_select(0, row_token), send, receive);
+    }();
 
     // The local expert of each received row: sources in rank order, each grouped by expert.
     const at::Tensor local_expert_ids = at::arange(count_, at::TensorOptions().dtype(at::kLong));
@@ -101,6 +106,7 @@ at::Tensor ShardedExpertBank::mix(const at::Tensor& x, const at::Tensor& indices
         theirs.order, at::ones({received_rows}, x.options().dtype(at::kFloat)), theirs.group_ends};
     at::Tensor outputs;
     try {
+        ProfileScope scope(OpFamily::kExperts);
         outputs = kernels::run_grouped_swiglu(policy_.kernel, received, routed,
                                               w_in.to(x.scalar_type()), w_out.to(x.scalar_type()));
     } catch (const std::invalid_argument& refused) {
@@ -117,7 +123,10 @@ at::Tensor ShardedExpertBank::mix(const at::Tensor& x, const at::Tensor& indices
         (received.requires_grad() || w_in.requires_grad() || w_out.requires_grad())) {
         outputs = outputs + (received.sum() + w_in.sum() + w_out.sum()) * 0;
     }
-    const at::Tensor returned = differentiable_all_to_all(*group_, outputs, receive, send);
+    const at::Tensor returned = [&] {
+        ProfileScope scope(OpFamily::kExpertExchange);
+        return differentiable_all_to_all(*group_, outputs, receive, send);
+    }();
     const at::Tensor row_weight =
         weights.reshape({-1}).index_select(0, rows).to(returned.scalar_type()).unsqueeze(1);
     at::Tensor out = at::zeros_like(x).index_add(0, row_token, returned * row_weight);

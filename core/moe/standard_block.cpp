@@ -5,6 +5,7 @@
 #include "core/moe/extension_check.h"
 #include "core/plugin/plugin_error.h"
 #include "core/system/printable.h"
+#include "core/system/profile_scope.h"
 #include "core/system/tensor_text.h"
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/init.h"
@@ -127,7 +128,10 @@ StandardMoeBlock::StandardMoeBlock(std::shared_ptr<sdk::Router> router,
 }
 
 sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
-    const at::Tensor x = norm_->forward(input.hidden);  // (tokens, d_model)
+    const at::Tensor x = [&] {
+        ProfileScope scope(OpFamily::kNormsElementwise);
+        return norm_->forward(input.hidden);  // (tokens, d_model)
+    }();
     sdk::RoutingDecision decision;
     at::Tensor mixing;  // (tokens, 2) float32, with a shared gate
     {
@@ -154,6 +158,7 @@ sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
             decision = std::move(*replacement_);
             replacement_.reset();
         } else {
+            ProfileScope scope(OpFamily::kRouter);
             decision = call_plugin(*router_plugin_, "routing",
                                    [&] { return router_->route(router_input); });
         }

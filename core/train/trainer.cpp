@@ -10,6 +10,7 @@
 #include <optional>
 #include <sstream>
 
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/autograd.h>
@@ -32,6 +33,7 @@
 #include "core/system/device.h"
 #include "core/system/gemm_peak.h"
 #include "core/system/read_file.h"
+#include "core/system/step_profiler.h"
 #include "core/system/threads.h"
 #include "core/train/adamw.h"
 #include "core/train/expert_shards.h"
@@ -255,6 +257,8 @@ class TrainingRun {
     void refresh_report();
     bool report_warned_ = false;
     void finish();
+    // profile.json and the table on the terminal, when profiling.
+    void write_profile();
 
     const ResolvedRecipe& resolved_;
     const Recipe& recipe_;
@@ -279,6 +283,7 @@ class TrainingRun {
     std::vector<at::Tensor> parameters_;
     std::vector<std::string> parameter_names_;  // parallel to parameters_
     std::unique_ptr<AdamW> optimizer_;
+    std::unique_ptr<StepProfiler> profiler_;  // with --profile, after the warm-up steps
     // Note [Stages]: the plan, which parameters each stage trains (parallel to parameters_), and
     // the stage the parameters are set up for (-1: none yet).
     std::unique_ptr<StagePlan> stages_;
@@ -546,6 +551,13 @@ void TrainingRun::enter_stage(const StagePosition& position) {
 }
 
 void TrainingRun::train_step() {
+    StepProfiler* const profiler = profiler_.get();
+    const auto mark = [profiler](StepPhase phase) {
+        if (profiler != nullptr) profiler->mark(phase);
+    };
+    if (profiler != nullptr) profiler->begin_step();
+    mark(StepPhase::kData);
+    const std::int64_t tokens_before = tokens_seen_;
     const double lr = stages_->learning_rate(step_);
     at::Tensor lm_sum = at::zeros({}, at::TensorOptions().device(device_));
     at::Tensor aux_sum = at::zeros({}, at::TensorOptions().device(device_));
@@ -580,13 +592,16 @@ void TrainingRun::train_step() {
     forward.micro_batches = train_.grad_accum;
     for (const TokenBatch& batch : micro_batches) {
         const std::int64_t rows = batch.rows();
+        mark(StepPhase::kData);
         const TokenBatch part =
             batch.narrow_rows(layout.first_row(rows), layout.local_rows(rows)).to(device_);
         const at::Tensor inputs = part.inputs();
         at::Tensor lm, aux;
         {
+            mark(StepPhase::kForward);
             CudaAutocastScope autocast(bf16_);
             ModelOutput output = model_->forward(inputs, forward);
+            ProfileScope loss_scope(OpFamily::kLmHeadLoss);
             if (has_prompts) {
                 lm = next_token_loss(output.logits, part, /*sum=*/true) * prompt_scale;
             } else {
@@ -594,7 +609,10 @@ void TrainingRun::train_step() {
             }
             aux = output.aux_loss;
         }
-        ((lm + aux) / static_cast<double>(train_.grad_accum)).backward();
+        const at::Tensor micro_loss = (lm + aux) / static_cast<double>(train_.grad_accum);
+        mark(StepPhase::kBackward);
+        micro_loss.backward();
+        mark(StepPhase::kOther);
         lm_sum += lm.detach();
         aux_sum += aux.detach();
         tokens_seen_ += inputs.numel() * layout.world;
@@ -612,6 +630,7 @@ void TrainingRun::train_step() {
     if (!std::isfinite(lm_loss)) diverged("the language-model loss", lm_loss);
     if (!std::isfinite(aux_loss)) diverged("the auxiliary loss", aux_loss);
     average_gradients();
+    mark(StepPhase::kOptimizer);
     const double grad_norm = parallel_->distributed()
                                  ? clip_grad_norm(replicated_parameters_, sharded_parameters_,
                                                   train_.grad_clip, parallel_->experts())
@@ -619,6 +638,7 @@ void TrainingRun::train_step() {
     if (!std::isfinite(grad_norm)) diverged("the gradient norm", grad_norm);
     optimizer_->step(lr);
     optimizer_->zero_grad();
+    if (profiler != nullptr) profiler->end_step(tokens_seen_ - tokens_before);
     ++step_;
     window_loss_ += lm_loss + aux_loss;
     window_lm_ += lm_loss;
@@ -682,6 +702,42 @@ double peak_resident_mib() {
 }
 
 }  // namespace
+
+void TrainingRun::write_profile() {
+    if (!options_.profile || !leader_) return;
+    if (profiler_ == nullptr || profiler_->steps() == 0) {
+        log(
+            fmt::format("profile: no step was profiled (the first {} steps of an invocation warm "
+                        "up; train more steps)",
+                        kProfileWarmupSteps));
+        return;
+    }
+    nlohmann::json profile = profiler_->to_json();
+    profile["warmup_steps"] = kProfileWarmupSteps;
+    profile["last_step"] = step_;
+    profile["device"] = device_.str();
+    const ThreadSettings threads = current_threads();
+    profile["threads"] = {{"intra_op", threads.intra_op}, {"blas", threads.blas}};
+    std::string rates;
+    if (train_flops_per_token_) {
+        const double achieved =
+            profile["tokens_per_second"].get<double>() * *train_flops_per_token_ / 1e9;
+        profile["achieved_gflops"] = achieved;
+        rates = fmt::format(", {:.1f} GFLOP/s", achieved);
+        if (gemm_peak_) {
+            profile["mfu"] = achieved / *all_processes_peak();
+            rates +=
+                fmt::format(" = {:.1f}% of the GEMM peak", 100 * achieved / *all_processes_peak());
+        }
+    }
+    const fs::path file = run_dir_ / "profile.json";
+    write_file_atomically(file, profile.dump(2) + "\n");
+    log(fmt::format(
+        "profile of {} steps after {} warm-up steps: {:.1f} ms/step, {:.0f} tokens/s{} "
+        "(with the profiler's hooks); in {}\n{}",
+        profiler_->steps(), kProfileWarmupSteps, profiler_->step_seconds() * 1e3,
+        profile["tokens_per_second"].get<double>(), rates, file.string(), profiler_->table()));
+}
 
 nlohmann::json TrainingRun::throughput_summary() const {
     // Over the training windows this process timed (evaluations and checkpoints excluded).
@@ -965,6 +1021,7 @@ RunResult TrainingRun::run() {
             any_member(parallel_->world(), InterruptGuard::requested(), device_);
         if (interrupted ||
             (options_.stop_after_steps > 0 && steps_this_invocation == options_.stop_after_steps)) {
+            write_profile();
             save(interrupted ? "interrupted" : "stop-after");
             log(fmt::format("stopped at step {}; continue with --resume --out {}", step_,
                             run_dir_.string()));
@@ -973,6 +1030,15 @@ RunResult TrainingRun::run() {
         if (const StagePosition position = stages_->at(step_);
             static_cast<std::int64_t>(position.index) != current_stage_) {
             enter_stage(position);
+        }
+        if (options_.profile && profiler_ == nullptr &&
+            steps_this_invocation == kProfileWarmupSteps) {
+            std::function<void()> synchronize;
+            if (device_.is_cuda()) {
+                const int index = device_.has_index() ? device_.index() : 0;
+                synchronize = [index] { at::detail::getCUDAHooks().deviceSynchronize(index); };
+            }
+            profiler_ = std::make_unique<StepProfiler>(std::move(synchronize));
         }
         train_step();
         ++steps_this_invocation;
@@ -998,6 +1064,7 @@ RunResult TrainingRun::run() {
         parallel_->expert_exchange().set_paused(false);
         parallel_->gradient_exchange().set_paused(false);
     }
+    write_profile();
     finish();
     return {run_dir_, RunOutcome::kCompleted, step_};
 }

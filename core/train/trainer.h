@@ -7,6 +7,7 @@
 //   checkpoints/           step-N directories and `latest` (checkpoint.h)
 //   summary.json           final validation and test loss/perplexity, tokens, wall time,
 //                          parameter counts (total and active), unigram baseline
+//   profile.json           with RunOptions::profile: where a step's time goes
 // A run can be resumed from its latest checkpoint with identical results on the CPU.
 
 #include <cstdint>
@@ -25,11 +26,16 @@ struct RunOptions {
     // Stop after this many optimizer steps of this invocation, with a checkpoint (0: run to the
     // end). For jobs cut into time slices; continue with resume.
     std::int64_t stop_after_steps = 0;
+    // Profile the steps after the first kProfileWarmupSteps of this invocation: per phase and
+    // operator family, into profile.json and the terminal (Note [Step profile]).
+    bool profile = false;
     // The hash (recipe_hash) of a stored recipe.resolved.toml resolved with today's plugins: the
     // second look of --resume when the checkpoint's recipe hash differs (Note [Recipe hash across
     // plugin versions] in model_state.h). Empty: a differing hash is refused outright.
     std::function<std::string(const std::filesystem::path& resolved_recipe)> rehash_stored_recipe;
 };
+
+inline constexpr std::int64_t kProfileWarmupSteps = 2;  // allocator and caches settle
 
 enum class RunOutcome { kCompleted, kStopped, kInterrupted };
 

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -133,6 +134,41 @@ TEST_F(TinyRun, LeavesEverythingARunNeedsInItsDirectory) {
                 throughput["training_tokens_per_second"].get<double>() *
                     throughput["model_flops_per_token"].get<double>() / 1e9 / peak,
                 1e-12);
+}
+
+TEST_F(TinyRun, AProfiledRunSplitsItsStepsByPhaseAndOperatorFamily) {
+    const CommandResult run =
+        moelab("run " + tiny_recipe() + " --out p --profile --set train.steps=6");
+    ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+    EXPECT_NE(run.out.find("profile of 4 steps after 2 warm-up steps"), std::string::npos)
+        << run.out;
+    const nlohmann::json profile = read_json(dir("p") / "profile.json");
+    EXPECT_EQ(profile["steps"], 4);
+    EXPECT_EQ(profile["last_step"], 6);
+    EXPECT_EQ(profile["tokens_per_step"].get<double>(), 4 * 16);  // batch 4 of 16 tokens
+    const double step = profile["step_seconds"].get<double>();
+    double rows = 0, phases = 0;
+    std::map<std::string, nlohmann::json> by_name;
+    for (const auto& row : profile["breakdown"]) {
+        rows += row["seconds"].get<double>();
+        by_name[row["name"].get<std::string>()] = row;
+    }
+    for (const auto& [name, seconds] : profile["phases_seconds"].items()) {
+        phases += seconds.get<double>();
+    }
+    EXPECT_NEAR(rows, step, 1e-9 * step);
+    EXPECT_NEAR(phases, step, 1e-9 * step);
+    // Every layer of the tiny model is a MoE layer in one process: the families it has take
+    // forward and backward time, the ones it has not take none.
+    for (const char* family : {"attention", "router", "experts", "norms and elementwise",
+                               "lm head and loss", "embedding"}) {
+        EXPECT_GT(by_name.at(family)["forward_seconds"].get<double>(), 0) << family;
+        EXPECT_GT(by_name.at(family)["backward_seconds"].get<double>(), 0) << family;
+    }
+    for (const char* family : {"dense ffn", "expert exchange"}) {
+        EXPECT_EQ(by_name.at(family)["seconds"].get<double>(), 0) << family;
+    }
+    EXPECT_GT(by_name.at("optimizer")["other_seconds"].get<double>(), 0);
 }
 
 TEST_F(TinyRun, ResumingGivesABitIdenticalLossCurve) {

@@ -29,6 +29,7 @@ struct RunArgs {
     std::string out_dir;
     bool resume = false;
     long long stop_after_steps = 0;
+    bool profile = false;
 };
 int run_recipe(const RunArgs& args);
 

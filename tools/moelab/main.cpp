@@ -92,6 +92,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
         ->add_option("--stop-after", args->stop_after_steps,
                      "Stop with a checkpoint after this many steps (continue with --resume)")
         ->check(CLI::NonNegativeNumber);
+    command->add_flag("--profile", args->profile,
+                      "Time each step per phase and operator family after 2 warm-up steps; "
+                      "prints a table and writes profile.json to the run directory");
     command->callback([&exit_code, args] {
         if (args->resume && args->out_dir.empty()) {
             exit_code = run_guarded([]() -> int {

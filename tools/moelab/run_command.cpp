@@ -17,6 +17,7 @@ int run_recipe(const RunArgs& args) {
     options.out_dir = args.out_dir;
     options.resume = args.resume;
     options.stop_after_steps = args.stop_after_steps;
+    options.profile = args.profile;
     options.rehash_stored_recipe = [](const std::filesystem::path& stored) {
         return core::recipe_hash(core::load_and_resolve(stored.string(), {})->resolved);
     };
