@@ -8,8 +8,9 @@
 // a second on a 2-core CPU). A product that shares the machine with other work measures low (on
 // this project's 2-core machine 126 instead of 215 GFLOP/s once), so the peak is the best
 // measurement the machine has given: $XDG_CACHE_HOME/moelab/gemm-peak.json (else
-// ~/.cache/moelab/) keeps it per key (device, CPU model or GPU name, threads, dtype, LibTorch
-// version), and every run that measures higher raises it. Delete the file to start over (new
+// ~/.cache/moelab/) keeps it per key (device, CPU model or GPU name, BLAS threads, dtype,
+// LibTorch version; not LibTorch's intra-op threads, which only slow a product down), and every
+// run that measures higher raises it. Delete the file to start over (new
 // hardware behind the same name). MOELAB_GEMM_PEAK_GFLOPS=<number> sets the peak and measures
 // nothing (the test suite does: its runs share the machine).
 

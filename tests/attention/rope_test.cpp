@@ -230,6 +230,37 @@ TEST(HarpeAttention, EachKeyValueHeadRotatesWithItsOwnBase) {
     EXPECT_GT((got - one_base).abs().max().item<double>(), 1e-3) << "head 1's base counts";
 }
 
+// The float32 CPU path (fused rotary, one query/key/value product, the mask and scale inside the
+// score product) against the same attention in float64, where the rotation is the composed
+// apply_rope: outputs and the gradients of the input and of every weight, with each key/value
+// head's own base and a padding slot.
+TEST(HarpeAttention, TheFusedFloatPathHasTheGradientsOfTheComposedOne) {
+    const std::vector<double> bases = {kBase, 37.0};
+    auto fused = build_attention("harpe", {{"bases", std::string("list")}, {"list", bases}});
+    auto composed = build_attention("harpe", {{"bases", std::string("list")}, {"list", bases}});
+    composed->attention->to(at::kDouble);
+    at::Tensor positions =
+        at::stack({at::arange(10, 10 + kSeq, at::kLong), at::arange(3, 3 + kSeq, at::kLong)});
+    positions[1][0] = -1;  // a padding slot
+    const at::Tensor x = hidden_states().requires_grad_(true);
+    const at::Tensor x64 = x.detach().to(at::kDouble).requires_grad_(true);
+    const at::Tensor out = forward(*fused->attention, x, positions);
+    const at::Tensor out64 = forward(*composed->attention, x64, positions);
+    EXPECT_LT((out.to(at::kDouble) - out64).abs().max().item<double>(), 1e-5);
+    const at::Tensor upstream = at::randn(out.sizes(), sdk::make_generator(3), at::kDouble);
+    (out.to(at::kDouble) * upstream).sum().backward();
+    (out64 * upstream).sum().backward();
+    auto relative = [](const at::Tensor& got, const at::Tensor& want) {
+        return ((got.to(at::kDouble) - want).abs().max() / want.abs().max()).item<double>();
+    };
+    EXPECT_LT(relative(x.grad(), x64.grad()), 1e-5);
+    auto weights64 = composed->attention->named_parameters();
+    for (const auto& weight : fused->attention->named_parameters()) {
+        EXPECT_LT(relative(weight.value().grad(), weights64[weight.key()].grad()), 1e-5)
+            << weight.key();
+    }
+}
+
 // With every base equal, HARPE is RoPE: the same weights (same seed) and the same outputs, bit
 // for bit, with and without a cache.
 TEST(HarpeAttention, EqualBasesAreRopeExactly) {

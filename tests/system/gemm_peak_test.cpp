@@ -1,7 +1,8 @@
 // The GEMM peak MFU is measured against: every call measures, and the cache keeps the best the
-// machine has given (a planted higher value stands, a planted lower one is replaced), a damaged
-// cache is measured around, and the MOELAB_GEMM_PEAK_GFLOPS override is taken as given (nothing
-// measured, nothing cached) or refused when it is not a positive number.
+// machine has given (a planted higher value stands, a planted lower one is replaced; keys written
+// with the intra-op threads in them still count), a damaged cache is measured around, and the
+// MOELAB_GEMM_PEAK_GFLOPS override is taken as given (nothing measured, nothing cached) or refused
+// when it is not a positive number.
 
 #include <gtest/gtest.h>
 
@@ -71,6 +72,17 @@ TEST_F(GemmPeakCache, KeepsTheBestMeasurementOfTheMachine) {
     const core::GemmPeak raised = core::gemm_peak(at::kCPU, at::kFloat);
     EXPECT_EQ(raised.source, "measured");
     EXPECT_DOUBLE_EQ(nlohmann::json::parse(std::ifstream(file))[key].get<double>(), raised.gflops);
+
+    // The key leaves LibTorch's intra-op threads out (they only slow a product); a cache written
+    // with them in its keys still counts, the best of any intra-op width.
+    EXPECT_EQ(key.find("intra-op"), std::string::npos) << key;
+    const std::size_t blas = key.find("BLAS ");
+    ASSERT_NE(blas, std::string::npos) << key;
+    nlohmann::json old_cache = nlohmann::json::object();
+    old_cache[key.substr(0, blas) + "intra-op 1, " + key.substr(blas)] = 1e9;
+    old_cache[key.substr(0, blas) + "intra-op 2, " + key.substr(blas)] = 1.0;
+    std::ofstream(file) << old_cache.dump();
+    EXPECT_DOUBLE_EQ(core::gemm_peak(at::kCPU, at::kFloat).gflops, 1e9);
 
     // A damaged cache is measured around and rewritten.
     std::ofstream(file) << "{ not json";

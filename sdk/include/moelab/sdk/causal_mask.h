@@ -27,4 +27,19 @@ inline at::Tensor masked_softmax(const at::Tensor& scores, const at::Tensor& all
         .softmax(-1);
 }
 
+// Since 5.4. The score given to a key a query may not attend to, in causal_bias. Far below any
+// score, so its exponent is 0 beside any allowed key; finite in bfloat16 too (the lowest float
+// rounds to -inf there), so a row with no key to attend to gets equal finite weights, as with
+// masked_softmax.
+inline constexpr float kMaskedScore = -1e30f;
+
+// Since 5.4. causal_mask as an additive float32 bias: 0 where the query may attend to the key,
+// kMaskedScore elsewhere; (batch, 1, queries, keys). Added to the scores inside their product
+// (at::baddbmm), it saves the passes of a separate masked_fill forward and backward.
+inline at::Tensor causal_bias(const at::Tensor& query_positions, const at::Tensor& key_positions) {
+    const at::Tensor allowed = causal_mask(query_positions, key_positions);
+    return at::zeros(allowed.sizes(), allowed.options().dtype(at::kFloat))
+        .masked_fill(allowed.logical_not(), kMaskedScore);
+}
+
 }  // namespace moelab::sdk

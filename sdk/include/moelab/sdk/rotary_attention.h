@@ -18,6 +18,7 @@
 #include "moelab/sdk/attention.h"
 #include "moelab/sdk/causal_mask.h"
 #include "moelab/sdk/error.h"
+#include "moelab/sdk/fused_rotary.h"
 #include "moelab/sdk/init.h"
 #include "moelab/sdk/key_value_cache.h"
 #include "moelab/sdk/rotary.h"
@@ -74,18 +75,25 @@ class RotaryAttention : public Attention {
         const std::int64_t batch = x.size(0);
         const std::int64_t seq = x.size(1);
         const std::int64_t group = heads_ / kv_heads_;
+        const std::int64_t query_width = heads_ * head_dim_;
+        const std::int64_t kv_width = kv_heads_ * head_dim_;
 
-        auto project = [&](const at::Tensor& w, std::int64_t heads) {
-            return at::linear(x, w).view({batch, seq, heads, head_dim_}).transpose(1, 2);
+        // One product for queries, keys and values: the weights side by side (a copy of the
+        // weights, small beside the activations), then views per head. One wide product runs
+        // closer to the machine's GEMM peak than three narrow ones, and the gradient of x is one
+        // product instead of three and two sums.
+        const at::Tensor qkv = at::linear(x, at::cat({w_query_, w_key_, w_value_}));
+        auto heads_of = [&](std::int64_t offset, std::int64_t width, std::int64_t heads) {
+            return qkv.narrow(-1, offset, width).view({batch, seq, heads, head_dim_});
         };
-        // cos, sin: (batch, 1 or kv_heads, seq, head_dim/2). Query heads are viewed as
-        // (kv_heads, group) so that each group rotates with its key/value head's row.
+        // cos, sin: (batch, 1 or kv_heads, seq, head_dim/2); query head h rotates with row
+        // h / group, the row of its key/value head.
         const auto [cos, sin] = rope_tables(inv_freq_on(x.device()), input.positions);
         const at::Tensor query =
-            apply_rope(project(w_query_, heads_).view({batch, kv_heads_, group, seq, head_dim_}),
-                       cos.unsqueeze(2), sin.unsqueeze(2));                 // (b, kv, g, s, hd)
-        at::Tensor key = apply_rope(project(w_key_, kv_heads_), cos, sin);  // (b, kv, s, hd)
-        at::Tensor value = project(w_value_, kv_heads_);                    // (b, kv, s, hd)
+            rotate_heads(heads_of(0, query_width, heads_), cos, sin, group);  // (b, h, s, hd)
+        at::Tensor key = rotate_heads(heads_of(query_width, kv_width, kv_heads_), cos, sin);
+        at::Tensor value = heads_of(query_width + kv_width, kv_width, kv_heads_)
+                               .transpose(1, 2);  // (b, kv, s, hd)
 
         at::Tensor key_positions = input.positions;  // (b, keys)
         if (input.cache != nullptr) {
@@ -101,19 +109,27 @@ class RotaryAttention : public Attention {
 
         // Grouped-query attention without copying keys or values per query head: a key/value
         // head's group of query heads is one block of group * seq rows multiplied by its keys.
+        // The causal mask is an additive bias and the 1/sqrt(head_dim) scale the product's
+        // alpha, both applied inside the product (no separate passes over the scores).
         const std::int64_t keys = key.size(2);
-        const at::Tensor grouped = query.reshape({batch, kv_heads_, group * seq, head_dim_});
-        const at::Tensor scores = (at::matmul(grouped, key.transpose(-2, -1)).to(at::kFloat) /
-                                   std::sqrt(static_cast<double>(head_dim_)))
-                                      .view({batch, kv_heads_, group, seq, keys});
-        const at::Tensor allowed = causal_mask(input.positions, key_positions).unsqueeze(1);
-        const at::Tensor probs = masked_softmax(scores, allowed)
-                                     .to(value.scalar_type())
-                                     .view({batch, kv_heads_, group * seq, keys});
-        const at::Tensor mixed = at::matmul(probs, value)  // (b, kv, g * s, hd)
-                                     .view({batch, heads_, seq, head_dim_})
-                                     .transpose(1, 2)
-                                     .reshape({batch, seq, heads_ * head_dim_});
+        const std::int64_t blocks = batch * kv_heads_;
+        const at::Tensor grouped = query.reshape({blocks, group * seq, head_dim_});
+        at::Tensor bias = causal_bias(input.positions, key_positions);  // (1 or b, 1, s, keys)
+        if (group > 1) bias = bias.repeat({1, 1, group, 1});            // rows (g, s)
+        bias = bias.size(0) == 1 ? bias.view({1, group * seq, keys})
+                                 : bias.expand({batch, kv_heads_, group * seq, keys})
+                                       .reshape({blocks, group * seq, keys});
+        const at::Tensor scores =
+            at::baddbmm(bias.to(grouped.scalar_type()), grouped,
+                        key.reshape({blocks, keys, head_dim_}).transpose(1, 2),
+                        /*beta=*/1.0, /*alpha=*/1.0 / std::sqrt(static_cast<double>(head_dim_)));
+        const at::Tensor probs =
+            scores.to(at::kFloat).softmax(-1).to(value.scalar_type());  // (blocks, g * s, keys)
+        const at::Tensor mixed =
+            at::bmm(probs, value.reshape({blocks, keys, head_dim_}))  // (blocks, g * s, hd)
+                .view({batch, heads_, seq, head_dim_})
+                .transpose(1, 2)
+                .reshape({batch, seq, heads_ * head_dim_});
         return at::linear(mixed, w_output_);
     }
 
