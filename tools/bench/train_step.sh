@@ -3,8 +3,12 @@
 # GFLOP/s and MFU against the machine's GEMM peak, and where the step's time goes, side by side
 # for every recipe in one run. Run it on an idle machine: other work slows the step and the peak.
 #
-#   tools/bench/train_step.sh [--steps N (default 30)] [--out DIR] [RECIPE...]
+#   tools/bench/train_step.sh [--steps N (default 30)] [--out DIR] [--baseline MOELAB] [RECIPE...]
 #       (default recipes: recipes/quickstart.toml recipes/perf/wide.toml)
+#
+# --baseline: another build's moelab binary (an earlier commit built in its own tree, with its
+# plugins): each recipe runs under it and under this tree's build, one after the other, and the
+# table gives both and their ratio. Measured in one run, the machine's state is the same for both.
 #
 # Each run trains N steps (the first 2 are warm-up and not profiled) with evaluation off and
 # leaves its run directory under DIR (default a temporary directory): profile.json, summary.json.
@@ -15,12 +19,14 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 moelab="$root/build/bin/moelab"
 steps=30
 out=""
+baseline=""
 recipes=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --steps) steps=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --baseline) baseline=$2; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) recipes+=("$1"); shift ;;
     esac
 done
@@ -38,17 +44,26 @@ fi
 if [ -z "$out" ]; then out=$(mktemp -d /tmp/moelab-train-step.XXXXXX); fi
 mkdir -p "$out"
 
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+    echo "train_step.sh: --baseline $baseline is not an executable moelab" >&2
+    exit 2
+fi
+
 runs=()
+profile_run() {  # BINARY LABEL RECIPE
+    local dir="$out/$2"
+    rm -rf "$dir"
+    echo "== $2: $3, $steps steps, profiled after 2 ($1)"
+    # Run where the recipe's relative data paths resolve: the repository root.
+    (cd "$root" && "$1" run "$3" --profile --out "$dir" --set "train.steps=$steps" \
+        --set "train.warmup_steps=2" --set "train.eval_every=0" --set "train.log_every=$steps" \
+        --set "eval.max_batches=1") | sed -n '/^profile of/,/^step  /p'
+    runs+=("$2=$dir")
+}
 for recipe in "${recipes[@]}"; do
     name=$(basename "$recipe" .toml)
-    dir="$out/$name"
-    rm -rf "$dir"
-    echo "== $recipe: $steps steps, profiled after 2"
-    # Run where the recipe's relative data paths resolve: the repository root.
-    (cd "$root" && "$moelab" run "$recipe" --profile --out "$dir" --set "train.steps=$steps" \
-        --set "train.warmup_steps=2" --set "train.eval_every=0" --set "train.log_every=$steps" \
-        --set "eval.max_batches=1") | sed -n '/^profile of/,/^step /p'
-    runs+=("$name=$dir")
+    if [ -n "$baseline" ]; then profile_run "$baseline" "$name-baseline" "$recipe"; fi
+    profile_run "$moelab" "$name" "$recipe"
 done
 
 /usr/bin/python3 - "$out" "${runs[@]}" <<'EOF'
@@ -71,13 +86,19 @@ for run in runs:
     })
 json.dump(rows, open(f"{out}/train_step.json", "w"), indent=2)
 print()
-print(f"{'recipe':<14} {'ms/step':>9} {'tok/s':>8} {'run tok/s':>10} {'GFLOP/s':>8} {'MFU':>6}  largest shares")
+print(f"{'run':<20} {'ms/step':>9} {'tok/s':>8} {'run tok/s':>10} {'GFLOP/s':>8} {'MFU':>6}  largest shares")
 for r in rows:
     top = ", ".join(f"{n} {100 * s:.0f}%" for n, s in r["top"])
     gflops = f"{r['gflops']:.1f}" if r["gflops"] is not None else "n/a"
     mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-    print(f"{r['recipe']:<14} {r['ms_per_step']:>9.1f} {r['tokens_per_s']:>8.0f} "
+    print(f"{r['recipe']:<20} {r['ms_per_step']:>9.1f} {r['tokens_per_s']:>8.0f} "
           f"{r['run_tokens_per_s']:>10.0f} {gflops:>8} {mfu:>6}  {top}")
+by_name = {r["recipe"]: r for r in rows}
+for r in rows:
+    base = by_name.get(r["recipe"] + "-baseline")
+    if base:
+        print(f"{r['recipe']}: {base['ms_per_step'] / r['ms_per_step']:.3f}x the baseline's speed "
+              f"({base['tokens_per_s']:.0f} -> {r['tokens_per_s']:.0f} tokens/s)")
 print(f"\n(tok/s, GFLOP/s, MFU: the profiled steps, with the profiler's hooks; run tok/s: every "
       f"step of the run, the 2 warm-up steps included)\nin {out}/train_step.json")
 EOF

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "moelab/sdk/attention.h"
+#include "moelab/sdk/blocked_attention.h"
 #include "moelab/sdk/causal_mask.h"
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/fused_rotary.h"
@@ -113,6 +114,20 @@ class RotaryAttention : public Attention {
         // alpha, both applied inside the product (no separate passes over the scores).
         const std::int64_t keys = key.size(2);
         const std::int64_t blocks = batch * kv_heads_;
+        const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+        if (input.cache == nullptr && seq > kBlockRows && x.device().is_cpu() &&
+            x.scalar_type() == at::kFloat && consecutive_from_zero_or_more(input.positions)) {
+            // Whole sequences longer than a block: memory linear in their length
+            // (blocked_attention.h).
+            const at::Tensor mixed =
+                blocked_causal_attention(query.reshape({blocks, group, seq, head_dim_}),
+                                         key.reshape({blocks, seq, head_dim_}),
+                                         value.reshape({blocks, seq, head_dim_}), scale, kBlockRows)
+                    .view({batch, heads_, seq, head_dim_})
+                    .transpose(1, 2)
+                    .reshape({batch, seq, heads_ * head_dim_});
+            return at::linear(mixed, w_output_);
+        }
         const at::Tensor grouped = query.reshape({blocks, group * seq, head_dim_});
         at::Tensor bias = causal_bias(input.positions, key_positions);  // (1 or b, 1, s, keys)
         if (group > 1) bias = bias.repeat({1, 1, group, 1});            // rows (g, s)
@@ -122,7 +137,7 @@ class RotaryAttention : public Attention {
         const at::Tensor scores =
             at::baddbmm(bias.to(grouped.scalar_type()), grouped,
                         key.reshape({blocks, keys, head_dim_}).transpose(1, 2),
-                        /*beta=*/1.0, /*alpha=*/1.0 / std::sqrt(static_cast<double>(head_dim_)));
+                        /*beta=*/1.0, /*alpha=*/scale);
         const at::Tensor probs =
             scores.to(at::kFloat).softmax(-1).to(value.scalar_type());  // (blocks, g * s, keys)
         const at::Tensor mixed =
@@ -151,6 +166,23 @@ class RotaryAttention : public Attention {
     }
 
   private:
+    // Sequences longer than this attend block by block (blocked_attention.h); shorter ones in one
+    // product, whose (seq, seq) scores are small.
+    static constexpr std::int64_t kBlockRows = 256;
+
+    // One row of positions shared by the batch, 0 or more and rising by 1: every query attends
+    // exactly the keys before it in the same sequence, as the blocked path assumes.
+    static bool consecutive_from_zero_or_more(const at::Tensor& positions) {
+        if (positions.dim() != 2 || positions.size(0) != 1) return false;
+        const at::Tensor row = positions.select(0, 0);
+        if (row.size(0) < 2) return false;
+        return row[0].item<std::int64_t>() >= 0 &&
+               (row.narrow(0, 1, row.size(0) - 1) - row.narrow(0, 0, row.size(0) - 1))
+                   .eq(1)
+                   .all()
+                   .item<bool>();
+    }
+
     // The frequencies on `device`, copied there once (they are not module state, so the model's
     // to(device) does not move them).
     const at::Tensor& inv_freq_on(const at::Device& device) {
