@@ -16,15 +16,18 @@ nlohmann::json EvalResult::to_json() const {
         {"loss", loss()}, {"ppl", perplexity()}, {"tokens", tokens}, {"moe", routing.summary()}};
 }
 
-at::Tensor next_token_loss(const at::Tensor& logits, const TokenBatch& batch, bool sum) {
-    constexpr std::int64_t kIgnored = -100;
+at::Tensor next_token_targets(const TokenBatch& batch) {
     at::Tensor targets = batch.targets().reshape({-1});
     if (batch.loss_mask.defined()) {
-        targets = targets.masked_fill(batch.loss_mask.reshape({-1}).logical_not(), kIgnored);
+        targets = targets.masked_fill(batch.loss_mask.reshape({-1}).logical_not(), kIgnoredTarget);
     }
-    return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), targets,
-                                  /*weight=*/{}, sum ? at::Reduction::Sum : at::Reduction::Mean,
-                                  kIgnored);
+    return targets;
+}
+
+at::Tensor next_token_loss(const at::Tensor& logits, const TokenBatch& batch, bool sum) {
+    return at::cross_entropy_loss(
+        logits.reshape({-1, logits.size(-1)}).to(at::kFloat), next_token_targets(batch),
+        /*weight=*/{}, sum ? at::Reduction::Sum : at::Reduction::Mean, kIgnoredTarget);
 }
 
 EvalResult evaluate(LanguageModel& model, const std::vector<TokenBatch>& batches,

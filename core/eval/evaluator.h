@@ -10,6 +10,7 @@
 
 #include "core/data/token_batch.h"
 #include "core/dist/parallelism.h"
+#include "core/model/chunked_lm_loss.h"
 #include "core/model/language_model.h"
 #include "core/moe/routing_stats.h"
 
@@ -46,6 +47,9 @@ struct EvalResult {
 // (batch, length - 1, vocab) for its inputs. Computed in fp32. The mean of a batch that counts no
 // target is NaN; callers that may meet one sum and divide themselves.
 at::Tensor next_token_loss(const at::Tensor& logits, const TokenBatch& batch, bool sum);
+
+// The targets next_token_loss counts, flat (tokens,), kIgnoredTarget where `batch` counts none.
+at::Tensor next_token_targets(const TokenBatch& batch);
 
 EvalResult evaluate(LanguageModel& model, const std::vector<TokenBatch>& batches,
                     const EvalSetup& setup);

@@ -164,8 +164,9 @@ ModelOutput LanguageModel::forward(const at::Tensor& tokens, const ForwardOption
         ProfileScope scope(OpFamily::kNormsElementwise);
         return final_norm_->forward(hidden);
     }();
+    if (options.hidden_only) return {at::Tensor(), aux_loss, normed};
     ProfileScope scope(OpFamily::kLmHeadLoss);
-    return {at::linear(normed, head_.defined() ? head_ : embedding_), aux_loss};
+    return {at::linear(normed, head_weight()), aux_loss};
 }
 
 std::unique_ptr<DecodingCache> LanguageModel::make_decoding_cache(std::int64_t batch,

@@ -67,11 +67,15 @@ struct ForwardOptions {
     // Logits of the last position only, (batch, 1, vocab): what decoding needs, without the
     // (batch, seq, vocab) head of a long prompt.
     bool last_logits_only = false;
+    // The final norm's output in ModelOutput::hidden instead of logits: for a caller that applies
+    // the LM head itself (training on the CPU: chunked with the loss, chunked_lm_loss.h).
+    bool hidden_only = false;
 };
 
 struct ModelOutput {
-    at::Tensor logits;    // (batch, seq, vocab)
+    at::Tensor logits;    // (batch, seq, vocab); undefined with ForwardOptions::hidden_only
     at::Tensor aux_loss;  // () sum of every MoE layer's auxiliary losses (0 for dense models)
+    at::Tensor hidden;    // (batch, seq, d_model) with ForwardOptions::hidden_only
 };
 
 // Decoding past what the cache can hold, or with a cache made for another batch.
@@ -97,6 +101,9 @@ class LanguageModel : public torch::nn::Module {
 
     // tokens: (batch, seq) int64. With options.cache, DecodingError when the tokens do not fit.
     ModelOutput forward(const at::Tensor& tokens, const ForwardOptions& options);
+
+    // (vocab, d_model): the LM head's weight, the embedding when they are tied.
+    const at::Tensor& head_weight() const { return head_.defined() ? head_ : embedding_; }
 
     // Caches for decoding `batch` sequences of up to `capacity` tokens each, created by every
     // layer's attention plugin. The plugin must list feature::kKvCache (the caller checks it when

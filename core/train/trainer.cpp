@@ -24,6 +24,7 @@
 #include "core/dist/parallelism.h"
 #include "core/eval/split_evaluation.h"
 #include "core/metrics/metrics_log.h"
+#include "core/model/chunked_lm_loss.h"
 #include "core/model/model_assembly.h"
 #include "core/model/seeds.h"
 #include "core/report/run_report.h"
@@ -590,6 +591,9 @@ void TrainingRun::train_step() {
         }
     }
     forward.micro_batches = train_.grad_accum;
+    // On the CPU in float32 the LM head and the loss run chunk by chunk (Note [Chunked LM loss]);
+    // under CUDA autocast the head is a bfloat16 product and the loss the plain one.
+    forward.hidden_only = !bf16_ && device_.is_cpu();
     for (const TokenBatch& batch : micro_batches) {
         const std::int64_t rows = batch.rows();
         mark(StepPhase::kData);
@@ -602,11 +606,14 @@ void TrainingRun::train_step() {
             CudaAutocastScope autocast(bf16_);
             ModelOutput output = model_->forward(inputs, forward);
             ProfileScope loss_scope(OpFamily::kLmHeadLoss);
-            if (has_prompts) {
-                lm = next_token_loss(output.logits, part, /*sum=*/true) * prompt_scale;
+            if (forward.hidden_only) {
+                lm = chunked_lm_loss(output.hidden.reshape({-1, output.hidden.size(-1)}),
+                                     model_->head_weight(), next_token_targets(part),
+                                     /*sum=*/has_prompts);
             } else {
-                lm = next_token_loss(output.logits, part, /*sum=*/false);
+                lm = next_token_loss(output.logits, part, /*sum=*/has_prompts);
             }
+            if (has_prompts) lm = lm * prompt_scale;
             aux = output.aux_loss;
         }
         const at::Tensor micro_loss = (lm + aux) / static_cast<double>(train_.grad_accum);
