@@ -1,5 +1,6 @@
 #include "core/model/chunked_lm_loss.h"
 
+#include <cmath>
 #include <stdexcept>
 
 #include <torch/autograd.h>
@@ -11,8 +12,7 @@ namespace {
 struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
     static at::Tensor forward(torch::autograd::AutogradContext* context, const at::Tensor& hidden,
                               const at::Tensor& weight, const at::Tensor& targets, bool sum,
-                              std::int64_t chunk_rows) {
-        const bool wants_gradient = hidden.requires_grad() || weight.requires_grad();
+                              std::int64_t chunk_rows, bool wants_gradient) {
         const std::int64_t tokens = hidden.size(0);
         const at::Tensor counted = targets.ne(kIgnoredTarget);
         const at::Tensor safe_targets = targets.masked_fill(counted.logical_not(), 0);
@@ -41,12 +41,15 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
             at::mm_out(grad_rows, grad_logits, weight);
             grad_weight.addmm_(grad_logits.t(), h);
         }
-        // The mean of no counted target is 0 / 0, as at::cross_entropy_loss gives.
-        const double scale = sum ? 1.0 : 1.0 / counted.sum().item<double>();
+        // The mean of no counted target is 0 / 0, as at::cross_entropy_loss gives; its gradient
+        // is 0 there too.
+        const double count = counted.sum().item<double>();
+        const double scale = sum ? 1.0 : (count > 0 ? 1.0 / count : 0.0);
         context->saved_data["scale"] = scale;
         // Intermediates, not inputs or outputs: kept as data rather than saved variables.
         context->saved_data["grad_hidden"] = grad_hidden;
         context->saved_data["grad_weight"] = grad_weight;
+        if (!sum && count == 0) return at::full({}, NAN, hidden.options());
         return (total * scale).to(hidden.scalar_type());
     }
 
@@ -55,11 +58,12 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
         const at::Tensor factor = grads[0] * context->saved_data["scale"].toDouble();
         const at::Tensor grad_hidden = context->saved_data["grad_hidden"].toTensor();
         const at::Tensor grad_weight = context->saved_data["grad_weight"].toTensor();
-        if (!grad_hidden.defined())
-            return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-        return {grad_hidden * factor, grad_weight * factor, at::Tensor(), at::Tensor(),
-                at::Tensor()};
-        return {grad_hidden, grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
+        if (!grad_hidden.defined()) {
+            return {at::Tensor(), at::Tensor(), at::Tensor(),
+                    at::Tensor(), at::Tensor(), at::Tensor()};
+        }
+        return {grad_hidden * factor, grad_weight * factor, at::Tensor(),
+                at::Tensor(),         at::Tensor(),         at::Tensor()};
     }
 };
 
@@ -74,7 +78,11 @@ at::Tensor chunked_lm_loss(const at::Tensor& hidden, const at::Tensor& weight,
             "chunked_lm_loss: hidden (tokens, d), weight (vocab, d) of one dtype, targets "
             "(tokens,) and a positive chunk expected");
     }
-    return ChunkedLmLoss::apply(hidden, weight, targets, sum, chunk_rows);
+    // Inside the Function's forward grad mode is always off: whether a gradient is wanted is
+    // decided here (a no-grad evaluation computes the loss only).
+    const bool wants_gradient =
+        at::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
+    return ChunkedLmLoss::apply(hidden, weight, targets, sum, chunk_rows, wants_gradient);
 }
 
 }  // namespace moelab::core

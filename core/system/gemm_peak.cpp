@@ -93,11 +93,12 @@ GemmPeak gemm_peak(at::Device device, at::ScalarType dtype) {
     // while they spin they slow it (on 2 cores intra-op 2 measured 125 GFLOP/s against 207 with
     // 1), and a run whose threads slow its own products must not get a lower peak, which would
     // raise its MFU. The best of the machine at that BLAS width is the reference.
-    const std::string key =
-        fmt::format("{} {}^2 on {}|torch {}.{}", dtype == at::kBFloat16 ? "bfloat16" : "float32", n,
-                    cuda ? fmt::format("cuda device {}", device.has_index() ? device.index() : 0)
-                         : fmt::format("cpu ({}, BLAS {} threads)", cpu_model(), threads.blas),
-                    TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
+    const std::string key = fmt::format(
+        "{} {}^2 on {}|torch {}.{}", dtype == at::kBFloat16 ? "bfloat16" : "float32", n,
+        // The CUDA part as the key always had it, so cached GPU peaks still count.
+        cuda ? fmt::format("cuda (cuda device {})", device.has_index() ? device.index() : 0)
+             : fmt::format("cpu ({}, BLAS {} threads)", cpu_model(), threads.blas),
+        TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
     const std::filesystem::path file = gemm_peak_cache_file();
     nlohmann::json cache = nlohmann::json::object();
     try {

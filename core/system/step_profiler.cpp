@@ -120,9 +120,14 @@ StepProfiler::StepProfiler(std::function<void()> synchronize)
     if (!installed.compare_exchange_strong(expected, this)) {
         throw std::logic_error("a step profiler is installed already");
     }
-    callback_ = at::addGlobalCallback(
-        at::RecordFunctionCallback(&ProfilerHooks::on_start, &ProfilerHooks::on_end)
-            .scopes({at::RecordScope::BACKWARD_FUNCTION}));
+    try {
+        callback_ = at::addGlobalCallback(
+            at::RecordFunctionCallback(&ProfilerHooks::on_start, &ProfilerHooks::on_end)
+                .scopes({at::RecordScope::BACKWARD_FUNCTION}));
+    } catch (...) {
+        installed.store(nullptr, std::memory_order_release);
+        throw;
+    }
 }
 
 StepProfiler::~StepProfiler() {

@@ -17,7 +17,9 @@
 //   number are the engine's gradient accumulation into parameters; a node created outside every
 //   scope is "unscoped". Backward time between nodes is the engine's own.
 // - Only the thread that took the profile is profiled (the CPU backward runs on it). On CUDA the
-//   phases synchronise the device at each mark; the families are host (launch) times there.
+//   phases synchronise the device at each mark; the forward families are host (launch) times
+//   there, and the backward's nodes run on the engine's device threads, so every backward row
+//   but "unscoped" stays 0: on CUDA the backward is one number.
 // - The hooks cost a little: a profiled run reports its own, slightly lower, tokens/s.
 
 #include <array>
@@ -76,7 +78,8 @@ class StepProfiler {
     friend class ProfileScope;
     friend struct ProfilerHooks;
 
-    bool profiles_this_thread() const { return in_step_ && std::this_thread::get_id() == thread_; }
+    // The thread first: only the profiling thread reads the step state.
+    bool profiles_this_thread() const { return std::this_thread::get_id() == thread_ && in_step_; }
     // Scopes count in the forward phase only (the rows would not add up otherwise).
     bool counts_scopes() const {
         return profiles_this_thread() && phase_ == static_cast<int>(StepPhase::kForward);

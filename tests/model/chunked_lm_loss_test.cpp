@@ -60,5 +60,17 @@ TEST(ChunkedLmLoss, WithoutGradientsGivesTheSameLossAndTheMeanOfNothingIsNaN) {
     EXPECT_THROW(chunked_lm_loss(hidden, weight.t(), targets, true), std::invalid_argument);
 }
 
+// The mean over no counted target is NaN as a value, but nothing flows back from it: zero
+// gradients, as at::cross_entropy_loss gives.
+TEST(ChunkedLmLoss, TheMeanOfNothingHasZeroGradients) {
+    at::Generator generator = sdk::make_generator(6);
+    const at::Tensor hidden = at::randn({4, 3}, generator).requires_grad_(true);
+    const at::Tensor weight = at::randn({5, 3}, generator).requires_grad_(true);
+    const at::Tensor none = at::full({4}, kIgnoredTarget, at::kLong);
+    chunked_lm_loss(hidden, weight, none, false).backward();
+    EXPECT_EQ(hidden.grad().abs().max().item<double>(), 0);
+    EXPECT_EQ(weight.grad().abs().max().item<double>(), 0);
+}
+
 }  // namespace
 }  // namespace moelab::core
