@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <set>
+#include <utility>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -120,6 +121,59 @@ void add_long_context(ReportPage& page, const json& record) {
                         {"title", "accuracy"},
                         {"scale", {{"domain", {0, 1}}, {"scheme", "viridis"}}}}}}}});
     }
+}
+
+// Where a profiled run's steps went (`moelab run --profile`, profile.json): one bar per row of
+// the breakdown, split into its forward, backward and other-phase time.
+void add_step_profile(ReportPage& page, const fs::path& run_dir) {
+    if (!fs::exists(run_dir / "profile.json")) return;
+    const json profile = json::parse(
+        read_file(run_dir / "profile.json", kMaxSmallFileBytes, "profile"), nullptr, false);
+    if (!profile.is_object() || !profile.contains("breakdown") ||
+        !profile["breakdown"].is_array()) {
+        return;
+    }
+    json values = json::array();
+    for (const json& row : profile["breakdown"]) {
+        if (!row.is_object()) continue;
+        int order = 0;  // stacked left to right: forward, backward, other phases
+        for (const auto& [part, key] :
+             {std::pair<const char*, const char*>{"forward", "forward_seconds"},
+              {"backward", "backward_seconds"},
+              {"other phases", "other_seconds"}}) {
+            const double seconds =
+                row.contains(key) && row[key].is_number() ? row[key].get<double>() : 0.0;
+            ++order;
+            if (seconds <= 0) continue;
+            values.push_back({{"row", row.value("name", std::string("?"))},
+                              {"part", part},
+                              {"order", order},
+                              {"ms", 1e3 * seconds}});
+        }
+    }
+    if (values.empty()) return;
+    page.heading("Step profile");
+    page.paragraph(fmt::format(
+        "{} steps profiled after {} warm-up steps: {:.1f} ms per step, {:.0f} tokens/s with the "
+        "profiler's hooks (moelab run --profile; the rows are explained in docs/profiling.md).",
+        profile.value("steps", std::int64_t{0}), profile.value("warmup_steps", std::int64_t{0}),
+        1e3 * profile.value("step_seconds", 0.0), profile.value("tokens_per_second", 0.0)));
+    page.chart(
+        "step_profile",
+        {{"title", "Where a training step's time goes (ms per step)"},
+         {"data", {{"values", values}}},
+         {"mark", "bar"},
+         {"width", 480},
+         {"height", 320},
+         {"encoding",
+          {{"y", {{"field", "row"}, {"type", "nominal"}, {"title", nullptr}, {"sort", "-x"}}},
+           {"x", {{"field", "ms"}, {"type", "quantitative"}, {"title", "ms per step"}}},
+           {"color",
+            {{"field", "part"},
+             {"type", "nominal"},
+             {"title", "phase"},
+             {"sort", {"forward", "backward", "other phases"}}}},
+           {"order", {{"field", "order"}, {"type", "quantitative"}}}}}});
 }
 
 // Decoding speed and costs of the latest `moelab generate --stats`.
@@ -272,6 +326,7 @@ ReportPage run_report_page(const fs::path& run_dir) {
                               validation, "ppl", "perplexity (log scale)",
                               by_source ? "series" : "", true));
     }
+    add_step_profile(page, run_dir);
     if (!load.empty()) {
         page.heading("Routing");
         page.chart(

@@ -82,13 +82,13 @@ TEST_F(ReportPages, RenderInHeadlessChromiumWithEveryChartAndNoConsoleErrors) {
     const std::string tiny =
         (fs::path(MOELAB_SOURCE_DIR) / "tests" / "recipes" / "tiny.toml").string();
     const CommandResult run =
-        moelab("run " + shell_quote(tiny) + " --out a --set train.eval_every=4");
+        moelab("run " + shell_quote(tiny) + " --out a --set train.eval_every=4 --profile");
     ASSERT_EQ(run.exit_code, 0) << run.err;
     ASSERT_TRUE(fs::exists(dir("a") / "report.html")) << "moelab run writes the report";
     const CommandResult report = moelab("report a");
     ASSERT_EQ(report.exit_code, 0) << report.err;
-    for (const char* chart : {"loss", "learning_rate", "validation_ppl", "expert_load",
-                              "routing_entropy", "dead_and_dropped"}) {
+    for (const char* chart : {"loss", "learning_rate", "validation_ppl", "step_profile",
+                              "expert_load", "routing_entropy", "dead_and_dropped"}) {
         EXPECT_TRUE(fs::exists(dir("a") / "report" / (std::string(chart) + ".svg"))) << chart;
         EXPECT_TRUE(fs::exists(dir("a") / "report" / (std::string(chart) + ".png"))) << chart;
     }
@@ -97,8 +97,9 @@ TEST_F(ReportPages, RenderInHeadlessChromiumWithEveryChartAndNoConsoleErrors) {
     const Rendered run_page = render(dir("a") / "report.html", shots / "run-report.png");
     EXPECT_NE(run_page.dom.find("data-charts=\"rendered\""), std::string::npos)
         << run_page.dom.substr(0, 2000) << run_page.console;
-    EXPECT_NE(run_page.dom.find("data-chart-count=\"6\""), std::string::npos);
-    EXPECT_EQ(count(run_page.dom, "class=\"marks\""), 6) << "one SVG per chart";
+    EXPECT_NE(run_page.dom.find("data-chart-count=\"7\""), std::string::npos);
+    EXPECT_EQ(count(run_page.dom, "class=\"marks\""), 7) << "one SVG per chart";
+    EXPECT_NE(run_page.dom.find("Where a training step's time goes"), std::string::npos);
     EXPECT_NE(run_page.dom.find("Expert load over training"), std::string::npos);
     EXPECT_NE(run_page.dom.find("Resolved recipe"), std::string::npos);
     expect_clean_console(run_page.console);
