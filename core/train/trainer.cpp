@@ -244,6 +244,18 @@ class TrainingRun {
     void write_train_record(double window_seconds, std::int64_t window_steps);
     // Training tokens/s, model FLOPs, achieved GFLOP/s and MFU (null where unknown).
     nlohmann::json throughput_summary() const;
+    // Achieved GFLOP/s and MFU at `tokens_per_second`; nullopt where the model FLOPs or the peak
+    // are unknown.
+    struct Rates {
+        std::optional<double> gflops, mfu;
+    };
+    Rates rates_at(double tokens_per_second) const {
+        Rates rates;
+        if (!train_flops_per_token_) return rates;
+        rates.gflops = tokens_per_second * *train_flops_per_token_ / 1e9;
+        if (gemm_peak_) rates.mfu = *rates.gflops / *all_processes_peak();
+        return rates;
+    }
     // What MFU divides by: every process's GEMM peak (each measures its own threads; the
     // leader's stands for all). nullopt before it is measured, and in other processes.
     std::optional<double> all_processes_peak() const {
@@ -725,25 +737,24 @@ void TrainingRun::write_profile() {
     profile["device"] = device_.str();
     const ThreadSettings threads = current_threads();
     profile["threads"] = {{"intra_op", threads.intra_op}, {"blas", threads.blas}};
-    std::string rates;
-    if (train_flops_per_token_) {
-        const double achieved =
-            profile["tokens_per_second"].get<double>() * *train_flops_per_token_ / 1e9;
-        profile["achieved_gflops"] = achieved;
-        rates = fmt::format(", {:.1f} GFLOP/s", achieved);
-        if (gemm_peak_) {
-            profile["mfu"] = achieved / *all_processes_peak();
-            rates +=
-                fmt::format(" = {:.1f}% of the GEMM peak", 100 * achieved / *all_processes_peak());
-        }
+    const double tokens_per_second = profile["tokens_per_second"].get<double>();
+    const Rates rates = rates_at(tokens_per_second);
+    std::string rates_text;
+    if (rates.gflops) {
+        profile["achieved_gflops"] = *rates.gflops;
+        rates_text = fmt::format(", {:.1f} GFLOP/s", *rates.gflops);
+    }
+    if (rates.mfu) {
+        profile["mfu"] = *rates.mfu;
+        rates_text += fmt::format(" = {:.1f}% of the GEMM peak", 100 * *rates.mfu);
     }
     const fs::path file = run_dir_ / "profile.json";
     write_file_atomically(file, profile.dump(2) + "\n");
-    log(fmt::format(
-        "profile of {} steps after {} warm-up steps: {:.1f} ms/step, {:.0f} tokens/s{} "
-        "(with the profiler's hooks); in {}\n{}",
-        profiler_->steps(), kProfileWarmupSteps, profiler_->step_seconds() * 1e3,
-        profile["tokens_per_second"].get<double>(), rates, file.string(), profiler_->table()));
+    log(
+        fmt::format("profile of {} steps after {} warm-up steps: {:.1f} ms/step, {:.0f} tokens/s{} "
+                    "(with the profiler's hooks); in {}\n{}",
+                    profiler_->steps(), kProfileWarmupSteps, profiler_->step_seconds() * 1e3,
+                    tokens_per_second, rates_text, file.string(), profiler_->table()));
 }
 
 nlohmann::json TrainingRun::throughput_summary() const {
@@ -758,12 +769,10 @@ nlohmann::json TrainingRun::throughput_summary() const {
         out["gemm_peak_gflops"] = *all_processes_peak();
         out["gemm_peak"] = gemm_peak_->description;
     }
-    if (train_flops_per_token_) {
-        const double achieved = tokens_per_second * *train_flops_per_token_ / 1e9;
-        out["model_flops_per_token"] = *train_flops_per_token_;
-        out["achieved_gflops"] = achieved;
-        if (gemm_peak_) out["mfu"] = achieved / *all_processes_peak();
-    }
+    const Rates rates = rates_at(tokens_per_second);
+    if (train_flops_per_token_) out["model_flops_per_token"] = *train_flops_per_token_;
+    if (rates.gflops) out["achieved_gflops"] = *rates.gflops;
+    if (rates.mfu) out["mfu"] = *rates.mfu;
     return out;
 }
 
@@ -794,13 +803,11 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
     if (const std::optional<double> forward =
             model_->forward_flops_per_token(window_stats_, recipe_.data.seq_len)) {
         train_flops_per_token_ = 3.0 * *forward;
-        const double achieved = tokens_per_second * *train_flops_per_token_ / 1e9;
         record["model_flops_per_token"] = *train_flops_per_token_;
-        record["achieved_gflops"] = achieved;
-        if (gemm_peak_) {
-            mfu = achieved / *all_processes_peak();
-            record["mfu"] = *mfu;
-        }
+        const Rates rates = rates_at(tokens_per_second);
+        record["achieved_gflops"] = *rates.gflops;
+        if (rates.mfu) record["mfu"] = *rates.mfu;
+        mfu = rates.mfu;
     }
     if (parallel_->distributed()) {
         // This process's time in each kind of exchange during the window's steps; the rest of

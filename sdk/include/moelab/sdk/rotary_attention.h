@@ -110,41 +110,22 @@ class RotaryAttention : public Attention {
 
         // Grouped-query attention without copying keys or values per query head: a key/value
         // head's group of query heads is one block of group * seq rows multiplied by its keys.
-        // The causal mask is an additive bias and the 1/sqrt(head_dim) scale the product's
-        // alpha, both applied inside the product (no separate passes over the scores).
-        const std::int64_t keys = key.size(2);
         const std::int64_t blocks = batch * kv_heads_;
         const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-        if (input.cache == nullptr && seq > kBlockRows && x.device().is_cpu() &&
-            x.scalar_type() == at::kFloat && consecutive_from_zero_or_more(input.positions)) {
-            // Whole sequences longer than a block: memory linear in their length
-            // (blocked_attention.h).
-            const at::Tensor mixed =
-                blocked_causal_attention(query.reshape({blocks, group, seq, head_dim_}),
-                                         key.reshape({blocks, seq, head_dim_}),
-                                         value.reshape({blocks, seq, head_dim_}), scale, kBlockRows)
-                    .view({batch, heads_, seq, head_dim_})
-                    .transpose(1, 2)
-                    .reshape({batch, seq, heads_ * head_dim_});
-            return at::linear(mixed, w_output_);
-        }
-        const at::Tensor grouped = query.reshape({blocks, group * seq, head_dim_});
-        at::Tensor bias = causal_bias(input.positions, key_positions);  // (1 or b, 1, s, keys)
-        if (group > 1) bias = bias.repeat({1, 1, group, 1});            // rows (g, s)
-        bias = bias.size(0) == 1 ? bias.view({1, group * seq, keys})
-                                 : bias.expand({batch, kv_heads_, group * seq, keys})
-                                       .reshape({blocks, group * seq, keys});
-        const at::Tensor scores =
-            at::baddbmm(bias.to(grouped.scalar_type()), grouped,
-                        key.reshape({blocks, keys, head_dim_}).transpose(1, 2),
-                        /*beta=*/1.0, /*alpha=*/scale);
-        const at::Tensor probs =
-            scores.to(at::kFloat).softmax(-1).to(value.scalar_type());  // (blocks, g * s, keys)
-        const at::Tensor mixed =
-            at::bmm(probs, value.reshape({blocks, keys, head_dim_}))  // (blocks, g * s, hd)
-                .view({batch, heads_, seq, head_dim_})
-                .transpose(1, 2)
-                .reshape({batch, seq, heads_ * head_dim_});
+        const bool blocked = input.cache == nullptr && seq > kBlockRows && x.device().is_cpu() &&
+                             x.scalar_type() == at::kFloat &&
+                             consecutive_from_zero_or_more(input.positions);
+        // The same rows either way: per key/value head, its query heads' (group, seq, head_dim).
+        const at::Tensor per_head =
+            blocked ? blocked_causal_attention(query.reshape({blocks, group, seq, head_dim_}),
+                                               key.reshape({blocks, seq, head_dim_}),
+                                               value.reshape({blocks, seq, head_dim_}), scale,
+                                               kBlockRows)
+                    : one_product_attention(query.reshape({blocks, group * seq, head_dim_}), key,
+                                            value, input.positions, key_positions, batch, scale);
+        const at::Tensor mixed = per_head.view({batch, heads_, seq, head_dim_})
+                                     .transpose(1, 2)
+                                     .reshape({batch, seq, heads_ * head_dim_});
         return at::linear(mixed, w_output_);
     }
 
@@ -181,6 +162,30 @@ class RotaryAttention : public Attention {
                    .eq(1)
                    .all()
                    .item<bool>();
+    }
+
+    // Every query block of `grouped` (blocks, group * seq, hd) against all its keys in one
+    // product: for short sequences and cached decoding. The causal mask is an additive bias and
+    // the 1/sqrt(head_dim) scale the product's alpha, both applied inside the product (no separate
+    // passes over the scores). Returns (blocks, group * seq, hd).
+    at::Tensor one_product_attention(const at::Tensor& grouped, const at::Tensor& key,
+                                     const at::Tensor& value, const at::Tensor& positions,
+                                     const at::Tensor& key_positions, std::int64_t batch,
+                                     double scale) const {
+        const std::int64_t blocks = grouped.size(0), rows = grouped.size(1);
+        const std::int64_t keys = key.size(2);
+        const std::int64_t group = rows / positions.size(1);
+        at::Tensor bias = causal_bias(positions, key_positions);  // (1 or b, 1, s, keys)
+        if (group > 1) bias = bias.repeat({1, 1, group, 1});      // rows (g, s)
+        bias = bias.size(0) == 1
+                   ? bias.view({1, rows, keys})
+                   : bias.expand({batch, kv_heads_, rows, keys}).reshape({blocks, rows, keys});
+        const at::Tensor scores =
+            at::baddbmm(bias.to(grouped.scalar_type()), grouped,
+                        key.reshape({blocks, keys, head_dim_}).transpose(1, 2),
+                        /*beta=*/1.0, /*alpha=*/scale);
+        const at::Tensor probs = scores.to(at::kFloat).softmax(-1).to(value.scalar_type());
+        return at::bmm(probs, value.reshape({blocks, keys, head_dim_}));
     }
 
     // The frequencies on `device`, copied there once (they are not module state, so the model's
