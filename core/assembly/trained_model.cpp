@@ -5,7 +5,6 @@
 #include "core/checkpoint/checkpoint.h"
 #include "core/model/model_assembly.h"
 #include "core/system/device.h"
-#include "core/system/read_file.h"
 #include "core/train/model_state.h"
 #include "core/train/trainer.h"
 
@@ -29,8 +28,7 @@ TrainedModel::TrainedModel(const ResolvedRecipe& resolved, const fs::path& run_d
                            const std::vector<std::string>& features)
     : resolved_(resolved) {
     const Recipe& recipe = resolved.recipe;
-    dataset_.emplace(Dataset::prepare_with_tokenizer(
-        resolved, read_file(run_dir / "tokenizer.txt", kMaxTokenizerBytes, "tokenizer file"), log));
+    dataset_.emplace(Dataset::prepare_with_tokenizer(resolved, run_dir / "tokenizer.txt", log));
     const Dataset* data = &*dataset_;
     model_ = assemble_model(
         resolved, device, data->vocab_size(), [data] { return data->training_token_counts(); },

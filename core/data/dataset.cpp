@@ -216,18 +216,21 @@ Dataset Dataset::prepare(const ResolvedRecipe& resolved,
         write_file_atomically(cached, serialized);
         log(fmt::format("tokenizer '{}': saved to {}", component.component.name, cached.string()));
     }
-    return from_sources(resolved, sources, serialized, log);
+    return from_sources(resolved, sources, serialized, cached, log);
 }
 
 Dataset Dataset::prepare_with_tokenizer(const ResolvedRecipe& resolved,
-                                        const std::string& serialized_tokenizer,
+                                        const std::filesystem::path& tokenizer_file,
                                         const std::function<void(const std::string&)>& log) {
-    return from_sources(resolved, corpus_sources(resolved.recipe), serialized_tokenizer, log);
+    return from_sources(resolved, corpus_sources(resolved.recipe),
+                        read_file(tokenizer_file, kMaxTokenizerBytes, "tokenizer file"),
+                        tokenizer_file, log);
 }
 
 Dataset Dataset::from_sources(const ResolvedRecipe& resolved,
                               const std::vector<CorpusSource>& sources,
                               const std::string& serialized_tokenizer,
+                              const fs::path& tokenizer_file,
                               const std::function<void(const std::string&)>& log) {
     const Recipe& recipe = resolved.recipe;
     const RegisteredTokenizer& component = *resolved.tokenizer;
@@ -235,7 +238,8 @@ Dataset Dataset::from_sources(const ResolvedRecipe& resolved,
     Dataset dataset;
     dataset.serialized_tokenizer_ = serialized_tokenizer;
     dataset.tokenizer_hash_ = ContentHash().add(serialized_tokenizer).hex();
-    dataset.tokenizer_ = load_tokenizer(component, serialized_tokenizer, resolved.tokenizer_params);
+    dataset.tokenizer_ =
+        load_tokenizer(component, serialized_tokenizer, resolved.tokenizer_params, tokenizer_file);
     const std::int64_t vocab = dataset.tokenizer_->vocab_size();
     const bool several = sources.size() > 1;
 

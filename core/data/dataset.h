@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -47,9 +48,10 @@ class Dataset {
     static Dataset prepare(const ResolvedRecipe& resolved,
                            const std::function<void(const std::string&)>& log);
 
-    // A dataset from an already serialized tokenizer (moelab eval: the run's own tokenizer).
+    // A dataset with the tokenizer serialized in `tokenizer_file` (moelab eval, --resume: the
+    // run's own tokenizer); a file its plugin cannot load is a FileError naming it.
     static Dataset prepare_with_tokenizer(const ResolvedRecipe& resolved,
-                                          const std::string& serialized_tokenizer,
+                                          const std::filesystem::path& tokenizer_file,
                                           const std::function<void(const std::string&)>& log);
 
     const sdk::Tokenizer& tokenizer() const { return *tokenizer_; }
@@ -67,10 +69,12 @@ class Dataset {
     at::Tensor training_token_counts() const;
 
   private:
-    // The sources' token shards, from the cache or encoded now (corpus_sources() resolved once).
+    // The sources' token shards, from the cache or encoded now (corpus_sources() resolved once),
+    // with the tokenizer serialized in `tokenizer_file` (its text already read).
     static Dataset from_sources(const ResolvedRecipe& resolved,
                                 const std::vector<CorpusSource>& sources,
                                 const std::string& serialized_tokenizer,
+                                const std::filesystem::path& tokenizer_file,
                                 const std::function<void(const std::string&)>& log);
 
     std::shared_ptr<sdk::Tokenizer> tokenizer_;

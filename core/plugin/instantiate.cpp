@@ -4,6 +4,7 @@
 
 #include "core/plugin/keep_alive.h"
 #include "core/plugin/plugin_error.h"
+#include "core/system/file_error.h"
 
 namespace moelab::core {
 
@@ -14,8 +15,8 @@ auto create(const Registered<Component>& registered, std::string_view what, Fact
     const std::string operation = fmt::format("{} '{}'", what, registered.component.name);
     auto object = call_plugin(*registered.plugin, operation, std::forward<Factory>(factory));
     if (!object) {
-        throw PluginError(fmt::format("{}: {} returned nothing", describe_plugin(*registered.plugin),
-                                      operation));
+        throw PluginError(
+            fmt::format("{}: {} returned nothing", describe_plugin(*registered.plugin), operation));
     }
     return keep_alive(std::move(object), registered.library);
 }
@@ -63,6 +64,21 @@ std::shared_ptr<sdk::Tokenizer> load_tokenizer(const RegisteredTokenizer& tokeni
                                                const sdk::Params& params) {
     return create(tokenizer, "loading tokenizer",
                   [&] { return tokenizer.component.load(serialized, params); });
+}
+
+std::shared_ptr<sdk::Tokenizer> load_tokenizer(const RegisteredTokenizer& tokenizer,
+                                               std::string_view serialized,
+                                               const sdk::Params& params,
+                                               const std::filesystem::path& file) {
+    try {
+        return load_tokenizer(tokenizer, serialized, params);
+    } catch (const PluginError& error) {
+        // A host-side complaint (a null tokenizer) has no reason of the plugin's own: keep it
+        // whole.
+        if (error.reason().empty()) throw;
+        throw FileError(file, fmt::format("{} (read as a '{}' tokenizer by {})", error.reason(),
+                                          tokenizer.component.name, error.plugin()));
+    }
 }
 
 }  // namespace moelab::core

@@ -4,6 +4,7 @@
 // throwing factory becomes a PluginError naming the plugin), refuses a null result, and returns an
 // object that keeps the plugin's library loaded for as long as it lives.
 
+#include <filesystem>
 #include <memory>
 #include <string_view>
 
@@ -26,5 +27,12 @@ std::shared_ptr<sdk::Tokenizer> train_tokenizer(const RegisteredTokenizer& token
 std::shared_ptr<sdk::Tokenizer> load_tokenizer(const RegisteredTokenizer& tokenizer,
                                                std::string_view serialized,
                                                const sdk::Params& params);
+// The same for text read from `file`: what the plugin finds wrong in it is said once, as a
+// FileError naming the file ("FILE: <the plugin's reason> (read as a 'bpe' tokenizer by plugin
+// 'bpe' (...))"), not wrapped in the plugin's and the operation's names first.
+std::shared_ptr<sdk::Tokenizer> load_tokenizer(const RegisteredTokenizer& tokenizer,
+                                               std::string_view serialized,
+                                               const sdk::Params& params,
+                                               const std::filesystem::path& file);
 
 }  // namespace moelab::core

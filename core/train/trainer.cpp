@@ -354,8 +354,7 @@ void TrainingRun::setup() {
                             "incomplete",
                             tokenizer_file.string()));
         }
-        dataset_.emplace(Dataset::prepare_with_tokenizer(
-            resolved_, read_file(tokenizer_file, kMaxTokenizerBytes, "tokenizer file"), say));
+        dataset_.emplace(Dataset::prepare_with_tokenizer(resolved_, tokenizer_file, say));
     };
     // The first process prepares the data (tokenizer, token cache: never two writers) and, for a
     // new run, writes the recipe and the tokenizer; the others then read what it made.

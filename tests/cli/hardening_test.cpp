@@ -215,5 +215,28 @@ TEST_F(Hardening, EvalNeedsOnlyTheWeightsAndSurvivesADamagedSummary) {
     EXPECT_EQ(damaged.err.find("json.exception"), std::string::npos) << damaged.err;
 }
 
+TEST_F(Hardening, ADamagedRunTokenizerIsNamedInOneLineWithThePluginsReason) {
+    const CommandResult run = moelab(
+        "run tiny.toml --out r --set train.steps=2 --set train.checkpoint_every=2 "
+        "--set train.log_every=2");
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    write("r/tokenizer.txt", "{\"tokenizer\": \"words\"}");
+
+    // Said once: the file, the plugin's own words, which component read it and from where; not
+    // "plugin ...: loading tokenizer 'bytes' failed: ..." around it.
+    const std::string expected =
+        "r/tokenizer.txt: not a serialized bytes tokenizer (read as a 'bytes' tokenizer by plugin "
+        "'bytes' (";
+    for (const std::string command : {"eval r", "run tiny.toml --out r --resume"}) {
+        const CommandResult result = moelab(command);
+        EXPECT_EQ(result.exit_code, 1) << command << "\n" << result.err;
+        EXPECT_CONTAINS(result.err, expected);
+        EXPECT_EQ(result.err.find("loading tokenizer"), std::string::npos) << result.err;
+    }
+    const CommandResult encode = moelab("tokenizer encode r/tokenizer.txt tiny.toml --as bytes");
+    EXPECT_EQ(encode.exit_code, 2) << "the file is the command's own argument: a usage error";
+    EXPECT_CONTAINS(encode.err, expected);
+}
+
 }  // namespace
 }  // namespace moelab::tests

@@ -87,10 +87,11 @@ int export_model(const ExportArgs& args) {
     core::apply_threads(core::recipe_threads(resolved.recipe.train.intra_op_threads,
                                              resolved.recipe.train.blas_threads));
 
+    const std::filesystem::path tokenizer_file = run_dir / "tokenizer.txt";
     const std::shared_ptr<sdk::Tokenizer> tokenizer = core::load_tokenizer(
         *resolved.tokenizer,
-        core::read_file(run_dir / "tokenizer.txt", core::kMaxTokenizerBytes, "tokenizer file"),
-        resolved.tokenizer_params);
+        core::read_file(tokenizer_file, core::kMaxTokenizerBytes, "tokenizer file"),
+        resolved.tokenizer_params, tokenizer_file);
     // A tokenizer without a tokenizer.json equivalent is refused like any other component.
     std::string tokenizer_json;
     try {

@@ -22,6 +22,7 @@
 #include "core/plugin/instantiate.h"
 #include "core/plugin/plugin_error.h"
 #include "core/system/atomic_file.h"
+#include "core/system/file_error.h"
 #include "core/system/read_file.h"
 #include "moelab/sdk/parallel.h"
 
@@ -81,13 +82,11 @@ LoadedTokenizer load_tokenizer_file(const std::string& file, const std::string& 
     const sdk::Params params =
         core::params_from_assignments(options, component.component.params, "tokenizer");
     try {
-        loaded.tokenizer = core::load_tokenizer(component, text, params);
+        loaded.tokenizer = core::load_tokenizer(component, text, params, file);
+    } catch (const core::FileError& error) {
+        // The file is this command's argument: a usage error (exit 2), said in the same words.
+        throw UsageError(error.what());
     } catch (const core::PluginError& error) {
-        // One line, said once: the file, what the plugin found wrong, and who looked.
-        if (!error.reason().empty()) {
-            throw UsageError(fmt::format("{}: {} (read as a '{}' tokenizer by {})", file,
-                                         error.reason(), loaded.component, error.plugin()));
-        }
         throw UsageError(fmt::format("{}: cannot load it as a '{}' tokenizer: {}", file,
                                      loaded.component, error.what()));
     }
