@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/assembly/loaded_recipe.h"
 #include "core/checkpoint/checkpoint.h"
 #include "core/model/model_assembly.h"
 #include "core/system/device.h"
@@ -20,6 +21,24 @@ fs::path run_directory_of(const fs::path& target, const fs::path& step_dir) {
         fmt::format("cannot find recipe.resolved.toml for {} (expected a run directory or "
                     "<run>/checkpoints/step-N)",
                     target.string()));
+}
+
+std::shared_ptr<LanguageModel> load_trained_model(
+    const std::string& run_or_checkpoint, DeviceChoice device,
+    const std::function<void(const std::string&)>& log) {
+    struct Holder {
+        std::unique_ptr<LoadedRecipe> recipe;
+        std::unique_ptr<TrainedModel> trained;
+    };
+    const fs::path step_dir = resolve_checkpoint(run_or_checkpoint);
+    const fs::path run_dir = run_directory_of(run_or_checkpoint, step_dir);
+    auto holder = std::make_shared<Holder>();
+    holder->recipe = load_and_resolve((run_dir / "recipe.resolved.toml").string(),
+                                      {"train.device=\"" + std::string(name_of(device)) + "\""});
+    holder->trained =
+        std::make_unique<TrainedModel>(holder->recipe->resolved, run_dir, step_dir, device, log);
+    holder->trained->model().eval();
+    return std::shared_ptr<LanguageModel>(holder, &holder->trained->model());
 }
 
 TrainedModel::TrainedModel(const ResolvedRecipe& resolved, const fs::path& run_dir,

@@ -25,6 +25,13 @@ namespace moelab::core {
 std::filesystem::path run_directory_of(const std::filesystem::path& target,
                                        const std::filesystem::path& step_dir);
 
+// The model of `run_or_checkpoint` (a run directory or <run>/checkpoints/step-N), assembled from
+// its own recipe.resolved.toml and loaded on `device`, in evaluation mode; it keeps its recipe and
+// plugins alive. The reference model of calibration (RunOptions::load_reference_model).
+std::shared_ptr<LanguageModel> load_trained_model(
+    const std::string& run_or_checkpoint, DeviceChoice device,
+    const std::function<void(const std::string&)>& log);
+
 class TrainedModel {
   public:
     // `run_dir` holds recipe.resolved.toml and tokenizer.txt; `step_dir` is one of its complete

@@ -176,6 +176,9 @@ ComparisonSummary run_comparison(const Comparison& comparison, const RecipeResol
                 options.out_dir = run_dir;
                 options.resume = resume;
                 options.rehash_stored_recipe = rehash;
+                options.load_reference_model = [](const std::string& from, DeviceChoice device) {
+                    return load_trained_model(from, device, [](const std::string&) {});
+                };
                 const RunResult result = run_training(*resolved, options);
                 ++summary.trained;
                 if (result.outcome != RunOutcome::kCompleted) {

@@ -124,6 +124,9 @@ struct StageOptions {
 struct InitOptions {
     std::string from;                // run directory or checkpoint; "" starts from scratch
     std::int64_t partition_ffn = 0;  // 0: copy tensors as they are; n: split dense FFNs into n
+    // Note [Calibration] in the SDK's calibration.h: after copying, layers that can fit parameters
+    // to the source model's activations do so on this many training sequences; 0: none.
+    std::int64_t calibration_samples = 0;
 };
 
 // A routing perturbation as written in a recipe ([eval.perturbation]) or a comparison file;

@@ -236,6 +236,11 @@ const OptionsBinding<InitOptions>& init_binding() {
                "Split each dense SwiGLU FFN of init.from into this many experts along the "
                "intermediate dimension (DSMoE conversion); must equal [moe] experts. 0: no split")
             .between(0, 4096);
+        b.bind("calibration_samples", &InitOptions::calibration_samples,
+               "After init.from, attention layers that can calibrate (feature init.calibration, "
+               "e.g. UniAttn's compensation) fit themselves to init.from's model on this many "
+               "training sequences, in layer order. 0: no calibration")
+            .between(0, 1000000);
         return b;
     }();
     return binding;

@@ -614,6 +614,11 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
     }
     validate_data_sources(recipe, diagnostics);
     const InitOptions& init = recipe.init;
+    if (init.calibration_samples > 0 && init.from.empty()) {
+        diagnostics.add(at("init.calibration_samples"), "init.calibration_samples",
+                        "needs init.from = \"<run directory or checkpoint>\": calibration fits "
+                        "layers to that model's activations");
+    }
     if (init.partition_ffn > 0 && init.from.empty()) {
         diagnostics.add(at("init.partition_ffn"), "init.partition_ffn",
                         "needs init.from = \"<run directory or checkpoint>\" holding the dense "

@@ -183,6 +183,14 @@ std::unique_ptr<DecodingCache> LanguageModel::make_decoding_cache(std::int64_t b
 
 MoeLayer* LanguageModel::moe_layer(std::int64_t index) const { return layers_.at(index)->moe(); }
 
+bool LanguageModel::calibrates_layer(std::int64_t index) const {
+    return layers_.at(index)->calibrates();
+}
+
+void LanguageModel::calibrate_layer(std::int64_t index, const sdk::CalibrationData& data) {
+    layers_.at(index)->calibrate(data);
+}
+
 sdk::AttentionCost LanguageModel::attention_cost(std::int64_t context) const {
     sdk::AttentionCost total;
     total.flops_per_token = 0;

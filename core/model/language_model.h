@@ -26,12 +26,14 @@
 
 #include "core/config/options.h"
 #include "core/dist/process_group.h"
+#include "core/model/layer_observer.h"
 #include "core/moe/perturbation.h"
 #include "core/moe/routing_stats.h"
 #include "core/moe/routing_tap.h"
 #include "core/plugin/resolve.h"
 #include "moelab/sdk/attention.h"
 #include "moelab/sdk/batch_reduction.h"
+#include "moelab/sdk/calibration.h"
 #include "moelab/sdk/rms_norm.h"
 #include "moelab/sdk/routing.h"
 
@@ -70,6 +72,7 @@ struct ForwardOptions {
     // The final norm's output in ModelOutput::hidden instead of logits: for a caller that applies
     // the LM head itself (training on the CPU: chunked with the loss, chunked_lm_loss.h).
     bool hidden_only = false;
+    LayerObserver* observer = nullptr;  // sees each layer's attention step; may be null
 };
 
 struct ModelOutput {
@@ -116,6 +119,10 @@ class LanguageModel : public torch::nn::Module {
     std::int64_t layers() const { return static_cast<std::int64_t>(layers_.size()); }
     // Layer `index`'s MoE layer; null for a dense layer.
     MoeLayer* moe_layer(std::int64_t index) const;
+    // Whether layer `index`'s attention is sdk::Calibrated with something to fit, and fitting it
+    // (Note [Calibration] in the SDK's calibration.h; a plugin error names the plugin and layer).
+    bool calibrates_layer(std::int64_t index) const;
+    void calibrate_layer(std::int64_t index, const sdk::CalibrationData& data);
 
     std::int64_t vocab_size() const { return vocab_size_; }
     // The parameters (by name, as named_parameters() gives them) that hold only this process's

@@ -56,6 +56,8 @@ at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const LayerInput&
                         hidden.size(1), cached_before));
     }
     const at::Tensor h = hidden + branch;
+    if (options.observer != nullptr)
+        options.observer->attention_done(index_, attention_input.hidden, h);
     const at::Tensor flat = h.reshape({-1, h.size(-1)});  // (tokens, d_model)
     const at::Tensor ids = input.token_ids.reshape({-1});
     if (!input.valid_rows.defined()) {
@@ -68,6 +70,24 @@ at::Tensor TransformerLayer::forward(const at::Tensor& hidden, const LayerInput&
         feed_forward(flat.index_select(0, input.valid_rows), ids.index_select(0, input.valid_rows),
                      /*sequence_length=*/0, options, aux_loss);
     return flat.index_copy(0, input.valid_rows, out.to(flat.scalar_type())).view(h.sizes());
+}
+
+bool TransformerLayer::calibrates() const {
+    const auto* calibrated = dynamic_cast<const sdk::Calibrated*>(attention_.get());
+    return calibrated != nullptr &&
+           call_plugin(*attention_plugin_, fmt::format("calibrates() of layer {}", index_),
+                       [&] { return calibrated->calibrates(); });
+}
+
+void TransformerLayer::calibrate(const sdk::CalibrationData& data) {
+    auto* calibrated = dynamic_cast<sdk::Calibrated*>(attention_.get());
+    if (calibrated == nullptr) {
+        throw PluginError(fmt::format("{}: the attention of layer {} cannot be calibrated",
+                                      describe_plugin(*attention_plugin_), index_));
+    }
+    torch::NoGradGuard no_grad;
+    call_plugin(*attention_plugin_, fmt::format("calibrating the attention of layer {}", index_),
+                [&] { calibrated->calibrate(data); });
 }
 
 at::Tensor TransformerLayer::feed_forward(const at::Tensor& flat, const at::Tensor& token_ids,

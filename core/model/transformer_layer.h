@@ -42,6 +42,12 @@ class TransformerLayer : public torch::nn::Module {
     MoeLayer* moe() const { return moe_.get(); }
     const sdk::Attention& attention() const { return *attention_; }
 
+    // Note [Calibration] in the SDK's calibration.h: whether this layer's attention is
+    // sdk::Calibrated with something to fit, and fitting it (plugin errors name the plugin and
+    // this layer).
+    bool calibrates() const;
+    void calibrate(const sdk::CalibrationData& data);
+
   private:
     // sequence_length: BlockInput::sequence_length, 0 when the rows are not whole sequences.
     at::Tensor feed_forward(const at::Tensor& flat, const at::Tensor& token_ids,

@@ -8,8 +8,10 @@
 #include "core/config/recipe_loader.h"
 #include "core/config/suggest.h"
 #include "core/plugin/plugin_error.h"
+#include "core/plugin/required_feature.h"
 #include "kernels/binding/grouped_swiglu.h"
 #include "moelab/kernels/grouped_swiglu.h"
+#include "moelab/sdk/calibration.h"
 
 namespace moelab::core {
 
@@ -152,6 +154,11 @@ ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
     check_support(resolved, query);
     if (resolved.router != nullptr) check_expert_kernel(resolved.recipe, query);
     check_parallel_support(resolved, static_cast<int>(resolved.recipe.parallel.expert));
+    if (resolved.recipe.init.calibration_samples > 0) {
+        require_feature(resolved, ComponentKind::kAttention, sdk::feature::kCalibration,
+                        "init.calibration_samples asks to calibrate its layers (Note [Calibration] "
+                        "in the SDK's calibration.h)");
+    }
     return resolved;
 }
 

@@ -37,6 +37,7 @@
 #include "core/system/step_profiler.h"
 #include "core/system/threads.h"
 #include "core/train/adamw.h"
+#include "core/train/calibration.h"
 #include "core/train/expert_shards.h"
 #include "core/train/init_from.h"
 #include "core/train/interrupt.h"
@@ -239,6 +240,8 @@ class TrainingRun {
     void average_gradients();
     void setup();
     void restore(const fs::path& step_dir);
+    // Note [Calibration]: fits the calibrating layers to init.from's model, into calibration.json.
+    void calibrate(const Dataset& data);
     void train_step();
     void enter_stage(const StagePosition& position);
     void write_train_record(double window_seconds, std::int64_t window_steps);
@@ -385,6 +388,7 @@ void TrainingRun::setup() {
             init.unused.size(), init.fresh.size(), fresh.empty() ? "" : ": ", fresh));
     }
     model_->to(device_);
+    if (recipe_.init.calibration_samples > 0 && !options_.resume) calibrate(data);
     std::vector<NamedParameter> named;
     for (const auto& item : model_->named_parameters()) {
         named.push_back({item.key(), item.value(), item.value().dim() >= 2});
@@ -463,6 +467,51 @@ void TrainingRun::setup() {
                     "threads {}/{}",
                     counts.total / 1e6, counts.expert / 1e6, data.vocab_size(), name_of(device),
                     threads.intra_op, threads.blas));
+}
+
+void TrainingRun::calibrate(const Dataset& data) {
+    if (!options_.load_reference_model) {
+        throw RunSetupError(
+            "init.calibration_samples: this command cannot load init.from's model to calibrate "
+            "against; use moelab run");
+    }
+    if (calibrating_layers(*model_).empty()) {
+        throw RunSetupError(fmt::format(
+            "init.calibration_samples: no layer of this model has anything to calibrate "
+            "(attention '{}' lists {}, but none of its layers is Calibrated with something to fit)",
+            recipe_.attention.plugin, sdk::feature::kCalibration));
+    }
+    const std::shared_ptr<LanguageModel> reference =
+        options_.load_reference_model(recipe_.init.from, resolve_device(recipe_));
+    reference->to(device_);
+    // The first training source's first sequences: fixed, whatever the mixture draws.
+    const auto source = std::find_if(data.sources().begin(), data.sources().end(),
+                                     [](const SourceTokens& s) { return s.has(Split::kTrain); });
+    if (source == data.sources().end()) {
+        throw RunSetupError("init.calibration_samples: the recipe has no training source");
+    }
+    const at::Tensor sequences = calibration_sequences(
+        source->tokens(Split::kTrain), recipe_.init.calibration_samples, recipe_.data.seq_len);
+    log(fmt::format("calibrating against {} on {} sequences of {} tokens", recipe_.init.from,
+                    sequences.size(0), sequences.size(1)));
+    const CalibrationReport report =
+        calibrate_layers(*model_, *reference, sequences, train_.batch_size, device_,
+                         [this](const std::string& line) { log(line); });
+    nlohmann::json layers = nlohmann::json::array();
+    for (const CalibratedLayer& layer : report.layers) {
+        layers.push_back({{"layer", layer.layer},
+                          {"rms_error_before", layer.rms_error_before},
+                          {"rms_error_after", layer.rms_error_after}});
+    }
+    if (leader_) {
+        write_file_atomically(run_dir_ / "calibration.json",
+                              nlohmann::json{{"from", recipe_.init.from},
+                                             {"samples", report.samples},
+                                             {"seq", report.seq},
+                                             {"layers", layers}}
+                                      .dump(2) +
+                                  "\n");
+    }
 }
 
 void TrainingRun::restore(const fs::path& step_dir) {

@@ -8,17 +8,22 @@
 //   summary.json           final validation and test loss/perplexity, tokens, wall time,
 //                          parameter counts (total and active), unigram baseline
 //   profile.json           with RunOptions::profile: where a step's time goes
+//   calibration.json       with init.calibration_samples: each calibrated layer's error before
+//                          and after (Note [Calibration] in the SDK's calibration.h)
 // A run can be resumed from its latest checkpoint with identical results on the CPU.
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "core/plugin/resolve.h"
 
 namespace moelab::core {
+
+class LanguageModel;
 
 struct RunOptions {
     std::filesystem::path out_dir;  // empty: runs/<recipe name>-<timestamp>
@@ -33,6 +38,12 @@ struct RunOptions {
     // second look of --resume when the checkpoint's recipe hash differs (Note [Recipe hash across
     // plugin versions] in model_state.h). Empty: a differing hash is refused outright.
     std::function<std::string(const std::filesystem::path& resolved_recipe)> rehash_stored_recipe;
+    // The model a run directory or checkpoint holds, assembled with its own recipe and loaded on
+    // `device`: the reference of calibration (init.calibration_samples), which sits above this
+    // layer (core/assembly). Empty: a recipe that calibrates is refused.
+    std::function<std::shared_ptr<LanguageModel>(const std::string& run_or_checkpoint,
+                                                 DeviceChoice device)>
+        load_reference_model;
 };
 
 inline constexpr std::int64_t kProfileWarmupSteps = 2;  // allocator and caches settle

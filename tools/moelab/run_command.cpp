@@ -3,6 +3,7 @@
 #include "cli_support.h"
 #include "commands.h"
 #include "core/assembly/loaded_recipe.h"
+#include "core/assembly/trained_model.h"
 #include "core/train/init_from.h"
 #include "core/train/model_state.h"
 #include "core/train/trainer.h"
@@ -20,6 +21,9 @@ int run_recipe(const RunArgs& args) {
     options.profile = args.profile;
     options.rehash_stored_recipe = [](const std::filesystem::path& stored) {
         return core::recipe_hash(core::load_and_resolve(stored.string(), {})->resolved);
+    };
+    options.load_reference_model = [](const std::string& from, core::DeviceChoice device) {
+        return core::load_trained_model(from, device, [](const std::string&) {});
     };
     const core::RunResult result = core::run_training(loaded->resolved, options);
     switch (result.outcome) {

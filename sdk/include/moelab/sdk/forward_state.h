@@ -3,7 +3,7 @@
 // State shared by all layers during one forward pass of the model, e.g. the softmax matrix an
 // UniAttn anchor layer hands to the reuse layers of its superblock. The host creates a fresh
 // ForwardState per forward pass and passes it to every layer in order; components keep their keys
-// unique by prefixing them with their own name ("uniattn/probs").
+// unique by prefixing them with their own name ("uniattn/probabilities").
 
 #include <map>
 #include <string>
@@ -15,7 +15,7 @@
 namespace moelab::sdk {
 
 class ForwardState {
-public:
+  public:
     void put(std::string key, at::Tensor value) { slots_[std::move(key)] = std::move(value); }
 
     // An undefined tensor when absent.
@@ -26,7 +26,7 @@ public:
 
     bool contains(std::string_view key) const { return slots_.find(key) != slots_.end(); }
 
-private:
+  private:
     std::map<std::string, at::Tensor, std::less<>> slots_;
 };
 

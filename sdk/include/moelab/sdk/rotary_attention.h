@@ -23,6 +23,7 @@
 #include "moelab/sdk/init.h"
 #include "moelab/sdk/key_value_cache.h"
 #include "moelab/sdk/rotary.h"
+#include "moelab/sdk/rotary_heads.h"
 
 namespace moelab::sdk {
 
@@ -76,37 +77,12 @@ class RotaryAttention : public Attention {
         const std::int64_t batch = x.size(0);
         const std::int64_t seq = x.size(1);
         const std::int64_t group = heads_ / kv_heads_;
-        const std::int64_t query_width = heads_ * head_dim_;
-        const std::int64_t kv_width = kv_heads_ * head_dim_;
-
-        // One product for queries, keys and values: the weights side by side (a copy of the
-        // weights, small beside the activations), then views per head. One wide product runs
-        // closer to the machine's GEMM peak than three narrow ones, and the gradient of x is one
-        // product instead of three and two sums.
-        const at::Tensor qkv = at::linear(x, at::cat({w_query_, w_key_, w_value_}));
-        auto heads_of = [&](std::int64_t offset, std::int64_t width, std::int64_t heads) {
-            return qkv.narrow(-1, offset, width).view({batch, seq, heads, head_dim_});
-        };
-        // cos, sin: (batch, 1 or kv_heads, seq, head_dim/2); query head h rotates with row
-        // h / group, the row of its key/value head.
-        const auto [cos, sin] = rope_tables(inv_freq_on(x.device()), input.positions);
-        const at::Tensor query =
-            rotate_heads(heads_of(0, query_width, heads_), cos, sin, group);  // (b, h, s, hd)
-        at::Tensor key = rotate_heads(heads_of(query_width, kv_width, kv_heads_), cos, sin);
-        at::Tensor value = heads_of(query_width + kv_width, kv_width, kv_heads_)
-                               .transpose(1, 2);  // (b, kv, s, hd)
-
-        at::Tensor key_positions = input.positions;  // (b, keys)
-        if (input.cache != nullptr) {
-            auto* cache = dynamic_cast<KeyValueCache*>(input.cache);
-            if (cache == nullptr) throw Error("rotary attention was given another plugin's cache");
-            // Attention reads views of the filled part of the preallocated cache: no
-            // concatenation.
-            const KeyValueCache::Filled filled = cache->append(key, value, input.positions);
-            key = filled.keys;
-            value = filled.values;
-            key_positions = filled.positions;
-        }
+        const RotaryHeads rotated =
+            rotary_heads(input, w_query_, w_key_, w_value_, inv_freq_on(x.device()), heads_,
+                         kv_heads_, head_dim_);
+        const at::Tensor& query = rotated.query;  // (b, h, s, hd)
+        const at::Tensor& key = rotated.key;      // (b, kv, keys, hd)
+        const at::Tensor& value = rotated.value;
 
         // Grouped-query attention without copying keys or values per query head: a key/value
         // head's group of query heads is one block of group * seq rows multiplied by its keys.
@@ -121,8 +97,10 @@ class RotaryAttention : public Attention {
                                                key.reshape({blocks, seq, head_dim_}),
                                                value.reshape({blocks, seq, head_dim_}), scale,
                                                kBlockRows)
-                    : one_product_attention(query.reshape({blocks, group * seq, head_dim_}), key,
-                                            value, input.positions, key_positions, batch, scale);
+                    : at::bmm(causal_probabilities(query.reshape({blocks, group * seq, head_dim_}),
+                                                   key, input.positions, rotated.key_positions,
+                                                   scale, value.scalar_type()),
+                              value.reshape({blocks, key.size(2), head_dim_}));
         const at::Tensor mixed = per_head.view({batch, heads_, seq, head_dim_})
                                      .transpose(1, 2)
                                      .reshape({batch, seq, heads_ * head_dim_});
@@ -162,30 +140,6 @@ class RotaryAttention : public Attention {
                    .eq(1)
                    .all()
                    .item<bool>();
-    }
-
-    // Every query block of `grouped` (blocks, group * seq, hd) against all its keys in one
-    // product: for short sequences and cached decoding. The causal mask is an additive bias and
-    // the 1/sqrt(head_dim) scale the product's alpha, both applied inside the product (no separate
-    // passes over the scores). Returns (blocks, group * seq, hd).
-    at::Tensor one_product_attention(const at::Tensor& grouped, const at::Tensor& key,
-                                     const at::Tensor& value, const at::Tensor& positions,
-                                     const at::Tensor& key_positions, std::int64_t batch,
-                                     double scale) const {
-        const std::int64_t blocks = grouped.size(0), rows = grouped.size(1);
-        const std::int64_t keys = key.size(2);
-        const std::int64_t group = rows / positions.size(1);
-        at::Tensor bias = causal_bias(positions, key_positions);  // (1 or b, 1, s, keys)
-        if (group > 1) bias = bias.repeat({1, 1, group, 1});      // rows (g, s)
-        bias = bias.size(0) == 1
-                   ? bias.view({1, rows, keys})
-                   : bias.expand({batch, kv_heads_, rows, keys}).reshape({blocks, rows, keys});
-        const at::Tensor scores =
-            at::baddbmm(bias.to(grouped.scalar_type()), grouped,
-                        key.reshape({blocks, keys, head_dim_}).transpose(1, 2),
-                        /*beta=*/1.0, /*alpha=*/scale);
-        const at::Tensor probs = scores.to(at::kFloat).softmax(-1).to(value.scalar_type());
-        return at::bmm(probs, value.reshape({blocks, keys, head_dim_}));
     }
 
     // The frequencies on `device`, copied there once (they are not module state, so the model's
