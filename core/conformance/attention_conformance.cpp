@@ -4,6 +4,8 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
+#include <vector>
 
 #include <fmt/format.h>
 #include <torch/autograd.h>
@@ -69,6 +71,46 @@ at::Tensor run(sdk::Attention& attention, const at::Tensor& hidden, std::int64_t
 
 double max_difference(const at::Tensor& a, const at::Tensor& b) {
     return (a - b).abs().max().item<double>();
+}
+
+// Every layer of a kStackLayers-layer model, for components whose layers differ or talk to each
+// other through the forward state (UniAttn's anchors and reuse layers).
+constexpr std::int64_t kStackLayers = 4;
+
+std::vector<std::shared_ptr<sdk::Attention>> build_stack(const RegisteredAttention& attention) {
+    std::vector<std::shared_ptr<sdk::Attention>> layers;
+    for (std::int64_t l = 0; l < kStackLayers; ++l) {
+        sdk::AttentionContext context;
+        context.model = kit_shape();
+        context.model.layers = kStackLayers;
+        context.layer_index = static_cast<int>(l);
+        context.seed = 40 + static_cast<std::uint64_t>(l);
+        context.init_std = 0.1;
+        layers.push_back(
+            instantiate_attention(attention, context, default_params(attention.component.params)));
+    }
+    return layers;
+}
+
+// The layers in order, as the host runs them: one forward state for the pass, each layer's branch
+// added to the stream (the host's norms left out); positions first_position, first_position + 1..
+at::Tensor run_stack(const std::vector<std::shared_ptr<sdk::Attention>>& layers, at::Tensor hidden,
+                     std::int64_t first_position,
+                     const std::vector<std::unique_ptr<sdk::AttentionCache>>* caches,
+                     bool training) {
+    sdk::ForwardState state;
+    sdk::AttentionInput input;
+    input.positions = at::arange(first_position, first_position + hidden.size(1), at::kLong)
+                          .expand({hidden.size(0), hidden.size(1)});
+    input.state = &state;
+    input.training = training;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+        layers[l]->train(training);
+        input.hidden = hidden;
+        input.cache = caches != nullptr ? (*caches)[l].get() : nullptr;
+        hidden = hidden + layers[l]->forward(input);
+    }
+    return hidden;
 }
 
 }  // namespace
@@ -151,7 +193,61 @@ ConformanceReport test_attention_component(const RegisteredAttention& attention)
     }));
 
     const auto& features = component.features;
-    if (std::find(features.begin(), features.end(), sdk::feature::kKvCache) != features.end()) {
+    const bool caches =
+        std::find(features.begin(), features.end(), sdk::feature::kKvCache) != features.end();
+    report.checks.push_back(run_check("a stack of layers sharing the forward state", [&] {
+        auto layers = build_stack(attention);
+        const at::Tensor x = hidden_states(kSeq, 12);
+        const at::Tensor full = run_stack(layers, x, 0, nullptr, false);
+        at::Tensor changed = x.clone();
+        changed.narrow(1, kSeq / 2, kSeq / 2).normal_();
+        const double leak =
+            max_difference(full.narrow(1, 0, kSeq / 2),
+                           run_stack(layers, changed, 0, nullptr, false).narrow(1, 0, kSeq / 2));
+        if (leak > 1e-5) {
+            return fail(
+                fmt::format("through {} layers, changing positions {}.. changed earlier outputs by "
+                            "up to {:.2e}",
+                            kStackLayers, kSeq / 2, leak));
+        }
+        std::string cached = "no kv_cache";
+        if (caches) {
+            std::vector<std::unique_ptr<sdk::AttentionCache>> layer_caches;
+            for (const auto& layer : layers)
+                layer_caches.push_back(layer->make_cache(kBatch, kSeq));
+            std::vector<at::Tensor> pieces{
+                run_stack(layers, x.narrow(1, 0, 5), 0, &layer_caches, false)};
+            for (std::int64_t t = 5; t < kSeq; ++t) {
+                pieces.push_back(run_stack(layers, x.narrow(1, t, 1), t, &layer_caches, false));
+            }
+            const double difference = max_difference(at::cat(pieces, 1), full);
+            if (difference > 1e-5) {
+                return fail(
+                    fmt::format("decoding {} layers with their caches differs from "
+                                "recomputation by up to {:.2e}",
+                                kStackLayers, difference));
+            }
+            cached = fmt::format("cached decoding equals recomputation (max difference {:.1e})",
+                                 difference);
+        }
+        torch::AutoGradMode enable(true);
+        (run_stack(layers, x, 0, nullptr, true) * hidden_states(kSeq, 13)).sum().backward();
+        std::string missing;
+        for (std::size_t l = 0; l < layers.size(); ++l) {
+            for (const auto& item : layers[l]->named_parameters()) {
+                const at::Tensor& grad = item.value().grad();
+                if (item.value().requires_grad() &&
+                    (!grad.defined() || grad.abs().sum().item<double>() == 0.0)) {
+                    missing +=
+                        fmt::format("{}layer {} {}", missing.empty() ? "" : ", ", l, item.key());
+                }
+            }
+        }
+        if (!missing.empty()) return fail("no gradient through the stack: " + missing);
+        return pass(fmt::format("{} layers in order: causal, {}, gradients reach every parameter",
+                                kStackLayers, cached));
+    }));
+    if (caches) {
         report.checks.push_back(run_check("cache equals recomputation", [&] {
             auto layer = build(attention, 11);
             const at::Tensor x = hidden_states(kSeq, 7);

@@ -118,12 +118,14 @@ INSTANTIATE_TEST_SUITE_P(Tokenizers, BuiltInTokenizer,
                              return name;
                          });
 
-TEST(PluginsTest, TheRotaryAttentionsPassIncludingTheirCaches) {
-    for (const char* attention : {"rope", "harpe", "pi"}) {
+TEST(PluginsTest, TheBuiltInAttentionsPassIncludingTheirCachesAndAStackOfLayers) {
+    // uniattn's default layout on the kit's 4-layer stack: layer 2 hands its softmax to layer 3.
+    for (const char* attention : {"rope", "harpe", "pi", "uniattn"}) {
         const CommandResult result = kit(attention);
         EXPECT_EQ(result.exit_code, 0) << attention << "\n" << result.out << result.err;
         for (const char* check :
-             {"causality", "cache equals recomputation", "checkpoint round trip"}) {
+             {"causality", "cache equals recomputation", "checkpoint round trip",
+              "a stack of layers sharing the forward state"}) {
             const auto row = result.out.find(check);
             ASSERT_NE(row, std::string::npos) << attention << ": " << check << "\n" << result.out;
             EXPECT_NE(result.out.substr(row, result.out.find('\n', row) - row).find("pass"),

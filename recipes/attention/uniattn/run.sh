@@ -6,7 +6,7 @@
 # stage, and the baselines: cross-layer KV sharing on the same SuperBlock (post-trained like
 # UniAttn) and GQA with 2 KV heads (from scratch, as many steps). Validation perplexity over the
 # whole split, and from `moelab generate --stats`: attention FLOPs and KV-cache bytes per token at
-# a 255-token context and decode time per token. Run from the repository root after
+# a 258-token context and decode time per token. Run from the repository root after
 # tools/setup.sh; writes runs/uniattn/ and prints the table (also runs/uniattn/table.md). Finished
 # runs are reused; remove runs/uniattn to start over.
 set -euo pipefail
@@ -30,6 +30,10 @@ run continued continued.toml
 run no-compensation as-initialised.toml
 run closed-form as-initialised.toml --set init.calibration_samples=64
 run two-stage two-stage.toml
+# The same with W_c fitted over every token instead of position-wise means (the variant).
+run closed-form-tokens as-initialised.toml --set init.calibration_samples=64 \
+    --set 'attention.calibration_fit="tokens"'
+run two-stage-tokens two-stage.toml --set 'attention.calibration_fit="tokens"'
 run one-stage uniattn.toml
 run kv-sharing uniattn.toml --set 'attention.share="key_value"'
 run gqa gqa.toml
@@ -42,6 +46,9 @@ rows=(
     "closed-form|closed-form|closed-form"
     "stage-1|two-stage/checkpoints/step-100|two-stage"
     "two-stage|two-stage|two-stage"
+    "closed-form-tokens|closed-form-tokens|closed-form-tokens"
+    "stage-1-tokens|two-stage-tokens/checkpoints/step-100|two-stage-tokens"
+    "two-stage-tokens|two-stage-tokens|two-stage-tokens"
     "one-stage|one-stage|one-stage"
     "kv-sharing|kv-sharing|kv-sharing"
     "gqa|gqa|gqa"
@@ -53,7 +60,8 @@ for row in "${rows[@]}"; do
         mv "$out/eval-$name.json.tmp" "$out/eval-$name.json"
     fi
 done
-for run_name in base continued no-compensation closed-form two-stage one-stage kv-sharing gqa; do
+for run_name in base continued no-compensation closed-form two-stage closed-form-tokens \
+    two-stage-tokens one-stage kv-sharing gqa; do
     if [[ ! -f $out/generate-$run_name.txt ]]; then
         "$moelab" generate "$out/$run_name" --prompt "The" --max-new 255 --temperature 0 \
             --stats > "$out/generate-$run_name.txt.tmp"
@@ -68,9 +76,12 @@ names = {
     "base": "base (RoPE, 600 steps)",
     "continued": "base post-trained 300 more steps",
     "no-compensation": "UniAttn, W_c = 0, not trained",
-    "closed-form": "UniAttn, closed-form W_c, not trained",
+    "closed-form": "UniAttn, closed-form W_c (position-wise means), not trained",
     "stage-1": "UniAttn two-stage, after stage 1 (W_c only, 100 steps)",
     "two-stage": "UniAttn two-stage, after stage 2 (all, 200 steps)",
+    "closed-form-tokens": "UniAttn, closed-form W_c (every token), not trained",
+    "stage-1-tokens": "UniAttn two-stage from the token-level fit, after stage 1",
+    "two-stage-tokens": "UniAttn two-stage from the token-level fit, after stage 2",
     "one-stage": "UniAttn one stage (all, 300 steps, W_c from 0)",
     "kv-sharing": "cross-layer KV sharing on the same SuperBlock, 300 steps",
     "gqa": "GQA, 2 KV heads, from scratch (900 steps)",
@@ -82,7 +93,7 @@ base = generated("base")
 print("| model | val ppl | attention FLOPs/token | KV bytes/token | decode ms/token |")
 print("|---|---:|---:|---:|---:|")
 for name, target, run in rows:
-    ppl = json.load(open(f"{out}/eval-{name}.json"))["validation"]["ppl"]
+    ppl = json.load(open(f"{out}/eval-{name}.json"))["ppl"]
     g = generated(run)
     flops = g["attention_flops_per_token"]
     kv = g["kv_cache_bytes_per_token"]
