@@ -62,14 +62,41 @@ RotaryWeights draw_rotary_weights(const sdk::AttentionContext& context) {
     return weights;
 }
 
-// (batch, heads, seq, head_dim) rows of per key/value head blocks -> (batch, seq, heads *
-// head_dim), the output projection's input.
-at::Tensor merge_heads(const at::Tensor& per_head, std::int64_t batch, std::int64_t heads,
-                       std::int64_t seq, std::int64_t head_dim) {
-    return per_head.view({batch, heads, seq, head_dim})
-        .transpose(1, 2)
-        .reshape({batch, seq, heads * head_dim});
-}
+// The model's attention heads, as every layer of this plugin sees them.
+struct HeadShape {
+    explicit HeadShape(const sdk::ModelShape& model)
+        : heads(model.heads),
+          kv_heads(model.kv_heads),
+          head_dim(model.head_dim),
+          d_model(model.d_model) {}
+
+    std::int64_t group() const { return heads / kv_heads; }  // query heads per key/value head
+    double scale() const { return 1.0 / std::sqrt(static_cast<double>(head_dim)); }
+    // (batch, heads, seq, head_dim) rows of per key/value head blocks -> (batch, seq, heads *
+    // head_dim), the output projection's input.
+    at::Tensor merge(const at::Tensor& per_head, std::int64_t batch, std::int64_t seq) const {
+        return per_head.view({batch, heads, seq, head_dim})
+            .transpose(1, 2)
+            .reshape({batch, seq, heads * head_dim});
+    }
+
+    std::int64_t heads, kv_heads, head_dim, d_model;
+};
+
+// The rotary frequencies (1, head_dim / 2) in float64, copied to the input's device once (they are
+// not module state, so the model's to(device) does not move them).
+class Frequencies {
+  public:
+    explicit Frequencies(const at::Tensor& inv_freq)
+        : table_(inv_freq.to(at::kDouble).contiguous()) {}
+    const at::Tensor& on(const at::Device& device) {
+        if (table_.device() != device) table_ = table_.to(device);
+        return table_;
+    }
+
+  private:
+    at::Tensor table_;
+};
 
 // Rotary attention that materialises its softmax and leaves it (or its keys and values) in the
 // forward state for the reuse layers after it. The same computation as sdk::RotaryAttention's
@@ -77,12 +104,7 @@ at::Tensor merge_heads(const at::Tensor& per_head, std::int64_t batch, std::int6
 class AnchorAttention : public sdk::Attention {
   public:
     AnchorAttention(const sdk::AttentionContext& context, const at::Tensor& inv_freq, Share share)
-        : share_(share),
-          heads_(context.model.heads),
-          kv_heads_(context.model.kv_heads),
-          head_dim_(context.model.head_dim),
-          d_model_(context.model.d_model),
-          inv_freq_(inv_freq.to(at::kDouble).contiguous()) {
+        : share_(share), shape_(context.model), frequencies_(inv_freq) {
         RotaryWeights weights = draw_rotary_weights(context);
         w_query_ = register_parameter("w_query", weights.query);
         w_key_ = register_parameter("w_key", weights.key);
@@ -92,16 +114,13 @@ class AnchorAttention : public sdk::Attention {
 
     at::Tensor forward(const sdk::AttentionInput& input) override {
         const std::int64_t batch = input.hidden.size(0), seq = input.hidden.size(1);
-        if (inv_freq_.device() != input.hidden.device()) {
-            inv_freq_ = inv_freq_.to(input.hidden.device());
-        }
-        const sdk::RotaryHeads rotated = sdk::rotary_heads(input, w_query_, w_key_, w_value_,
-                                                           inv_freq_, heads_, kv_heads_, head_dim_);
-        const std::int64_t blocks = batch * kv_heads_, keys = rotated.key.size(2);
+        const sdk::RotaryHeads rotated = sdk::rotary_heads(
+            input, w_query_, w_key_, w_value_, frequencies_.on(input.hidden.device()), shape_.heads,
+            shape_.kv_heads, shape_.head_dim);
+        const std::int64_t blocks = batch * shape_.kv_heads, keys = rotated.key.size(2);
         const at::Tensor probabilities = sdk::causal_probabilities(
-            rotated.query.reshape({blocks, heads_ / kv_heads_ * seq, head_dim_}), rotated.key,
-            input.positions, rotated.key_positions, 1.0 / std::sqrt(static_cast<double>(head_dim_)),
-            rotated.value.scalar_type());
+            rotated.query.reshape({blocks, shape_.group() * seq, shape_.head_dim}), rotated.key,
+            input.positions, rotated.key_positions, shape_.scale(), rotated.value.scalar_type());
         if (share_ == Share::kSoftmax) {
             input.state->put(kProbabilitiesKey, probabilities);
         } else {
@@ -110,22 +129,22 @@ class AnchorAttention : public sdk::Attention {
             input.state->put(kKeyPositionsKey, rotated.key_positions);
         }
         const at::Tensor per_head =
-            at::bmm(probabilities, rotated.value.reshape({blocks, keys, head_dim_}));
-        return at::linear(merge_heads(per_head, batch, heads_, seq, head_dim_), w_output_);
+            at::bmm(probabilities, rotated.value.reshape({blocks, keys, shape_.head_dim}));
+        return at::linear(shape_.merge(per_head, batch, seq), w_output_);
     }
 
     std::unique_ptr<sdk::AttentionCache> make_cache(std::int64_t batch,
                                                     std::int64_t max_len) override {
-        return std::make_unique<sdk::KeyValueCache>(batch, kv_heads_, max_len, head_dim_, head_dim_,
-                                                    w_key_.device());
+        return std::make_unique<sdk::KeyValueCache>(
+            batch, shape_.kv_heads, max_len, shape_.head_dim, shape_.head_dim, w_key_.device());
     }
 
     sdk::AttentionCost cost(std::int64_t context) const override {
         // As rope: query and output projections d_model x heads*head_dim, key and value
         // d_model x kv_heads*head_dim, then q.k and p.v over `context` keys per head.
-        const double d = static_cast<double>(d_model_);
-        const double q = static_cast<double>(heads_ * head_dim_);
-        const double kv = static_cast<double>(kv_heads_ * head_dim_);
+        const double d = static_cast<double>(shape_.d_model);
+        const double q = static_cast<double>(shape_.heads * shape_.head_dim);
+        const double kv = static_cast<double>(shape_.kv_heads * shape_.head_dim);
         sdk::AttentionCost cost;
         cost.flops_per_token =
             2.0 * d * (2.0 * q + 2.0 * kv) + 4.0 * q * static_cast<double>(context);
@@ -134,8 +153,8 @@ class AnchorAttention : public sdk::Attention {
 
   private:
     Share share_;
-    std::int64_t heads_, kv_heads_, head_dim_, d_model_;
-    at::Tensor inv_freq_;  // (1, head_dim / 2) float64, moved to the input's device once
+    HeadShape shape_;
+    Frequencies frequencies_;
     at::Tensor w_query_, w_key_, w_value_, w_output_;
 };
 
@@ -165,12 +184,7 @@ class NoCache : public sdk::AttentionCache {
 class KeyValueReuseAttention : public sdk::Attention {
   public:
     KeyValueReuseAttention(const sdk::AttentionContext& context, const at::Tensor& inv_freq)
-        : layer_(context.layer_index),
-          heads_(context.model.heads),
-          kv_heads_(context.model.kv_heads),
-          head_dim_(context.model.head_dim),
-          d_model_(context.model.d_model),
-          inv_freq_(inv_freq.to(at::kDouble).contiguous()) {
+        : layer_(context.layer_index), shape_(context.model), frequencies_(inv_freq) {
         RotaryWeights weights = draw_rotary_weights(context);
         w_query_ = register_parameter("w_query", weights.query);
         w_output_ = register_parameter("w_output", weights.output);
@@ -178,7 +192,7 @@ class KeyValueReuseAttention : public sdk::Attention {
 
     at::Tensor forward(const sdk::AttentionInput& input) override {
         const at::Tensor& x = input.hidden;
-        const std::int64_t batch = x.size(0), seq = x.size(1), blocks = batch * kv_heads_;
+        const std::int64_t batch = x.size(0), seq = x.size(1), blocks = batch * shape_.kv_heads;
         const at::Tensor key = input.state->get(kKeysKey);
         const at::Tensor value = input.state->get(kValuesKey);
         if (!key.defined() || !value.defined()) {
@@ -191,19 +205,17 @@ class KeyValueReuseAttention : public sdk::Attention {
             if (cache == nullptr) throw sdk::Error("a uniattn reuse layer was given another cache");
             cache->append(seq);
         }
-        if (inv_freq_.device() != x.device()) inv_freq_ = inv_freq_.to(x.device());
-        const auto [cos, sin] = sdk::rope_tables(inv_freq_, input.positions);
-        const at::Tensor query =
-            sdk::rotate_heads(at::linear(x, w_query_).view({batch, seq, heads_, head_dim_}), cos,
-                              sin, heads_ / kv_heads_);
+        const auto [cos, sin] = sdk::rope_tables(frequencies_.on(x.device()), input.positions);
+        const at::Tensor query = sdk::rotate_heads(
+            at::linear(x, w_query_).view({batch, seq, shape_.heads, shape_.head_dim}), cos, sin,
+            shape_.group());
         const std::int64_t keys = key.size(2);
         const at::Tensor probabilities = sdk::causal_probabilities(
-            query.reshape({blocks, heads_ / kv_heads_ * seq, head_dim_}), key, input.positions,
-            input.state->get(kKeyPositionsKey), 1.0 / std::sqrt(static_cast<double>(head_dim_)),
-            value.scalar_type());
+            query.reshape({blocks, shape_.group() * seq, shape_.head_dim}), key, input.positions,
+            input.state->get(kKeyPositionsKey), shape_.scale(), value.scalar_type());
         const at::Tensor per_head =
-            at::bmm(probabilities, value.reshape({blocks, keys, head_dim_}));
-        return at::linear(merge_heads(per_head, batch, heads_, seq, head_dim_), w_output_);
+            at::bmm(probabilities, value.reshape({blocks, keys, shape_.head_dim}));
+        return at::linear(shape_.merge(per_head, batch, seq), w_output_);
     }
 
     std::unique_ptr<sdk::AttentionCache> make_cache(std::int64_t batch,
@@ -214,8 +226,8 @@ class KeyValueReuseAttention : public sdk::Attention {
 
     sdk::AttentionCost cost(std::int64_t context) const override {
         // Query and output projections, q.k and p.v over `context` keys per head.
-        const double d = static_cast<double>(d_model_);
-        const double q = static_cast<double>(heads_ * head_dim_);
+        const double d = static_cast<double>(shape_.d_model);
+        const double q = static_cast<double>(shape_.heads * shape_.head_dim);
         sdk::AttentionCost cost;
         cost.flops_per_token = 4.0 * d * q + 4.0 * q * static_cast<double>(context);
         return cost;
@@ -223,8 +235,8 @@ class KeyValueReuseAttention : public sdk::Attention {
 
   private:
     int layer_;
-    std::int64_t heads_, kv_heads_, head_dim_, d_model_;
-    at::Tensor inv_freq_;
+    HeadShape shape_;
+    Frequencies frequencies_;
     at::Tensor w_query_, w_output_;
 };
 
@@ -275,54 +287,49 @@ class ReuseAttention : public sdk::Attention, public sdk::Calibrated {
   public:
     ReuseAttention(const sdk::AttentionContext& context, bool compensation, bool bias,
                    bool token_level_fit)
-        : layer_(context.layer_index),
-          heads_(context.model.heads),
-          kv_heads_(context.model.kv_heads),
-          head_dim_(context.model.head_dim),
-          d_model_(context.model.d_model),
-          token_level_fit_(token_level_fit) {
+        : layer_(context.layer_index), shape_(context.model), token_level_fit_(token_level_fit) {
         RotaryWeights weights = draw_rotary_weights(context);
         w_value_ = register_parameter("w_value", weights.value);
         w_output_ = register_parameter("w_output", weights.output);
         if (compensation) {
-            w_compensation_ =
-                register_parameter("w_compensation", at::zeros({d_model_, d_model_}, at::kFloat));
+            w_compensation_ = register_parameter(
+                "w_compensation", at::zeros({shape_.d_model, shape_.d_model}, at::kFloat));
             if (bias) {
                 b_compensation_ =
-                    register_parameter("b_compensation", at::zeros({d_model_}, at::kFloat));
+                    register_parameter("b_compensation", at::zeros({shape_.d_model}, at::kFloat));
             }
         }
     }
 
     at::Tensor forward(const sdk::AttentionInput& input) override {
         const at::Tensor& x = input.hidden;
-        const std::int64_t batch = x.size(0), seq = x.size(1), blocks = batch * kv_heads_;
+        const std::int64_t batch = x.size(0), seq = x.size(1), blocks = batch * shape_.kv_heads;
         const at::Tensor probabilities = input.state->get(kProbabilitiesKey);
         if (!probabilities.defined()) {
             throw sdk::Error("layer " + std::to_string(layer_) +
                              " reuses its anchor's softmax, but no uniattn anchor before it in "
                              "this forward pass left one");
         }
-        at::Tensor value =
-            at::linear(x, w_value_).view({batch, seq, kv_heads_, head_dim_}).transpose(1, 2);
+        at::Tensor value = at::linear(x, w_value_)
+                               .view({batch, seq, shape_.kv_heads, shape_.head_dim})
+                               .transpose(1, 2);
         if (input.cache != nullptr) {
             auto* cache = dynamic_cast<ValueCache*>(input.cache);
             if (cache == nullptr) throw sdk::Error("a uniattn reuse layer was given another cache");
             value = cache->append(value);
         }
         const std::int64_t keys = value.size(2);
-        const std::int64_t rows = heads_ / kv_heads_ * seq;
+        const std::int64_t rows = shape_.group() * seq;
         if (probabilities.dim() != 3 || probabilities.size(0) != blocks ||
             probabilities.size(1) != rows || probabilities.size(2) != keys) {
             throw sdk::Error("layer " + std::to_string(layer_) +
-                             ": the anchor's softmax has shape " + shape_text(probabilities) +
+                             ": the anchor's softmax has shape " + c10::str(probabilities.sizes()) +
                              ", this layer needs (" + std::to_string(blocks) + ", " +
                              std::to_string(rows) + ", " + std::to_string(keys) + ")");
         }
         const at::Tensor per_head = at::bmm(probabilities.to(value.scalar_type()),
-                                            value.reshape({blocks, keys, head_dim_}));
-        at::Tensor out =
-            at::linear(merge_heads(per_head, batch, heads_, seq, head_dim_), w_output_);
+                                            value.reshape({blocks, keys, shape_.head_dim}));
+        at::Tensor out = at::linear(shape_.merge(per_head, batch, seq), w_output_);
         if (w_compensation_.defined()) {
             out = out + at::linear(x, w_compensation_, b_compensation_);
         }
@@ -331,7 +338,7 @@ class ReuseAttention : public sdk::Attention, public sdk::Calibrated {
 
     std::unique_ptr<sdk::AttentionCache> make_cache(std::int64_t batch,
                                                     std::int64_t max_len) override {
-        return std::make_unique<ValueCache>(batch, kv_heads_, max_len, head_dim_,
+        return std::make_unique<ValueCache>(batch, shape_.kv_heads, max_len, shape_.head_dim,
                                             w_value_.device());
     }
 
@@ -339,9 +346,9 @@ class ReuseAttention : public sdk::Attention, public sdk::Calibrated {
         // Value projection d_model x kv_heads*head_dim, output projection heads*head_dim x
         // d_model, the compensation d_model x d_model, and p.v over `context` keys per head; no
         // query or key projection and no q.k.
-        const double d = static_cast<double>(d_model_);
-        const double q = static_cast<double>(heads_ * head_dim_);
-        const double kv = static_cast<double>(kv_heads_ * head_dim_);
+        const double d = static_cast<double>(shape_.d_model);
+        const double q = static_cast<double>(shape_.heads * shape_.head_dim);
+        const double kv = static_cast<double>(shape_.kv_heads * shape_.head_dim);
         const double compensation = w_compensation_.defined() ? 2.0 * d * d : 0.0;
         sdk::AttentionCost cost;
         cost.flops_per_token =
@@ -365,9 +372,9 @@ class ReuseAttention : public sdk::Attention, public sdk::Calibrated {
         }
         // Position-wise means over the samples (seq, d_model), or every token (samples * seq,
         // d_model).
-        const at::Tensor inputs = token_level_fit_ ? x.reshape({-1, d_model_}) : x.mean(0);
+        const at::Tensor inputs = token_level_fit_ ? x.reshape({-1, shape_.d_model}) : x.mean(0);
         const at::Tensor targets =
-            token_level_fit_ ? target.reshape({-1, d_model_}) : target.mean(0);
+            token_level_fit_ ? target.reshape({-1, shape_.d_model}) : target.mean(0);
         const auto [u, s, vh] = at::linalg_svd(inputs, /*full_matrices=*/false);
         const at::Tensor kept = s.gt(1e-10);
         const at::Tensor inverse_s = at::where(kept, s.reciprocal(), at::zeros_like(s));
@@ -380,16 +387,8 @@ class ReuseAttention : public sdk::Attention, public sdk::Calibrated {
     }
 
   private:
-    static std::string shape_text(const at::Tensor& t) {
-        std::string text = "(";
-        for (std::int64_t i = 0; i < t.dim(); ++i) {
-            text += (i > 0 ? ", " : "") + std::to_string(t.size(i));
-        }
-        return text + ")";
-    }
-
     int layer_;
-    std::int64_t heads_, kv_heads_, head_dim_, d_model_;
+    HeadShape shape_;
     bool token_level_fit_;
     at::Tensor w_value_, w_output_;
     at::Tensor w_compensation_, b_compensation_;  // (d_model, d_model), (d_model); undefined: off
