@@ -37,7 +37,9 @@ class TrainedModel {
     // `run_dir` holds recipe.resolved.toml and tokenizer.txt; `step_dir` is one of its complete
     // checkpoints (resolve_checkpoint). `device` is the resolved device ("cpu" or "cuda"). Only
     // the weights are read: a missing or damaged optimizer state does not matter here.
-    // `features`: what the caller needs of the components (feature::kKvCache to decode).
+    // `features`: what the caller needs of the components (feature::kKvCache to decode). The model
+    // is the one of the stage that trained the checkpoint's last step, and recipe() is that
+    // stage's (its seq_len, its plugin options).
     TrainedModel(const ResolvedRecipe& resolved, const std::filesystem::path& run_dir,
                  const std::filesystem::path& step_dir, DeviceChoice device,
                  const std::function<void(const std::string&)>& log,
@@ -62,7 +64,8 @@ class TrainedModel {
     bool autocast_bf16() const { return autocast_bf16_; }
 
   private:
-    const ResolvedRecipe& resolved_;
+    // The recipe of the checkpoint's stage (Note [Stages]): its plugin options and seq_len.
+    ResolvedRecipe resolved_;
     std::optional<Dataset> dataset_;
     std::shared_ptr<LanguageModel> model_;
     at::Device device_ = at::kCPU;

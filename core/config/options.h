@@ -98,6 +98,19 @@ struct TrainOptions {
     std::int64_t keep_checkpoints = 2;
 };
 
+// A plugin's options table as written in the recipe, validated later against the plugin's schema
+// (resolve_plugin_params). Opaque outside core/config.
+class PluginTable {
+  public:
+    struct Impl;
+    PluginTable();
+    explicit PluginTable(std::shared_ptr<const Impl> impl);
+    const Impl& impl() const { return *impl_; }
+
+  private:
+    std::shared_ptr<const Impl> impl_;
+};
+
 // Note [Stages]: a run in stages ([[stage]] tables), each with its own length, learning-rate
 // schedule (linear warm-up, then cosine decay, within the stage) and set of trainable parameters
 // (glob patterns over parameter names: `*` any run of characters, dots included, `?` one
@@ -106,14 +119,29 @@ struct TrainOptions {
 // parameter that starts training in a later stage gets the bias correction of its own first step.
 // Without [[stage]] tables a run is one stage of train.steps training everything with [train]'s
 // schedule; with them, train.steps is the sum of the stages' steps.
+//
+// A stage may also change the model's context and its plugins' options (ABF's growing RoPE base
+// and length, methods.md §5.5): `seq_len` (and `batch_size`, to keep the tokens of a step), and
+// [stage.attention] / [stage.router] tables with
+// options of the run's attention and router plugins (not other plugins). The model of such a stage
+// is assembled anew with those options when the stage begins and takes every tensor of the model
+// before it by name, and AdamW keeps its state by name, so it must have the same tensors (checked
+// before the first step). A stage whose seq_len differs from the stage before it starts its own
+// pass over the training data, in an order of its own (seeded by the stage's index); stages of
+// one seq_len in a row share one pass (a new batch_size continues it). A checkpoint's model is the
+// model of the stage that trained its last step; eval, generate and export assemble that one.
 struct StageOptions {
     std::string name;
     std::int64_t steps = 1;
-    // Unset keys take [train]'s value when the recipe is loaded.
+    // Unset keys take [train]'s (and [data]'s) value when the recipe is loaded.
     double lr_peak = 3e-3;
     double lr_min = 3e-4;
     std::int64_t warmup_steps = 0;
+    std::int64_t seq_len = 0;
+    std::int64_t batch_size = 0;
     std::vector<std::string> trainable{"*"};
+    // Plugin section ("attention", "router") -> the options this stage sets over the run's.
+    std::map<std::string, PluginTable> plugin_options;
 };
 
 // Starting from a trained model instead of random weights (DSMoE's dense -> MoE conversion,
@@ -152,19 +180,6 @@ struct EvalOptions {
 // model: a run may resume with another layout.
 struct ParallelOptions {
     std::int64_t expert = 1;  // expert-parallel degree: processes that share each bank's experts
-};
-
-// A plugin's options table as written in the recipe, validated later against the plugin's schema
-// (resolve_plugin_params). Opaque outside core/config.
-class PluginTable {
-  public:
-    struct Impl;
-    PluginTable();
-    explicit PluginTable(std::shared_ptr<const Impl> impl);
-    const Impl& impl() const { return *impl_; }
-
-  private:
-    std::shared_ptr<const Impl> impl_;
 };
 
 struct PluginSelection {

@@ -62,6 +62,13 @@ const OptionsBinding<StageOptions>& stage_binding() {
                "Linear warm-up steps at the start of the stage (default: train.warmup_steps, "
                "capped at the stage's steps)")
             .at_least(0);
+        b.bind("seq_len", &StageOptions::seq_len,
+               "Tokens per training sequence in this stage (default: data.seq_len); a change "
+               "starts a pass over the data of the stage's own")
+            .between(2, 1 << 20);
+        b.bind("batch_size", &StageOptions::batch_size,
+               "Sequences per optimizer step in this stage (default: train.batch_size)")
+            .at_least(1);
         b.bind("trainable", &StageOptions::trainable,
                "Glob patterns over parameter names (`*` any characters, `?` one); parameters "
                "matching none are frozen in this stage (default [\"*\"]: everything)");

@@ -288,13 +288,14 @@ std::optional<PluginSelection> read_plugin_section(toml::table& root, const std:
 }
 
 // An array of tables ([[data.source]], [[stage]]) at `key` of `parent` (null: absent), each table
-// read against `binding`. Keys are recorded as <path>[i].<option>, so location_of walks up to
-// <path>[i], then to <path>'s section.
+// read against `binding` (`skip_keys` are the caller's to read). Keys are recorded as
+// <path>[i].<option>, so location_of walks up to <path>[i], then to <path>'s section.
 template <class Options>
 std::vector<Options> read_table_array(toml::table* parent, const std::string& key,
                                       const std::string& path,
                                       const OptionsBinding<Options>& binding, Recipe& recipe,
-                                      Diagnostics& diagnostics) {
+                                      Diagnostics& diagnostics,
+                                      const std::vector<std::string>& skip_keys = {}) {
     std::vector<Options> out;
     toml::node* node = parent == nullptr ? nullptr : parent->get(key);
     if (node == nullptr) return out;
@@ -310,8 +311,8 @@ std::vector<Options> read_table_array(toml::table* parent, const std::string& ke
         const toml::table& table = *array->get(i)->as_table();
         const std::string prefix = fmt::format("{}[{}]", path, i);
         recipe.locations[prefix] = location_of(table.source());
-        const sdk::Params values =
-            detail::read_params(table, binding.schema(), prefix, {}, diagnostics, recipe.locations);
+        const sdk::Params values = detail::read_params(table, binding.schema(), prefix, skip_keys,
+                                                       diagnostics, recipe.locations);
         Options options;
         binding.assign(values, options);
         out.push_back(std::move(options));
@@ -326,13 +327,47 @@ void read_data_sources(toml::table& root, Recipe& recipe, Diagnostics& diagnosti
 
 // [[stage]]: keys a stage leaves out take [train]'s values; train.steps becomes the stages' sum
 // (Note [Stages]).
+// The plugin sections whose options a stage may set (Note [Stages]): the model's components. The
+// tokenizer is not one of them: another tokenizer would be other data.
+const std::vector<std::string>& stage_plugin_sections() {
+    static const std::vector<std::string> sections{"attention", "router"};
+    return sections;
+}
+
 void read_stages(toml::table& root, Recipe& recipe, Diagnostics& diagnostics) {
-    recipe.stages = read_table_array(&root, "stage", "stage", stage_binding(), recipe, diagnostics);
+    recipe.stages = read_table_array(&root, "stage", "stage", stage_binding(), recipe, diagnostics,
+                                     stage_plugin_sections());
     for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
         const std::string prefix = fmt::format("stage[{}]", i);
         if (recipe.locations.count(prefix + ".steps") == 0) {
             diagnostics.add(recipe.locations[prefix], prefix + ".steps",
                             "missing: every stage says how many optimizer steps it takes");
+        }
+        // [stage.attention] and [stage.router]: options over the run's plugin, checked against
+        // its schema when the recipe is resolved.
+        const toml::table& table = *root["stage"].as_array()->get(i)->as_table();
+        for (const std::string& section : stage_plugin_sections()) {
+            const toml::node* node = table.get(section);
+            if (node == nullptr) continue;
+            const std::string key = prefix + "." + section;
+            recipe.locations[key] = location_of(node->source());
+            const toml::table* options = node->as_table();
+            if (options == nullptr) {
+                diagnostics.add(location_of(node->source()), key,
+                                fmt::format("expected a table [stage.{}] of {} options, got {}",
+                                            section, section, describe_node(*node)));
+                continue;
+            }
+            if (const toml::node* plugin = options->get("plugin")) {
+                diagnostics.add(location_of(plugin->source()), key + ".plugin",
+                                fmt::format("a stage sets options of the run's {} plugin; it "
+                                            "cannot choose another one (remove plugin here)",
+                                            section));
+                continue;
+            }
+            auto impl = std::make_shared<PluginTable::Impl>();
+            impl->table = *options;
+            recipe.stages[i].plugin_options.emplace(section, PluginTable(std::move(impl)));
         }
     }
 }
@@ -362,6 +397,8 @@ void settle_stages(Recipe& recipe, Diagnostics& diagnostics) {
                             fmt::format("is {}, longer than the stage's {} steps",
                                         stage.warmup_steps, stage.steps));
         }
+        if (unset("seq_len")) stage.seq_len = recipe.data.seq_len;
+        if (unset("batch_size")) stage.batch_size = recipe.train.batch_size;
         if (stage.name.empty()) stage.name = fmt::format("stage{}", i + 1);
         if (stage.trainable.empty()) {
             diagnostics.add(recipe.location_of(prefix + ".trainable"), prefix + ".trainable",
@@ -560,6 +597,13 @@ void validate_data_sources(const Recipe& recipe, Diagnostics& diagnostics) {
 
 void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
     auto at = [&](const std::string& key) { return recipe.location_of(key); };
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+        const std::string key = fmt::format("stage[{}].router", i);
+        if (recipe.stages[i].plugin_options.count("router") != 0 && !recipe.router) {
+            diagnostics.add(at(key), key,
+                            "this model has no router to set options of (model.ffn is dense)");
+        }
+    }
     const ModelOptions& model = recipe.model;
     if (model.d_model % model.heads != 0) {
         diagnostics.add(
@@ -739,6 +783,37 @@ sdk::Params resolve_plugin_params(const PluginSelection& selection,
                                              selection.section, {}, diagnostics, locations);
     diagnostics.throw_if_any();
     return params;
+}
+
+sdk::Params resolve_stage_plugin_params(const PluginSelection& run, const StageOptions& stage,
+                                        std::size_t stage_index, const sdk::ParamSchema& schema) {
+    PluginSelection merged = run;
+    merged.section = fmt::format("stage[{}].{}", stage_index, run.section);
+    auto impl = std::make_shared<PluginTable::Impl>(run.options.impl());
+    if (auto it = stage.plugin_options.find(run.section); it != stage.plugin_options.end()) {
+        for (auto&& [key, node] : it->second.impl().table) {
+            impl->table.insert_or_assign(toml::key(key), node);
+        }
+    }
+    merged.options = PluginTable(std::move(impl));
+    return resolve_plugin_params(merged, schema);
+}
+
+std::vector<std::string> stage_plugin_keys(const StageOptions& stage, const std::string& section) {
+    std::vector<std::string> keys;
+    if (auto it = stage.plugin_options.find(section); it != stage.plugin_options.end()) {
+        for (auto&& [key, node] : it->second.impl().table) keys.emplace_back(key.str());
+    }
+    return keys;
+}
+
+std::vector<std::string> command_line_keys(const PluginSelection& selection) {
+    std::vector<std::string> keys;
+    for (auto&& [key, node] : selection.options.impl().table) {
+        const auto& path = node.source().path;
+        if (path && path->rfind("--set", 0) == 0) keys.emplace_back(key.str());
+    }
+    return keys;
 }
 
 sdk::Params params_from_assignments(const std::vector<std::string>& assignments,

@@ -23,6 +23,18 @@ Recipe load_recipe(const std::filesystem::path& file,
 // types, ranges; fills defaults. Throws ConfigError.
 sdk::Params resolve_plugin_params(const PluginSelection& selection, const sdk::ParamSchema& schema);
 
+// The options of `run`'s plugin in stage `stage` (Note [Stages]): the stage's table
+// (stage.plugin_options) over the run's, validated as the table stage[i].<section>. Throws
+// ConfigError.
+sdk::Params resolve_stage_plugin_params(const PluginSelection& run, const StageOptions& stage,
+                                        std::size_t stage_index, const sdk::ParamSchema& schema);
+
+// The keys a stage's table sets for `section` (empty when it has none).
+std::vector<std::string> stage_plugin_keys(const StageOptions& stage, const std::string& section);
+
+// The options of a plugin section that a command-line override (--set) gave.
+std::vector<std::string> command_line_keys(const PluginSelection& selection);
+
 // Reads command-line "key=value" assignments (value in TOML syntax; a bare word is a string)
 // against a plugin's schema, as if they were the recipe table `section`: the same checks and
 // messages as a recipe, each naming the assignment. Throws ConfigError.

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/config/options_schema.h"
+#include "core/config/recipe_loader.h"
 
 namespace moelab::core {
 
@@ -138,9 +139,21 @@ std::string format_recipe(const Recipe& recipe,
     }
     if (!recipe.init.from.empty()) append_section(out, "init", init_binding(), recipe.init);
     append_section(out, "train", train_binding(), recipe.train);
-    for (const StageOptions& stage : recipe.stages) {
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+        const StageOptions& stage = recipe.stages[i];
         out += "\n[[stage]]\n";
         append_params(out, stage_binding().schema(), stage_binding().read(stage));
+        // Only the options the stage sets; the rest are the run's (Note [Stages]).
+        for (const auto& [section, table] : stage.plugin_options) {
+            out += fmt::format("\n[stage.{}]\n", section);
+            auto it = plugin_params.find(fmt::format("stage[{}].{}", i, section));
+            if (it == plugin_params.end()) continue;
+            for (const std::string& key : stage_plugin_keys(stage, section)) {
+                auto value = it->second.values().find(key);
+                if (value == it->second.values().end()) continue;
+                out += fmt::format("{} = {}\n", key, format_param_value(value->second));
+            }
+        }
     }
     append_section(out, "eval", eval_binding(), recipe.eval);
     append_section(out, "eval.perturbation", perturbation_binding(), recipe.eval.perturbation);

@@ -19,7 +19,38 @@ std::map<std::string, sdk::Params> ResolvedRecipe::plugin_params() const {
     std::map<std::string, sdk::Params> params{{"tokenizer", tokenizer_params},
                                               {"attention", attention_params}};
     if (router != nullptr) params.emplace("router", router_params);
+    for (std::size_t i = 0; i < stage_params.size(); ++i) {
+        for (const auto& [section, options] : stage_params[i]) {
+            params.emplace(fmt::format("stage[{}].{}", i, section), options);
+        }
+    }
     return params;
+}
+
+ResolvedRecipe stage_recipe(const ResolvedRecipe& resolved, std::size_t index) {
+    ResolvedRecipe stage = resolved;
+    if (resolved.recipe.stages.empty()) return stage;
+    stage.recipe.data.seq_len = resolved.recipe.stages.at(index).seq_len;
+    for (const auto& [section, options] : resolved.stage_params.at(index)) {
+        (section == "router" ? stage.router_params : stage.attention_params) = options;
+    }
+    return stage;
+}
+
+bool same_stage_model(const ResolvedRecipe& resolved, std::size_t a, std::size_t b) {
+    const ResolvedRecipe first = stage_recipe(resolved, a);
+    const ResolvedRecipe second = stage_recipe(resolved, b);
+    return first.attention_params.values() == second.attention_params.values() &&
+           first.router_params.values() == second.router_params.values();
+}
+
+std::size_t stage_of_weights(const Recipe& recipe, std::int64_t steps) {
+    std::int64_t end = 0;
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+        end += recipe.stages[i].steps;
+        if (steps <= end) return i;
+    }
+    return recipe.stages.empty() ? 0 : recipe.stages.size() - 1;
 }
 
 sdk::CapabilityQuery capability_query(const Recipe& recipe, DeviceChoice device,
@@ -150,6 +181,27 @@ ResolvedRecipe resolve_recipe(Recipe recipe, const PluginRegistry& registry,
     }
     if (!issues.empty()) throw ConfigError(std::move(issues));
 
+    // Note [Stages]: each stage's options of the model's plugins, over the run's.
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+        std::map<std::string, sdk::Params> stage;
+        for (const auto& [section, table] : recipe.stages[i].plugin_options) {
+            const bool router = section == "router";
+            if (router && resolved.router == nullptr) continue;  // refused by load_recipe
+            try {
+                stage.emplace(
+                    section,
+                    router ? resolve_stage_plugin_params(*recipe.router, recipe.stages[i], i,
+                                                         resolved.router->component.params)
+                           : resolve_stage_plugin_params(recipe.attention, recipe.stages[i], i,
+                                                         resolved.attention->component.params));
+            } catch (const ConfigError& error) {
+                issues.insert(issues.end(), error.issues().begin(), error.issues().end());
+            }
+        }
+        resolved.stage_params.push_back(std::move(stage));
+    }
+    if (!issues.empty()) throw ConfigError(std::move(issues));
+
     resolved.recipe = std::move(recipe);
     check_support(resolved, query);
     if (resolved.router != nullptr) check_expert_kernel(resolved.recipe, query);
@@ -221,6 +273,17 @@ void check_support(const ResolvedRecipe& resolved, const sdk::CapabilityQuery& q
     ask_support(recipe, "attention", *resolved.attention, resolved.attention_params, query);
     if (resolved.router != nullptr) {
         ask_support(recipe, "router", *resolved.router, resolved.router_params, query);
+    }
+    // Each stage's own options are asked as well, refused at that stage's table.
+    for (std::size_t i = 0; i < resolved.stage_params.size(); ++i) {
+        for (const auto& [section, options] : resolved.stage_params[i]) {
+            const std::string table = fmt::format("stage[{}].{}", i, section);
+            if (section == "router" && resolved.router != nullptr) {
+                ask_support(recipe, table, *resolved.router, options, query);
+            } else if (section == "attention") {
+                ask_support(recipe, table, *resolved.attention, options, query);
+            }
+        }
     }
 }
 

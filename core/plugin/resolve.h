@@ -23,9 +23,24 @@ struct ResolvedRecipe {
     const RegisteredRouter* router = nullptr;  // null for dense models
     sdk::Params router_params;
 
-    // Section name -> options, for format_recipe().
+    // Note [Stages]: per stage (parallel to recipe.stages), the sections whose options the stage
+    // sets ("attention", "router") -> the plugin's whole options in that stage.
+    std::vector<std::map<std::string, sdk::Params>> stage_params;
+
+    // Section name -> options, for format_recipe(); a stage's sections as "stage[i].attention".
     std::map<std::string, sdk::Params> plugin_params() const;
 };
+
+// The recipe of stage `index`'s model (Note [Stages]): data.seq_len and the attention and router
+// options as the stage sets them; the recipe itself where the stage changes neither.
+ResolvedRecipe stage_recipe(const ResolvedRecipe& resolved, std::size_t index);
+
+// Whether stages `a` and `b` build the same model: the same options of every model plugin.
+bool same_stage_model(const ResolvedRecipe& resolved, std::size_t a, std::size_t b);
+
+// The stage whose model holds the weights after `steps` optimizer steps: the stage of the last
+// step taken (the first stage before any).
+std::size_t stage_of_weights(const Recipe& recipe, std::int64_t steps);
 
 // The query the components of `recipe` are asked. `device` is the resolved device (kCpu or
 // kCuda); `vocab_size` is 0 while the tokenizer has not been built yet.

@@ -40,6 +40,8 @@ StagePlan::StagePlan(const Recipe& recipe) {
         whole.lr_peak = recipe.train.lr_peak;
         whole.lr_min = recipe.train.lr_min;
         whole.warmup_steps = recipe.train.warmup_steps;
+        whole.seq_len = recipe.data.seq_len;
+        whole.batch_size = recipe.train.batch_size;
         stages_.push_back(whole);
     } else {
         stages_ = recipe.stages;

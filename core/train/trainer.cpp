@@ -207,6 +207,12 @@ std::shared_ptr<Parallelism> join_job(const ResolvedRecipe& resolved, DeviceChoi
                fmt::format("is split over the {} processes: it must be a multiple of {}, got {}",
                            world, world, recipe.train.batch_size));
     }
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+        if (recipe.stages[i].batch_size % world == 0) continue;
+        refuse(fmt::format("stage[{}].batch_size", i),
+               fmt::format("is split over the {} processes: it must be a multiple of {}, got {}",
+                           world, world, recipe.stages[i].batch_size));
+    }
     if (world == 1) return Parallelism::single();
     check_parallel_support(resolved, world);
     if (!recipe.init.from.empty()) {
@@ -244,6 +250,17 @@ class TrainingRun {
     void calibrate(const Dataset& data);
     void train_step();
     void enter_stage(const StagePosition& position);
+    // Note [Stages]: the model with stage `index`'s plugin options, holding the current model's
+    // tensors and AdamW's state; and the training data of stage `index`: its pass over the data
+    // (continued where the stage before shares it), in batches of its batch_size.
+    std::shared_ptr<LanguageModel> assemble_stage_model(std::size_t index) const;
+    void check_stage_models() const;
+    void switch_model(std::size_t index);
+    void use_data_of_stage(std::size_t index);
+    // The first stage of the run of stages that ends at `index` and shares its seq_len.
+    std::size_t data_pass_origin(std::size_t index) const;
+    // parameters_, their names and the optimizer, for model_.
+    void collect_parameters();
     void write_train_record(double window_seconds, std::int64_t window_steps);
     // Training tokens/s, model FLOPs, achieved GFLOP/s and MFU (null where unknown).
     nlohmann::json throughput_summary() const;
@@ -305,6 +322,10 @@ class TrainingRun {
     std::unique_ptr<StagePlan> stages_;
     std::vector<std::vector<bool>> trainable_;
     std::int64_t current_stage_ = -1;
+    std::size_t model_stage_ = 0;      // whose plugin options model_ was assembled with
+    std::size_t data_pass_stage_ = 0;  // where the batcher's pass over the data began
+    std::int64_t batch_size_ = 0;      // the batcher's
+    std::int64_t seq_len_ = 0;         // the current stage's
     std::unique_ptr<MixtureBatcher> batcher_;
     std::unique_ptr<MetricsLog> metrics_;
     std::string recipe_hash_;
@@ -320,6 +341,7 @@ class TrainingRun {
     double window_loss_ = 0, window_lm_ = 0, window_aux_ = 0, window_grad_norm_ = 0;
     std::optional<std::int64_t> window_loss_targets_;  // with prompts: targets the loss counted
     double last_lr_ = 0;
+    std::int64_t window_start_tokens_ = 0;
 };
 
 void TrainingRun::setup() {
@@ -372,9 +394,11 @@ void TrainingRun::setup() {
     if (!leader_) prepare_with_run_tokenizer();
     const double data_seconds = seconds_since(setup_start);
     const Dataset& data = *dataset_;
+    stages_ = std::make_unique<StagePlan>(recipe_);
+    seq_len_ = stages_->stage(0).seq_len;
     model_ = assemble_model(
-        resolved_, device, data.vocab_size(), [&data] { return data.training_token_counts(); }, {},
-        parallel_->experts_handle());
+        stage_recipe(resolved_, 0), device, data.vocab_size(),
+        [&data] { return data.training_token_counts(); }, {}, parallel_->experts_handle());
     expert_shards_ = model_->expert_shards();
     if (!recipe_.init.from.empty() && !options_.resume) {
         const InitReport init = initialize_from(*model_, recipe_, dataset_->serialized_tokenizer());
@@ -389,26 +413,11 @@ void TrainingRun::setup() {
     }
     model_->to(device_);
     if (recipe_.init.calibration_samples > 0 && !options_.resume) calibrate(data);
-    std::vector<NamedParameter> named;
-    for (const auto& item : model_->named_parameters()) {
-        named.push_back({item.key(), item.value(), item.value().dim() >= 2});
-        parameters_.push_back(item.value());
-        parameter_names_.push_back(item.key());
-        (expert_shards_.count(item.key()) != 0 ? sharded_parameters_ : replicated_parameters_)
-            .push_back(item.value());
-    }
-    optimizer_ = std::make_unique<AdamW>(
-        named, AdamWOptions{train_.beta1, train_.beta2, train_.adam_eps, train_.weight_decay});
-    // Every stage's patterns are checked against the model's names now, before any step.
-    stages_ = std::make_unique<StagePlan>(recipe_);
+    collect_parameters();
+    // Every stage's patterns and model are checked against the model now, before any step.
     trainable_ = stages_->trainable(recipe_, parameter_names_);
-    std::vector<MixtureSource> mixture;
-    for (const SourceTokens& source : data.sources()) {
-        if (source.weight > 0)
-            mixture.push_back({source.name, source.weight, source.tokens(Split::kTrain)});
-    }
-    batcher_ = std::make_unique<MixtureBatcher>(mixture, recipe_.data.seq_len, train_.batch_size,
-                                                derive_seed(recipe_.seed, "data", 0));
+    check_stage_models();
+    use_data_of_stage(0);
     if (options_.resume) {
         if (const auto step_dir = newest_checkpoint(run_dir_ / "checkpoints")) {
             restore(*step_dir);
@@ -490,8 +499,8 @@ void TrainingRun::calibrate(const Dataset& data) {
     if (source == data.sources().end()) {
         throw RunSetupError("init.calibration_samples: the recipe has no training source");
     }
-    const at::Tensor sequences = calibration_sequences(
-        source->tokens(Split::kTrain), recipe_.init.calibration_samples, recipe_.data.seq_len);
+    const at::Tensor sequences = calibration_sequences(source->tokens(Split::kTrain),
+                                                       recipe_.init.calibration_samples, seq_len_);
     log(fmt::format("calibrating against {} on {} sequences of {} tokens", recipe_.init.from,
                     sequences.size(0), sequences.size(1)));
     const CalibrationReport report =
@@ -548,8 +557,12 @@ void TrainingRun::restore(const fs::path& step_dir) {
         checkpoint.state.optimizer_steps,
         checkpoint.state.parameter_steps ? &*checkpoint.state.parameter_steps : nullptr);
     restore_rng_state(checkpoint.optimizer, device_.is_cuda());
+    // The pass over the data the checkpoint's last step drew from (Note [Stages]).
+    batcher_.reset();
+    use_data_of_stage(stage_of_weights(recipe_, step_));
     batcher_->restore(saved_mixture_position(checkpoint.state, *batcher_));
     tokens_seen_ = checkpoint.state.tokens_seen;
+    window_start_tokens_ = tokens_seen_;
     elapsed_before_ = checkpoint.state.elapsed_seconds;
     last_checkpoint_ = step_dir.string();
     if (leader_) MetricsLog::truncate_after(run_dir_ / "metrics.jsonl", step_);
@@ -568,9 +581,160 @@ void TrainingRun::diverged(const std::string& what, double value) {
     throw TrainingDiverged(message);
 }
 
-// Freezes the parameters outside the stage's patterns (they get no gradient, so AdamW neither
-// updates them nor creates their state) and says how much the stage trains.
+void TrainingRun::collect_parameters() {
+    parameters_.clear();
+    parameter_names_.clear();
+    replicated_parameters_.clear();
+    sharded_parameters_.clear();
+    std::vector<NamedParameter> named;
+    for (const auto& item : model_->named_parameters()) {
+        named.push_back({item.key(), item.value(), item.value().dim() >= 2});
+        parameters_.push_back(item.value());
+        parameter_names_.push_back(item.key());
+        (expert_shards_.count(item.key()) != 0 ? sharded_parameters_ : replicated_parameters_)
+            .push_back(item.value());
+    }
+    optimizer_ = std::make_unique<AdamW>(
+        named, AdamWOptions{train_.beta1, train_.beta2, train_.adam_eps, train_.weight_decay});
+}
+
+std::shared_ptr<LanguageModel> TrainingRun::assemble_stage_model(std::size_t index) const {
+    // Modules draw their initialisation from generators of their own (language_model.h); the
+    // run's generators are kept all the same, so that a new stage's model cannot shift what the
+    // run draws next (--resume across a stage must give the same steps).
+    const bool cuda = device_.is_cuda();
+    std::map<std::string, at::Tensor> generators;
+    for (NamedTensor& saved : rng_state(cuda)) generators.emplace(saved.name, saved.tensor);
+    const Dataset& data = *dataset_;
+    std::shared_ptr<LanguageModel> model = assemble_model(
+        stage_recipe(resolved_, index), resolve_device(recipe_), data.vocab_size(),
+        [&data] { return data.training_token_counts(); }, {}, parallel_->experts_handle());
+    restore_rng_state(generators, cuda);
+    return model;
+}
+
+// A stage's model takes its predecessor's tensors by name: the same names and shapes, or the
+// recipe is refused before training starts rather than at the stage's first step.
+void TrainingRun::check_stage_models() const {
+    std::map<std::string, std::vector<std::int64_t>> shapes;
+    for (const NamedTensor& tensor : model_tensors(*model_)) {
+        shapes.emplace(tensor.name, tensor.tensor.sizes().vec());
+    }
+    for (std::size_t i = 1; i < stages_->size(); ++i) {
+        bool seen = false;
+        for (std::size_t j = 0; j < i && !seen; ++j) seen = same_stage_model(resolved_, i, j);
+        if (seen) continue;
+        // A stage without options of its own has the run's, which differ from stage 1's.
+        const std::map<std::string, sdk::Params>& own = resolved_.stage_params.at(i);
+        const std::string key = own.empty() ? fmt::format("stage[{}]", i)
+                                            : fmt::format("stage[{}].{}", i, own.begin()->first);
+        std::vector<std::string> differences;
+        std::map<std::string, std::vector<std::int64_t>> missing = shapes;
+        for (const NamedTensor& tensor : model_tensors(*assemble_stage_model(i))) {
+            auto it = missing.find(tensor.name);
+            if (it == missing.end()) {
+                differences.push_back(fmt::format("{} is new", tensor.name));
+            } else if (it->second != tensor.tensor.sizes().vec()) {
+                differences.push_back(fmt::format("{} is {} instead of {}", tensor.name,
+                                                  tensor.tensor.sizes(), it->second));
+            }
+            if (it != missing.end()) missing.erase(it);
+        }
+        for (const auto& [name, shape] : missing) {
+            differences.push_back(fmt::format("{} is gone", name));
+        }
+        if (differences.empty()) continue;
+        throw ConfigError(ConfigIssue{
+            recipe_.location_of(key), key,
+            fmt::format(
+                "the stage's options change the model's tensors ({}{}); a stage's model "
+                "takes over the tensors of the one before it, so it may change only "
+                "options that keep them",
+                fmt::join(differences.begin(),
+                          differences.begin() + std::min<std::size_t>(differences.size(), 3), "; "),
+                differences.size() > 3 ? "; ..." : "")});
+    }
+}
+
+void TrainingRun::switch_model(std::size_t index) {
+    std::shared_ptr<LanguageModel> model = assemble_stage_model(index);
+    model->to(device_);
+    std::map<std::string, at::Tensor> tensors;
+    for (NamedTensor& tensor : model_tensors(*model_)) tensors.emplace(tensor.name, tensor.tensor);
+    load_model_tensors(*model, tensors);
+    std::map<std::string, at::Tensor> moments;
+    for (NamedTensor& tensor : optimizer_->state()) moments.emplace(tensor.name, tensor.tensor);
+    const std::int64_t optimizer_steps = optimizer_->steps();
+    const std::map<std::string, std::int64_t> parameter_steps = optimizer_->parameter_steps();
+    model_ = std::move(model);
+    collect_parameters();
+    optimizer_->load_state(moments, optimizer_steps, &parameter_steps);
+    model_stage_ = index;
+}
+
+std::size_t TrainingRun::data_pass_origin(std::size_t index) const {
+    while (index > 0 && stages_->stage(index - 1).seq_len == stages_->stage(index).seq_len) {
+        --index;
+    }
+    return index;
+}
+
+void TrainingRun::use_data_of_stage(std::size_t index) {
+    const std::size_t origin = data_pass_origin(index);
+    const std::int64_t batch_size = stages_->stage(index).batch_size;
+    const bool continues = batcher_ != nullptr && origin == data_pass_stage_;
+    if (continues && batch_size == batch_size_) return;
+    // The position counts sequences, not batches: another batch size reads on from it.
+    const MixturePosition position = continues ? batcher_->position() : MixturePosition{};
+    std::vector<MixtureSource> mixture;
+    for (const SourceTokens& source : dataset_->sources()) {
+        if (source.weight > 0)
+            mixture.push_back({source.name, source.weight, source.tokens(Split::kTrain)});
+    }
+    // The first pass keeps the seed it always had, so runs without seq_len stages are unchanged.
+    const std::uint64_t seed =
+        origin == 0 ? derive_seed(recipe_.seed, "data", 0)
+                    : derive_seed(recipe_.seed, "data.stage", static_cast<std::int64_t>(origin));
+    batcher_ =
+        std::make_unique<MixtureBatcher>(mixture, stages_->stage(origin).seq_len, batch_size, seed);
+    if (continues) batcher_->restore(position);
+    data_pass_stage_ = origin;
+    batch_size_ = batch_size;
+}
+
+// Note [Stages]: assembles the stage's model where its plugin options differ, starts its pass over
+// the data where its seq_len differs, freezes the parameters outside the stage's patterns (they
+// get no gradient, so AdamW neither updates them nor creates their state) and says how much the
+// stage trains.
 void TrainingRun::enter_stage(const StagePosition& position) {
+    std::vector<std::string> changes;
+    if (!same_stage_model(resolved_, model_stage_, position.index)) {
+        // What differs from the model so far, also where this stage returns to the run's options.
+        const ResolvedRecipe before = stage_recipe(resolved_, model_stage_);
+        const ResolvedRecipe after = stage_recipe(resolved_, position.index);
+        auto compare = [&](const char* section, const sdk::Params& old_options,
+                           const sdk::Params& new_options) {
+            for (const auto& [key, value] : new_options.values()) {
+                auto old_value = old_options.values().find(key);
+                if (old_value != old_options.values().end() && old_value->second == value) {
+                    continue;
+                }
+                changes.push_back(
+                    fmt::format("{}.{} = {}", section, key, format_param_value(value)));
+            }
+        };
+        compare("attention", before.attention_params, after.attention_params);
+        compare("router", before.router_params, after.router_params);
+        switch_model(position.index);
+    }
+    const StageOptions& options = stages_->stage(position.index);
+    if (seq_len_ != options.seq_len)
+        changes.push_back(fmt::format("seq_len = {}", options.seq_len));
+    if (batch_size_ != options.batch_size) {
+        changes.push_back(fmt::format("batch_size = {}", options.batch_size));
+    }
+    seq_len_ = options.seq_len;
+    use_data_of_stage(position.index);
     const std::vector<bool>& mask = trainable_[position.index];
     std::int64_t trainable = 0, total = 0, tensors = 0;
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
@@ -591,12 +755,13 @@ void TrainingRun::enter_stage(const StagePosition& position) {
     if (stages_->size() > 1 || trainable != total) {
         log(fmt::format(
             "stage {}/{} '{}' ({} steps{}): {} of {} parameters trainable ({:.3g}%, "
-            "{} of {} tensors)",
+            "{} of {} tensors){}",
             position.index + 1, stages_->size(), stage.name, stage.steps,
             position.step_in_stage > 0 ? fmt::format(", resumed after {}", position.step_in_stage)
                                        : std::string(),
             trainable, total, 100.0 * static_cast<double>(trainable) / total, tensors,
-            parameters_.size()));
+            parameters_.size(),
+            changes.empty() ? std::string() : fmt::format("; {}", fmt::join(changes, ", "))));
     }
     if (leader_) {
         metrics_->write({{"type", "stage"},
@@ -605,6 +770,8 @@ void TrainingRun::enter_stage(const StagePosition& position) {
                          {"name", stage.name},
                          {"steps", stage.steps},
                          {"step_in_stage", position.step_in_stage},
+                         {"seq_len", seq_len_},
+                         {"changes", changes},
                          {"trainable_parameters", trainable},
                          {"trainable_tensors", tensors},
                          {"total_parameters", total}});
@@ -826,8 +993,9 @@ nlohmann::json TrainingRun::throughput_summary() const {
 
 void TrainingRun::write_train_record(double window_seconds, std::int64_t window_steps) {
     const double n = static_cast<double>(window_steps);
-    const double tokens = static_cast<double>(window_steps * train_.grad_accum * train_.batch_size *
-                                              recipe_.data.seq_len);
+    // Counted as drawn: a window may span stages of different lengths.
+    const double tokens = static_cast<double>(tokens_seen_ - window_start_tokens_);
+    window_start_tokens_ = tokens_seen_;
     const double tokens_per_second = tokens / std::max(window_seconds, 1e-9);
     train_tokens_ += tokens;
     train_seconds_ += window_seconds;
@@ -849,7 +1017,7 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
     // the window's measured routing.
     std::optional<double> mfu;
     if (const std::optional<double> forward =
-            model_->forward_flops_per_token(window_stats_, recipe_.data.seq_len)) {
+            model_->forward_flops_per_token(window_stats_, seq_len_)) {
         train_flops_per_token_ = 3.0 * *forward;
         record["model_flops_per_token"] = *train_flops_per_token_;
         const Rates rates = rates_at(tokens_per_second);
@@ -879,9 +1047,8 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
 SplitEvaluation TrainingRun::evaluate_split(Split split, std::int64_t max_batches) {
     EvalSetup setup{device_, bf16_, {}};
     setup.parallel = parallel_.get();
-    SplitEvaluation evaluation =
-        core::evaluate_split(*model_, *dataset_, split, recipe_.data.seq_len,
-                             recipe_.eval.batch_size, max_batches, setup);
+    SplitEvaluation evaluation = core::evaluate_split(*model_, *dataset_, split, seq_len_,
+                                                      recipe_.eval.batch_size, max_batches, setup);
     if (!leader_) return evaluation;
     const EvalResult& result = evaluation.overall;
     nlohmann::json record = result.to_json();
@@ -1043,6 +1210,7 @@ void TrainingRun::finish() {
         {"recipe", recipe_.name},
         {"recipe_hash", recipe_hash_},
         {"steps", step_},
+        {"seq_len", seq_len_},  // of the last stage: the context of the evaluations below
         {"tokens_seen", tokens_seen_},
         {"wall_seconds", wall},
         {"tokens_per_second", static_cast<double>(tokens_seen_) / std::max(wall, 1e-9)},

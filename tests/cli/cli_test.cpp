@@ -28,8 +28,7 @@ TEST_P(ShippedRecipe, PassesCheckAndItsResolvedFormResolvesIdentically) {
     const TestCorpus corpus;
     // Recipes that start from another run (init.from = "runs/dense-baseline") need a checkpoint
     // there for check to pass; check looks for the files, not into them.
-    for (const char* run :
-         {"dense-baseline", "harpe/pretrain", "harpe/abf-stage1", "harpe/abf-stage2"}) {
+    for (const char* run : {"dense-baseline", "harpe/pretrain"}) {
         const fs::path source = corpus.root() / "runs" / run / "checkpoints" / "step-1";
         fs::create_directories(source);
         std::ofstream(source / "model.safetensors");
@@ -62,8 +61,7 @@ INSTANTIATE_TEST_SUITE_P(
         "tokenizers/bpe.toml", "tokenizers/lbpe.toml", "tokenizers/scaffold-bpe.toml",
         "data/brown-genres.toml", "stages/norms-then-all.toml", "attention/harpe/pretrain.toml",
         "attention/harpe/extend-rope.toml", "attention/harpe/extend-pi.toml",
-        "attention/harpe/extend-abf.toml", "attention/harpe/extend-abf-stage1.toml",
-        "attention/harpe/extend-abf-stage2.toml", "attention/harpe/extend-abf-stage3.toml",
+        "attention/harpe/extend-abf.toml", "attention/harpe/extend-abf-multi.toml",
         "attention/harpe/extend-harpe.toml", "attention/harpe/extend-harpe-uniform.toml"),
     [](const auto& info) {
         std::string name = info.param.substr(0, info.param.find('.'));

@@ -326,7 +326,7 @@ int evaluate_run(const EvalArgs& args) {
     core::RoutingTap* tap = nullptr;
     // What makes a trace's decisions belong to this evaluation beyond its tokens: the windows
     // (seq_len) and batches the routing saw (attention context; expert choice ranks a batch).
-    const nlohmann::json windows = {{"seq_len", recipe.data.seq_len},
+    const nlohmann::json windows = {{"seq_len", trained.recipe().data.seq_len},
                                     {"batch_size", recipe.eval.batch_size}};
     try {
         if (!args.trace.empty()) tap = &recorder.emplace(trained.model(), recipe.moe.experts);

@@ -105,18 +105,22 @@ int export_model(const ExportArgs& args) {
                         refused.reason().empty() ? refused.what() : refused.reason())});
     }
 
+    const core::LoadedCheckpoint checkpoint =
+        core::load_checkpoint(step_dir, core::CheckpointParts::kModel);
+    // The model of the stage that trained the checkpoint's last step (Note [Stages]): its RoPE
+    // base and context are what the exported config must say.
+    const core::ResolvedRecipe trained = core::stage_recipe(
+        resolved, core::stage_of_weights(resolved.recipe, checkpoint.state.step));
     const auto model = core::assemble_model(
-        resolved, core::DeviceChoice::kCpu, tokenizer->vocab_size(),
+        trained, core::DeviceChoice::kCpu, tokenizer->vocab_size(),
         []() -> at::Tensor {
             throw std::logic_error("an exported model needs no training-token counts");
         },
         features);
-    const core::LoadedCheckpoint checkpoint =
-        core::load_checkpoint(step_dir, core::CheckpointParts::kModel);
     core::load_model_tensors(*model, checkpoint.model);
     model->eval();
 
-    core::HuggingFaceModel hf = core::hugging_face_model(resolved, *model, *tokenizer);
+    core::HuggingFaceModel hf = core::hugging_face_model(trained, *model, *tokenizer);
     hf.config["moelab"] = {{"run", run_dir.filename().string()},
                            {"step", checkpoint.state.step},
                            {"attention", resolved.attention->component.name},

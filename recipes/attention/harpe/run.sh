@@ -22,9 +22,7 @@ run pretrain pretrain.toml
 run rope extend-rope.toml
 run pi extend-pi.toml
 run abf extend-abf.toml
-run abf-stage1 extend-abf-stage1.toml
-run abf-stage2 extend-abf-stage2.toml
-run abf-multi extend-abf-stage3.toml
+run abf-multi extend-abf-multi.toml
 run harpe extend-harpe.toml
 run harpe-uniform extend-harpe-uniform.toml
 
