@@ -4,7 +4,6 @@
 
 #include "core/assembly/loaded_recipe.h"
 #include "core/checkpoint/checkpoint.h"
-#include "core/config/recipe_loader.h"
 #include "core/model/model_assembly.h"
 #include "core/system/device.h"
 #include "core/train/model_state.h"
@@ -47,24 +46,7 @@ TrainedModel::TrainedModel(const ResolvedRecipe& resolved, const fs::path& run_d
                            const std::function<void(const std::string&)>& log,
                            const std::vector<std::string>& features) {
     const LoadedCheckpoint checkpoint = load_checkpoint(step_dir, CheckpointParts::kModel);
-    const std::size_t stage = stage_of_weights(resolved.recipe, checkpoint.state.step);
-    resolved_ = stage_recipe(resolved, stage);
-    // An option the caller sets on the command line (eval/generate --set attention.base=...) is
-    // asked of this model, also where its stage sets that option itself.
-    auto command_line_wins = [](sdk::Params& own, const sdk::Params& run,
-                                const PluginSelection& selection) {
-        std::map<std::string, sdk::ParamValue, std::less<>> values = own.values();
-        for (const std::string& key : command_line_keys(selection)) {
-            if (auto it = run.values().find(key); it != run.values().end())
-                values[key] = it->second;
-        }
-        own = sdk::Params(std::move(values));
-    };
-    command_line_wins(resolved_.attention_params, resolved.attention_params,
-                      resolved.recipe.attention);
-    if (resolved.recipe.router) {
-        command_line_wins(resolved_.router_params, resolved.router_params, *resolved.recipe.router);
-    }
+    resolved_ = checkpoint_recipe(resolved, checkpoint.state.step);
     const Recipe& recipe = resolved_.recipe;
     dataset_.emplace(Dataset::prepare_with_tokenizer(resolved_, run_dir / "tokenizer.txt", log));
     const Dataset* data = &*dataset_;

@@ -693,6 +693,15 @@ void validate_recipe(const Recipe& recipe, Diagnostics& diagnostics) {
                                     "of them: it must be a multiple of {}, got {}",
                                     degree, degree, train.batch_size));
     }
+    for (std::size_t i = 0; i < recipe.stages.size(); ++i) {
+        const std::int64_t batch = recipe.stages[i].batch_size;
+        if (degree <= 1 || batch % degree == 0) continue;
+        const std::string key = fmt::format("stage[{}].batch_size", i);
+        diagnostics.add(at(key), key,
+                        fmt::format("is split over the processes, at least parallel.expert = {} "
+                                    "of them: it must be a multiple of {}, got {}",
+                                    degree, degree, batch));
+    }
     if (recipe.name.find_first_of("/\\") != std::string::npos) {
         diagnostics.add(at("name"), "name",
                         fmt::format("must not contain path separators (it names the run "

@@ -37,10 +37,30 @@ ResolvedRecipe stage_recipe(const ResolvedRecipe& resolved, std::size_t index) {
     return stage;
 }
 
+ResolvedRecipe checkpoint_recipe(const ResolvedRecipe& resolved, std::int64_t steps) {
+    ResolvedRecipe model = stage_recipe(resolved, stage_of_weights(resolved.recipe, steps));
+    auto command_line_wins = [](sdk::Params& own, const sdk::Params& run,
+                                const PluginSelection& selection) {
+        std::map<std::string, sdk::ParamValue, std::less<>> values = own.values();
+        for (const std::string& key : command_line_keys(selection)) {
+            if (auto it = run.values().find(key); it != run.values().end())
+                values[key] = it->second;
+        }
+        own = sdk::Params(std::move(values));
+    };
+    command_line_wins(model.attention_params, resolved.attention_params, resolved.recipe.attention);
+    if (resolved.recipe.router) {
+        command_line_wins(model.router_params, resolved.router_params, *resolved.recipe.router);
+    }
+    return model;
+}
+
 bool same_stage_model(const ResolvedRecipe& resolved, std::size_t a, std::size_t b) {
     const ResolvedRecipe first = stage_recipe(resolved, a);
     const ResolvedRecipe second = stage_recipe(resolved, b);
-    return first.attention_params.values() == second.attention_params.values() &&
+    // The context too: a model is told its longest sequence (ModelShape::max_seq_len).
+    return first.recipe.data.seq_len == second.recipe.data.seq_len &&
+           first.attention_params.values() == second.attention_params.values() &&
            first.router_params.values() == second.router_params.values();
 }
 

@@ -35,12 +35,18 @@ struct ResolvedRecipe {
 // options as the stage sets them; the recipe itself where the stage changes neither.
 ResolvedRecipe stage_recipe(const ResolvedRecipe& resolved, std::size_t index);
 
-// Whether stages `a` and `b` build the same model: the same options of every model plugin.
+// Whether stages `a` and `b` build the same model: the same seq_len and options of every model
+// plugin.
 bool same_stage_model(const ResolvedRecipe& resolved, std::size_t a, std::size_t b);
 
 // The stage whose model holds the weights after `steps` optimizer steps: the stage of the last
 // step taken (the first stage before any).
 std::size_t stage_of_weights(const Recipe& recipe, std::int64_t steps);
+
+// The recipe of a checkpoint's model after `steps` steps, for eval, generate and export: its
+// stage's, except that a plugin option given on the command line (--set attention.base=...) is
+// asked of it also where the stage sets that option itself.
+ResolvedRecipe checkpoint_recipe(const ResolvedRecipe& resolved, std::int64_t steps);
 
 // The query the components of `recipe` are asked. `device` is the resolved device (kCpu or
 // kCuda); `vocab_size` is 0 while the tokenizer has not been built yet.

@@ -8,6 +8,7 @@
 #include <ctime>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -202,7 +203,8 @@ std::shared_ptr<Parallelism> join_job(const ResolvedRecipe& resolved, DeviceChoi
                                         "or torchrun)"
                                       : ""));
     }
-    if (recipe.train.batch_size % world != 0) {
+    // With stages, theirs are the batch sizes used (each defaults to train.batch_size).
+    if (recipe.stages.empty() && recipe.train.batch_size % world != 0) {
         refuse("train.batch_size",
                fmt::format("is split over the {} processes: it must be a multiple of {}, got {}",
                            world, world, recipe.train.batch_size));
@@ -254,7 +256,9 @@ class TrainingRun {
     // tensors and AdamW's state; and the training data of stage `index`: its pass over the data
     // (continued where the stage before shares it), in batches of its batch_size.
     std::shared_ptr<LanguageModel> assemble_stage_model(std::size_t index) const;
-    void check_stage_models() const;
+    void check_stage_models();
+    // ConfigError at stage[i].seq_len where a training source holds less than one sequence.
+    void check_stage_lengths() const;
     void switch_model(std::size_t index);
     void use_data_of_stage(std::size_t index);
     // The first stage of the run of stages that ends at `index` and shares its seq_len.
@@ -322,10 +326,11 @@ class TrainingRun {
     std::unique_ptr<StagePlan> stages_;
     std::vector<std::vector<bool>> trainable_;
     std::int64_t current_stage_ = -1;
-    std::size_t model_stage_ = 0;      // whose plugin options model_ was assembled with
-    std::size_t data_pass_stage_ = 0;  // where the batcher's pass over the data began
-    std::int64_t batch_size_ = 0;      // the batcher's
-    std::int64_t seq_len_ = 0;         // the current stage's
+    std::size_t model_stage_ = 0;           // whose plugin options model_ was assembled with
+    std::set<std::string> option_buffers_;  // buffers computed from a stage's options
+    std::size_t data_pass_stage_ = 0;       // where the batcher's pass over the data began
+    std::int64_t batch_size_ = 0;           // the batcher's
+    std::int64_t seq_len_ = 0;              // the current stage's
     std::unique_ptr<MixtureBatcher> batcher_;
     std::unique_ptr<MetricsLog> metrics_;
     std::string recipe_hash_;
@@ -417,6 +422,7 @@ void TrainingRun::setup() {
     // Every stage's patterns and model are checked against the model now, before any step.
     trainable_ = stages_->trainable(recipe_, parameter_names_);
     check_stage_models();
+    check_stage_lengths();
     use_data_of_stage(0);
     if (options_.resume) {
         if (const auto step_dir = newest_checkpoint(run_dir_ / "checkpoints")) {
@@ -465,11 +471,11 @@ void TrainingRun::setup() {
     log(fmt::format("GEMM peak {:.1f} GFLOP/s ({}; {}): the reference of MFU", gemm_peak_->gflops,
                     gemm_peak_->description, gemm_peak_->source));
     if (parallel_->distributed()) {
-        log(
-            fmt::format("{} processes: expert parallelism of degree {}, each process {} of the {} "
-                        "sequences of a batch",
-                        layout.world, layout.expert_degree, layout.local_rows(train_.batch_size),
-                        train_.batch_size));
+        log(fmt::format(
+            "{} processes: expert parallelism of degree {}, each process {} of the {} "
+            "sequences of a batch",
+            layout.world, layout.expert_degree, layout.local_rows(stages_->stage(0).batch_size),
+            stages_->stage(0).batch_size));
     }
     log(
         fmt::format("model: {:.2f}M parameters ({:.2f}M in experts), vocab {}, device {}, "
@@ -537,7 +543,8 @@ void TrainingRun::restore(const fs::path& step_dir) {
         }
         if (same_recipe) {
             log(
-                fmt::format("--resume: {} was trained before a plugin gained options; with their "
+                fmt::format("--resume: {} was trained before moelab or a plugin gained options; "
+                            "with their "
                             "defaults its recipe is the one given",
                             step_dir.string()));
         }
@@ -557,9 +564,14 @@ void TrainingRun::restore(const fs::path& step_dir) {
         checkpoint.state.optimizer_steps,
         checkpoint.state.parameter_steps ? &*checkpoint.state.parameter_steps : nullptr);
     restore_rng_state(checkpoint.optimizer, device_.is_cuda());
+    // The model of the stage that trained the checkpoint's last step (Note [Stages]), as the
+    // uninterrupted run holds it here; also what a finished run's evaluations need.
+    const std::size_t trained_by = stage_of_weights(recipe_, step_);
+    if (!same_stage_model(resolved_, model_stage_, trained_by)) switch_model(trained_by);
+    seq_len_ = stages_->stage(trained_by).seq_len;
     // The pass over the data the checkpoint's last step drew from (Note [Stages]).
     batcher_.reset();
-    use_data_of_stage(stage_of_weights(recipe_, step_));
+    use_data_of_stage(trained_by);
     batcher_->restore(saved_mixture_position(checkpoint.state, *batcher_));
     tokens_seen_ = checkpoint.state.tokens_seen;
     window_start_tokens_ = tokens_seen_;
@@ -613,12 +625,18 @@ std::shared_ptr<LanguageModel> TrainingRun::assemble_stage_model(std::size_t ind
     return model;
 }
 
-// A stage's model takes its predecessor's tensors by name: the same names and shapes, or the
-// recipe is refused before training starts rather than at the stage's first step.
-void TrainingRun::check_stage_models() const {
-    std::map<std::string, std::vector<std::int64_t>> shapes;
-    for (const NamedTensor& tensor : model_tensors(*model_)) {
-        shapes.emplace(tensor.name, tensor.tensor.sizes().vec());
+// A stage's model takes its predecessor's tensors by name: the same names, shapes and order, or
+// the recipe is refused before training starts rather than at the stage's first step. Buffers
+// whose fresh values differ between stages are computed from the options (a hash router's table,
+// MaskMoE's mask): a stage keeps its own (option_buffers_).
+void TrainingRun::check_stage_models() {
+    // Fresh models: model_ may hold init.from's tensors.
+    const std::shared_ptr<LanguageModel> first = assemble_stage_model(0);
+    std::vector<std::string> names;
+    std::map<std::string, at::Tensor> tensors;
+    for (NamedTensor& tensor : model_tensors(*first)) {
+        names.push_back(tensor.name);
+        tensors.emplace(tensor.name, tensor.tensor);
     }
     for (std::size_t i = 1; i < stages_->size(); ++i) {
         bool seen = false;
@@ -626,33 +644,65 @@ void TrainingRun::check_stage_models() const {
         if (seen) continue;
         // A stage without options of its own has the run's, which differ from stage 1's.
         const std::map<std::string, sdk::Params>& own = resolved_.stage_params.at(i);
-        const std::string key = own.empty() ? fmt::format("stage[{}]", i)
-                                            : fmt::format("stage[{}].{}", i, own.begin()->first);
-        std::vector<std::string> differences;
-        std::map<std::string, std::vector<std::int64_t>> missing = shapes;
-        for (const NamedTensor& tensor : model_tensors(*assemble_stage_model(i))) {
+        const std::string key = own.size() == 1 ? fmt::format("stage[{}].{}", i, own.begin()->first)
+                                                : fmt::format("stage[{}]", i);
+        const std::shared_ptr<LanguageModel> model = assemble_stage_model(i);
+        std::vector<std::string> differences, order;
+        std::map<std::string, at::Tensor> missing = tensors;
+        for (const NamedTensor& tensor : model_tensors(*model)) {
+            order.push_back(tensor.name);
             auto it = missing.find(tensor.name);
             if (it == missing.end()) {
                 differences.push_back(fmt::format("{} is new", tensor.name));
-            } else if (it->second != tensor.tensor.sizes().vec()) {
-                differences.push_back(fmt::format("{} is {} instead of {}", tensor.name,
-                                                  tensor.tensor.sizes(), it->second));
+                continue;
             }
-            if (it != missing.end()) missing.erase(it);
+            if (it->second.sizes() != tensor.tensor.sizes()) {
+                differences.push_back(fmt::format("{} is {} instead of {}", tensor.name,
+                                                  tensor.tensor.sizes(), it->second.sizes()));
+            }
+            missing.erase(it);
         }
-        for (const auto& [name, shape] : missing) {
+        for (const auto& [name, tensor] : missing) {
             differences.push_back(fmt::format("{} is gone", name));
         }
-        if (differences.empty()) continue;
-        throw ConfigError(ConfigIssue{
-            recipe_.location_of(key), key,
-            fmt::format(
-                "the stage's options change the model's tensors ({}{}); a stage's model "
-                "takes over the tensors of the one before it, so it may change only "
-                "options that keep them",
-                fmt::join(differences.begin(),
-                          differences.begin() + std::min<std::size_t>(differences.size(), 3), "; "),
-                differences.size() > 3 ? "; ..." : "")});
+        // Which parameters each stage trains is kept by position.
+        if (differences.empty() && order != names) {
+            differences.push_back("the same tensors in another order");
+        }
+        if (!differences.empty()) {
+            throw ConfigError(ConfigIssue{
+                recipe_.location_of(key), key,
+                fmt::format(
+                    "the stage's options change the model's tensors ({}{}); a stage's "
+                    "model takes over the tensors of the one before it, so it may change "
+                    "only options that keep them",
+                    fmt::join(differences.begin(),
+                              differences.begin() + std::min<std::size_t>(differences.size(), 3),
+                              "; "),
+                    differences.size() > 3 ? "; ..." : "")});
+        }
+        for (const auto& buffer : model->named_buffers()) {
+            if (!at::equal(buffer.value(), tensors.at(buffer.key()))) {
+                option_buffers_.insert(buffer.key());
+            }
+        }
+    }
+}
+
+void TrainingRun::check_stage_lengths() const {
+    for (std::size_t i = 0; i < recipe_.stages.size(); ++i) {
+        const std::int64_t seq_len = recipe_.stages[i].seq_len;
+        for (const SourceTokens& source : dataset_->sources()) {
+            if (source.weight <= 0 || !source.has(Split::kTrain)) continue;
+            const std::int64_t tokens = source.tokens(Split::kTrain).size();
+            if (tokens >= seq_len + 1) continue;
+            const std::string key = fmt::format("stage[{}].seq_len", i);
+            throw ConfigError(ConfigIssue{
+                recipe_.location_of(key), key,
+                fmt::format("is {}, but source '{}' has {} training tokens, fewer than one "
+                            "sequence of seq_len + 1",
+                            seq_len, source.name, tokens)});
+        }
     }
 }
 
@@ -661,6 +711,10 @@ void TrainingRun::switch_model(std::size_t index) {
     model->to(device_);
     std::map<std::string, at::Tensor> tensors;
     for (NamedTensor& tensor : model_tensors(*model_)) tensors.emplace(tensor.name, tensor.tensor);
+    for (const auto& buffer : model->named_buffers()) {
+        if (option_buffers_.count(buffer.key()) != 0)
+            tensors[buffer.key()] = buffer.value().clone();
+    }
     load_model_tensors(*model, tensors);
     std::map<std::string, at::Tensor> moments;
     for (NamedTensor& tensor : optimizer_->state()) moments.emplace(tensor.name, tensor.tensor);
@@ -707,32 +761,33 @@ void TrainingRun::use_data_of_stage(std::size_t index) {
 // get no gradient, so AdamW neither updates them nor creates their state) and says how much the
 // stage trains.
 void TrainingRun::enter_stage(const StagePosition& position) {
+    // What the stage changes from the stage before it (the first: from the run's tables), also
+    // where it returns to the run's options; the same whether or not the run was resumed here.
     std::vector<std::string> changes;
-    if (!same_stage_model(resolved_, model_stage_, position.index)) {
-        // What differs from the model so far, also where this stage returns to the run's options.
-        const ResolvedRecipe before = stage_recipe(resolved_, model_stage_);
-        const ResolvedRecipe after = stage_recipe(resolved_, position.index);
-        auto compare = [&](const char* section, const sdk::Params& old_options,
-                           const sdk::Params& new_options) {
-            for (const auto& [key, value] : new_options.values()) {
-                auto old_value = old_options.values().find(key);
-                if (old_value != old_options.values().end() && old_value->second == value) {
-                    continue;
-                }
-                changes.push_back(
-                    fmt::format("{}.{} = {}", section, key, format_param_value(value)));
-            }
-        };
-        compare("attention", before.attention_params, after.attention_params);
-        compare("router", before.router_params, after.router_params);
-        switch_model(position.index);
-    }
+    const ResolvedRecipe before =
+        position.index == 0 ? resolved_ : stage_recipe(resolved_, position.index - 1);
+    const ResolvedRecipe after = stage_recipe(resolved_, position.index);
+    auto compare = [&](const char* section, const sdk::Params& old_options,
+                       const sdk::Params& new_options) {
+        for (const auto& [key, value] : new_options.values()) {
+            auto old_value = old_options.values().find(key);
+            if (old_value != old_options.values().end() && old_value->second == value) continue;
+            changes.push_back(fmt::format("{}.{} = {}", section, key, format_param_value(value)));
+        }
+    };
+    compare("attention", before.attention_params, after.attention_params);
+    compare("router", before.router_params, after.router_params);
     const StageOptions& options = stages_->stage(position.index);
-    if (seq_len_ != options.seq_len)
+    const std::int64_t batch_before = position.index == 0
+                                          ? recipe_.train.batch_size
+                                          : stages_->stage(position.index - 1).batch_size;
+    if (before.recipe.data.seq_len != options.seq_len) {
         changes.push_back(fmt::format("seq_len = {}", options.seq_len));
-    if (batch_size_ != options.batch_size) {
+    }
+    if (batch_before != options.batch_size) {
         changes.push_back(fmt::format("batch_size = {}", options.batch_size));
     }
+    if (!same_stage_model(resolved_, model_stage_, position.index)) switch_model(position.index);
     seq_len_ = options.seq_len;
     use_data_of_stage(position.index);
     const std::vector<bool>& mask = trainable_[position.index];

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -252,6 +253,8 @@ TEST_F(ContextStages, EvaluationAssemblesTheModelOfTheStageThatTrainedTheCheckpo
         moelab("eval a/checkpoints/step-8 --split validation --json --set attention.base=10000.0");
     ASSERT_EQ(base10k.exit_code, 0) << base10k.err;
     EXPECT_EQ(eval8["loss"], nlohmann::json::parse(base2.out)["loss"]);
+    // At stage 2's length: 4 batches of 8 windows of 32 tokens.
+    EXPECT_EQ(eval8["tokens"], 4 * 8 * 32);
     EXPECT_NE(eval8["loss"], nlohmann::json::parse(base10k.out)["loss"]);
 }
 
@@ -259,7 +262,10 @@ TEST_F(ContextStages, ResumingAtAndAfterTheStageBoundaryGivesABitIdenticalLossCu
     ASSERT_EQ(moelab("run context.toml --out whole").exit_code, 0);
     const auto whole = metrics_records(dir("whole"), "train");
     ASSERT_EQ(whole.size(), 12u);
-    for (const int stop : {4, 6}) {
+    const auto whole_stages = metrics_records(dir("whole"), "stage");
+    // At both boundaries (the second returns to the run's options and batch size within a pass
+    // begun before it), and inside stages 2 and 3.
+    for (const int stop : {4, 6, 8, 10}) {
         const std::string out = fmt::format("parts{}", stop);
         const CommandResult first =
             moelab(fmt::format("run context.toml --out {} --stop-after {}", out, stop));
@@ -274,6 +280,18 @@ TEST_F(ContextStages, ResumingAtAndAfterTheStageBoundaryGivesABitIdenticalLossCu
                 EXPECT_EQ(whole[i][key].dump(), parts[i][key].dump())
                     << key << " at step " << i + 1 << " resuming after " << stop;
             }
+        }
+        // The stage entered on resuming says what changed as the uninterrupted run said it.
+        const auto parts_stages = metrics_records(dir(out), "stage");
+        ASSERT_FALSE(parts_stages.empty());
+        const auto& resumed = parts_stages.back();
+        const auto same =
+            std::find_if(whole_stages.begin(), whole_stages.end(),
+                         [&](const auto& s) { return s["stage"] == resumed["stage"]; });
+        ASSERT_NE(same, whole_stages.end());
+        for (const char* key : {"seq_len", "changes"}) {
+            EXPECT_EQ((*same)[key].dump(), resumed[key].dump())
+                << key << " resuming after " << stop;
         }
     }
 }
@@ -310,6 +328,35 @@ TEST_F(ContextStages, AStagesPluginOptionsAreCheckedWhereTheStageWritesThem) {
                                  "set options of (model.ffn is dense)"),
               std::string::npos)
         << no_router.err;
+}
+
+// A buffer computed from the options (the hash router's table) is the stage's own, not carried
+// over from the stage before.
+TEST_F(ContextStages, ARouterOptionsBufferFollowsTheStage) {
+    std::ofstream(dir("hash.toml"))
+        << "extends = \"" << (fs::path(MOELAB_SOURCE_DIR) / "tests/recipes/tiny.toml").string()
+        << "\"\n\n[router]\nplugin = \"hash\"\nassignment = \"random\"\n\n[[stage]]\nsteps = 4\n\n"
+           "[[stage]]\nsteps = 8\n\n[stage.router]\nassignment = \"balanced\"\n";
+    ASSERT_EQ(moelab("run hash.toml --out staged").exit_code, 0);
+    const CommandResult balanced =
+        moelab("run hash.toml --out balanced --set router.assignment=balanced --stop-after 4");
+    ASSERT_EQ(balanced.exit_code, 0) << balanced.err;
+    auto tables = [&](const std::string& step_dir) {
+        std::map<std::string, at::Tensor> out;
+        for (const auto& [name, tensor] :
+             core::load_checkpoint(dir(step_dir), core::CheckpointParts::kModel).model) {
+            if (name.find("table") != std::string::npos) out.emplace(name, tensor);
+        }
+        return out;
+    };
+    const auto random = tables("staged/checkpoints/step-4");
+    const auto after = tables("staged/checkpoints/step-12");
+    const auto expected = tables("balanced/checkpoints/step-4");
+    ASSERT_FALSE(expected.empty());
+    for (const auto& [name, table] : expected) {
+        EXPECT_TRUE(at::equal(after.at(name), table)) << name;
+        EXPECT_FALSE(at::equal(random.at(name), table)) << name;
+    }
 }
 
 // A stage's model takes the tensors of the model before it by name, so an option that changes

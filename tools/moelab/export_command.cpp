@@ -109,8 +109,7 @@ int export_model(const ExportArgs& args) {
         core::load_checkpoint(step_dir, core::CheckpointParts::kModel);
     // The model of the stage that trained the checkpoint's last step (Note [Stages]): its RoPE
     // base and context are what the exported config must say.
-    const core::ResolvedRecipe trained = core::stage_recipe(
-        resolved, core::stage_of_weights(resolved.recipe, checkpoint.state.step));
+    const core::ResolvedRecipe trained = core::checkpoint_recipe(resolved, checkpoint.state.step);
     const auto model = core::assemble_model(
         trained, core::DeviceChoice::kCpu, tokenizer->vocab_size(),
         []() -> at::Tensor {
