@@ -327,14 +327,18 @@ LoadedCheckpoint load_checkpoint(const fs::path& step_dir, CheckpointParts parts
     if (parts == CheckpointParts::kModelAndOptimizer) {
         loaded.optimizer = read_tensors(step_dir, kOptimizer);
     }
+    loaded.state = load_checkpoint_state(step_dir);
+    return loaded;
+}
+
+CheckpointState load_checkpoint_state(const fs::path& step_dir) {
     const fs::path state_file = step_dir / "state.json";
     try {
-        loaded.state = parse_checkpoint_state(
-            read_file(state_file, kMaxSmallFileBytes, "state file"), printable_path(state_file));
+        return parse_checkpoint_state(read_file(state_file, kMaxSmallFileBytes, "state file"),
+                                      printable_path(state_file));
     } catch (const FileError& error) {
         throw CheckpointError(error.what());
     }
-    return loaded;
 }
 
 }  // namespace moelab::core

@@ -99,4 +99,7 @@ enum class CheckpointParts { kModel, kModelAndOptimizer };
 LoadedCheckpoint load_checkpoint(const std::filesystem::path& step_dir,
                                  CheckpointParts parts = CheckpointParts::kModelAndOptimizer);
 
+// state.json of a step directory alone (its step, data position, ...), without the tensors.
+CheckpointState load_checkpoint_state(const std::filesystem::path& step_dir);
+
 }  // namespace moelab::core

@@ -222,7 +222,11 @@ ComparisonSummary run_comparison(const Comparison& comparison, const RecipeResol
             cell.kind = plan[i].first;
             cell.strength = plan[i].second;
             cell.perturbation = description;
-            const sdk::Support support = perturbation_support(*resolved, perturbation);
+            // Asked of the model the checkpoint holds: its stage's router options (Note [Stages]).
+            const sdk::Support support = perturbation_support(
+                checkpoint_recipe(*resolved,
+                                  load_checkpoint_state(resolve_checkpoint(run_dir)).step),
+                perturbation);
             if (!support.ok) {
                 cell.reason = support.reason;
                 log(fmt::format("[{}/{}] {}: {}: n/a ({})", done, total, label, description,

@@ -307,7 +307,10 @@ int evaluate_run(const EvalArgs& args) {
 
     const core::Perturbation perturbation = core::to_perturbation(recipe.eval.perturbation);
     check_trace_arguments(args, perturbation);
-    if (const sdk::Support support = core::perturbation_support(resolved, perturbation);
+    // Asked of the model the checkpoint holds: its stage's router options (Note [Stages]).
+    if (const sdk::Support support = core::perturbation_support(
+            core::checkpoint_recipe(resolved, core::load_checkpoint_state(step_dir).step),
+            perturbation);
         !support.ok) {
         // Never a number the router did not produce under the perturbation: n/a and the reason.
         throw UsageError(
