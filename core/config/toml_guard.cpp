@@ -113,14 +113,17 @@ class Scanner {
     }
 
     // toml++'s value terminators: whitespace, a line break, ',', ']', '}', '#'.
+    static bool is_value_terminator(char c) {
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ']' ||
+               c == '}' || c == '#';
+    }
+
     std::optional<TomlHazard> skip_bare_value() {
         if (auto found = check_date_time_hour()) return found;
+        if (auto found = check_date_space_digit()) return found;
         while (at_ < text_.size()) {
             const char c = text_[at_];
-            if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ']' ||
-                c == '}' || c == '#') {
-                return std::nullopt;
-            }
+            if (is_value_terminator(c)) return std::nullopt;
             if (static_cast<unsigned char>(c) >= 0x80) return non_ascii();
             advance();
         }
@@ -149,6 +152,33 @@ class Scanner {
                       (static_cast<unsigned char>(hour) < 0x80 && hour >= ' '
                            ? std::string("'") + hour + "'"
                            : std::string("another character")));
+    }
+
+    // toml++ 3.3.0 also reads a bare value of ten characters that starts with a digit and has '-'
+    // fifth and eighth ("1979-05-27", but also "197;-05-ry"), then one space, one digit and a
+    // value terminator, as a date and a time separated by a space, and asserts (undefined
+    // behaviour under NDEBUG); found by the recipe fuzzer through --set. The time after the space
+    // would need its hour and minutes ("07:32"), so no such text is valid TOML.
+    std::optional<TomlHazard> check_date_space_digit() {
+        const std::string_view rest = text_.substr(at_);
+        constexpr std::size_t kDate = 10;
+        if (rest.size() < kDate + 3) return std::nullopt;
+        for (std::size_t i = 0; i < kDate; ++i) {
+            const char c = rest[i];
+            const bool fits = i == 0               ? (c >= '0' && c <= '9')
+                              : (i == 4 || i == 7) ? c == '-'
+                                                   : !is_value_terminator(c);
+            if (!fits) return std::nullopt;
+        }
+        const char digit = rest[kDate + 1];
+        if (rest[kDate] != ' ' || digit < '0' || digit > '9' ||
+            !is_value_terminator(rest[kDate + 2])) {
+            return std::nullopt;
+        }
+        for (std::size_t i = 0; i <= kDate; ++i) advance();
+        return hazard(
+            "expected a time after the date and the space (hours and minutes, \"07:32\"), got one "
+            "digit");
     }
 
     void skip_comment() {

@@ -9,6 +9,7 @@
 //    (U+00E9 after a value; marzer/tomlplusplus#190, #295),
 //  - a ',' followed by '}' or another ',' ("x = [1,}"),
 //  - a date followed by 'T' or 't' and no hour ("x = 1979-05-27T:32"),
+//  - a date, a space and a lone digit ("x = 1979-05-27 1 "),
 //  - in a multi-line basic string, a non-ASCII character after a backslash, or one of the code
 //    points its whitespace table has no answer for (U+00A1..U+0499, U+2C5E..U+3057 less U+3000,
 //    U+FB26..U+FEFE) first after a line-ending backslash.

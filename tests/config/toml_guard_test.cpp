@@ -40,6 +40,12 @@ TEST(TomlGuard, RefusesTheTextThatCrashesTheParserWithItsPosition) {
         // A date, 'T' or 't', and no hour: toml++ asserts a digit there.
         {"x = 1979-05-27T:32:00\n", 1, 16, "expected the hour of a date-time after 'T', got ':'"},
         {"x = [1, 1979-05-27t+07:00]\n", 1, 20, "after 't', got '+'"},
+        // A date-shaped value, a space, one digit and a terminator: toml++ asserts there too.
+        {"x = 1979-05-27 1 \n", 1, 16, "expected a time after the date and the space"},
+        {"x = [1979-0x-27 0]\n", 1, 17, "expected a time after the date"},
+        {"a = {x = 1979-05-ry 9}\n", 1, 21, "expected a time after the date"},
+        {"x = 1979-05-27 9\n", 1, 16, "expected a time after the date"},
+        {"x = 197;-05-ry 9 1\n", 1, 16, "expected a time after the date"},
         // Multi-line basic strings: toml++ classifies the character after a backslash, and the
         // first one after a line-ending backslash, with a table that has no answer for U+00A1..
         {"s = \"\"\"x\\\xc3\xa9\"\"\"\n", 1, 10, "a non-ASCII character after a backslash"},
@@ -77,6 +83,7 @@ TEST(TomlGuard, AcceptsValidTomlIncludingThePatternsInsideStringsAndComments) {
              // Dates and times, and what only looks like them inside strings.
              "d = 1979-05-27T07:32:00Z\ne = 1979-05-27t07:32\nf = 1979-05-27\ng = "
              "\"1979-05-27T:\"\n",
+             "d = 1979-05-27 07:32:00\ne = 1979-05-27 # 1 \nf = \"1979-05-27 1 \"\n",
              // Line-ending backslashes followed by what toml++ can classify.
              "s = \"\"\"x\\\n  y \xc3\xa9\\\n \xe4\xb8\xad \\\n\xd2\x9a \\\n\\u00e9\"\"\"\n",
              // The neighbours of the undefined ranges, and U+3000 (whitespace to toml++).

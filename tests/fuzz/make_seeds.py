@@ -72,6 +72,9 @@ def recipe_seeds():
     for router in ["dsmoe", "topp", "maskmoe", "cartesian"]:
         recipe_seed(f"router-{router}", f"recipes/routers/{router}.toml", "tests/recipes/base.toml")
     recipe_seed("tokenizer-lbpe", "recipes/tokenizers/lbpe.toml", "tests/recipes/base.toml")
+    # [[stage]] tables with their own seq_len, batch_size and [stage.attention] options.
+    recipe_seed("stages-abf", "recipes/attention/harpe/extend-abf-multi.toml",
+                "tests/recipes/base.toml")
     for case in ["several_errors_at_once", "syntax_error", "section_not_a_table", "misspelled_key",
                  "partition_without_source"]:
         recipe_seed(f"bad-{case}", bad + f"{case}.toml", "tests/recipes/base.toml")

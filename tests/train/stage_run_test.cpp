@@ -362,12 +362,18 @@ TEST_F(ContextStages, ARouterOptionsBufferFollowsTheStage) {
 // A stage's model takes the tensors of the model before it by name, so an option that changes
 // them is refused before the first step, naming the stage and the tensors.
 TEST_F(ContextStages, AStageThatWouldChangeTheModelsTensorsIsRefusedBeforeTraining) {
-    std::ofstream(dir("uniattn.toml"))
-        << "extends = \"" << (fs::path(MOELAB_SOURCE_DIR) / "tests/recipes/tiny.toml").string()
-        << "\"\n\n[attention]\nplugin = \"uniattn\"\ngroup_size = 2\nbegin = 0\n\n"
-           "[[stage]]\nsteps = 6\n\n[[stage]]\nsteps = 6\n\n[stage.attention]\n"
-           "compensation = false\n";
-    const CommandResult run = moelab("run uniattn.toml --out u");
+    // UniAttn with one reuse layer (layer 1, with its compensation W_c) and the given stages.
+    auto run_uniattn = [&](const std::string& name, const std::string& stages) {
+        std::ofstream(dir(name + ".toml"))
+            << "extends = \"" << (fs::path(MOELAB_SOURCE_DIR) / "tests/recipes/tiny.toml").string()
+            << "\"\n\n[attention]\nplugin = \"uniattn\"\ngroup_size = 2\nbegin = 0\n\n"
+            << stages;
+        return moelab("run " + name + ".toml --out " + name);
+    };
+    const CommandResult run =
+        run_uniattn("uniattn",
+                    "[[stage]]\nsteps = 6\n\n[[stage]]\nsteps = 6\n\n[stage.attention]\n"
+                    "compensation = false\n");
     EXPECT_EQ(run.exit_code, 2) << run.err << run.out;
     EXPECT_NE(run.err.find("stage[1].attention: the stage's options change the model's tensors "
                            "(layer1.attention.w_compensation is gone)"),
@@ -376,12 +382,10 @@ TEST_F(ContextStages, AStageThatWouldChangeTheModelsTensorsIsRefusedBeforeTraini
     EXPECT_EQ(run.out.find("step  1/12"), std::string::npos) << run.out;
 
     // The other way round: the first stage sets the option, the last has the run's.
-    std::ofstream(dir("uniattn-first.toml"))
-        << "extends = \"" << (fs::path(MOELAB_SOURCE_DIR) / "tests/recipes/tiny.toml").string()
-        << "\"\n\n[attention]\nplugin = \"uniattn\"\ngroup_size = 2\nbegin = 0\n\n"
-           "[[stage]]\nsteps = 6\n\n[stage.attention]\ncompensation = false\n\n"
-           "[[stage]]\nsteps = 6\n";
-    const CommandResult first = moelab("run uniattn-first.toml --out f");
+    const CommandResult first =
+        run_uniattn("uniattn-first",
+                    "[[stage]]\nsteps = 6\n\n[stage.attention]\ncompensation = false\n\n"
+                    "[[stage]]\nsteps = 6\n");
     EXPECT_EQ(first.exit_code, 2) << first.err << first.out;
     EXPECT_NE(first.err.find("stage[1]: the stage's options change the model's tensors "
                              "(layer1.attention.w_compensation is new)"),
