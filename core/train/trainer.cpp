@@ -630,6 +630,11 @@ std::shared_ptr<LanguageModel> TrainingRun::assemble_stage_model(std::size_t ind
 // whose fresh values differ between stages are computed from the options (a hash router's table,
 // MaskMoE's mask): a stage keeps its own (option_buffers_).
 void TrainingRun::check_stage_models() {
+    bool one_model = true;
+    for (std::size_t i = 1; i < stages_->size(); ++i) {
+        one_model = one_model && same_stage_model(resolved_, 0, i);
+    }
+    if (one_model) return;  // nothing to compare, and no model to assemble
     // Fresh models: model_ may hold init.from's tensors.
     const std::shared_ptr<LanguageModel> first = assemble_stage_model(0);
     std::vector<std::string> names;
