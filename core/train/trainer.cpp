@@ -263,6 +263,8 @@ class TrainingRun {
     void use_data_of_stage(std::size_t index);
     // The first stage of the run of stages that ends at `index` and shares its seq_len.
     std::size_t data_pass_origin(std::size_t index) const;
+    // The sequence length of the current model: a stage with another one gets its own model.
+    std::int64_t seq_len() const { return stages_->stage(model_stage_).seq_len; }
     // parameters_, their names and the optimizer, for model_.
     void collect_parameters();
     void write_train_record(double window_seconds, std::int64_t window_steps);
@@ -326,11 +328,10 @@ class TrainingRun {
     std::unique_ptr<StagePlan> stages_;
     std::vector<std::vector<bool>> trainable_;
     std::int64_t current_stage_ = -1;
-    std::size_t model_stage_ = 0;           // whose plugin options model_ was assembled with
+    std::size_t model_stage_ = 0;           // whose options and seq_len model_ was assembled with
     std::set<std::string> option_buffers_;  // buffers computed from a stage's options
     std::size_t data_pass_stage_ = 0;       // where the batcher's pass over the data began
     std::int64_t batch_size_ = 0;           // the batcher's
-    std::int64_t seq_len_ = 0;              // the current stage's
     std::unique_ptr<MixtureBatcher> batcher_;
     std::unique_ptr<MetricsLog> metrics_;
     std::string recipe_hash_;
@@ -400,7 +401,6 @@ void TrainingRun::setup() {
     const double data_seconds = seconds_since(setup_start);
     const Dataset& data = *dataset_;
     stages_ = std::make_unique<StagePlan>(recipe_);
-    seq_len_ = stages_->stage(0).seq_len;
     model_ = assemble_model(
         stage_recipe(resolved_, 0), device, data.vocab_size(),
         [&data] { return data.training_token_counts(); }, {}, parallel_->experts_handle());
@@ -506,7 +506,7 @@ void TrainingRun::calibrate(const Dataset& data) {
         throw RunSetupError("init.calibration_samples: the recipe has no training source");
     }
     const at::Tensor sequences = calibration_sequences(source->tokens(Split::kTrain),
-                                                       recipe_.init.calibration_samples, seq_len_);
+                                                       recipe_.init.calibration_samples, seq_len());
     log(fmt::format("calibrating against {} on {} sequences of {} tokens", recipe_.init.from,
                     sequences.size(0), sequences.size(1)));
     const CalibrationReport report =
@@ -568,7 +568,6 @@ void TrainingRun::restore(const fs::path& step_dir) {
     // uninterrupted run holds it here; also what a finished run's evaluations need.
     const std::size_t trained_by = stage_of_weights(recipe_, step_);
     if (!same_stage_model(resolved_, model_stage_, trained_by)) switch_model(trained_by);
-    seq_len_ = stages_->stage(trained_by).seq_len;
     // The pass over the data the checkpoint's last step drew from (Note [Stages]).
     batcher_.reset();
     use_data_of_stage(trained_by);
@@ -793,7 +792,6 @@ void TrainingRun::enter_stage(const StagePosition& position) {
         changes.push_back(fmt::format("batch_size = {}", options.batch_size));
     }
     if (!same_stage_model(resolved_, model_stage_, position.index)) switch_model(position.index);
-    seq_len_ = options.seq_len;
     use_data_of_stage(position.index);
     const std::vector<bool>& mask = trainable_[position.index];
     std::int64_t trainable = 0, total = 0, tensors = 0;
@@ -830,7 +828,7 @@ void TrainingRun::enter_stage(const StagePosition& position) {
                          {"name", stage.name},
                          {"steps", stage.steps},
                          {"step_in_stage", position.step_in_stage},
-                         {"seq_len", seq_len_},
+                         {"seq_len", seq_len()},
                          {"changes", changes},
                          {"trainable_parameters", trainable},
                          {"trainable_tensors", tensors},
@@ -1077,7 +1075,7 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
     // the window's measured routing.
     std::optional<double> mfu;
     if (const std::optional<double> forward =
-            model_->forward_flops_per_token(window_stats_, seq_len_)) {
+            model_->forward_flops_per_token(window_stats_, seq_len())) {
         train_flops_per_token_ = 3.0 * *forward;
         record["model_flops_per_token"] = *train_flops_per_token_;
         const Rates rates = rates_at(tokens_per_second);
@@ -1107,7 +1105,7 @@ void TrainingRun::write_train_record(double window_seconds, std::int64_t window_
 SplitEvaluation TrainingRun::evaluate_split(Split split, std::int64_t max_batches) {
     EvalSetup setup{device_, bf16_, {}};
     setup.parallel = parallel_.get();
-    SplitEvaluation evaluation = core::evaluate_split(*model_, *dataset_, split, seq_len_,
+    SplitEvaluation evaluation = core::evaluate_split(*model_, *dataset_, split, seq_len(),
                                                       recipe_.eval.batch_size, max_batches, setup);
     if (!leader_) return evaluation;
     const EvalResult& result = evaluation.overall;
@@ -1270,7 +1268,7 @@ void TrainingRun::finish() {
         {"recipe", recipe_.name},
         {"recipe_hash", recipe_hash_},
         {"steps", step_},
-        {"seq_len", seq_len_},  // of the last stage: the context of the evaluations below
+        {"seq_len", seq_len()},  // of the last stage: the context of the evaluations below
         {"tokens_seen", tokens_seen_},
         {"wall_seconds", wall},
         {"tokens_per_second", static_cast<double>(tokens_seen_) / std::max(wall, 1e-9)},

@@ -15,6 +15,7 @@
 #include "core/plugin/loader.h"
 #include "moelab/sdk/init.h"
 #include "moelab/sdk/key_value_cache.h"
+#include "support/attention_call.h"
 
 namespace moelab::tests {
 namespace {
@@ -121,13 +122,8 @@ at::Tensor written_out(sdk::Attention& attention, const at::Tensor& hidden,
 
 at::Tensor forward(sdk::Attention& attention, const at::Tensor& hidden, const at::Tensor& positions,
                    sdk::AttentionCache* cache = nullptr) {
-    sdk::ForwardState state;
-    sdk::AttentionInput input;
-    input.hidden = hidden;
-    input.positions = positions;
-    input.cache = cache;
-    input.state = &state;
-    return attention.forward(input);
+    sdk::ForwardState state;  // a pass of this layer alone
+    return attend(attention, hidden, positions, state, cache);
 }
 
 at::Tensor hidden_states() {

@@ -18,6 +18,7 @@
 #include "moelab/sdk/calibration.h"
 #include "moelab/sdk/init.h"
 #include "superblock_layout.h"
+#include "support/attention_call.h"
 
 namespace moelab::tests {
 namespace {
@@ -69,17 +70,6 @@ class UniAttn : public ::testing::Test {
                      {{"group_size", std::int64_t{2}}, {"begin", std::int64_t{0}}});
     }
 
-    static at::Tensor forward(sdk::Attention& attention, const at::Tensor& hidden,
-                              const at::Tensor& positions, sdk::ForwardState& state,
-                              sdk::AttentionCache* cache = nullptr) {
-        sdk::AttentionInput input;
-        input.hidden = hidden;
-        input.positions = positions;
-        input.cache = cache;
-        input.state = &state;
-        return attention.forward(input);
-    }
-
     static at::Tensor hidden(std::uint64_t seed) {
         at::Generator generator = sdk::make_generator(seed);
         return at::randn({kBatch, kSeq, kModel}, generator, at::kFloat);
@@ -116,7 +106,7 @@ TEST_F(UniAttn, WithoutReuseLayersEveryLayerIsRopeBitForBit) {
         auto uni = layer("uniattn", l, 4, {{"begin", std::int64_t{4}}});
         auto rope = layer("rope", l, 4, {});
         sdk::ForwardState a, b;
-        EXPECT_TRUE(at::equal(forward(*uni, x, positions(), a), forward(*rope, x, positions(), b)))
+        EXPECT_TRUE(at::equal(attend(*uni, x, positions(), a), attend(*rope, x, positions(), b)))
             << "layer " << l;
         EXPECT_FALSE(a.contains(kProbabilitiesKey)) << "nothing to hand over";
     }
@@ -127,8 +117,8 @@ TEST_F(UniAttn, AnAnchorIsRopeAndLeavesItsCausalSoftmax) {
     auto rope = layer("rope", 0, 2, {});
     const at::Tensor x = hidden(6);
     sdk::ForwardState state, rope_state;
-    EXPECT_TRUE(at::equal(forward(*anchor, x, positions(), state),
-                          forward(*rope, x, positions(), rope_state)));
+    EXPECT_TRUE(at::equal(attend(*anchor, x, positions(), state),
+                          attend(*rope, x, positions(), rope_state)));
     const at::Tensor p = state.get(kProbabilitiesKey);
     ASSERT_TRUE(p.defined());
     ASSERT_EQ(p.sizes(), (at::IntArrayRef{kBatch * kKvHeads, kHeads / kKvHeads * kSeq, kSeq}));
@@ -175,14 +165,14 @@ TEST_F(UniAttn, AReuseLayerAttendsWithItsAnchorsSoftmaxAndItsOwnValuesPlusTheCom
             at::randn({kModel, kModel}, generator, at::kFloat) * 0.1);
     }
     sdk::ForwardState state;
-    forward(*anchor, hidden(7), positions(), state);
+    attend(*anchor, hidden(7), positions(), state);
     const at::Tensor p = state.get(kProbabilitiesKey);
     const at::Tensor x = hidden(8);  // the stream has moved on by the reuse layer
-    const at::Tensor got = forward(*reuse, x, positions(), state).to(at::kDouble);
+    const at::Tensor got = attend(*reuse, x, positions(), state).to(at::kDouble);
     EXPECT_TRUE(at::allclose(got, written_out_reuse(*reuse, x, p), 1e-5, 1e-5));
 
     sdk::ForwardState empty;
-    EXPECT_THROW(forward(*reuse, x, positions(), empty), std::exception)
+    EXPECT_THROW(attend(*reuse, x, positions(), empty), std::exception)
         << "a reuse layer without an anchor before it";
 }
 
@@ -210,8 +200,8 @@ TEST_F(UniAttn, TheValueOnlyCacheGivesTheOutputsOfRecomputation) {
     auto reuse = superblock_layer(1);
     const at::Tensor x0 = hidden(9), x1 = hidden(10);
     sdk::ForwardState whole;
-    const at::Tensor expected0 = forward(*anchor, x0, positions(), whole);
-    const at::Tensor expected1 = forward(*reuse, x1, positions(), whole);
+    const at::Tensor expected0 = attend(*anchor, x0, positions(), whole);
+    const at::Tensor expected1 = attend(*reuse, x1, positions(), whole);
 
     auto anchor_cache = anchor->make_cache(kBatch, kSeq);
     auto reuse_cache = reuse->make_cache(kBatch, kSeq);
@@ -222,8 +212,8 @@ TEST_F(UniAttn, TheValueOnlyCacheGivesTheOutputsOfRecomputation) {
         sdk::ForwardState step;
         const at::Tensor where = at::arange(first, first + count, at::kLong).unsqueeze(0);
         got0.push_back(
-            forward(*anchor, x0.narrow(1, first, count), where, step, anchor_cache.get()));
-        got1.push_back(forward(*reuse, x1.narrow(1, first, count), where, step, reuse_cache.get()));
+            attend(*anchor, x0.narrow(1, first, count), where, step, anchor_cache.get()));
+        got1.push_back(attend(*reuse, x1.narrow(1, first, count), where, step, reuse_cache.get()));
     }
     EXPECT_TRUE(at::allclose(at::cat(got0, 1), expected0, 1e-5, 1e-6));
     EXPECT_TRUE(at::allclose(at::cat(got1, 1), expected1, 1e-5, 1e-6));
@@ -254,8 +244,8 @@ TEST_F(UniAttn, CrossLayerKeyValueSharingAttendsWithItsOwnQueriesToTheAnchorsKey
     // layer computes exactly the anchor's attention.
     const at::Tensor x = hidden(11);
     sdk::ForwardState state;
-    const at::Tensor expected = forward(*anchor, x, positions(), state);
-    EXPECT_TRUE(at::allclose(forward(*reuse, x, positions(), state), expected, 1e-6, 1e-6));
+    const at::Tensor expected = attend(*anchor, x, positions(), state);
+    EXPECT_TRUE(at::allclose(attend(*reuse, x, positions(), state), expected, 1e-6, 1e-6));
 
     // Decoding: the anchor's cache serves both; the reuse layer's holds nothing.
     auto anchor_cache = anchor->make_cache(kBatch, kSeq);
@@ -264,8 +254,8 @@ TEST_F(UniAttn, CrossLayerKeyValueSharingAttendsWithItsOwnQueriesToTheAnchorsKey
     for (std::int64_t t = 0; t < kSeq; ++t) {
         sdk::ForwardState step;
         const at::Tensor where = at::full({1, 1}, t, at::kLong);
-        forward(*anchor, x.narrow(1, t, 1), where, step, anchor_cache.get());
-        got.push_back(forward(*reuse, x.narrow(1, t, 1), where, step, reuse_cache.get()));
+        attend(*anchor, x.narrow(1, t, 1), where, step, anchor_cache.get());
+        got.push_back(attend(*reuse, x.narrow(1, t, 1), where, step, reuse_cache.get()));
     }
     EXPECT_TRUE(at::allclose(at::cat(got, 1), expected, 1e-5, 1e-6));
     EXPECT_EQ(reuse_cache->length(), kSeq);
