@@ -1,28 +1,13 @@
 #include "core/system/threads.h"
 
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <thread>
 
 #include <ATen/Parallel.h>
 
+#include "kernels/binding/blas_threads.h"
+
 namespace moelab::core {
-
-namespace {
-
-using GetThreads = int (*)();
-using SetThreads = void (*)(int);
-
-GetThreads openblas_get() {
-    return reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-}
-
-SetThreads openblas_set() {
-    return reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-}
-
-}  // namespace
 
 int hardware_threads() {
     const unsigned n = std::thread::hardware_concurrency();
@@ -32,7 +17,7 @@ int hardware_threads() {
 ThreadSettings current_threads() {
     ThreadSettings settings;
     settings.intra_op = at::get_num_threads();
-    if (auto get = openblas_get()) settings.blas = get();
+    settings.blas = kernels::binding::blas_threads();
     return settings;
 }
 
@@ -46,9 +31,7 @@ ThreadSettings default_threads(int cores) {
 
 void apply_threads(const ThreadSettings& settings) {
     if (settings.intra_op > 0) at::set_num_threads(settings.intra_op);
-    if (settings.blas > 0) {
-        if (auto set = openblas_set()) set(settings.blas);
-    }
+    if (settings.blas > 0) kernels::binding::set_blas_threads(settings.blas);
 }
 
 }  // namespace moelab::core

@@ -1,11 +1,13 @@
 #include "kernels/binding/grouped_swiglu_cpu.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
 #include <torch/autograd.h>
 
+#include "kernels/binding/blas_threads.h"
 #include "kernels/binding/pass_pool.h"
 #include "kernels/cpu/grouped_swiglu_cpu.h"
 
@@ -51,6 +53,13 @@ const cpu::CpuExecutor& aten_executor() {
                const std::function<void(std::int64_t, std::int64_t)>& body) {
                 run_pass(n, grain, body);
             },
+        .for_each_task =
+            [](std::int64_t n, const std::function<void(std::int64_t)>& task) {
+                // Each task's GEMMs on its own thread (Note [Experts side by side]).
+                const SingleThreadedBlas single_threaded;
+                run_tasks(n, task);
+            },
+        .task_threads = [] { return std::min(blas_threads(), pass_parts()); },
     };
     return executor;
 }

@@ -143,9 +143,22 @@ int pass_threads() {
 
 void limit_pass_parts(int parts) { part_limit.store(std::max(parts, 0)); }
 
+int pass_parts() {
+    const int limit = part_limit.load();
+    return limit > 0 ? std::min(limit, pool().width()) : pool().width();
+}
+
 void run_pass(std::int64_t n, std::int64_t grain,
               const std::function<void(std::int64_t, std::int64_t)>& body) {
     pool().run(n, grain, body);
+}
+
+void run_tasks(std::int64_t n, const std::function<void(std::int64_t)>& task) {
+    std::atomic<std::int64_t> next{0};
+    // One chunk per thread, each taking tasks until none is left.
+    run_pass(std::min<std::int64_t>(n, pass_parts()), 1, [&](std::int64_t, std::int64_t) {
+        for (std::int64_t i = next++; i < n; i = next++) task(i);
+    });
 }
 
 }  // namespace moelab::kernels::binding

@@ -1,11 +1,11 @@
 #pragma once
 
-// What a torch-free CPU kernel needs from whoever launches it: a row-major GEMM and a parallel
-// loop. The binding provides the GEMM from ATen (its BLAS), so the kernels use the BLAS of the rest
-// of the run and link none of their own: Debian's LibTorch calls OpenBLAS, a PyTorch wheel carries
-// MKL inside libtorch_cpu, and neither need be visible to the kernels; the parallel loop is the
-// binding's pool for elementwise passes (kernels/binding/pass_pool.h). This is the CPU
-// counterpart of the stream a CUDA launcher takes.
+// What a torch-free CPU kernel needs from whoever launches it: a row-major GEMM, a parallel loop,
+// and a way to run independent tasks side by side. The binding provides the GEMM from ATen (its
+// BLAS), so the kernels use the BLAS of the rest of the run and link none of their own: Debian's
+// LibTorch calls OpenBLAS, a PyTorch wheel carries MKL inside libtorch_cpu, and neither need be
+// visible to the kernels; the loop and the tasks run on the binding's pool
+// (kernels/binding/pass_pool.h). This is the CPU counterpart of the stream a CUDA launcher takes.
 
 #include <cstdint>
 #include <functional>
@@ -37,6 +37,14 @@ struct CpuExecutor {
     std::function<void(std::int64_t n, std::int64_t grain,
                        const std::function<void(std::int64_t, std::int64_t)>& body)>
         parallel_for;
+    // Calls task(i) once for every i in [0, n), possibly several tasks at once on different
+    // threads, each task on one thread; the GEMMs a task calls run on that thread alone, and its
+    // parallel_for calls may run inline. Tasks start in index order, so the caller puts the
+    // largest first. Returns when every task is done.
+    std::function<void(std::int64_t n, const std::function<void(std::int64_t)>& task)>
+        for_each_task;
+    // How many tasks for_each_task runs at once now (1: one after another).
+    std::function<int()> task_threads;
 
     void gemm(const GemmArgs<float>& args) const { gemm_f32(args); }
     void gemm(const GemmArgs<double>& args) const { gemm_f64(args); }

@@ -47,14 +47,18 @@ void combine_rows(const CpuExecutor& exec, const GroupedSwigluProblem<T>& proble
     });
 }
 
-// One GEMM per non-empty expert over its rows.
+// Runs per_expert(e) for every expert, side by side or in turn (Note [Experts side by side]).
 template <class T, class PerExpert>
-void for_each_expert(const GroupedSwigluProblem<T>& problem, PerExpert&& per_expert) {
-    for (std::int64_t e = 0; e < problem.desc.experts; ++e) {
-        const std::int64_t offset = problem.offsets[e];
-        const std::int64_t count = problem.offsets[e + 1] - offset;
-        per_expert(e, offset, count);
+void for_each_expert(const CpuExecutor& exec, const GroupedSwigluProblem<T>& problem,
+                     PerExpert&& per_expert) {
+    const ExpertSchedule schedule =
+        schedule_experts(problem.offsets, problem.desc.experts, exec.task_threads());
+    if (schedule.side_by_side) {
+        exec.for_each_task(static_cast<std::int64_t>(schedule.order.size()),
+                           [&](std::int64_t i) { per_expert(schedule.order[i]); });
+        return;
     }
+    for (std::int64_t e = 0; e < problem.desc.experts; ++e) per_expert(e);
 }
 
 }  // namespace
@@ -71,13 +75,33 @@ void index_rows_by_token(const std::int64_t* token, std::int64_t rows, std::int6
     token_offsets[0] = 0;
 }
 
+ExpertSchedule schedule_experts(const std::int64_t* offsets, std::int64_t experts, int threads) {
+    ExpertSchedule schedule;
+    schedule.order.resize(static_cast<std::size_t>(experts));
+    for (std::int64_t e = 0; e < experts; ++e) schedule.order[e] = e;
+    auto rows_of = [&](std::int64_t e) { return offsets[e + 1] - offsets[e]; };
+    std::stable_sort(schedule.order.begin(), schedule.order.end(),
+                     [&](std::int64_t a, std::int64_t b) { return rows_of(a) > rows_of(b); });
+    if (threads <= 1 || experts <= 1 || offsets[experts] == 0) return schedule;
+    std::vector<std::int64_t> busy(static_cast<std::size_t>(threads), 0);
+    for (const std::int64_t e : schedule.order) {
+        *std::min_element(busy.begin(), busy.end()) += rows_of(e);
+    }
+    const std::int64_t busiest = *std::max_element(busy.begin(), busy.end());
+    // busiest <= 1.05 * rows / threads, in integers.
+    schedule.side_by_side = 100 * busiest * threads <= 105 * offsets[experts];
+    return schedule;
+}
+
 template <class T>
 void grouped_swiglu_forward(const CpuExecutor& exec, const GroupedSwigluProblem<T>& problem,
                             const T* x, const GroupedSwigluForwardBuffers<T>& buffers) {
     const std::int64_t d = problem.desc.d_model, f = problem.desc.d_ff;
-    gather_rows(exec, x, problem.token, problem.rows, d, buffers.rows);
-    for_each_expert(problem, [&](std::int64_t e, std::int64_t offset, std::int64_t count) {
+    for_each_expert(exec, problem, [&](std::int64_t e) {
+        const std::int64_t offset = problem.offsets[e];
+        const std::int64_t count = problem.offsets[e + 1] - offset;
         if (count == 0) return;
+        gather_rows(exec, x, problem.token + offset, count, d, buffers.rows + offset * d);
         exec.gemm(GemmArgs<T>{.m = count,
                               .n = 2 * f,
                               .k = d,
@@ -87,12 +111,9 @@ void grouped_swiglu_forward(const CpuExecutor& exec, const GroupedSwigluProblem<
                               .ldb = 2 * f,
                               .c = buffers.pre + offset * 2 * f,
                               .ldc = 2 * f});
-    });
-    exec.parallel_for(problem.rows, row_grain(2 * f), [&](std::int64_t begin, std::int64_t end) {
-        swiglu_rows(buffers.pre, problem.weight, buffers.act, begin, end, f);
-    });
-    for_each_expert(problem, [&](std::int64_t e, std::int64_t offset, std::int64_t count) {
-        if (count == 0) return;
+        exec.parallel_for(count, row_grain(2 * f), [&](std::int64_t begin, std::int64_t end) {
+            swiglu_rows(buffers.pre, problem.weight, buffers.act, offset + begin, offset + end, f);
+        });
         exec.gemm(GemmArgs<T>{.m = count,
                               .n = d,
                               .k = f,
@@ -123,13 +144,20 @@ void grouped_swiglu_backward(const CpuExecutor& exec, const GroupedSwigluProblem
     const std::int64_t d = problem.desc.d_model, f = problem.desc.d_ff;
     T* const dy = buffers.scratch_d;
     T* const d_scaled = buffers.scratch_f;
-    gather_rows(exec, grad_out, problem.token, problem.rows, d, dy);
-    for_each_expert(problem, [&](std::int64_t e, std::int64_t offset, std::int64_t count) {
+    T* const grad_pre = buffers.scratch_2f;
+    // An expert's rows of dy are consumed before its rows' input gradients take their place.
+    T* const grad_rows = buffers.scratch_d;
+    for_each_expert(exec, problem, [&](std::int64_t e) {
+        const std::int64_t offset = problem.offsets[e];
+        const std::int64_t count = problem.offsets[e + 1] - offset;
         T* const grad_w_out = buffers.grad_w_out + e * f * d;
+        T* const grad_w_in = buffers.grad_w_in + e * d * 2 * f;
         if (count == 0) {
             std::memset(grad_w_out, 0, sizeof(T) * f * d);
+            std::memset(grad_w_in, 0, sizeof(T) * d * 2 * f);
             return;
         }
+        gather_rows(exec, grad_out, problem.token + offset, count, d, dy + offset * d);
         exec.gemm(GemmArgs<T>{.transpose_a = true,
                               .m = f,
                               .n = d,
@@ -150,20 +178,10 @@ void grouped_swiglu_backward(const CpuExecutor& exec, const GroupedSwigluProblem
                               .ldb = d,
                               .c = d_scaled + offset * f,
                               .ldc = f});
-    });
-    T* const grad_pre = buffers.scratch_2f;
-    exec.parallel_for(problem.rows, row_grain(2 * f), [&](std::int64_t begin, std::int64_t end) {
-        swiglu_rows_backward(forward.pre, d_scaled, problem.weight, grad_pre, buffers.grad_weight,
-                             begin, end, f);
-    });
-    // dy is consumed: the rows' input gradients take its place.
-    T* const grad_rows = buffers.scratch_d;
-    for_each_expert(problem, [&](std::int64_t e, std::int64_t offset, std::int64_t count) {
-        T* const grad_w_in = buffers.grad_w_in + e * d * 2 * f;
-        if (count == 0) {
-            std::memset(grad_w_in, 0, sizeof(T) * d * 2 * f);
-            return;
-        }
+        exec.parallel_for(count, row_grain(2 * f), [&](std::int64_t begin, std::int64_t end) {
+            swiglu_rows_backward(forward.pre, d_scaled, problem.weight, grad_pre,
+                                 buffers.grad_weight, offset + begin, offset + end, f);
+        });
         exec.gemm(GemmArgs<T>{.transpose_a = true,
                               .m = d,
                               .n = 2 * f,

@@ -10,9 +10,11 @@
 // The weight scales the activation before the second GEMM (it is linear there), so no pass over
 // the expert outputs is spent on it. The combine writes each output row once, adding that token's
 // rows in row order (an index of rows by token, built once per call), so results do not depend on
-// the number of threads.
+// how the elementwise passes are split; the GEMMs give the bits the BLAS gives (Note [Experts side
+// by side]: run in turn they use the BLAS's threads, side by side one thread each).
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/cpu_executor.h"
 #include "moelab/kernels/grouped_swiglu.h"
@@ -38,6 +40,24 @@ struct GroupedSwigluProblem {
 // [0, tokens)): a counting sort, stable in r.
 void index_rows_by_token(const std::int64_t* token, std::int64_t rows, std::int64_t tokens,
                          std::int64_t* token_offsets, std::int64_t* rows_of_token);
+
+// Note [Experts side by side]
+// One BLAS call over a few hundred rows does not keep several cores busy: at the quickstart
+// shape (about 512 rows per expert, d_model 256) OpenBLAS's threads spend a fifth of their time
+// handing work over and waiting at the serial steps between GEMMs. When the experts' rows can be
+// shared out evenly, each expert instead runs whole (gather, GEMM, SwiGLU, GEMM) on one thread,
+// with single-threaded GEMMs, several experts at once; otherwise (few experts, or one expert with
+// most of the rows) the experts run one after another with the BLAS's threads. Largest first, each
+// to the first thread free: the schedule below predicts how long the busiest thread works, and
+// side by side is chosen when that is within 5% of an even share (a dynamic queue cannot do better
+// than the largest expert).
+struct ExpertSchedule {
+    std::vector<std::int64_t> order;  // experts by descending rows; ties by index
+    bool side_by_side = false;
+};
+
+// offsets: experts + 1 (as in GroupedSwigluProblem); threads: how many experts can run at once.
+ExpertSchedule schedule_experts(const std::int64_t* offsets, std::int64_t experts, int threads);
 
 // Buffers of the forward, all row-major and owned by the caller. The first three are what the
 // backward needs besides the inputs.

@@ -16,6 +16,7 @@
 #include "core/system/autocast_scope.h"
 #include "kernels/binding/grouped_swiglu.h"
 #include "kernels/binding/pass_pool.h"
+#include "kernels/cpu/grouped_swiglu_cpu.h"
 #include "kernels/cpu/swiglu_rows.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/kernels/grouped_swiglu.h"
@@ -203,31 +204,68 @@ TEST(GroupedSwiglu, Float32SwigluRowsMatchTheFormula) {
 }
 
 // The combine adds rows in row order however the passes are split: outputs and gradients are the
-// same bits with the elementwise passes in one chunk and in several.
+// same bits with the passes in one chunk and in several. With the experts side by side (an even
+// split of rows; Note [Experts side by side]) each expert's GEMMs run on one thread, and they give
+// the same bits on whichever thread and with any number of threads; against the experts in turn,
+// whose GEMMs use the BLAS's threads, they may differ in the last bits as the BLAS's own results do
+// between its thread counts.
 TEST(GroupedSwiglu, GroupedKernelGivesTheSameBitsForAnySplitOfItsPasses) {
-    at::Generator gen = at::detail::createCPUGenerator(23);
-    const std::vector<std::int64_t> counts = {300, 10, 0, 202};
-    const at::Tensor x = at::randn({256, 96}, gen).requires_grad_();
-    const at::Tensor token = random_tokens(512, 256, gen);
-    const at::Tensor weight = at::rand({512}, gen).requires_grad_();
-    const at::Tensor w_in = (0.2 * at::randn({4, 96, 160}, gen)).requires_grad_();
-    const at::Tensor w_out = (0.2 * at::randn({4, 80, 96}, gen)).requires_grad_();
-    const GroupedSwigluKernel& grouped = *find_grouped_swiglu_kernel("grouped");
-    std::vector<std::vector<at::Tensor>> runs;
-    for (int parts : {1, 2, 3}) {
-        binding::limit_pass_parts(parts);
-        const at::Tensor y =
-            run_grouped_swiglu(grouped, x, rows_of(token, weight, counts), w_in, w_out);
-        auto grads = torch::autograd::grad({(y * y).sum()}, {x, weight, w_in, w_out});
-        grads.push_back(y.detach());
-        runs.push_back(grads);
-    }
-    binding::limit_pass_parts(0);
-    for (std::size_t run = 1; run < runs.size(); ++run) {
+    for (const std::vector<std::int64_t>& counts :
+         {std::vector<std::int64_t>{300, 10, 0, 202},
+          std::vector<std::int64_t>{140, 120, 130, 122}}) {
+        std::vector<std::int64_t> offsets(counts.size() + 1, 0);
+        std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
+        const bool even = counts[0] == 140;
+        EXPECT_EQ(cpu::schedule_experts(offsets.data(), 4, 2).side_by_side, even);
+        at::Generator gen = at::detail::createCPUGenerator(23);
+        const at::Tensor x = at::randn({256, 96}, gen).requires_grad_();
+        const at::Tensor token = random_tokens(512, 256, gen);
+        const at::Tensor weight = at::rand({512}, gen).requires_grad_();
+        const at::Tensor w_in = (0.2 * at::randn({4, 96, 160}, gen)).requires_grad_();
+        const at::Tensor w_out = (0.2 * at::randn({4, 80, 96}, gen)).requires_grad_();
+        const GroupedSwigluKernel& grouped = *find_grouped_swiglu_kernel("grouped");
+        std::vector<std::vector<at::Tensor>> runs;
+        for (int parts : {1, 2, 3}) {
+            binding::limit_pass_parts(parts);
+            const at::Tensor y =
+                run_grouped_swiglu(grouped, x, rows_of(token, weight, counts), w_in, w_out);
+            auto grads = torch::autograd::grad({(y * y).sum()}, {x, weight, w_in, w_out});
+            grads.push_back(y.detach());
+            runs.push_back(grads);
+        }
+        binding::limit_pass_parts(0);
+        // runs[0]: one chunk, so the experts in turn; runs[1] and [2]: two and three chunks.
         for (std::size_t i = 0; i < runs[0].size(); ++i) {
-            EXPECT_TRUE(at::equal(runs[0][i], runs[run][i])) << "split " << run << " tensor " << i;
+            const std::string what =
+                std::string(even ? "even" : "uneven") + " tensor " + std::to_string(i);
+            EXPECT_TRUE(at::equal(runs[1][i], runs[2][i])) << what;
+            if (even) {
+                // Float32 rounding of a different order of sums: relative to the tensor's scale.
+                const double scale = runs[0][i].abs().max().item<double>();
+                EXPECT_LE((runs[0][i] - runs[1][i]).abs().max().item<double>(), 1e-5 * scale)
+                    << what;
+            } else {
+                EXPECT_TRUE(at::equal(runs[0][i], runs[1][i])) << what;
+            }
         }
     }
+}
+
+// Hand-worked: rows per expert 5, 0, 9, 5, 1 (20 in all). Largest first, ties by index: 2, 0, 3,
+// 4, 1. On two threads: 9 | 5, then 5 joins the 5 (10) and 1 the 9 (10): the busiest works 10
+// rows, an even share, so side by side. On three: 9 | 5 | 5, then 1 joins a 5: the busiest works
+// 9 rows against an even 6.67, so in turn. One expert with every row, or one thread: in turn.
+TEST(GroupedSwiglu, ExpertsRunSideBySideWhenTheirRowsShareOutEvenly) {
+    const std::vector<std::int64_t> offsets = {0, 5, 5, 14, 19, 20};
+    const cpu::ExpertSchedule two = cpu::schedule_experts(offsets.data(), 5, 2);
+    EXPECT_EQ(two.order, (std::vector<std::int64_t>{2, 0, 3, 4, 1}));
+    EXPECT_TRUE(two.side_by_side);
+    EXPECT_FALSE(cpu::schedule_experts(offsets.data(), 5, 3).side_by_side);
+    EXPECT_FALSE(cpu::schedule_experts(offsets.data(), 5, 1).side_by_side);
+    const std::vector<std::int64_t> one_expert = {0, 20, 20};
+    EXPECT_FALSE(cpu::schedule_experts(one_expert.data(), 2, 2).side_by_side);
+    const std::vector<std::int64_t> none = {0, 0, 0};
+    EXPECT_FALSE(cpu::schedule_experts(none.data(), 2, 2).side_by_side);
 }
 
 // The pool rethrows what a chunk throws, on whichever thread, and stays usable; a pass started
