@@ -59,9 +59,10 @@ fi
 shapes=("--tokens 32768 --d-model 4096 --d-ff 1024 --experts 64 --k 4"
         "--tokens 8192 --d-model 4096 --d-ff 14336 --experts 8 --k 2"
         "--tokens 8192 --d-model 512 --d-ff 1024 --experts 8 --k 2")
-# Every CUDA kernel: the reference in fp32 and bf16, grouped_mm in bf16 (the only dtype it takes).
+# Every CUDA kernel: the reference and grouped_cuda in fp32 and bf16, grouped_mm in bf16 (the only
+# dtype it takes).
 for shape in "${shapes[@]}"; do
-    for run in "reference 0" "reference 1" "grouped_mm 1"; do
+    for run in "reference 0" "reference 1" "grouped_mm 1" "grouped_cuda 0" "grouped_cuda 1"; do
         read -r kernel bf16 <<<"$run"
         # shellcheck disable=SC2086  # the shape is a list of flags
         "$build/bin/moelab_bench_moe" --device cuda --kernel "$kernel" --bf16 "$bf16" \

@@ -12,6 +12,7 @@
 #endif
 
 #include "kernels/binding/grouped_swiglu_cpu.h"
+#include "kernels/binding/grouped_swiglu_cuda.h"
 #include "kernels/binding/grouped_swiglu_grouped_mm.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
 
@@ -30,9 +31,11 @@ std::string shape_of(const at::Tensor& t) {
 void describe_platform(GroupedSwigluDesc& desc, int device) {
     desc.cuda_capability = 0;
     desc.has_grouped_mm = false;
+    desc.has_cuda_kernels = false;
     if (desc.backend != Backend::kCuda) return;
 #ifdef MOELAB_CUDA
     if (!at::cuda::is_available()) return;
+    desc.has_cuda_kernels = binding::cuda_kernels_built();
     const cudaDeviceProp* properties =
         at::cuda::getDeviceProperties(device >= 0 ? device : at::cuda::current_device());
     desc.cuda_capability = properties->major * 10 + properties->minor;
@@ -155,6 +158,10 @@ at::Tensor run_described(const GroupedSwigluKernel& kernel, const GroupedSwigluD
     if (kernel.name == "grouped") return binding::grouped_swiglu_cpu(x, routed, w_in, w_out);
     if (kernel.name == "grouped_mm") {
         return binding::grouped_swiglu_grouped_mm(x, routed, w_in, w_out);
+    }
+    if (kernel.name == "grouped_cuda") {
+        return binding::grouped_swiglu_cuda(x, routed, w_in, w_out,
+                                            desc.compute == ElementType::kBfloat16);
     }
     if (kernel.name == "reference") {
         const std::vector<std::int64_t> counts = host_group_counts(ends, token.size(0));

@@ -373,10 +373,29 @@ TEST(GroupedSwiglu, GroupedMmSaysWhatItNeeds) {
     EXPECT_EQ(choose_grouped_swiglu_kernel("auto", desc).kernel->name, "reference");
 }
 
-// On a GPU: every kernel that can run the case, under bfloat16 autocast, against the float64 loop
-// on the CPU, forward and gradients, to bfloat16 accuracy (inputs of order 1, d_model 64: a few
-// bfloat16 roundings of sums of 64 products).
-TEST(GroupedSwigluCuda, EveryKernelMatchesTheLoopInBfloat16) {
+TEST(GroupedSwiglu, GroupedCudaSaysWhatItNeeds) {
+    const GroupedSwigluKernel& grouped_cuda = *find_grouped_swiglu_kernel("grouped_cuda");
+    GroupedSwigluDesc desc{8, 70, 90, ElementType::kFloat32, Backend::kCpu};
+    EXPECT_NE(grouped_cuda.can_implement(desc).reason.find("CUDA only"), std::string::npos);
+    desc.backend = Backend::kCuda;
+    EXPECT_NE(grouped_cuda.can_implement(desc).reason.find("cuda preset"), std::string::npos);
+    desc.has_cuda_kernels = true;
+    desc.cuda_capability = 75;  // any GPU, any size, float32 or bfloat16
+    EXPECT_TRUE(grouped_cuda.can_implement(desc).ok);
+    desc.compute = ElementType::kBfloat16;
+    EXPECT_TRUE(grouped_cuda.can_implement(desc).ok);
+    desc.compute = ElementType::kFloat64;
+    EXPECT_NE(grouped_cuda.can_implement(desc).reason.find("float32 or bfloat16"),
+              std::string::npos);
+    // Not yet run on a GPU: `auto` keeps to the reference until it has.
+    desc.compute = ElementType::kFloat32;
+    EXPECT_EQ(choose_grouped_swiglu_kernel("auto", desc).kernel->name, "reference");
+}
+
+// On a GPU: every kernel that can run the case, under bfloat16 autocast and in float32, against the
+// float64 loop on the CPU, forward and gradients, to bfloat16 accuracy (inputs of order 1, d_model
+// 64: a few bfloat16 roundings of sums of 64 products) or float32's.
+TEST(GroupedSwigluCuda, EveryKernelMatchesTheLoopInBfloat16AndFloat32) {
     if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
     at::Generator gen = at::detail::createCPUGenerator(31);
     const std::vector<std::int64_t> counts = {70, 0, 33, 153};
@@ -392,25 +411,31 @@ TEST(GroupedSwigluCuda, EveryKernelMatchesTheLoopInBfloat16) {
                                               cpu[1].narrow(0, 0, 256), cpu[2], cpu[3], counts);
     const at::Tensor probe = at::randn({128, 64}, gen, at::kDouble);
     const auto expected_grads = torch::autograd::grad({(expected * probe).sum()}, cpu);
-    for (const GroupedSwigluKernel& kernel : grouped_swiglu_kernels()) {
-        std::vector<at::Tensor> gpu;
-        for (const at::Tensor& t : {x, weight, w_in, w_out}) {
-            gpu.push_back(t.to(at::kFloat).to(at::kCUDA).requires_grad_());
-        }
-        core::CudaAutocastScope autocast(true);
-        if (!kernel.can_implement(describe_grouped_swiglu(gpu[0], gpu[2], gpu[3])).ok) continue;
-        const at::Tensor got = run_grouped_swiglu(
-            kernel, gpu[0], {token.to(at::kCUDA), gpu[1], group_ends_of(counts, at::kCUDA)}, gpu[2],
-            gpu[3]);
-        const auto grads = torch::autograd::grad({(got.to(at::kDouble).cpu() * probe).sum()}, gpu);
-        auto close = [](const at::Tensor& a, const at::Tensor& b) {
-            return (a.to(at::kDouble).cpu() - b).abs().max().item<double>() <=
-                   0.02 * (1 + b.abs().max().item<double>());
-        };
-        EXPECT_TRUE(close(got, expected)) << kernel.name;
-        const char* names[] = {"x", "weight", "w_in", "w_out"};
-        for (int i = 0; i < 4; ++i) {
-            EXPECT_TRUE(close(grads[i], expected_grads[i])) << kernel.name << " " << names[i];
+    for (const bool bfloat16 : {true, false}) {
+        for (const GroupedSwigluKernel& kernel : grouped_swiglu_kernels()) {
+            std::vector<at::Tensor> gpu;
+            for (const at::Tensor& t : {x, weight, w_in, w_out}) {
+                gpu.push_back(t.to(at::kFloat).to(at::kCUDA).requires_grad_());
+            }
+            core::CudaAutocastScope autocast(bfloat16);
+            if (!kernel.can_implement(describe_grouped_swiglu(gpu[0], gpu[2], gpu[3])).ok) continue;
+            const at::Tensor got = run_grouped_swiglu(
+                kernel, gpu[0], {token.to(at::kCUDA), gpu[1], group_ends_of(counts, at::kCUDA)},
+                gpu[2], gpu[3]);
+            const auto grads =
+                torch::autograd::grad({(got.to(at::kDouble).cpu() * probe).sum()}, gpu);
+            const double tolerance = bfloat16 ? 0.02 : 1e-4;
+            auto close = [tolerance](const at::Tensor& a, const at::Tensor& b) {
+                return (a.to(at::kDouble).cpu() - b).abs().max().item<double>() <=
+                       tolerance * (1 + b.abs().max().item<double>());
+            };
+            const char* mode = bfloat16 ? " bfloat16" : " float32";
+            EXPECT_TRUE(close(got, expected)) << kernel.name << mode;
+            const char* names[] = {"x", "weight", "w_in", "w_out"};
+            for (int i = 0; i < 4; ++i) {
+                EXPECT_TRUE(close(grads[i], expected_grads[i]))
+                    << kernel.name << mode << " " << names[i];
+            }
         }
     }
 }

@@ -48,6 +48,8 @@ struct GroupedSwigluDesc {
     // with moelab's CUDA kernels).
     int cuda_capability = 0;
     bool has_grouped_mm = false;
+    // Whether this build has moelab's own CUDA kernels (the cuda preset) and a GPU to run them.
+    bool has_cuda_kernels = false;
 };
 
 // Whether a kernel can implement a case; `reason` says why not (and what would).
@@ -123,9 +125,32 @@ inline Verdict cuda_grouped_mm(const GroupedSwigluDesc& desc) {
     return Verdict::yes();
 }
 
-// Every kernel, in the order `auto` tries them. grouped_mm comes after reference, so `auto` does
-// not pick it, until a GPU run of the kernel tests has passed with it (tools/gpu_check.sh): it is
-// compiled against LibTorch 2.8 only where a GPU machine builds it, and has not yet run.
+// moelab's own grouped GEMMs (kernels/cuda/grouped_gemm_tile.h) on any GPU, float32 or bfloat16:
+// the gather in the loads, SiLU(gate)*up and the routing weight in the first GEMM's epilogue, an
+// ordered combine, the group ends read on the device.
+inline Verdict cuda_grouped(const GroupedSwigluDesc& desc) {
+    if (desc.backend != Backend::kCuda) {
+        return Verdict::no(
+            "the grouped_cuda kernel runs on CUDA only; use kernel = \"grouped\" on the CPU (or "
+            "\"auto\")");
+    }
+    if (!desc.has_cuda_kernels) {
+        return Verdict::no(
+            "the grouped_cuda kernel needs moelab built with the cuda preset; use kernel = "
+            "\"reference\" (or \"auto\")");
+    }
+    if (desc.compute == ElementType::kFloat64) {
+        return Verdict::no(
+            "the grouped_cuda kernel computes in float32 or bfloat16; for float64 use kernel = "
+            "\"reference\" (or \"auto\")");
+    }
+    return Verdict::yes();
+}
+
+// Every kernel, in the order `auto` tries them. grouped_mm and grouped_cuda come after reference,
+// so `auto` does not pick them, until a GPU run of the kernel tests has passed with them
+// (tools/gpu_check.sh): they are compiled only where a GPU machine builds the cuda preset (the
+// launchers of grouped_cuda compile with nvcc everywhere), and have not yet run.
 inline constexpr GroupedSwigluKernel kKernels[] = {
     {"grouped",
      "CPU: gather, one BLAS GEMM per expert, fused SiLU*up and routing weight, ordered combine; "
@@ -137,6 +162,11 @@ inline constexpr GroupedSwigluKernel kKernels[] = {
      "CUDA, bfloat16, sm90+: LibTorch's grouped GEMM with a fused activation kernel, group ends "
      "on the device (no host synchronisation); not yet run on a GPU",
      cuda_grouped_mm},
+    {"grouped_cuda",
+     "CUDA, float32 or bfloat16, any GPU: moelab's grouped GEMMs with the gather in the loads, "
+     "SwiGLU and the routing weight in the epilogue, an ordered combine, group ends on the device; "
+     "not yet run on a GPU",
+     cuda_grouped},
 };
 
 }  // namespace detail
