@@ -234,7 +234,7 @@ std::int64_t mixtral_experts_per_token(const ResolvedRecipe& resolved, const Lan
         input.batch = &whole;
         at::NoGradGuard no_grad;
         sdk::NoAutocast fp32;
-        const sdk::RoutingDecision decision =
+        sdk::RoutingDecision decision =
             call_plugin(plugin, fmt::format("routing a probe of layer {}", l),
                         [&] { return router->route(input); });
         try {

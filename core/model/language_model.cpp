@@ -9,6 +9,7 @@
 #include "core/model/transformer_layer.h"
 #include "core/moe/sharded_expert_bank.h"
 #include "core/moe/standard_block.h"
+#include "core/plugin/deferred_checks.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/resolve.h"
 #include "core/system/profile_scope.h"
@@ -147,15 +148,20 @@ ModelOutput LanguageModel::forward(const at::Tensor& tokens, const ForwardOption
     }();
     sdk::ForwardState state;
     at::Tensor aux_loss = at::zeros({}, hidden.options().dtype(at::kFloat));
+    // The plugin outputs' value checks of the pass, read once at its end (Note [Deferred checks]).
+    DeferredChecks checks;
     try {
         for (std::size_t l = 0; l < layers_.size(); ++l) {
             LayerInput input{tokens, positions, valid_rows,
                              cache != nullptr ? &cache->layer(l) : nullptr};
             hidden = layers_[l]->forward(hidden, input, state, options, aux_loss);
         }
+        checks.read();
     } catch (...) {
         // Some layers may have appended and others not: the cache no longer describes a prefix.
         if (cache != nullptr) cache->mark_broken();
+        // A failed check of an earlier layer explains more than what followed from it.
+        checks.read();
         throw;
     }
     if (cache != nullptr) cache->advance(seq);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/moe/extension_check.h"
+#include "core/plugin/deferred_checks.h"
 #include "core/system/hash.h"
 #include "core/system/tensor_text.h"
 #include "moelab/sdk/error.h"
@@ -31,8 +32,8 @@ std::optional<double> check_bank_spec(const sdk::ExpertBankSpec& spec) {
     return *threshold;
 }
 
-void check_mix_arguments(const sdk::ExpertBankSpec& spec, const at::Tensor& x,
-                         const at::Tensor& indices, const at::Tensor& weights) {
+at::Tensor check_mix_arguments(const sdk::ExpertBankSpec& spec, const at::Tensor& x,
+                               const at::Tensor& indices, const at::Tensor& weights) {
     const std::int64_t tokens = x.size(0);
     if (indices.dim() != 2 || indices.size(0) != tokens || indices.scalar_type() != at::kLong ||
         weights.sizes() != indices.sizes()) {
@@ -41,16 +42,20 @@ void check_mix_arguments(const sdk::ExpertBankSpec& spec, const at::Tensor& x,
             "shape, got indices {} and weights {}",
             spec.name, tokens, tensor_text(indices), tensor_text(weights)));
     }
-    if (indices.numel() == 0) return;
-    const auto [low, high] = at::aminmax(indices);
-    const std::int64_t lowest = low.item<std::int64_t>();
-    const std::int64_t highest = high.item<std::int64_t>();
-    if (lowest < -1 || highest >= spec.experts) {
-        throw sdk::Error(
-            fmt::format("expert bank '{}': expert indices must be in [-1, {}) (-1: empty slot), "
-                        "got values from {} to {}",
-                        spec.name, spec.experts, lowest, highest));
-    }
+    if (indices.numel() == 0) return indices;
+    const at::Tensor outside = (indices < -1).logical_or(indices >= spec.experts);
+    expect_no_violations(
+        outside.sum(), [name = spec.name, experts = spec.experts, indices](std::int64_t) {
+            const auto [low, high] = at::aminmax(indices);
+            throw sdk::Error(fmt::format(
+                "expert bank '{}': expert indices must be in [-1, {}) (-1: empty slot), "
+                "got values from {} to {}",
+                name, experts, low.item<std::int64_t>(), high.item<std::int64_t>()));
+        });
+    // The plan indexes with them before a deferred check is read (Note [Deferred checks]).
+    return checks_deferred_for(indices)
+               ? at::where(outside, at::full({}, -1, indices.options()), indices)
+               : indices;
 }
 
 ExpertWeights init_expert_weights(const sdk::ExpertBankSpec& spec, std::int64_t first,

@@ -15,10 +15,12 @@ namespace moelab::core {
 std::optional<double> check_bank_spec(const sdk::ExpertBankSpec& spec);
 
 // Throws sdk::Error naming the bank unless `indices` is (tokens, slots) int64 with values in
-// [-1, spec.experts) and `weights` has its shape. The range check is one reduction, and one
-// synchronisation on CUDA: the guard that keeps a bad index from reading outside the weights.
-void check_mix_arguments(const sdk::ExpertBankSpec& spec, const at::Tensor& x,
-                         const at::Tensor& indices, const at::Tensor& weights);
+// [-1, spec.experts) and `weights` has its shape; returns the indices to plan with. The range
+// check keeps a bad index from reading outside the weights. Inside a forward pass on CUDA it is
+// read at the pass's end (Note [Deferred checks]), and until then out-of-range indices are
+// planned as empty slots: the returned indices have -1 in their place.
+at::Tensor check_mix_arguments(const sdk::ExpertBankSpec& spec, const at::Tensor& x,
+                               const at::Tensor& indices, const at::Tensor& weights);
 
 struct ExpertWeights {
     at::Tensor w_in;   // (count, d_model, 2 * d_ff_expert): [gate | up]

@@ -27,12 +27,12 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
                                const at::Tensor& weights) {
     const std::int64_t tokens = x.size(0);
     const std::int64_t experts = spec_.experts;
-    check_mix_arguments(spec_, x, indices, weights);
+    const at::Tensor checked = check_mix_arguments(spec_, x, indices, weights);
     if (switched_off_) return at::zeros_like(x);
     const std::int64_t slots = indices.size(1);
 
     ProfileScope plan_scope(OpFamily::kRoutingPlan);
-    const RoutingPlan plan = plan_routing(indices, weights, experts, policy_.capacity_factor,
+    const RoutingPlan plan = plan_routing(checked, weights, experts, policy_.capacity_factor,
                                           policy_.keep_highest_weight);
     dispatches_.push_back(
         DispatchRecord{plan.processed.detach(), plan.requested, plan.dropped, tokens});

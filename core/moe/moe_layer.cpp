@@ -1,5 +1,6 @@
 #include "core/moe/moe_layer.h"
 
+#include <exception>
 #include <optional>
 #include <stdexcept>
 
@@ -7,6 +8,7 @@
 
 #include "core/moe/extension_check.h"
 #include "core/moe/standard_block.h"
+#include "core/plugin/deferred_checks.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/plugin_error.h"
 #include "core/system/hash.h"
@@ -121,31 +123,46 @@ sdk::BlockOutput MoeLayer::forward(sdk::BlockInput input, LayerRoutingStats* sta
     sdk::BlockOutput output;
     {
         SharedBanksOff switch_off(banks_, shared_off);
-        output = call_plugin(
-            *plugin_, fmt::format("MoE block of layer {} at step {}", layer_index_, input.step),
-            [&] { return block_->forward(input); });
+        const std::string operation =
+            fmt::format("MoE block of layer {} at step {}", layer_index_, input.step);
+        // A deferred check inside the block (an expert bank's) fails as the call would have.
+        const ErrorContext in_block([plugin = plugin_, operation](const sdk::Error& error) {
+            rethrow_as_plugin_error(*plugin, operation, std::make_exception_ptr(error));
+        });
+        output = call_plugin(*plugin_, operation, [&] { return block_->forward(input); });
     }
     std::vector<at::Tensor> upstream = block_->parameters();
     upstream.push_back(input.hidden);
-    try {
-        if (!output.hidden.defined() || output.hidden.sizes() != input.hidden.sizes()) {
-            throw sdk::Error(fmt::format("output hidden must have the input's shape {}, got {}",
-                                         shape_text(input.hidden.sizes()),
-                                         tensor_text(output.hidden)));
-        }
-        for (std::size_t i = 0; i < output.routing.size(); ++i) {
-            try {
-                check_routing_decision(output.routing[i], input.hidden.size(0), -1, upstream);
-            } catch (const sdk::Error& error) {
-                throw sdk::Error(fmt::format("routing[{}].{}", i, error.what()));
+    {
+        const auto malformed = [plugin = plugin_, layer = layer_index_,
+                                step = input.step](const sdk::Error& error) {
+            throw PluginError(
+                fmt::format("{}: MoE block of layer {} at step {} returned malformed output: {}",
+                            describe_plugin(*plugin), layer, step, error.what()));
+        };
+        const ErrorContext context(malformed);
+        try {
+            if (!output.hidden.defined() || output.hidden.sizes() != input.hidden.sizes()) {
+                throw sdk::Error(fmt::format("output hidden must have the input's shape {}, got {}",
+                                             shape_text(input.hidden.sizes()),
+                                             tensor_text(output.hidden)));
             }
+            for (std::size_t i = 0; i < output.routing.size(); ++i) {
+                const auto in_routing = [i](const sdk::Error& error) {
+                    throw sdk::Error(fmt::format("routing[{}].{}", i, error.what()));
+                };
+                const ErrorContext routing_context(in_routing);
+                try {
+                    check_routing_decision(output.routing[i], input.hidden.size(0), -1, upstream);
+                } catch (const sdk::Error& error) {
+                    in_routing(error);
+                }
+            }
+            check_named_scalars(output.aux_losses, "aux_losses", upstream);
+            check_named_scalars(output.stats, "stats", upstream);
+        } catch (const sdk::Error& error) {
+            malformed(error);
         }
-        check_named_scalars(output.aux_losses, "aux_losses", upstream);
-        check_named_scalars(output.stats, "stats", upstream);
-    } catch (const sdk::Error& error) {
-        throw PluginError(
-            fmt::format("{}: MoE block of layer {} at step {} returned malformed output: {}",
-                        describe_plugin(*plugin_), layer_index_, input.step, error.what()));
     }
     selection.check(output, *plugin_);
     if (stats != nullptr && selection.perturbed_gates()) stats->note_perturbed_gates();

@@ -36,7 +36,7 @@ ShardedExpertBank::ShardedExpertBank(sdk::ExpertBankSpec spec, DispatchPolicy po
 
 at::Tensor ShardedExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
                                   const at::Tensor& weights) {
-    check_mix_arguments(spec_, x, indices, weights);
+    const at::Tensor checked = check_mix_arguments(spec_, x, indices, weights);
     // Every process must take part in the exchange, so a switched-off bank still sends nothing
     // and serves the others; robustness studies switch off shared banks only, which are whole.
     const std::int64_t tokens = x.size(0);
@@ -48,7 +48,7 @@ at::Tensor ShardedExpertBank::mix(const at::Tensor& x, const at::Tensor& indices
     // Planning and counting are the routing plan's; the exchanges and the kernel take theirs.
     ProfileScope plan_scope(OpFamily::kRoutingPlan);
     // This process's assignments grouped by expert, hence by the process holding the expert.
-    const RoutingPlan mine = plan_routing(indices, weights, experts, 0.0, false);
+    const RoutingPlan mine = plan_routing(checked, weights, experts, 0.0, false);
     at::Tensor local_counts = mine.processed;
     if (switched_off_) local_counts = at::zeros_like(local_counts);
     const at::Tensor counts =

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/moe/extension_check.h"
+#include "core/plugin/deferred_checks.h"
 #include "core/plugin/plugin_error.h"
 #include "core/system/printable.h"
 #include "core/system/profile_scope.h"
@@ -13,7 +14,7 @@
 
 namespace moelab::core {
 
-void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t tokens,
+void check_routing_decision(sdk::RoutingDecision& decision, std::int64_t tokens,
                             std::int64_t expert_count, const std::vector<at::Tensor>& upstream) {
     const at::Tensor& indices = decision.expert_indices;
     const at::Tensor& weights = decision.combine_weights;
@@ -50,25 +51,28 @@ void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t t
     const at::Tensor* token_scale = decision.extensions.find(sdk::decision_extension::kTokenScale);
     if (token_scale != nullptr) check_per_token(*token_scale, "extension token_scale");
     if (expert_count > 0 && indices.numel() > 0) {
-        const auto [low, high] = at::aminmax(indices);
-        const std::int64_t lowest = low.item<std::int64_t>();
-        const std::int64_t highest = high.item<std::int64_t>();
-        if (lowest < -1 || highest >= expert_count) {
-            throw sdk::Error(
-                fmt::format("expert_indices must be in [-1, {}) (-1: empty slot), "
-                            "got values from {} to {}",
-                            expert_count, lowest, highest));
+        const at::Tensor outside = (indices < -1).logical_or(indices >= expert_count);
+        expect_no_violations(outside.sum(), [indices, expert_count](std::int64_t) {
+            const auto [low, high] = at::aminmax(indices);
+            throw sdk::Error(fmt::format(
+                "expert_indices must be in [-1, {}) (-1: empty slot), got values from {} to {}",
+                expert_count, low.item<std::int64_t>(), high.item<std::int64_t>()));
+        });
+        // Until the deferred check is read, nothing may index with them (Note [Deferred checks]).
+        if (checks_deferred_for(indices)) {
+            decision.expert_indices =
+                at::where(outside, at::full({}, -1, indices.options()), indices);
         }
     }
     auto check_finite = [&upstream](const at::Tensor& t, const char* name) {
         if (!t.defined() || t.numel() == 0 || !at::isFloatingType(t.scalar_type())) return;
-        const std::int64_t bad = t.isfinite().logical_not().sum().item<std::int64_t>();
-        // Only on the failure path: is the input or a parameter to blame?
-        if (bad > 0 && !all_finite(upstream)) return;
-        if (bad > 0) {
-            throw sdk::Error(fmt::format("{} has {} non-finite value(s) (NaN or infinity) of {}",
-                                         name, bad, t.numel()));
-        }
+        expect_no_violations(
+            t.detach().isfinite().logical_not().sum(), [t, name, upstream](std::int64_t bad) {
+                // Only on the failure path: is the input or a parameter to blame?
+                if (!all_finite(upstream)) return;
+                throw sdk::Error(fmt::format(
+                    "{} has {} non-finite value(s) (NaN or infinity) of {}", name, bad, t.numel()));
+            });
     };
     check_finite(weights, "combine_weights");
     check_finite(decision.probs, "probs");
@@ -97,10 +101,13 @@ void check_named_scalars(const sdk::NamedScalars& scalars, const char* field,
                             "got {}",
                             field, printable(name, 80), tensor_text(value)));
         }
-        if (!value.detach().isfinite().all().item<bool>() && all_finite(upstream)) {
-            throw sdk::Error(fmt::format("{}['{}'] is not finite: {}", field, printable(name, 80),
-                                         value.detach().item<double>()));
-        }
+        expect_no_violations(
+            value.detach().isfinite().logical_not().sum(),
+            [field, name = name, value, upstream](std::int64_t) {
+                if (!all_finite(upstream)) return;
+                throw sdk::Error(fmt::format("{}['{}'] is not finite: {}", field,
+                                             printable(name, 80), value.detach().item<double>()));
+            });
     }
 }
 
@@ -163,13 +170,19 @@ sdk::BlockOutput StandardMoeBlock::forward(const sdk::BlockInput& input) {
                                    [&] { return router_->route(router_input); });
         }
     }
-    try {
-        std::vector<at::Tensor> upstream = router_->parameters();
-        upstream.push_back(input.hidden);
-        check_routing_decision(decision, x.size(0), experts_->spec().experts, upstream);
-    } catch (const sdk::Error& error) {
-        throw PluginError(fmt::format("{}: routing returned a malformed decision: {}",
-                                      describe_plugin(*router_plugin_), error.what()));
+    {
+        const auto malformed = [plugin = router_plugin_](const sdk::Error& error) {
+            throw PluginError(fmt::format("{}: routing returned a malformed decision: {}",
+                                          describe_plugin(*plugin), error.what()));
+        };
+        const ErrorContext context(malformed);
+        try {
+            std::vector<at::Tensor> upstream = router_->parameters();
+            upstream.push_back(input.hidden);
+            check_routing_decision(decision, x.size(0), experts_->spec().experts, upstream);
+        } catch (const sdk::Error& error) {
+            malformed(error);
+        }
     }
     at::Tensor mixed = experts_->mix(x, decision.expert_indices, decision.combine_weights);
     if (const at::Tensor* scale = decision.extensions.find(sdk::decision_extension::kTokenScale)) {

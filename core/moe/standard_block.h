@@ -57,11 +57,12 @@ class StandardMoeBlock final : public sdk::MoeBlock {
 // Throws sdk::Error naming the field unless `decision` fits `tokens` and `expert_count` (< 0:
 // unknown): shapes and dtypes, expert indices in [-1, expert_count), finite combine weights and
 // probabilities, extensions this host defines (token_scale: (tokens,) finite), aux losses and
-// stats that are finite floating-point scalars.
+// stats that are finite floating-point scalars. The value checks may be read later (Note
+// [Deferred checks]); out-of-range indices are then replaced by -1 (empty slots) meanwhile.
 // Non-finite values are the plugin's fault only when everything it computed from was finite:
 // `upstream` holds its input and parameters, and when one of them is non-finite the model has
 // diverged, which the trainer's divergence check reports (checked only on this failure path).
-void check_routing_decision(const sdk::RoutingDecision& decision, std::int64_t tokens,
+void check_routing_decision(sdk::RoutingDecision& decision, std::int64_t tokens,
                             std::int64_t expert_count,
                             const std::vector<at::Tensor>& upstream = {});
 

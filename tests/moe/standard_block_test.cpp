@@ -12,6 +12,7 @@
 #include "core/moe/host_expert_bank.h"
 #include "core/moe/perturbed_selection.h"
 #include "core/moe/standard_block.h"
+#include "core/plugin/deferred_checks.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/loader.h"
 #include "core/plugin/plugin_error.h"
@@ -237,6 +238,12 @@ TEST(StandardBlock, RoutesInFp32UnderBf16Autocast) {
     EXPECT_EQ(spy->matmul_dtype, at::kFloat);
 }
 
+// CPU tensors' checks deferred as CUDA tensors' are, while alive.
+struct CpuChecksDeferred {
+    explicit CpuChecksDeferred(bool defer) { defer_cpu_checks_for_tests(defer); }
+    ~CpuChecksDeferred() { defer_cpu_checks_for_tests(false); }
+};
+
 TEST(StandardBlock, MalformedDecisionIsAPluginErrorNamingThePlugin) {
     class BadRouter : public sdk::Router {
       public:
@@ -307,20 +314,28 @@ TEST(StandardBlock, ChecksIndexRangeFinitenessAndScalarsOfEveryDecision) {
          },
          "extension token_scale must have shape (tokens=3), got"},
     };
-    for (const auto& [edit, expected] : cases) {
-        auto bank = std::make_shared<HostExpertBank>(sdk::ExpertBankSpec{"experts", 2, 4, 4, -1},
-                                                     DispatchPolicy{}, 0.1, 0.1, 1);
-        StandardMoeBlock block(std::make_shared<EditedRouter>(edit), test_plugin(), bank, nullptr,
-                               4, 1e-5);
-        sdk::BlockInput input;
-        input.hidden = at::randn({3, 4});
-        input.token_ids = at::zeros({3}, at::kLong);
-        try {
-            block.forward(input);
-            ADD_FAILURE() << "accepted: " << expected;
-        } catch (const PluginError& error) {
-            EXPECT_NE(std::string(error.what()).find("plugin 'test'"), std::string::npos);
-            EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
+    // At once, and read at the end of a forward pass as on CUDA (Note [Deferred checks]): the
+    // same words; meanwhile the bank plans out-of-range indices as empty slots.
+    for (const bool deferred : {false, true}) {
+        for (const auto& [edit, expected] : cases) {
+            auto bank = std::make_shared<HostExpertBank>(
+                sdk::ExpertBankSpec{"experts", 2, 4, 4, -1}, DispatchPolicy{}, 0.1, 0.1, 1);
+            StandardMoeBlock block(std::make_shared<EditedRouter>(edit), test_plugin(), bank,
+                                   nullptr, 4, 1e-5);
+            sdk::BlockInput input;
+            input.hidden = at::randn({3, 4});
+            input.token_ids = at::zeros({3}, at::kLong);
+            const CpuChecksDeferred defer(deferred);
+            DeferredChecks pass;
+            try {
+                block.forward(input);
+                pass.read();
+                ADD_FAILURE() << "accepted: " << expected;
+            } catch (const PluginError& error) {
+                EXPECT_NE(std::string(error.what()).find("plugin 'test'"), std::string::npos);
+                EXPECT_NE(std::string(error.what()).find(expected), std::string::npos)
+                    << (deferred ? "deferred: " : "") << error.what();
+            }
         }
     }
 }
@@ -358,16 +373,70 @@ TEST(ExpertBank, ReadsItsExtensionKeysAndRefusesUnknownOnes) {
 TEST(ExpertBank, RefusesIndicesOutsideItsExperts) {
     HostExpertBank bank(sdk::ExpertBankSpec{"experts", 3, 4, 4, -1}, DispatchPolicy{}, 0.1, 0.1, 1);
     const at::Tensor x = at::randn({2, 4});
+    const std::string expected =
+        "expert bank 'experts': expert indices must be in [-1, 3) (-1: empty slot), got values "
+        "from 0 to 3";
     try {
         bank.mix(x, at::tensor({0, 3}, at::kLong).view({2, 1}), at::ones({2, 1}));
         FAIL();
     } catch (const sdk::Error& error) {
-        EXPECT_NE(std::string(error.what())
-                      .find("expert bank 'experts': expert indices must be in [-1, 3) (-1: empty "
-                            "slot), got values from 0 to 3"),
-                  std::string::npos)
-            << error.what();
+        EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
     }
+    // Deferred (Note [Deferred checks]): the out-of-range index is an empty slot until the read,
+    // which raises the same words.
+    const CpuChecksDeferred defer(true);
+    DeferredChecks pass;
+    const at::Tensor got =
+        bank.mix(x, at::tensor({0, 3}, at::kLong).view({2, 1}), at::ones({2, 1}));
+    const at::Tensor as_empty =
+        bank.mix(x, at::tensor({0, -1}, at::kLong).view({2, 1}), at::ones({2, 1}));
+    EXPECT_TRUE(at::equal(got, as_empty));
+    try {
+        pass.read();
+        FAIL();
+    } catch (const sdk::Error& error) {
+        EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
+    }
+}
+
+// Note [Deferred checks], hand-worked: three checks in one pass under two contexts; the read
+// raises the first that fails (the second: the first has no violations), through its contexts
+// innermost first, and a check that on reflection has nothing to report raises nothing.
+TEST(DeferredChecks, RaiseTheFirstFailureThroughItsContextsAtTheRead) {
+    const CpuChecksDeferred defer(true);
+    const auto count = [](std::int64_t n) { return at::full({}, n, at::kLong); };
+    std::vector<std::int64_t> seen;
+    {
+        DeferredChecks pass;
+        const ErrorContext outer(
+            [](const sdk::Error& e) { throw PluginError(std::string("outer: ") + e.what()); });
+        expect_no_violations(count(0), [](std::int64_t) { throw sdk::Error("never"); });
+        {
+            const ErrorContext inner(
+                [](const sdk::Error& e) { throw sdk::Error(std::string("inner: ") + e.what()); });
+            expect_no_violations(count(2), [&](std::int64_t n) {
+                seen.push_back(n);
+                throw sdk::Error("two bad");
+            });
+        }
+        expect_no_violations(count(5), [](std::int64_t) { throw sdk::Error("later"); });
+        try {
+            pass.read();
+            FAIL();
+        } catch (const PluginError& error) {
+            EXPECT_EQ(std::string(error.what()), "outer: inner: two bad");
+        }
+        EXPECT_EQ(seen, std::vector<std::int64_t>{2});
+        pass.read();  // what was pending went with the failure
+    }
+    {
+        DeferredChecks pass;
+        expect_no_violations(count(1), [](std::int64_t) {});  // nothing to report after all
+        EXPECT_NO_THROW(pass.read());
+    }
+    // Outside a pass, a check runs at once.
+    EXPECT_THROW(expect_no_violations(count(1), [](std::int64_t) { throw sdk::Error("now"); }),
+                 sdk::Error);
 }
 
 }  // namespace
