@@ -161,7 +161,7 @@ ModelOutput LanguageModel::forward(const at::Tensor& tokens, const ForwardOption
         // Some layers may have appended and others not: the cache no longer describes a prefix.
         if (cache != nullptr) cache->mark_broken();
         // A failed check of an earlier layer explains more than what followed from it.
-        checks.read();
+        checks.read_after_failure();
         throw;
     }
     if (cache != nullptr) cache->advance(seq);

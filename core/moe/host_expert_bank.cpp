@@ -40,14 +40,16 @@ at::Tensor HostExpertBank::mix(const at::Tensor& x, const at::Tensor& indices,
     const kernels::RoutedRows routed{at::div(plan.order, slots, "floor"),
                                      weights.reshape({-1}).index_select(0, plan.order),
                                      plan.group_ends};
-    // Float32 master weights and float32 x: .to() is the identity. Under CUDA bfloat16 autocast
-    // the reference kernel's matrix products cast each expert's slice per call; a bfloat16 copy
-    // kept across calls belongs with the CUDA grouped kernels.
-    const at::Tensor w_in_x = w_in.to(x.scalar_type());
-    const at::Tensor w_out_x = w_out.to(x.scalar_type());
+    // Float32 master weights and float32 x: .to() is the identity. A kernel that multiplies in
+    // bfloat16 keeps its copies of the weights in weight_casts_, made again only when they change
+    // (grouped_mm; grouped_cuda reads the float32 weights as they are; under autocast the
+    // reference kernel's products cast per call, as LibTorch's operators do).
+    const at::Tensor w_in_x = weight_casts_.as(w_in, x.scalar_type());
+    const at::Tensor w_out_x = weight_casts_.as(w_out, x.scalar_type());
     try {
         ProfileScope scope(OpFamily::kExperts);
-        return kernels::run_grouped_swiglu(policy_.kernel, x, routed, w_in_x, w_out_x);
+        return kernels::run_grouped_swiglu(policy_.kernel, x, routed, w_in_x, w_out_x,
+                                           &weight_casts_);
     } catch (const std::invalid_argument& refused) {  // no kernel for this case, or a bad plan
         throw sdk::Error(fmt::format("expert bank '{}': {}", spec_.name, refused.what()));
     }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/moe/managed_expert_bank.h"
+#include "kernels/binding/weight_casts.h"
 
 namespace moelab::core {
 
@@ -53,6 +54,7 @@ class HostExpertBank final : public ManagedExpertBank {
     std::optional<double> activation_threshold_;  // bank_extension::kActivationThreshold
     bool switched_off_ = false;
     std::vector<DispatchRecord> dispatches_;
+    kernels::WeightCasts weight_casts_;  // the weights in a kernel's compute dtype
 };
 
 // The factory of banks whose experts all live in this process.

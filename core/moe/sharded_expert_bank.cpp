@@ -107,8 +107,9 @@ at::Tensor ShardedExpertBank::mix(const at::Tensor& x, const at::Tensor& indices
     at::Tensor outputs;
     try {
         ProfileScope scope(OpFamily::kExperts);
-        outputs = kernels::run_grouped_swiglu(policy_.kernel, received, routed,
-                                              w_in.to(x.scalar_type()), w_out.to(x.scalar_type()));
+        outputs = kernels::run_grouped_swiglu(
+            policy_.kernel, received, routed, weight_casts_.as(w_in, x.scalar_type()),
+            weight_casts_.as(w_out, x.scalar_type()), &weight_casts_);
     } catch (const std::invalid_argument& refused) {
         throw sdk::Error(fmt::format("expert bank '{}': {}", spec_.name, refused.what()));
     }

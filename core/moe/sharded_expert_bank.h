@@ -25,6 +25,7 @@
 
 #include "core/dist/process_group.h"
 #include "core/moe/host_expert_bank.h"
+#include "kernels/binding/weight_casts.h"
 
 namespace moelab::core {
 
@@ -56,6 +57,7 @@ class ShardedExpertBank final : public ManagedExpertBank {
     std::int64_t count_ = 0;
     bool switched_off_ = false;
     std::vector<DispatchRecord> dispatches_;
+    kernels::WeightCasts weight_casts_;  // the weights in a kernel's compute dtype
 };
 
 // The factory of a model whose routed banks are sharded over `group`; shared banks

@@ -16,6 +16,7 @@ struct DeferredChecks::Pending {
 namespace {
 
 thread_local std::vector<DeferredChecks::Pending>* open_pass = nullptr;
+thread_local std::size_t open_pass_contexts = 0;  // contexts opened before the open pass
 thread_local std::vector<std::shared_ptr<const Translate>> contexts;
 thread_local bool defer_cpu = false;
 
@@ -56,7 +57,12 @@ void expect_no_violations(const at::Tensor& violations, std::function<void(std::
         if (count != 0) fail(count);
         return;
     }
-    open_pass->push_back({violations.detach().to(at::kLong), std::move(fail), contexts});
+    // The contexts opened inside the pass: those outside it see the error when it leaves the
+    // pass, as they would have seen it at once.
+    open_pass->push_back(
+        {violations.detach().to(at::kLong), std::move(fail),
+         std::vector<std::shared_ptr<const Translate>>(
+             contexts.begin() + static_cast<std::ptrdiff_t>(open_pass_contexts), contexts.end())});
 }
 
 ErrorContext::ErrorContext(Translate translate) {
@@ -66,24 +72,58 @@ ErrorContext::ErrorContext(Translate translate) {
 ErrorContext::~ErrorContext() { contexts.pop_back(); }
 
 DeferredChecks::DeferredChecks()
-    : outer_(open_pass), pending_(std::make_unique<std::vector<Pending>>()) {
+    : outer_(open_pass),
+      outer_contexts_(open_pass_contexts),
+      pending_(std::make_unique<std::vector<Pending>>()) {
     open_pass = pending_.get();
+    open_pass_contexts = contexts.size();
 }
 
-DeferredChecks::~DeferredChecks() { open_pass = outer_; }
+DeferredChecks::~DeferredChecks() {
+    open_pass = outer_;
+    open_pass_contexts = outer_contexts_;
+}
+
+namespace {
+
+// Every count of `pending` on the host: the one wait of the pass. (Counts on another device than
+// the first's, which no model makes today, are copied over first.)
+std::vector<std::int64_t> read_counts(const std::vector<DeferredChecks::Pending>& pending) {
+    const at::Device device = pending.front().violations.device();
+    std::vector<at::Tensor> counts;
+    counts.reserve(pending.size());
+    for (const DeferredChecks::Pending& check : pending) {
+        counts.push_back(check.violations.reshape({}).to(device));
+    }
+    const at::Tensor read = at::stack(counts).to(at::kCPU).contiguous();
+    const std::int64_t* values = read.data_ptr<std::int64_t>();
+    return std::vector<std::int64_t>(values, values + read.numel());
+}
+
+}  // namespace
 
 void DeferredChecks::read() {
     std::vector<Pending> pending;
     pending.swap(*pending_);
     if (pending.empty()) return;
-    std::vector<at::Tensor> counts;
-    counts.reserve(pending.size());
-    for (const Pending& check : pending) counts.push_back(check.violations.reshape({}));
-    // The one wait of the pass.
-    const at::Tensor read = at::stack(counts).to(at::kCPU);
-    const std::int64_t* values = read.data_ptr<std::int64_t>();
+    const std::vector<std::int64_t> counts = read_counts(pending);
     for (std::size_t i = 0; i < pending.size(); ++i) {
-        if (values[i] != 0) raise(pending[i], values[i]);
+        if (counts[i] != 0) raise(pending[i], counts[i]);
+    }
+}
+
+void DeferredChecks::read_after_failure() {
+    std::vector<Pending> pending;
+    pending.swap(*pending_);
+    if (pending.empty()) return;
+    std::vector<std::int64_t> counts;
+    try {
+        counts = read_counts(pending);
+    } catch (...) {
+        return;  // the device is in no state to answer; the caller's error stands
+    }
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+        if (counts[i] != 0) raise(pending[i], counts[i]);
     }
 }
 

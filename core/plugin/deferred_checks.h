@@ -14,6 +14,7 @@
 // If the pass fails for another reason, its pending checks are read first: a router's NaN in one
 // layer is a better explanation than what it caused three layers later.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -55,11 +56,16 @@ class DeferredChecks {
 
     // Reads every pending count at once and raises the first failure.
     void read();
+    // The same on the way out of a pass that failed otherwise: raises a check's failure, but when
+    // the counts cannot be read (a CUDA error is sticky) it returns, so that the caller rethrows
+    // its own error.
+    void read_after_failure();
 
     struct Pending;
 
   private:
     std::vector<Pending>* outer_;
+    std::size_t outer_contexts_;  // contexts opened before the pass: not this pass's to apply
     std::unique_ptr<std::vector<Pending>> pending_;
 };
 

@@ -2,8 +2,9 @@
 
 // The threads of the process's BLAS, where it can be told: OpenBLAS, found at run time (Debian's
 // LibTorch calls it through libblas.so.3; nothing links it by name). A PyTorch wheel's MKL is not
-// steered from here: its calls made on several threads at once would each start a team of their
-// own, so callers that need single-threaded GEMMs on several threads check `blas_threads_known`.
+// steered from here, and neither is OpenBLAS built with OpenMP, which takes each call's thread
+// count from the calling thread: there, GEMMs called from several threads at once would each start
+// a team of their own, so a caller that wants that checks blas_threads_are_global() first.
 
 namespace moelab::kernels::binding {
 
@@ -14,9 +15,13 @@ int blas_threads();
 // OpenBLAS to tell.
 bool set_blas_threads(int threads);
 
-// While it lives, each GEMM runs on the thread that calls it (OpenBLAS at one thread), so that
-// several threads can each run GEMMs of their own; the count before is restored at the end.
-// `active()` is false when the BLAS cannot be told.
+// Whether OpenBLAS's thread count is one setting for every calling thread (its pthreads build),
+// so that SingleThreadedBlas makes GEMMs called from any thread run on that thread alone.
+bool blas_threads_are_global();
+
+// While one lives (on any thread), each GEMM runs on the thread that calls it (OpenBLAS at one
+// thread), so that several threads can each run GEMMs of their own; when the last one ends, the
+// count from before the first is restored. Does nothing unless blas_threads_are_global().
 class SingleThreadedBlas {
   public:
     SingleThreadedBlas();
@@ -24,10 +29,8 @@ class SingleThreadedBlas {
     SingleThreadedBlas(const SingleThreadedBlas&) = delete;
     SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
-    bool active() const { return before_ > 0; }
-
   private:
-    int before_ = 0;
+    bool active_ = false;
 };
 
 }  // namespace moelab::kernels::binding

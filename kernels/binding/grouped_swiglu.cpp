@@ -129,7 +129,7 @@ namespace {
 // run_grouped_swiglu once the case is described (once per call).
 at::Tensor run_described(const GroupedSwigluKernel& kernel, const GroupedSwigluDesc& desc,
                          const at::Tensor& x, const RoutedRows& routed, const at::Tensor& w_in,
-                         const at::Tensor& w_out) {
+                         const at::Tensor& w_out, WeightCasts* casts) {
     const at::Tensor& token = routed.token;
     const at::Tensor& ends = routed.group_ends;
     if (token.dim() != 1 || token.scalar_type() != at::kLong || token.device() != x.device() ||
@@ -157,7 +157,7 @@ at::Tensor run_described(const GroupedSwigluKernel& kernel, const GroupedSwigluD
     // never a silent fallback (tests/kernels runs every row).
     if (kernel.name == "grouped") return binding::grouped_swiglu_cpu(x, routed, w_in, w_out);
     if (kernel.name == "grouped_mm") {
-        return binding::grouped_swiglu_grouped_mm(x, routed, w_in, w_out);
+        return binding::grouped_swiglu_grouped_mm(x, routed, w_in, w_out, casts);
     }
     if (kernel.name == "grouped_cuda") {
         return binding::grouped_swiglu_cuda(x, routed, w_in, w_out,
@@ -177,19 +177,20 @@ at::Tensor run_described(const GroupedSwigluKernel& kernel, const GroupedSwigluD
 
 at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tensor& x,
                               const RoutedRows& routed, const at::Tensor& w_in,
-                              const at::Tensor& w_out) {
-    return run_described(kernel, describe_grouped_swiglu(x, w_in, w_out), x, routed, w_in, w_out);
+                              const at::Tensor& w_out, WeightCasts* casts) {
+    return run_described(kernel, describe_grouped_swiglu(x, w_in, w_out), x, routed, w_in, w_out,
+                         casts);
 }
 
 at::Tensor run_grouped_swiglu(std::string_view name, const at::Tensor& x, const RoutedRows& routed,
-                              const at::Tensor& w_in, const at::Tensor& w_out) {
+                              const at::Tensor& w_in, const at::Tensor& w_out, WeightCasts* casts) {
     const GroupedSwigluDesc desc = describe_grouped_swiglu(x, w_in, w_out);
     const KernelChoice choice = choose_grouped_swiglu_kernel(name, desc);
     if (!choice.verdict.ok) {
         throw std::invalid_argument("grouped SwiGLU kernel '" + std::string(name) +
                                     "': " + choice.verdict.reason);
     }
-    return run_described(*choice.kernel, desc, x, routed, w_in, w_out);
+    return run_described(*choice.kernel, desc, x, routed, w_in, w_out, casts);
 }
 
 }  // namespace moelab::kernels

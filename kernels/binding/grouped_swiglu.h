@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/binding/weight_casts.h"
 #include "moelab/kernels/grouped_swiglu.h"
 
 namespace moelab::kernels {
@@ -47,13 +48,16 @@ GroupedSwigluDesc describe_grouped_swiglu(const at::Tensor& x, const at::Tensor&
 // Runs `kernel`: out[t] = sum over rows r with token[r] = t of weight[r] * SwiGLU_e(r)(x[t]),
 // (tokens, d_model) in the dtype of x. Throws std::invalid_argument when the plan does not fit
 // the tensors or the kernel cannot implement the case, with its reason.
+// `casts`: where a kernel that multiplies in another dtype than the weights' keeps its copies of
+// them across calls (the caller's, one per set of weights); null: cast on every call.
 at::Tensor run_grouped_swiglu(const GroupedSwigluKernel& kernel, const at::Tensor& x,
                               const RoutedRows& routed, const at::Tensor& w_in,
-                              const at::Tensor& w_out);
+                              const at::Tensor& w_out, WeightCasts* casts = nullptr);
 
 // The same for the kernel `name` ("auto" or a kernel's name) chooses for the case, describing the
 // tensors once: what the expert bank calls on every step.
 at::Tensor run_grouped_swiglu(std::string_view name, const at::Tensor& x, const RoutedRows& routed,
-                              const at::Tensor& w_in, const at::Tensor& w_out);
+                              const at::Tensor& w_in, const at::Tensor& w_out,
+                              WeightCasts* casts = nullptr);
 
 }  // namespace moelab::kernels

@@ -54,12 +54,15 @@ const cpu::CpuExecutor& aten_executor() {
                 run_pass(n, grain, body);
             },
         .for_each_task =
-            [](std::int64_t n, const std::function<void(std::int64_t)>& task) {
+            [](std::int64_t n, int threads, const std::function<void(std::int64_t)>& task) {
                 // Each task's GEMMs on its own thread (Note [Experts side by side]).
                 const SingleThreadedBlas single_threaded;
-                run_tasks(n, task);
+                run_tasks(n, threads, task);
             },
-        .task_threads = [] { return std::min(blas_threads(), pass_parts()); },
+        // As many as the BLAS was given cores, where one setting makes its GEMMs single-threaded
+        // on every thread; else one (the experts in turn).
+        .task_threads =
+            [] { return blas_threads_are_global() ? std::min(blas_threads(), pass_parts()) : 1; },
     };
     return executor;
 }

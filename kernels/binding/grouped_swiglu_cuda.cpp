@@ -55,8 +55,10 @@ class GroupedSwigluCudaFunction : public torch::autograd::Function<GroupedSwiglu
         // The kernel casts what it reads itself; autocast has nothing to do here.
         const at::Tensor x_c = x.to(compute).contiguous();
         const at::Tensor weight_c = weight.to(at::kFloat).contiguous();
-        const at::Tensor w_in_c = w_in.to(at::kFloat).contiguous();    // the master weights as
-        const at::Tensor w_out_c = w_out.to(at::kFloat).contiguous();  // they are: no copy
+        // The float32 master weights are read as they are (no copy); weights in another dtype
+        // (a bank's bfloat16 copies) are read as float32 copies.
+        const at::Tensor w_in_c = w_in.to(at::kFloat).contiguous();
+        const at::Tensor w_out_c = w_out.to(at::kFloat).contiguous();
         const at::Tensor token_c = token.contiguous();
         const at::Tensor ends = group_ends.contiguous();
         const cuda::SwigluPlan plan = plan_of(x_c, token_c, ends, w_out_c);
@@ -97,8 +99,12 @@ class GroupedSwigluCudaFunction : public torch::autograd::Function<GroupedSwiglu
         const cuda::SwigluPlan plan = plan_of(x, token, ends, w_out);
         const at::Tensor dy = grads[0].to(x.scalar_type()).contiguous();
         at::Tensor grad_act = at::empty({plan.rows, plan.d_ff}, x.options());
-        at::Tensor grad_pre = at::empty({plan.rows, 2 * plan.d_ff}, x.options());
-        at::Tensor grad_weight = at::empty({plan.rows}, weight.options());
+        // With experts, the SwiGLU backward writes every row (zeros for rows not routed).
+        const auto rows_buffer = [&](at::IntArrayRef size, const at::TensorOptions& options) {
+            return plan.experts > 0 ? at::empty(size, options) : at::zeros(size, options);
+        };
+        at::Tensor grad_pre = rows_buffer({plan.rows, 2 * plan.d_ff}, x.options());
+        at::Tensor grad_weight = rows_buffer({plan.rows}, weight.options());
         at::Tensor grad_rows = at::empty({plan.rows, plan.d_model}, x.options().dtype(at::kFloat));
         at::Tensor grad_x = at::empty({plan.tokens, plan.d_model}, x.options().dtype(x_type));
         at::Tensor grad_w_in = at::empty_like(w_in);

@@ -65,7 +65,8 @@ class SwigluRowsFunction : public torch::autograd::Function<SwigluRowsFunction> 
 bool grouped_mm_built() { return true; }
 
 at::Tensor grouped_swiglu_grouped_mm(const at::Tensor& x, const RoutedRows& routed,
-                                     const at::Tensor& w_in, const at::Tensor& w_out) {
+                                     const at::Tensor& w_in, const at::Tensor& w_out,
+                                     WeightCasts* casts) {
     const c10::cuda::CUDAGuard device(x.device());
     const std::int64_t rows = routed.token.size(0);
     const std::int64_t experts = routed.group_ends.size(0);
@@ -82,11 +83,14 @@ at::Tensor grouped_swiglu_grouped_mm(const at::Tensor& x, const RoutedRows& rout
     const at::Tensor zero = at::zeros({}, x.options().dtype(at::kBFloat16));
     const at::Tensor rows_in =
         at::where(routed_row, x.index_select(0, token).to(at::kBFloat16), zero);
-    const at::Tensor pre = at::_grouped_mm(rows_in, w_in.to(at::kBFloat16), offs);
+    auto bfloat16 = [casts](const at::Tensor& w) {
+        return casts != nullptr ? casts->as(w, at::kBFloat16) : w.to(at::kBFloat16);
+    };
+    const at::Tensor pre = at::_grouped_mm(rows_in, bfloat16(w_in), offs);
     const at::Tensor act =
         SwigluRowsFunction::apply(pre, routed.weight.to(at::kFloat).contiguous(), routed_end);
     const at::Tensor expert_rows =
-        at::where(routed_row, at::_grouped_mm(act, w_out.to(at::kBFloat16), offs), zero);
+        at::where(routed_row, at::_grouped_mm(act, bfloat16(w_out), offs), zero);
     // index_add on CUDA adds atomically; with deterministic algorithms on, LibTorch sorts instead.
     return at::zeros_like(x).index_add(0, token, expert_rows.to(x.scalar_type()));
 }
@@ -96,7 +100,7 @@ at::Tensor grouped_swiglu_grouped_mm(const at::Tensor& x, const RoutedRows& rout
 bool grouped_mm_built() { return false; }
 
 at::Tensor grouped_swiglu_grouped_mm(const at::Tensor&, const RoutedRows&, const at::Tensor&,
-                                     const at::Tensor&) {
+                                     const at::Tensor&, WeightCasts*) {
     throw std::invalid_argument(
         "grouped SwiGLU kernel 'grouped_mm' is not in this build (it needs LibTorch 2.8 or later "
         "and the cuda preset)");

@@ -14,8 +14,10 @@ namespace moelab::kernels::binding {
 // Whether this build can run the kernel at all (LibTorch >= 2.8 and MOELAB_CUDA).
 bool grouped_mm_built();
 
-// The contract of run_grouped_swiglu for CUDA tensors; the result is in the dtype of x.
+// The contract of run_grouped_swiglu for CUDA tensors; the result is in the dtype of x. The
+// bfloat16 weights come from `casts` when given (made again only when the weights change).
 at::Tensor grouped_swiglu_grouped_mm(const at::Tensor& x, const RoutedRows& routed,
-                                     const at::Tensor& w_in, const at::Tensor& w_out);
+                                     const at::Tensor& w_in, const at::Tensor& w_out,
+                                     WeightCasts* casts);
 
 }  // namespace moelab::kernels::binding

@@ -153,10 +153,11 @@ void run_pass(std::int64_t n, std::int64_t grain,
     pool().run(n, grain, body);
 }
 
-void run_tasks(std::int64_t n, const std::function<void(std::int64_t)>& task) {
+void run_tasks(std::int64_t n, int threads, const std::function<void(std::int64_t)>& task) {
     std::atomic<std::int64_t> next{0};
+    const std::int64_t parts = std::min<std::int64_t>({n, std::max(threads, 1), pass_parts()});
     // One chunk per thread, each taking tasks until none is left.
-    run_pass(std::min<std::int64_t>(n, pass_parts()), 1, [&](std::int64_t, std::int64_t) {
+    run_pass(parts, 1, [&](std::int64_t, std::int64_t) {
         for (std::int64_t i = next++; i < n; i = next++) task(i);
     });
 }

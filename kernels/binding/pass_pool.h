@@ -18,10 +18,13 @@ namespace moelab::kernels::binding {
 void run_pass(std::int64_t n, std::int64_t grain,
               const std::function<void(std::int64_t, std::int64_t)>& body);
 
-// Calls task(i) for every i in [0, n) on up to pass_parts() threads, each thread taking the
-// next task in index order as it becomes free; returns when every task is done, and rethrows the
-// first exception a task threw (the other tasks still run).
-void run_tasks(std::int64_t n, const std::function<void(std::int64_t)>& task);
+// Calls task(i) for every i in [0, n) on up to `threads` threads of the pool (at most
+// pass_parts()), each thread taking the next task in index order as it becomes free; returns when
+// every task is done. A task's exception is rethrown once every thread has stopped (the calling
+// thread's first, else a worker's); a thread stops taking tasks at its first exception, so some
+// tasks may not run. Run from inside a pass, or with one thread, the tasks run in order on the
+// calling thread.
+void run_tasks(std::int64_t n, int threads, const std::function<void(std::int64_t)>& task);
 
 // The pool's width: the CPUs this process may use, at most 8 (passes are memory-bound).
 int pass_threads();

@@ -37,13 +37,14 @@ struct CpuExecutor {
     std::function<void(std::int64_t n, std::int64_t grain,
                        const std::function<void(std::int64_t, std::int64_t)>& body)>
         parallel_for;
-    // Calls task(i) once for every i in [0, n), possibly several tasks at once on different
-    // threads, each task on one thread; the GEMMs a task calls run on that thread alone, and its
-    // parallel_for calls may run inline. Tasks start in index order, so the caller puts the
-    // largest first. Returns when every task is done.
-    std::function<void(std::int64_t n, const std::function<void(std::int64_t)>& task)>
+    // Calls task(i) once for every i in [0, n), up to `threads` (at most task_threads()) at once
+    // on different threads, each task on one thread; the GEMMs a task calls run on that thread
+    // alone, and its parallel_for calls may run inline. Tasks start in index order, so the caller
+    // puts the largest first. Returns when every task is done.
+    std::function<void(std::int64_t n, int threads, const std::function<void(std::int64_t)>& task)>
         for_each_task;
-    // How many tasks for_each_task runs at once now (1: one after another).
+    // How many tasks for_each_task can run at once now (1: one after another, the GEMMs with the
+    // BLAS's own threads).
     std::function<int()> task_threads;
 
     void gemm(const GemmArgs<float>& args) const { gemm_f32(args); }

@@ -51,10 +51,11 @@ void combine_rows(const CpuExecutor& exec, const GroupedSwigluProblem<T>& proble
 template <class T, class PerExpert>
 void for_each_expert(const CpuExecutor& exec, const GroupedSwigluProblem<T>& problem,
                      PerExpert&& per_expert) {
+    const int threads = exec.task_threads();
     const ExpertSchedule schedule =
-        schedule_experts(problem.offsets, problem.desc.experts, exec.task_threads());
+        schedule_experts(problem.offsets, problem.desc.experts, threads);
     if (schedule.side_by_side) {
-        exec.for_each_task(static_cast<std::int64_t>(schedule.order.size()),
+        exec.for_each_task(static_cast<std::int64_t>(schedule.order.size()), threads,
                            [&](std::int64_t i) { per_expert(schedule.order[i]); });
         return;
     }

@@ -10,12 +10,14 @@
 #include <numeric>
 
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/autograd.h>
 #include <torch/cuda.h>
 
 #include "core/system/autocast_scope.h"
 #include "kernels/binding/grouped_swiglu.h"
 #include "kernels/binding/pass_pool.h"
+#include "kernels/binding/weight_casts.h"
 #include "kernels/cpu/grouped_swiglu_cpu.h"
 #include "kernels/cpu/swiglu_rows.h"
 #include "kernels/reference/grouped_swiglu_reference.h"
@@ -371,6 +373,44 @@ TEST(GroupedSwiglu, GroupedMmSaysWhatItNeeds) {
     EXPECT_TRUE(grouped_mm.can_implement(desc).ok);
     // Not yet run on a GPU: `auto` keeps to the reference until it has.
     EXPECT_EQ(choose_grouped_swiglu_kernel("auto", desc).kernel->name, "reference");
+}
+
+// A bank's weights in bfloat16 are cast once per change of the weights, not per call, and the
+// copy passes gradients back to the float32 master like a cast.
+TEST(WeightCasts, CastOncePerChangeAndPassGradientsBack) {
+    WeightCasts casts;
+    const at::Tensor master = at::randn({3, 4}).requires_grad_();
+    EXPECT_TRUE(casts.as(master, at::kFloat).is_same(master));  // already that dtype
+    const at::Tensor first = casts.as(master, at::kBFloat16);
+    const at::Tensor again = casts.as(master, at::kBFloat16);
+    EXPECT_EQ(casts.casts(), 1);
+    EXPECT_TRUE(at::equal(first, master.detach().to(at::kBFloat16)));
+    // Gradient: as through master.to(bfloat16), into float32.
+    const at::Tensor probe = at::randn({3, 4}).to(at::kBFloat16);
+    const at::Tensor grad = torch::autograd::grad({(again * probe).sum()}, {master})[0];
+    const at::Tensor cast_grad =
+        torch::autograd::grad({(master.to(at::kBFloat16) * probe).sum()}, {master})[0];
+    EXPECT_EQ(grad.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::equal(grad, cast_grad));
+    // An optimizer step writes the master in place: the next call casts again.
+    {
+        at::NoGradGuard no_grad;
+        master.add_(1.0);
+    }
+    const at::Tensor stepped = casts.as(master, at::kBFloat16);
+    EXPECT_EQ(casts.casts(), 2);
+    EXPECT_TRUE(at::equal(stepped, master.detach().to(at::kBFloat16)));
+    // In inference mode (generation) nothing is kept: a copy made there could not be saved for a
+    // later training step's backward.
+    {
+        c10::InferenceMode inference;
+        EXPECT_TRUE(at::equal(casts.as(master, at::kBFloat16), master.detach().to(at::kBFloat16)));
+        EXPECT_EQ(casts.casts(), 2);
+    }
+    // Another tensor has its own copy.
+    const at::Tensor other = at::randn({2, 2});
+    EXPECT_TRUE(at::equal(casts.as(other, at::kBFloat16), other.to(at::kBFloat16)));
+    EXPECT_EQ(casts.casts(), 3);
 }
 
 TEST(GroupedSwiglu, GroupedCudaSaysWhatItNeeds) {

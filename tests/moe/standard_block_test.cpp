@@ -434,6 +434,20 @@ TEST(DeferredChecks, RaiseTheFirstFailureThroughItsContextsAtTheRead) {
         expect_no_violations(count(1), [](std::int64_t) {});  // nothing to report after all
         EXPECT_NO_THROW(pass.read());
     }
+    // A context opened before the pass is the caller's: its own catch translates what leaves
+    // the pass, as it would have at once.
+    {
+        const ErrorContext callers(
+            [](const sdk::Error& e) { throw PluginError(std::string("caller: ") + e.what()); });
+        DeferredChecks pass;
+        expect_no_violations(count(1), [](std::int64_t) { throw sdk::Error("inside"); });
+        try {
+            pass.read();
+            FAIL();
+        } catch (const sdk::Error& error) {
+            EXPECT_EQ(std::string(error.what()), "inside");
+        }
+    }
     // Outside a pass, a check runs at once.
     EXPECT_THROW(expect_no_violations(count(1), [](std::int64_t) { throw sdk::Error("now"); }),
                  sdk::Error);

@@ -139,10 +139,10 @@ inline Verdict cuda_grouped(const GroupedSwigluDesc& desc) {
             "the grouped_cuda kernel needs moelab built with the cuda preset; use kernel = "
             "\"reference\" (or \"auto\")");
     }
-    if (desc.compute == ElementType::kFloat64) {
+    if (desc.compute == ElementType::kFloat64 || desc.element == ElementType::kFloat64) {
         return Verdict::no(
-            "the grouped_cuda kernel computes in float32 or bfloat16; for float64 use kernel = "
-            "\"reference\" (or \"auto\")");
+            "the grouped_cuda kernel takes and computes float32 or bfloat16; for float64 use "
+            "kernel = \"reference\" (or \"auto\")");
     }
     return Verdict::yes();
 }
