@@ -11,7 +11,8 @@
 //
 //   moelab_bench_moe [--tokens 8192] [--d-model 512] [--d-ff 1024] [--experts 8] [--k 2]
 //                    [--rounds 7] [--threads N] [--device cpu|cuda] [--bf16 1]
-//                    [--kernel auto|grouped|reference] [--only moe|experts|dense|naive]
+//                    [--kernel auto|grouped|reference|grouped_mm|grouped_cuda]
+//                    [--only moe|experts|dense|naive]
 // --only times one variant (for a profiler: perf record -g moelab_bench_moe --only moe).
 //   experts: the expert kernel alone (gather, GEMMs, combine, forward + backward) on a fixed
 //            routing plan; moe minus experts is what routing, planning and the norm cost.
