@@ -23,6 +23,7 @@
 #include "core/system/read_file.h"
 #include "core/system/remove_tree.h"
 #include "moelab/sdk/parallel.h"
+#include "tools/bench/bench_args.h"
 
 namespace {
 
@@ -35,30 +36,9 @@ double since(Clock::time_point start) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    if (argc < 2) {
-        std::fprintf(stderr,
-                     "usage: moelab_bench_encode CORPUS_FILE [--tokenizer NAME] "
-                     "[--train FILE] [--rounds N]\n");
-        return 2;
-    }
-    const fs::path corpus = argv[1];
-    std::string name = "bytes";
-    fs::path train = corpus;
-    int rounds = 3;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        const std::string flag = argv[i];
-        if (flag == "--tokenizer") {
-            name = argv[i + 1];
-        } else if (flag == "--train") {
-            train = argv[i + 1];
-        } else if (flag == "--rounds") {
-            rounds = std::max(1, std::atoi(argv[i + 1]));
-        } else {
-            std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
-            return 2;
-        }
-    }
+namespace {
+
+int run(const fs::path& corpus, const std::string& name, const fs::path& train, int rounds) {
     using namespace moelab;
     core::tune_allocator_for_training();  // as `moelab run` and `moelab data prepare` do
     const core::PluginRegistry registry = core::load_plugins({MOELAB_BUILTIN_PLUGIN_DIR});
@@ -113,4 +93,43 @@ int main(int argc, char** argv) {
     std::printf("into a shard:      %8.2f s  %8.1f MB/s\n", s, mb / s);
     std::printf("store / alone = %.2f\n", a / s);
     return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    constexpr const char* kUsage =
+        "moelab_bench_encode CORPUS_FILE [--tokenizer NAME] [--train FILE] [--rounds 3]\n";
+    fs::path corpus;
+    std::string name = "bytes";
+    fs::path train;
+    int rounds = 3;
+    try {
+        const moelab::bench::BenchArgs args(argc, argv, 1, {"--tokenizer", "--train", "--rounds"});
+        if (args.help()) {
+            std::fputs(kUsage, stdout);
+            return 0;
+        }
+        corpus = args.positional(0);
+        name = args.text("--tokenizer", name);
+        train = args.text("--train", corpus.string());
+        rounds = static_cast<int>(args.integer("--rounds", rounds, 1));
+        for (const fs::path& file : {corpus, train}) {
+            if (!fs::is_regular_file(file)) {
+                throw moelab::bench::BenchUsageError(file.string() + ": not a file");
+            }
+        }
+    } catch (const moelab::bench::BenchUsageError& error) {
+        std::fprintf(stderr, "moelab_bench_encode: %s\nusage: %s", error.what(), kUsage);
+        return 2;
+    }
+    try {
+        return run(corpus, name, train, rounds);
+    } catch (const moelab::core::ConfigError& error) {
+        std::fprintf(stderr, "error: %s\n", error.what());
+        return 2;
+    } catch (const std::exception& error) {
+        std::fprintf(stderr, "error: %s\n", error.what());
+        return 1;
+    }
 }

@@ -41,6 +41,7 @@
 #include "kernels/reference/grouped_swiglu_reference.h"
 #include "moelab/sdk/rms_norm.h"
 #include "moelab/sdk/routing_ops.h"
+#include "tools/bench/bench_args.h"
 
 namespace {
 
@@ -57,37 +58,37 @@ struct Options {
     std::string only;  // empty: every variant
 };
 
-Options parse(int argc, char** argv) {
+constexpr const char* kUsage =
+    "moelab_bench_moe [--tokens 8192] [--d-model 512] [--d-ff 1024] [--experts 8] [--k 2]\n"
+    "                 [--rounds 7] [--threads N] [--device cpu|cuda] [--bf16 0|1]\n"
+    "                 [--kernel auto|grouped|reference|grouped_mm|grouped_cuda]\n"
+    "                 [--only moe|experts|dense|naive]\n";
+
+// Throws BenchUsageError.
+Options parse(const moelab::bench::BenchArgs& args) {
     Options o;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const std::string flag = argv[i];
-        const long long value = std::atoll(argv[i + 1]);
-        if (flag == "--tokens")
-            o.tokens = value;
-        else if (flag == "--d-model")
-            o.d_model = value;
-        else if (flag == "--d-ff")
-            o.d_ff = value;
-        else if (flag == "--experts")
-            o.experts = value;
-        else if (flag == "--k")
-            o.k = value;
-        else if (flag == "--rounds")
-            o.rounds = static_cast<int>(value);
-        else if (flag == "--threads")
-            o.threads = static_cast<int>(value);
-        else if (flag == "--device")
-            o.device = argv[i + 1];
-        else if (flag == "--bf16")
-            o.bf16 = value != 0;
-        else if (flag == "--kernel")
-            o.kernel = argv[i + 1];
-        else if (flag == "--only")
-            o.only = argv[i + 1];
-        else {
-            std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
-            std::exit(2);
-        }
+    o.tokens = args.integer("--tokens", o.tokens, 1);
+    o.d_model = args.integer("--d-model", o.d_model, 1);
+    o.d_ff = args.integer("--d-ff", o.d_ff, 1);
+    o.experts = args.integer("--experts", o.experts, 1);
+    o.k = args.integer("--k", o.k, 1);
+    o.rounds = static_cast<int>(args.integer("--rounds", o.rounds, 1));
+    o.threads = static_cast<int>(args.integer("--threads", o.threads, 0));
+    o.device = args.text("--device", o.device);
+    o.bf16 = args.integer("--bf16", 0, 0) != 0;
+    o.kernel = args.text("--kernel", o.kernel);
+    o.only = args.text("--only", o.only);
+    if (o.device != "cpu" && o.device != "cuda") {
+        throw moelab::bench::BenchUsageError("--device: expected cpu or cuda, got '" + o.device +
+                                             "'");
+    }
+    if (!o.only.empty() && o.only != "moe" && o.only != "experts" && o.only != "dense" &&
+        o.only != "naive") {
+        throw moelab::bench::BenchUsageError(
+            "--only: expected moe, experts, dense or naive, got '" + o.only + "'");
+    }
+    if (o.k > o.experts) {
+        throw moelab::bench::BenchUsageError("--k must not exceed --experts");
     }
     return o;
 }
@@ -125,7 +126,21 @@ double gemm_gflops(std::int64_t m, std::int64_t k, std::int64_t n, const at::Ten
 int main(int argc, char** argv) {
     // As `moelab run` does: large buffers are reused across calls, not mapped afresh.
     moelab::core::tune_allocator_for_training();
-    const Options o = parse(argc, argv);
+    Options o;
+    try {
+        const moelab::bench::BenchArgs args(
+            argc, argv, 0,
+            {"--tokens", "--d-model", "--d-ff", "--experts", "--k", "--rounds", "--threads",
+             "--device", "--bf16", "--kernel", "--only"});
+        if (args.help()) {
+            std::fputs(kUsage, stdout);
+            return 0;
+        }
+        o = parse(args);
+    } catch (const moelab::bench::BenchUsageError& error) {
+        std::fprintf(stderr, "moelab_bench_moe: %s\nusage: %s", error.what(), kUsage);
+        return 2;
+    }
     const int cores = moelab::core::hardware_threads();
     moelab::core::apply_threads(moelab::core::recipe_threads(0, o.threads));
     at::manual_seed(0);

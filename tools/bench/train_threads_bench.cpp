@@ -21,23 +21,13 @@
 #include "core/plugin/resolve.h"
 #include "core/system/threads.h"
 #include "core/train/adamw.h"
+#include "tools/bench/bench_args.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(const std::string& recipe_file, int steps, const std::vector<std::string>& overrides) {
     using namespace moelab::core;
-    if (argc < 2) {
-        std::fprintf(stderr, "usage: moelab_bench_threads RECIPE [--steps N] [--set k=v]...\n");
-        return 2;
-    }
-    int steps = 8;
-    std::vector<std::string> overrides;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        const std::string flag = argv[i];
-        if (flag == "--steps")
-            steps = std::atoi(argv[i + 1]);
-        else if (flag == "--set")
-            overrides.emplace_back(argv[i + 1]);
-    }
-    Recipe recipe = load_recipe(argv[1], overrides);
+    Recipe recipe = load_recipe(recipe_file, overrides);
     PluginRegistry registry = load_plugins(plugin_search_path(recipe.plugins.search_path));
     const moelab::sdk::CapabilityQuery query =
         capability_query(recipe, moelab::core::DeviceChoice::kCpu, 0);
@@ -85,4 +75,36 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
     }
     return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace moelab::core;
+    constexpr const char* kUsage = "moelab_bench_threads RECIPE [--steps 8] [--set key=value]...\n";
+    int steps = 8;
+    std::vector<std::string> overrides;
+    std::string recipe_file;
+    try {
+        const moelab::bench::BenchArgs args(argc, argv, 1, {"--steps", "--set"});
+        if (args.help()) {
+            std::fputs(kUsage, stdout);
+            return 0;
+        }
+        recipe_file = args.positional(0);
+        steps = static_cast<int>(args.integer("--steps", steps, 1));
+        overrides = args.all("--set");
+    } catch (const moelab::bench::BenchUsageError& error) {
+        std::fprintf(stderr, "moelab_bench_threads: %s\nusage: %s", error.what(), kUsage);
+        return 2;
+    }
+    try {
+        return run(recipe_file, steps, overrides);
+    } catch (const ConfigError& error) {
+        std::fprintf(stderr, "error: %s\n", error.what());
+        return 2;
+    } catch (const std::exception& error) {
+        std::fprintf(stderr, "error: %s\n", error.what());
+        return 1;
+    }
 }
