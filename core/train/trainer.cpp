@@ -34,6 +34,7 @@
 #include "core/system/build_info.h"
 #include "core/system/device.h"
 #include "core/system/gemm_peak.h"
+#include "core/system/operator_profile.h"
 #include "core/system/read_file.h"
 #include "core/system/step_profiler.h"
 #include "core/system/threads.h"
@@ -322,7 +323,8 @@ class TrainingRun {
     std::vector<at::Tensor> parameters_;
     std::vector<std::string> parameter_names_;  // parallel to parameters_
     std::unique_ptr<AdamW> optimizer_;
-    std::unique_ptr<StepProfiler> profiler_;  // with --profile, after the warm-up steps
+    std::unique_ptr<StepProfiler> profiler_;             // with --profile, after the warm-up steps
+    std::unique_ptr<OperatorProfile> operator_profile_;  // with --profile-operators, likewise
     // Note [Stages]: the plan, which parameters each stage trains (parallel to parameters_), and
     // the stage the parameters are set up for (-1: none yet).
     std::unique_ptr<StagePlan> stages_;
@@ -1028,6 +1030,13 @@ void TrainingRun::write_profile() {
                     "(with the profiler's hooks); in {}\n{}",
                     profiler_->steps(), kProfileWarmupSteps, profiler_->step_seconds() * 1e3,
                     tokens_per_second, rates_text, file.string(), profiler_->table()));
+    if (operator_profile_ == nullptr) return;
+    nlohmann::json operators = operator_profile_->to_json();
+    operators["steps"] = profiler_->steps();
+    const fs::path operators_file = run_dir_ / "operators.json";
+    write_file_atomically(operators_file, operators.dump(2) + "\n");
+    log(fmt::format("operators of the profiled steps, by self time (every one in {}):\n{}",
+                    operators_file.string(), operator_profile_->table(15)));
 }
 
 nlohmann::json TrainingRun::throughput_summary() const {
@@ -1327,8 +1336,13 @@ RunResult TrainingRun::run() {
                 synchronize = [index] { at::detail::getCUDAHooks().deviceSynchronize(index); };
             }
             profiler_ = std::make_unique<StepProfiler>(std::move(synchronize));
+            if (options_.profile_operators) {
+                operator_profile_ = std::make_unique<OperatorProfile>(/*recording=*/false);
+            }
         }
+        if (operator_profile_) operator_profile_->begin();
         train_step();
+        if (operator_profile_) operator_profile_->end();
         ++steps_this_invocation;
         ++window_steps;
         if (step_ % train_.log_every == 0 || step_ == train_.steps) {

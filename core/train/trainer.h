@@ -8,6 +8,7 @@
 //   summary.json           final validation and test loss/perplexity, tokens, wall time,
 //                          parameter counts (total and active), unigram baseline
 //   profile.json           with RunOptions::profile: where a step's time goes
+//   operators.json         with RunOptions::profile_operators: time per LibTorch operator
 //   calibration.json       with init.calibration_samples: each calibrated layer's error before
 //                          and after (Note [Calibration] in the SDK's calibration.h)
 // A run can be resumed from its latest checkpoint with identical results on the CPU.
@@ -34,6 +35,9 @@ struct RunOptions {
     // Profile the steps after the first kProfileWarmupSteps of this invocation: per phase and
     // operator family, into profile.json and the terminal (Note [Step profile]).
     bool profile = false;
+    // With profile: also the self time of every LibTorch operator of the profiled steps, into
+    // operators.json and the terminal (Note [Operator profile]).
+    bool profile_operators = false;
     // The hash (recipe_hash) of a stored recipe.resolved.toml resolved with today's plugins: the
     // second look of --resume when the checkpoint's recipe hash differs (Note [Recipe hash across
     // plugin versions] in model_state.h). Empty: a differing hash is refused outright.

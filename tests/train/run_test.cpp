@@ -171,6 +171,36 @@ TEST_F(TinyRun, AProfiledRunSplitsItsStepsByPhaseAndOperatorFamily) {
     EXPECT_GT(by_name.at("optimizer")["other_seconds"].get<double>(), 0);
 }
 
+// Note [Operator profile]: the operators of the profiled steps alone, by self time.
+TEST_F(TinyRun, AnOperatorProfileNamesTheOperatorsOfTheProfiledSteps) {
+    const CommandResult run = moelab("run " + tiny_recipe() +
+                                     " --out o --profile-operators --set train.steps=6 "
+                                     "--set train.eval_every=3");
+    ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+    EXPECT_NE(run.out.find("operators of the profiled steps, by self time"), std::string::npos)
+        << run.out;
+    const nlohmann::json profile = read_json(dir("o") / "profile.json");
+    const nlohmann::json operators = read_json(dir("o") / "operators.json");
+    EXPECT_EQ(operators["steps"], 4);
+    // The same spans as the step profile's steps: the evaluation at step 3 is not in them.
+    const double steps_seconds = 4 * profile["step_seconds"].get<double>();
+    const double recorded = operators["seconds"].get<double>();
+    EXPECT_GT(recorded, 0.8 * steps_seconds);
+    EXPECT_LT(recorded, 1.25 * steps_seconds);
+    double self = 0, previous = 1e300;
+    std::map<std::string, std::int64_t> calls;
+    for (const auto& row : operators["operators"]) {
+        const double row_self = row["self_seconds"].get<double>();
+        EXPECT_LE(row_self, previous);  // largest first
+        previous = row_self;
+        self += row_self;
+        calls[row["name"].get<std::string>()] = row["calls"].get<std::int64_t>();
+    }
+    EXPECT_LE(self, recorded);
+    EXPECT_GT(calls["aten::mm"], 0);
+    EXPECT_GT(calls["aten::bmm"], 0);  // attention's scores
+}
+
 TEST_F(TinyRun, ResumingGivesABitIdenticalLossCurve) {
     // Router jitter draws from the random generator: its state must be restored too.
     const std::string recipe = tiny_recipe() + " --set router.jitter=0.1";

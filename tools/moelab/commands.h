@@ -30,6 +30,7 @@ struct RunArgs {
     bool resume = false;
     long long stop_after_steps = 0;
     bool profile = false;
+    bool profile_operators = false;
 };
 int run_recipe(const RunArgs& args);
 

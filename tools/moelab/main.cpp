@@ -95,6 +95,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
     command->add_flag("--profile", args->profile,
                       "Time each step per phase and operator family after 2 warm-up steps; "
                       "prints a table and writes profile.json to the run directory");
+    command->add_flag("--profile-operators", args->profile_operators,
+                      "--profile, and the self time of every LibTorch operator of the profiled "
+                      "steps: prints the largest and writes operators.json");
     command->callback([&exit_code, args] {
         if (args->resume && args->out_dir.empty()) {
             exit_code = run_guarded([]() -> int {

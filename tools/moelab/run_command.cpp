@@ -18,7 +18,8 @@ int run_recipe(const RunArgs& args) {
     options.out_dir = args.out_dir;
     options.resume = args.resume;
     options.stop_after_steps = args.stop_after_steps;
-    options.profile = args.profile;
+    options.profile = args.profile || args.profile_operators;
+    options.profile_operators = args.profile_operators;
     options.rehash_stored_recipe = [](const std::filesystem::path& stored) {
         return core::recipe_hash(core::load_and_resolve(stored.string(), {})->resolved);
     };
