@@ -114,6 +114,10 @@ class C10dJob final : public DistributedJob {
         std::vector<int> everyone(static_cast<std::size_t>(env.world_size));
         std::iota(everyone.begin(), everyone.end(), 0);
         world_ = subgroup("world", everyone);
+        // Every rank has finished connecting before any goes on: a rank with nothing to exchange
+        // could otherwise finish and exit while another is still opening its connection to it
+        // ("Connection closed by peer" in that one, seen in the test suite).
+        world_->barrier();
     }
 
     int rank() const override { return env_.rank; }
