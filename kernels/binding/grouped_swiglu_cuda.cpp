@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/autograd.h>
 
+#include "kernels/binding/cuda_element.h"
 #include "kernels/binding/rows_by_token.h"
 #include "kernels/cuda/grouped_swiglu_cuda.h"
 #include "kernels/cuda/swiglu_rows_cuda.h"
@@ -20,11 +21,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
-
-cuda::tile::Element element_of(const at::Tensor& t) {
-    return t.scalar_type() == at::kBFloat16 ? cuda::tile::Element::kBfloat16
-                                            : cuda::tile::Element::kFloat32;
-}
 
 cuda::SwigluPlan plan_of(const at::Tensor& x, const at::Tensor& token, const at::Tensor& ends,
                          const at::Tensor& w_out) {
@@ -116,9 +112,7 @@ class GroupedSwigluCudaFunction : public torch::autograd::Function<GroupedSwiglu
         if (plan.experts > 0) {
             // Zero gradients for the rows that are not routed (the grad_act there is not read).
             const at::Tensor routed_end = ends.narrow(0, plan.experts - 1, 1);
-            cuda::swiglu_rows_backward(x.scalar_type() == at::kBFloat16 ? cuda::RowType::kBfloat16
-                                                                        : cuda::RowType::kFloat32,
-                                       pre.data_ptr(), grad_act.data_ptr(),
+            cuda::swiglu_rows_backward(element_of(x), pre.data_ptr(), grad_act.data_ptr(),
                                        weight.data_ptr<float>(), grad_pre.data_ptr(),
                                        grad_weight.data_ptr<float>(), plan.rows, plan.d_ff,
                                        routed_end.data_ptr<std::int64_t>(), stream);

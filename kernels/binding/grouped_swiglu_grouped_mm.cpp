@@ -11,6 +11,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/autograd.h>
 
+#include "kernels/binding/cuda_element.h"
 #include "kernels/cuda/swiglu_rows_cuda.h"
 #endif
 
@@ -23,10 +24,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
-cuda::RowType row_type_of(const at::Tensor& t) {
-    return t.scalar_type() == at::kBFloat16 ? cuda::RowType::kBfloat16 : cuda::RowType::kFloat32;
-}
-
 // act = weight * SiLU(gate) * up on the routed rows, zero on the others (whatever the grouped GEMM
 // left there), and zero gradients for them too.
 class SwigluRowsFunction : public torch::autograd::Function<SwigluRowsFunction> {
@@ -37,7 +34,7 @@ class SwigluRowsFunction : public torch::autograd::Function<SwigluRowsFunction> 
         const at::Tensor pre_c = pre.contiguous();
         const std::int64_t rows = pre_c.size(0), d_ff = pre_c.size(1) / 2;
         at::Tensor act = at::empty({rows, d_ff}, pre_c.options());
-        cuda::swiglu_rows_forward(row_type_of(pre_c), pre_c.data_ptr(), weight.data_ptr<float>(),
+        cuda::swiglu_rows_forward(element_of(pre_c), pre_c.data_ptr(), weight.data_ptr<float>(),
                                   act.data_ptr(), rows, d_ff, routed_end.data_ptr<std::int64_t>(),
                                   at::cuda::getCurrentCUDAStream().stream());
         ctx->save_for_backward({pre_c, weight, routed_end});
@@ -53,7 +50,7 @@ class SwigluRowsFunction : public torch::autograd::Function<SwigluRowsFunction> 
         at::Tensor grad_pre = at::empty_like(pre);
         at::Tensor grad_weight = at::empty_like(weight);
         cuda::swiglu_rows_backward(
-            row_type_of(pre), pre.data_ptr(), grad_act.data_ptr(), weight.data_ptr<float>(),
+            element_of(pre), pre.data_ptr(), grad_act.data_ptr(), weight.data_ptr<float>(),
             grad_pre.data_ptr(), grad_weight.data_ptr<float>(), rows, d_ff,
             routed_end.data_ptr<std::int64_t>(), at::cuda::getCurrentCUDAStream().stream());
         return {grad_pre, grad_weight, at::Tensor()};

@@ -37,11 +37,16 @@ class PassPool {
 
     int width() const { return static_cast<int>(workers_.size()) + 1; }
 
+    // At most this many chunks per pass now: the width, or the tests' limit.
+    int parts_now() const {
+        const int limit = part_limit.load();
+        return limit > 0 ? std::min(limit, width()) : width();
+    }
+
     void run(std::int64_t n, std::int64_t grain,
              const std::function<void(std::int64_t, std::int64_t)>& body) {
         if (n <= 0) return;
-        const int limit = part_limit.load();
-        const std::int64_t threads = limit > 0 ? std::min(limit, width()) : width();
+        const std::int64_t threads = parts_now();
         const std::int64_t parts = std::min<std::int64_t>(
             threads, std::max<std::int64_t>(1, n / std::max<std::int64_t>(grain, 1)));
         if (parts == 1 || in_pass) {
@@ -143,10 +148,7 @@ int pass_threads() {
 
 void limit_pass_parts(int parts) { part_limit.store(std::max(parts, 0)); }
 
-int pass_parts() {
-    const int limit = part_limit.load();
-    return limit > 0 ? std::min(limit, pool().width()) : pool().width();
-}
+int pass_parts() { return pool().parts_now(); }
 
 void run_pass(std::int64_t n, std::int64_t grain,
               const std::function<void(std::int64_t, std::int64_t)>& body) {

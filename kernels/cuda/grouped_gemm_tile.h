@@ -33,6 +33,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/cuda/element.h"
+
 #if defined(__CUDACC__)
 #define MOELAB_HD __host__ __device__ inline
 #else
@@ -49,7 +51,7 @@ constexpr int kSide = 16;      // threads per side
 constexpr int kPerThread = 4;  // 4 x 4 outputs per thread: (ty + 16 i, tx + 16 j)
 static_assert(kSide * kSide == kThreads && kSide * kPerThread == kRows && kRows == kCols);
 
-enum class Element : std::uint8_t { kFloat32, kBfloat16 };
+using cuda::Element;
 
 MOELAB_HD float float_of_bits(std::uint32_t bits) {
 #if defined(__CUDA_ARCH__)

@@ -96,12 +96,12 @@ void check_launch(const char* what) {
 
 }  // namespace
 
-void swiglu_rows_forward(RowType type, const void* pre, const float* weight, void* act,
+void swiglu_rows_forward(Element type, const void* pre, const float* weight, void* act,
                          std::int64_t rows, std::int64_t d_ff, const std::int64_t* routed_end,
                          void* stream) {
     if (rows == 0) return;
     const auto s = static_cast<cudaStream_t>(stream);
-    if (type == RowType::kFloat32) {
+    if (type == Element::kFloat32) {
         forward_rows<<<rows, kThreads, 0, s>>>(static_cast<const float*>(pre), weight,
                                                static_cast<float*>(act), rows, d_ff, routed_end);
     } else {
@@ -112,12 +112,12 @@ void swiglu_rows_forward(RowType type, const void* pre, const float* weight, voi
     check_launch("swiglu_rows_forward");
 }
 
-void swiglu_rows_backward(RowType type, const void* pre, const void* grad_act, const float* weight,
+void swiglu_rows_backward(Element type, const void* pre, const void* grad_act, const float* weight,
                           void* grad_pre, float* grad_weight, std::int64_t rows, std::int64_t d_ff,
                           const std::int64_t* routed_end, void* stream) {
     if (rows == 0) return;
     const auto s = static_cast<cudaStream_t>(stream);
-    if (type == RowType::kFloat32) {
+    if (type == Element::kFloat32) {
         backward_rows<<<rows, kThreads, 0, s>>>(
             static_cast<const float*>(pre), static_cast<const float*>(grad_act), weight,
             static_cast<float*>(grad_pre), grad_weight, rows, d_ff, routed_end);

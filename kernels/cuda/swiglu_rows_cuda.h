@@ -11,20 +11,19 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/element.h"
+
 namespace moelab::kernels::cuda {
 
-// The element type of pre, act and their gradients; weights and their gradients are float32.
-enum class RowType { kFloat32, kBfloat16 };
-
 // act[r] = weight[r] * SiLU(gate_r) * up_r, in `type`; weight float32.
-void swiglu_rows_forward(RowType type, const void* pre, const float* weight, void* act,
+void swiglu_rows_forward(Element type, const void* pre, const float* weight, void* act,
                          std::int64_t rows, std::int64_t d_ff, const std::int64_t* routed_end,
                          void* stream);
 
 // grad_pre[r] = [weight_r grad_act_r * up_r * SiLU'(gate_r) | weight_r grad_act_r * SiLU(gate_r)]
 // grad_weight[r] = <grad_act_r, SiLU(gate_r) * up_r>, accumulated in float32 by one block per
 // row in a fixed order (deterministic).
-void swiglu_rows_backward(RowType type, const void* pre, const void* grad_act, const float* weight,
+void swiglu_rows_backward(Element type, const void* pre, const void* grad_act, const float* weight,
                           void* grad_pre, float* grad_weight, std::int64_t rows, std::int64_t d_ff,
                           const std::int64_t* routed_end, void* stream);
 
