@@ -9,7 +9,7 @@ namespace moelab::sdk {
 // that do not fit). The host catches every exception that leaves a plugin call and reports it
 // together with the plugin's name and file; an sdk::Error's message is shown as the cause.
 class Error : public std::runtime_error {
-public:
+  public:
     explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 

@@ -42,8 +42,7 @@ namespace moelab::sdk {
 
 // "compiler=gcc-12;cxx11abi=1;torch=1.13;cuda=0"
 inline constexpr char kBuildFingerprint[] =
-    "compiler=" MOELAB_FP_COMPILER ";cxx11abi=" MOELAB_FP_CXX11_ABI
-    ";torch=" MOELAB_FP_STR(TORCH_VERSION_MAJOR) "." MOELAB_FP_STR(TORCH_VERSION_MINOR)
-    ";cuda=" MOELAB_FP_CUDA;
+    "compiler=" MOELAB_FP_COMPILER ";cxx11abi=" MOELAB_FP_CXX11_ABI ";torch=" MOELAB_FP_STR(
+        TORCH_VERSION_MAJOR) "." MOELAB_FP_STR(TORCH_VERSION_MINOR) ";cuda=" MOELAB_FP_CUDA;
 
 }  // namespace moelab::sdk

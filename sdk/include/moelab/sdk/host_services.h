@@ -9,7 +9,7 @@
 namespace moelab::sdk {
 
 class HostServices {
-public:
+  public:
     // A new bank on the model's device and dtype, with parameters initialised by the host's
     // documented scheme. The caller registers it as a submodule so that it is trained and saved.
     virtual std::shared_ptr<ExpertBank> make_expert_bank(const ExpertBankSpec& spec) = 0;
@@ -18,7 +18,7 @@ public:
     // Computed once per run and shared; MaskMoE builds its routing mask from it.
     virtual at::Tensor training_token_counts() = 0;
 
-protected:
+  protected:
     ~HostServices() = default;
 };
 

@@ -10,12 +10,12 @@
 namespace moelab::sdk {
 
 class NoAutocast {
-public:
+  public:
     NoAutocast() = default;
     NoAutocast(const NoAutocast&) = delete;
     NoAutocast& operator=(const NoAutocast&) = delete;
 
-private:
+  private:
     c10::impl::ExcludeDispatchKeyGuard guard_{c10::autocast_dispatch_keyset};
 };
 

@@ -27,13 +27,20 @@ using ParamValue = std::variant<bool, std::int64_t, double, std::string, std::ve
 
 inline const char* param_type_name(ParamType type) {
     switch (type) {
-        case ParamType::kBool: return "boolean";
-        case ParamType::kInt: return "integer";
-        case ParamType::kFloat: return "float";
-        case ParamType::kString: return "string";
-        case ParamType::kIntList: return "array of integers";
-        case ParamType::kFloatList: return "array of floats";
-        case ParamType::kStringList: return "array of strings";
+        case ParamType::kBool:
+            return "boolean";
+        case ParamType::kInt:
+            return "integer";
+        case ParamType::kFloat:
+            return "float";
+        case ParamType::kString:
+            return "string";
+        case ParamType::kIntList:
+            return "array of integers";
+        case ParamType::kFloatList:
+            return "array of floats";
+        case ParamType::kStringList:
+            return "array of strings";
     }
     return "?";
 }
@@ -49,13 +56,23 @@ struct ParamSpec {
 
     // Chainable refinements, used right after ParamSchema::add_*(). Do not keep the reference:
     // the next add_*() may move the spec.
-    ParamSpec& at_least(double value) { min = value; return *this; }
-    ParamSpec& at_most(double value) { max = value; return *this; }
-    ParamSpec& between(double lo, double hi) { min = lo; max = hi; return *this; }
+    ParamSpec& at_least(double value) {
+        min = value;
+        return *this;
+    }
+    ParamSpec& at_most(double value) {
+        max = value;
+        return *this;
+    }
+    ParamSpec& between(double lo, double hi) {
+        min = lo;
+        max = hi;
+        return *this;
+    }
 };
 
 class ParamSchema {
-public:
+  public:
     ParamSpec& add_bool(std::string name, bool fallback, std::string doc) {
         return add(std::move(name), ParamType::kBool, fallback, std::move(doc));
     }
@@ -71,13 +88,12 @@ public:
     // A string restricted to `choices`; `fallback` must be one of them.
     ParamSpec& add_choice(std::string name, std::string fallback, std::vector<std::string> choices,
                           std::string doc) {
-        ParamSpec& spec = add(std::move(name), ParamType::kString, std::move(fallback),
-                              std::move(doc));
+        ParamSpec& spec =
+            add(std::move(name), ParamType::kString, std::move(fallback), std::move(doc));
         spec.choices = std::move(choices);
         return spec;
     }
-    ParamSpec& add_int_list(std::string name, std::vector<std::int64_t> fallback,
-                            std::string doc) {
+    ParamSpec& add_int_list(std::string name, std::vector<std::int64_t> fallback, std::string doc) {
         return add(std::move(name), ParamType::kIntList, std::move(fallback), std::move(doc));
     }
     ParamSpec& add_float_list(std::string name, std::vector<double> fallback, std::string doc) {
@@ -97,11 +113,16 @@ public:
         return nullptr;
     }
 
-private:
+  private:
     ParamSpec& add(std::string name, ParamType type, ParamValue fallback, std::string doc) {
         if (find(name) != nullptr) throw Error("parameter '" + name + "' declared twice");
-        specs_.push_back(ParamSpec{std::move(name), type, std::move(fallback), std::nullopt,
-                                   std::nullopt, {}, std::move(doc)});
+        specs_.push_back(ParamSpec{std::move(name),
+                                   type,
+                                   std::move(fallback),
+                                   std::nullopt,
+                                   std::nullopt,
+                                   {},
+                                   std::move(doc)});
         return specs_.back();
     }
 
@@ -111,7 +132,7 @@ private:
 // Validated values, one per declared parameter. Asking for an undeclared name or with the wrong
 // type is a programming error in the plugin and throws sdk::Error.
 class Params {
-public:
+  public:
     Params() = default;
     explicit Params(std::map<std::string, ParamValue, std::less<>> values)
         : values_(std::move(values)) {}
@@ -132,7 +153,7 @@ public:
 
     const std::map<std::string, ParamValue, std::less<>>& values() const { return values_; }
 
-private:
+  private:
     template <class T>
     const T& get(std::string_view name) const {
         auto it = values_.find(name);

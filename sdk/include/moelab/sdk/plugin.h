@@ -31,13 +31,14 @@ inline constexpr char kPluginEntrySymbol[] = "moelab_plugin_entry";
 
 }  // namespace moelab::sdk
 
-#define MOELAB_PLUGIN(plugin_name, plugin_version, plugin_summary, register_fn)                  \
-    extern "C" MOELAB_PLUGIN_EXPORT const ::moelab::sdk::PluginDescriptor*                       \
-    moelab_plugin_entry() {                                                                      \
-        static const ::moelab::sdk::PluginDescriptor descriptor{                                 \
-            ::moelab::sdk::kPluginAbiVersion, ::moelab::sdk::kSdkVersion,                        \
-            ::moelab::sdk::kBuildFingerprint, plugin_name,                                       \
-            plugin_version,                   plugin_summary,                                    \
-            register_fn};                                                                        \
-        return &descriptor;                                                                      \
+#define MOELAB_PLUGIN(plugin_name, plugin_version, plugin_summary, register_fn)                    \
+    extern "C" MOELAB_PLUGIN_EXPORT const ::moelab::sdk::PluginDescriptor* moelab_plugin_entry() { \
+        static const ::moelab::sdk::PluginDescriptor descriptor{::moelab::sdk::kPluginAbiVersion,  \
+                                                                ::moelab::sdk::kSdkVersion,        \
+                                                                ::moelab::sdk::kBuildFingerprint,  \
+                                                                plugin_name,                       \
+                                                                plugin_version,                    \
+                                                                plugin_summary,                    \
+                                                                register_fn};                      \
+        return &descriptor;                                                                        \
     }

@@ -10,12 +10,12 @@
 namespace moelab::sdk {
 
 class Registrar {
-public:
+  public:
     virtual void add_router(RouterComponent component) = 0;
     virtual void add_attention(AttentionComponent component) = 0;
     virtual void add_tokenizer(TokenizerComponent component) = 0;
 
-protected:
+  protected:
     ~Registrar() = default;
 };
 

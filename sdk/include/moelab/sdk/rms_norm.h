@@ -11,7 +11,7 @@
 namespace moelab::sdk {
 
 class RmsNorm : public torch::nn::Module {
-public:
+  public:
     RmsNorm(std::int64_t dim, double eps) : eps_(eps) {
         weight = register_parameter("weight", at::ones({dim}));
     }
@@ -24,7 +24,7 @@ public:
 
     at::Tensor weight;  // (dim,)
 
-private:
+  private:
     double eps_;
 };
 

@@ -31,7 +31,7 @@ struct SpecialTokens {
 
 // Thread-safety: const member functions may be called concurrently.
 class Tokenizer {
-public:
+  public:
     virtual ~Tokenizer() = default;
 
     virtual std::int64_t vocab_size() const = 0;  // ids are in [0, vocab_size)
