@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <fmt/format.h>
 #include <torch/autograd.h>
 
+#include "core/plugin/host_attention_kernels.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/plugin_error.h"
 #include "moelab/sdk/init.h"
@@ -33,11 +35,15 @@ sdk::ModelShape kit_shape() {
     return shape;
 }
 
-std::shared_ptr<sdk::Attention> build(const RegisteredAttention& attention, std::uint64_t seed) {
+// Built as the host builds it, with the host's fused kernels, unless `kernels` says otherwise.
+std::shared_ptr<sdk::Attention> build(
+    const RegisteredAttention& attention, std::uint64_t seed,
+    const sdk::AttentionKernels* kernels = &host_attention_kernels()) {
     sdk::AttentionContext context;
     context.model = kit_shape();
     context.layer_index = 1;
     context.seed = seed;
+    context.kernels = kernels;
     context.init_std = 0.1;
     return instantiate_attention(attention, context, default_params(attention.component.params));
 }
@@ -86,6 +92,7 @@ std::vector<std::shared_ptr<sdk::Attention>> build_stack(const RegisteredAttenti
         context.layer_index = static_cast<int>(l);
         context.seed = 40 + static_cast<std::uint64_t>(l);
         context.init_std = 0.1;
+        context.kernels = &host_attention_kernels();
         layers.push_back(
             instantiate_attention(attention, context, default_params(attention.component.params)));
     }
@@ -163,6 +170,72 @@ ConformanceReport test_attention_component(const RegisteredAttention& attention)
         }
         if (!missing.empty()) return fail("no gradient: " + missing);
         return pass(fmt::format("{} parameters", layer->named_parameters().size()));
+    }));
+
+    report.checks.push_back(run_check("the host's fused kernels", [&] {
+        // Whatever a plugin hands the host's kernels (AttentionContext::kernels) must come back as
+        // what it would have computed itself, forward and backward, and stay causal; a plugin
+        // that never asks passes trivially. Whole sequences at one row of positions, as in
+        // training; 300 of them: whole tiles of the CPU kernel and a part, and past the length
+        // whose probabilities it keeps.
+        torch::AutoGradMode enable(true);
+        constexpr std::int64_t kKernelSeq = 300;
+        const at::Tensor positions = at::arange(kKernelSeq, at::kLong).unsqueeze(0);
+        const at::Tensor x = hidden_states(kKernelSeq, 13);
+        const at::Tensor weights = hidden_states(kKernelSeq, 14);
+        struct Result {
+            at::Tensor out, grad_input;
+            std::vector<at::Tensor> grad_parameters;
+        };
+        auto result_of = [&](sdk::Attention& layer) {
+            const at::Tensor input = x.clone().requires_grad_();
+            const at::Tensor out = run_at(layer, input, positions, nullptr, true);
+            (out * weights).sum().backward();
+            Result result{out.detach(), input.grad(), {}};
+            for (const auto& item : layer.named_parameters()) {
+                result.grad_parameters.push_back(item.value().grad());
+            }
+            return result;
+        };
+        auto own_layer = build(attention, 41, nullptr);
+        auto fused_layer = build(attention, 41);
+        const Result own = result_of(*own_layer);
+        const Result fused = result_of(*fused_layer);
+        {
+            torch::NoGradGuard no_grad;
+            at::Tensor changed = x.clone();
+            changed.narrow(1, kKernelSeq / 2, kKernelSeq / 2).normal_();
+            const at::Tensor a = run_at(*fused_layer, x, positions, nullptr, false);
+            const at::Tensor b = run_at(*fused_layer, changed, positions, nullptr, false);
+            const double leak =
+                max_difference(a.narrow(1, 0, kKernelSeq / 2), b.narrow(1, 0, kKernelSeq / 2));
+            if (leak > 1e-5) {
+                return fail(fmt::format(
+                    "with the host's kernels, changing positions {}.. changed earlier outputs by "
+                    "up to {:.2e}",
+                    kKernelSeq / 2, leak));
+            }
+        }
+        // float32 sums in another order: a relative difference of a few 1e-7 per term.
+        auto worst = [](const at::Tensor& a, const at::Tensor& b) {
+            if (a.defined() != b.defined()) return std::numeric_limits<double>::infinity();
+            if (!a.defined()) return 0.0;
+            return max_difference(a, b) / (1.0 + b.abs().max().item<double>());
+        };
+        double difference =
+            std::max(worst(fused.out, own.out), worst(fused.grad_input, own.grad_input));
+        for (std::size_t i = 0; i < own.grad_parameters.size(); ++i) {
+            difference =
+                std::max(difference, worst(fused.grad_parameters[i], own.grad_parameters[i]));
+        }
+        if (!(difference <= 1e-4)) {
+            return fail(fmt::format(
+                "with the host's kernels, outputs or gradients differ by up to {:.2e} (relative)",
+                difference));
+        }
+        return pass(fmt::format(
+            "outputs and gradients as without them (up to {:.1e} relative, {} positions)",
+            difference, kKernelSeq));
     }));
 
     report.checks.push_back(run_check("determinism under a seed", [&] {

@@ -10,6 +10,7 @@
 #include "core/moe/sharded_expert_bank.h"
 #include "core/moe/standard_block.h"
 #include "core/plugin/deferred_checks.h"
+#include "core/plugin/host_attention_kernels.h"
 #include "core/plugin/instantiate.h"
 #include "core/plugin/resolve.h"
 #include "core/system/profile_scope.h"
@@ -63,6 +64,7 @@ LanguageModel::LanguageModel(const ResolvedRecipe& resolved, std::int64_t vocab_
         attention_context.layer_index = layer;
         attention_context.seed = derive_seed(seed, "attention", l);
         attention_context.init_std = init_std;
+        attention_context.kernels = &host_attention_kernels();
         auto attention = instantiate_attention(*resolved.attention, attention_context,
                                                resolved.attention_params);
 

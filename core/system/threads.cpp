@@ -30,6 +30,8 @@ ThreadSettings default_threads(int cores) {
 }
 
 void apply_threads(const ThreadSettings& settings) {
+    static const bool spin_set [[maybe_unused]] =
+        kernels::binding::set_blas_idle_spin(kBlasIdleSpinLog2);
     if (settings.intra_op > 0) at::set_num_threads(settings.intra_op);
     if (settings.blas > 0) kernels::binding::set_blas_threads(settings.blas);
 }

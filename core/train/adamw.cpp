@@ -6,6 +6,7 @@
 #include <torch/autograd.h>
 
 #include "core/system/tensor_text.h"
+#include "kernels/binding/fused_adamw.h"
 
 namespace moelab::core {
 
@@ -30,9 +31,21 @@ void AdamW::step(double lr) {
         const auto t = static_cast<double>(++updates_[i]);
         const double correction1 = 1.0 - std::pow(options_.beta1, t);
         const double correction2 = 1.0 - std::pow(options_.beta2, t);
-        if (parameters_[i].decay && options_.weight_decay > 0) {
-            param.mul_(1.0 - lr * options_.weight_decay);
+        const bool decays = parameters_[i].decay && options_.weight_decay > 0;
+        // Contiguous float32/float64 CPU parameters: one pass over the parameter and its moments,
+        // on the host's threads. Any other (CUDA, strided), the same update as tensor operations.
+        const kernels::binding::AdamWConstants constants{
+            .beta1 = options_.beta1,
+            .beta2 = options_.beta2,
+            .eps = options_.eps,
+            .decay = decays ? 1.0 - lr * options_.weight_decay : 1.0,
+            .step_size = lr / correction1,
+            .sqrt_correction2 = std::sqrt(correction2)};
+        if (kernels::binding::fused_adamw_step(param, grad, exp_avg_[i], exp_avg_sq_[i],
+                                               constants)) {
+            continue;
         }
+        if (decays) param.mul_(constants.decay);
         exp_avg_[i].mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
         exp_avg_sq_[i].mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
         const at::Tensor denom =

@@ -2,7 +2,9 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <mutex>
+#include <string>
 
 namespace moelab::kernels::binding {
 
@@ -51,6 +53,31 @@ bool set_blas_threads(int threads) {
 bool blas_threads_are_global() {
     const GetInt parallel = openblas_parallel();
     return blas_threads() > 0 && parallel != nullptr && parallel() == 1;
+}
+
+bool set_blas_idle_spin(int log2_cycles) {
+    if (!blas_threads_are_global() || std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr) {
+        return false;
+    }
+    // openblas_read_env reads the variable into what blas_thread_init, which starts the threads,
+    // takes its timeout from; blas_thread_shutdown_ stops them, and the next product that wants
+    // them calls blas_thread_init again. The variable stays set, so processes started from this
+    // one inherit the setting.
+    using Call = void (*)();
+    using Timeout = unsigned (*)();
+    using Shutdown = int (*)();
+    const auto read_env = reinterpret_cast<Call>(dlsym(RTLD_DEFAULT, "openblas_read_env"));
+    const auto timeout = reinterpret_cast<Timeout>(dlsym(RTLD_DEFAULT, "openblas_thread_timeout"));
+    const auto shutdown = reinterpret_cast<Shutdown>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"));
+    if (read_env == nullptr || timeout == nullptr || shutdown == nullptr || log2_cycles < 4 ||
+        log2_cycles > 30) {
+        return false;
+    }
+    ::setenv("OPENBLAS_THREAD_TIMEOUT", std::to_string(log2_cycles).c_str(), 1);
+    read_env();
+    if (timeout() != static_cast<unsigned>(log2_cycles)) return false;
+    shutdown();
+    return true;
 }
 
 SingleThreadedBlas::SingleThreadedBlas() : active_(blas_threads_are_global()) {

@@ -19,6 +19,19 @@ bool set_blas_threads(int threads);
 // so that SingleThreadedBlas makes GEMMs called from any thread run on that thread alone.
 bool blas_threads_are_global();
 
+// Makes OpenBLAS's idle threads spin for at most 2^log2_cycles processor cycles (sched_yield in
+// a loop) waiting for the next product before they sleep, from now on; returns whether it did.
+// OpenBLAS's default, 2^28 cycles (about 0.1 s), keeps its workers spinning through everything
+// that runs between two multi-threaded products, and on a machine with few cores the threads that
+// run the kernels' tasks and passes then share their cores with them: on 2 cores a fifth of the
+// quickstart's CPU time went to sched_yield. OpenBLAS reads the setting when it starts its
+// threads, so this stops them (the next product starts them again) and sets the environment
+// variable: call it while no other thread is inside the BLAS or reads the environment (moelab does
+// at a command's start, core/system/threads.h). Does nothing where OPENBLAS_THREAD_TIMEOUT is set
+// in the environment (the same setting, the user's choice), or where blas_threads_are_global() is
+// false or OpenBLAS does not export what this needs.
+bool set_blas_idle_spin(int log2_cycles);
+
 // While one lives (on any thread), each GEMM runs on the thread that calls it (OpenBLAS at one
 // thread), so that several threads can each run GEMMs of their own; when the last one ends, the
 // count from before the first is restored. Does nothing unless blas_threads_are_global().

@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 
+#include <ATen/record_function.h>
 #include <torch/autograd.h>
 
-#include "kernels/binding/blas_threads.h"
-#include "kernels/binding/pass_pool.h"
+#include "kernels/binding/cpu_executor.h"
 #include "kernels/cpu/grouped_swiglu_cpu.h"
 
 namespace moelab::kernels::binding {
@@ -17,55 +16,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
-
-template <class T>
-constexpr at::ScalarType scalar_type_of() {
-    return std::is_same_v<T, float> ? at::kFloat : at::kDouble;
-}
-
-// The launchers' GEMM through ATen (its BLAS): views of the raw buffers, no copies.
-template <class T>
-void aten_gemm(const cpu::GemmArgs<T>& g) {
-    const at::TensorOptions options = at::TensorOptions().dtype(scalar_type_of<T>());
-    auto view = [&](const T* data, std::int64_t rows, std::int64_t cols, std::int64_t ld,
-                    bool transposed) {
-        const at::Tensor stored =
-            at::from_blob(const_cast<T*>(data),
-                          {transposed ? cols : rows, transposed ? rows : cols}, {ld, 1}, options);
-        return transposed ? stored.t() : stored;
-    };
-    const at::Tensor a = view(g.a, g.m, g.k, g.lda, g.transpose_a);
-    const at::Tensor b = view(g.b, g.k, g.n, g.ldb, g.transpose_b);
-    at::Tensor c = at::from_blob(g.c, {g.m, g.n}, {g.ldc, 1}, options);
-    if (g.accumulate) {
-        c.addmm_(a, b);
-    } else {
-        at::mm_out(c, a, b);
-    }
-}
-
-const cpu::CpuExecutor& aten_executor() {
-    static const cpu::CpuExecutor executor{
-        .gemm_f32 = aten_gemm<float>,
-        .gemm_f64 = aten_gemm<double>,
-        .parallel_for =
-            [](std::int64_t n, std::int64_t grain,
-               const std::function<void(std::int64_t, std::int64_t)>& body) {
-                run_pass(n, grain, body);
-            },
-        .for_each_task =
-            [](std::int64_t n, int threads, const std::function<void(std::int64_t)>& task) {
-                // Each task's GEMMs on its own thread (Note [Experts side by side]).
-                const SingleThreadedBlas single_threaded;
-                run_tasks(n, threads, task);
-            },
-        // As many as the BLAS was given cores, where one setting makes its GEMMs single-threaded
-        // on every thread; else one (the experts in turn).
-        .task_threads =
-            [] { return blas_threads_are_global() ? std::min(blas_threads(), pass_parts()) : 1; },
-    };
-    return executor;
-}
 
 // The int64 plan of a call: per-expert offsets and the index of rows by token.
 struct Plan {
@@ -110,7 +60,7 @@ class GroupedSwiGLUFunction : public torch::autograd::Function<GroupedSwiGLUFunc
         at::Tensor out = at::empty_like(x);
         AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grouped_swiglu_forward", [&] {
             cpu::grouped_swiglu_forward<scalar_t>(
-                aten_executor(), problem_of<scalar_t>(x, plan, weight, w_in, w_out),
+                cpu_executor(), problem_of<scalar_t>(x, plan, weight, w_in, w_out),
                 x.data_ptr<scalar_t>(),
                 {gathered.data_ptr<scalar_t>(), pre.data_ptr<scalar_t>(), act.data_ptr<scalar_t>(),
                  scratch.data_ptr<scalar_t>(), out.data_ptr<scalar_t>()});
@@ -136,7 +86,7 @@ class GroupedSwiGLUFunction : public torch::autograd::Function<GroupedSwiGLUFunc
         at::Tensor scratch_2f = at::empty({rows, 2 * f}, x.options());
         AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grouped_swiglu_backward", [&] {
             cpu::grouped_swiglu_backward<scalar_t>(
-                aten_executor(), problem_of<scalar_t>(x, plan, weight, w_in, w_out),
+                cpu_executor(), problem_of<scalar_t>(x, plan, weight, w_in, w_out),
                 {gathered.data_ptr<scalar_t>(), pre.data_ptr<scalar_t>(), act.data_ptr<scalar_t>(),
                  nullptr, nullptr},
                 grad_out.data_ptr<scalar_t>(),
@@ -154,6 +104,9 @@ class GroupedSwiGLUFunction : public torch::autograd::Function<GroupedSwiGLUFunc
 
 at::Tensor grouped_swiglu_cpu(const at::Tensor& x, const RoutedRows& routed, const at::Tensor& w_in,
                               const at::Tensor& w_out) {
+    // Named for LibTorch's profilers, which see no operator inside (the products go to the BLAS
+    // directly).
+    RECORD_FUNCTION("moelab::grouped_swiglu", c10::ArrayRef<const c10::IValue>{});
     const at::ScalarType dtype = x.scalar_type();
     if (dtype != at::kFloat && dtype != at::kDouble) {
         throw std::invalid_argument(std::string("grouped SwiGLU kernel 'grouped': x of dtype ") +

@@ -1,11 +1,12 @@
 #pragma once
 
 // What a torch-free CPU kernel needs from whoever launches it: a row-major GEMM, a parallel loop,
-// and a way to run independent tasks side by side. The binding provides the GEMM from ATen (its
-// BLAS), so the kernels use the BLAS of the rest of the run and link none of their own: Debian's
-// LibTorch calls OpenBLAS, a PyTorch wheel carries MKL inside libtorch_cpu, and neither need be
-// visible to the kernels; the loop and the tasks run on the binding's pool
-// (kernels/binding/pass_pool.h). This is the CPU counterpart of the stream a CUDA launcher takes.
+// and a way to run independent tasks side by side. The binding provides the GEMM of the BLAS that
+// LibTorch calls (binding/cpu_executor.h: OpenBLAS's own entry point where that is the process's
+// BLAS, ATen's otherwise), so the kernels use the BLAS of the rest of the run and link none of
+// their own: Debian's LibTorch calls OpenBLAS, a PyTorch wheel carries MKL inside libtorch_cpu;
+// the loop and the tasks run on the binding's pool (kernels/binding/pass_pool.h). This is the CPU
+// counterpart of the stream a CUDA launcher takes.
 
 #include <cstdint>
 #include <functional>

@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "core/config/diagnostics.h"
 #include "core/train/adamw.h"
 #include "core/train/schedule.h"
 #include "core/train/stage_plan.h"
+#include "kernels/binding/fused_adamw.h"
+#include "kernels/binding/pass_pool.h"
 
 namespace moelab::core {
 namespace {
@@ -42,6 +45,56 @@ TEST(AdamW, MatchesTheUpdateRuleOverSeveralSteps) {
     for (int i = 0; i < 3; ++i) EXPECT_NEAR(p[i].item<double>(), ref[i], 1e-12) << i;
     EXPECT_NEAR(norm[0].item<double>(), ref_norm, 1e-12);
     EXPECT_EQ(optimizer.steps(), 3);
+}
+
+TEST(AdamW, Float32ParametersFollowTheRuleInOnePassOnAnyNumberOfThreads) {
+    // Large enough for the pass to be split among threads; the rule written out in double from
+    // the same float32 gradients.
+    const AdamWOptions o{0.9, 0.95, 1e-8, 0.1};
+    constexpr std::int64_t kSize = 100003;
+    at::Generator gen = at::detail::createCPUGenerator(3);
+    const at::Tensor start = at::randn({kSize}, gen);
+    std::vector<at::Tensor> grads;
+    for (int t = 0; t < 3; ++t) grads.push_back(at::randn({kSize}, gen) * (t + 1));
+    auto train = [&](int parts) {
+        kernels::binding::limit_pass_parts(parts);
+        at::Tensor p = start.clone().requires_grad_();
+        AdamW optimizer({{"p", p, true}}, o);
+        for (const at::Tensor& g : grads) {
+            p.mutable_grad() = g.clone();
+            optimizer.step(0.01);
+        }
+        kernels::binding::limit_pass_parts(0);
+        return p.detach();
+    };
+    const at::Tensor many = train(0);
+    EXPECT_TRUE(at::equal(train(1), many));
+
+    at::Tensor ref = start.to(at::kDouble), m = at::zeros_like(ref), v = at::zeros_like(ref);
+    for (int t = 1; t <= 3; ++t) {
+        const at::Tensor g = grads[static_cast<std::size_t>(t - 1)].to(at::kDouble);
+        ref = ref * (1 - 0.01 * o.weight_decay);
+        m = o.beta1 * m + (1 - o.beta1) * g;
+        v = o.beta2 * v + (1 - o.beta2) * g * g;
+        ref = ref - 0.01 * (m / (1 - std::pow(o.beta1, t))) /
+                        ((v / (1 - std::pow(o.beta2, t))).sqrt() + o.eps);
+    }
+    EXPECT_EQ(many.scalar_type(), at::kFloat);
+    EXPECT_LT((many.to(at::kDouble) - ref).abs().max().item<double>(), 2e-6);
+}
+
+TEST(AdamW, TheOnePassUpdateTakesFloat32CpuTensorsAndCountsItsWrites) {
+    // The path the test above exercises through AdamW::step: it runs (returns true) for
+    // contiguous float32 CPU tensors, and bumps their versions as in-place operations do.
+    at::Tensor p = at::randn({1000});
+    const at::Tensor g = at::randn({1000});
+    at::Tensor m = at::zeros({1000}), v = at::zeros({1000});
+    const auto version = p._version();
+    const kernels::binding::AdamWConstants c{0.9, 0.95, 1e-8, 0.999, 0.01, 0.2};
+    EXPECT_TRUE(kernels::binding::fused_adamw_step(p, g, m, v, c));
+    EXPECT_GT(p._version(), version);
+    at::Tensor strided = at::randn({1000, 2}).select(1, 0);
+    EXPECT_FALSE(kernels::binding::fused_adamw_step(strided, g, m, v, c));
 }
 
 TEST(AdamW, StateRoundTripsThroughNamedTensors) {

@@ -13,6 +13,7 @@
 
 #include <torch/nn/module.h>
 
+#include "moelab/sdk/attention_kernels.h"
 #include "moelab/sdk/capability.h"
 #include "moelab/sdk/forward_state.h"
 #include "moelab/sdk/params.h"
@@ -24,6 +25,9 @@ struct AttentionContext {
     int layer_index = 0;
     std::uint64_t seed = 0;  // for any randomness of this layer, derived from the recipe seed
     double init_std = 0.02;  // see MoeLayerContext::init_std
+    // Since 5.6. The host's fused attention operators, or null (a plugin built outside a run, as in
+    // its own tests); they outlive the plugin's modules.
+    const AttentionKernels* kernels = nullptr;
 };
 
 // Per-layer decoding cache, owned by the caller of make_cache() (the host keeps the plugin's

@@ -9,6 +9,9 @@
 // The frequencies are not a buffer: they are a function of the plugin's options, so a checkpoint
 // does not carry them and a run started from another run's weights (init.from) with other options
 // (a larger base, bases per head, interpolated positions) uses its own.
+//
+// Since 5.6, whole sequences run on the host's fused causal attention (AttentionContext::kernels)
+// where it has one for the tensors.
 
 #include <cmath>
 #include <cstdint>
@@ -49,7 +52,8 @@ class RotaryAttention : public Attention {
           heads_(context.model.heads),
           kv_heads_(context.model.kv_heads),
           head_dim_(context.model.head_dim),
-          inv_freq_(inv_freq.to(at::kDouble).contiguous()) {
+          inv_freq_(inv_freq.to(at::kDouble).contiguous()),
+          kernels_(context.kernels) {
         if (inv_freq_.dim() != 2 || inv_freq_.size(1) != head_dim_ / 2 ||
             (inv_freq_.size(0) != 1 && inv_freq_.size(0) != kv_heads_)) {
             throw Error("rotary attention: frequencies of shape (1 or " +
@@ -88,12 +92,25 @@ class RotaryAttention : public Attention {
         // head's group of query heads is one block of group * seq rows multiplied by its keys.
         const std::int64_t blocks = batch * kv_heads_;
         const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-        const bool blocked = input.cache == nullptr && seq > kBlockRows && x.device().is_cpu() &&
-                             x.scalar_type() == at::kFloat &&
-                             consecutive_from_zero_or_more(input.positions);
-        // The same rows either way: per key/value head, its query heads' (group, seq, head_dim).
-        const at::Tensor per_head =
-            blocked ? blocked_causal_attention(query.reshape({blocks, group, seq, head_dim_}),
+        // Whole sequences (training, full-sequence evaluation) go to the host's fused kernel where
+        // it has one, else long ones block by block. Their positions are read only where that is
+        // free (on the CPU; elsewhere it would wait for the device).
+        const bool whole_sequences = input.cache == nullptr && input.positions.device().is_cpu() &&
+                                     consecutive_from_zero_or_more(input.positions);
+        // The same rows on every path: per key/value head, its query heads' (group, seq,
+        // head_dim).
+        at::Tensor per_head;
+        if (whole_sequences && kernels_ != nullptr) {
+            per_head = kernels_->causal_attention(query.reshape({blocks, group, seq, head_dim_}),
+                                                  key.reshape({blocks, seq, head_dim_}),
+                                                  value.reshape({blocks, seq, head_dim_}), scale);
+        }
+        if (!per_head.defined()) {
+            const bool blocked = whole_sequences && seq > kBlockRows && x.device().is_cpu() &&
+                                 x.scalar_type() == at::kFloat;
+            per_head =
+                blocked
+                    ? blocked_causal_attention(query.reshape({blocks, group, seq, head_dim_}),
                                                key.reshape({blocks, seq, head_dim_}),
                                                value.reshape({blocks, seq, head_dim_}), scale,
                                                kBlockRows)
@@ -101,6 +118,7 @@ class RotaryAttention : public Attention {
                                                    key, input.positions, rotated.key_positions,
                                                    scale, value.scalar_type()),
                               value.reshape({blocks, key.size(2), head_dim_}));
+        }
         const at::Tensor mixed = per_head.view({batch, heads_, seq, head_dim_})
                                      .transpose(1, 2)
                                      .reshape({batch, seq, heads_ * head_dim_});
@@ -162,6 +180,9 @@ class RotaryAttention : public Attention {
     at::Tensor w_output_;  // (d_model, heads * head_dim)
     at::Tensor inv_freq_;  // (1 or kv_heads, head_dim / 2) float64, CPU
     at::Tensor device_inv_freq_;
+    // Members are only ever appended: the host reads a plugin's RotaryAttention through
+    // dynamic_cast (hugging_face_export.cpp), so the layout of older members is part of ABI 5.
+    const AttentionKernels* kernels_;  // the host's, or null (since 5.6)
 };
 
 }  // namespace moelab::sdk
