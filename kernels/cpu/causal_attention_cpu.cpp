@@ -159,6 +159,41 @@ void for_each_tile(const CausalAttentionProblem<T>& p, std::int64_t b, Visit&& v
     }
 }
 
+// c (m x n, row stride ldc) = a b^T for row-major a (m x k) and b (n x k), both with rows of k:
+// the scores Q K^T and dP = dO V^T.
+template <class T>
+void times_transposed(const CpuExecutor& executor, const T* a, const T* b, std::int64_t m,
+                      std::int64_t n, std::int64_t k, T* c, std::int64_t ldc) {
+    executor.gemm(GemmArgs<T>{.transpose_b = true,
+                              .m = m,
+                              .n = n,
+                              .k = k,
+                              .a = a,
+                              .lda = k,
+                              .b = b,
+                              .ldb = k,
+                              .c = c,
+                              .ldc = ldc});
+}
+
+// c (m x n, rows of n) += a^T b for row-major a (k x m, row stride lda) and b (k x n): the key and
+// value gradients, summed over a tile's queries.
+template <class T>
+void add_transposed_times(const CpuExecutor& executor, const T* a, std::int64_t lda, const T* b,
+                          std::int64_t m, std::int64_t n, std::int64_t k, T* c) {
+    executor.gemm(GemmArgs<T>{.transpose_a = true,
+                              .m = m,
+                              .n = n,
+                              .k = k,
+                              .a = a,
+                              .lda = lda,
+                              .b = b,
+                              .ldb = n,
+                              .c = c,
+                              .ldc = n,
+                              .accumulate = true});
+}
+
 }  // namespace
 
 template <class T>
@@ -174,16 +209,7 @@ void causal_attention_forward(const CpuExecutor& executor, const CausalAttention
             const std::int64_t keys = tile.keys();
             T* scores = probabilities != nullptr ? probabilities + row * p.seq : scratch.data();
             const std::int64_t ld = probabilities != nullptr ? p.seq : keys;
-            executor.gemm(GemmArgs<T>{.transpose_b = true,
-                                      .m = tile.rows,
-                                      .n = keys,
-                                      .k = hd,
-                                      .a = p.query + row * hd,
-                                      .lda = hd,
-                                      .b = key,
-                                      .ldb = hd,
-                                      .c = scores,
-                                      .ldc = ld});
+            times_transposed(executor, p.query + row * hd, key, tile.rows, keys, hd, scores, ld);
             softmax_rows(scores, ld, tile.first, tile.rows, keys, p.scale, log_sum_exp + row);
             executor.gemm(GemmArgs<T>{.m = tile.rows,
                                       .n = dv,
@@ -223,42 +249,15 @@ void causal_attention_backward(const CpuExecutor& executor, const CausalAttentio
                 probs += row * p.seq;
             } else {
                 ld_p = keys;
-                executor.gemm(GemmArgs<T>{.transpose_b = true,
-                                          .m = tile.rows,
-                                          .n = keys,
-                                          .k = hd,
-                                          .a = query,
-                                          .lda = hd,
-                                          .b = key,
-                                          .ldb = hd,
-                                          .c = recomputed.data(),
-                                          .ldc = ld_p});
+                times_transposed(executor, query, key, tile.rows, keys, hd, recomputed.data(),
+                                 ld_p);
                 recompute_rows(recomputed.data(), ld_p, tile.first, tile.rows, keys, p.scale,
                                log_sum_exp + row);
                 probs = recomputed.data();
             }
             // dP = dO V^T, then dV += P^T dO.
-            executor.gemm(GemmArgs<T>{.transpose_b = true,
-                                      .m = tile.rows,
-                                      .n = keys,
-                                      .k = dv,
-                                      .a = d_out,
-                                      .lda = dv,
-                                      .b = value,
-                                      .ldb = dv,
-                                      .c = grad_scores.data(),
-                                      .ldc = keys});
-            executor.gemm(GemmArgs<T>{.transpose_a = true,
-                                      .m = keys,
-                                      .n = dv,
-                                      .k = tile.rows,
-                                      .a = probs,
-                                      .lda = ld_p,
-                                      .b = d_out,
-                                      .ldb = dv,
-                                      .c = d_value,
-                                      .ldc = dv,
-                                      .accumulate = true});
+            times_transposed(executor, d_out, value, tile.rows, keys, dv, grad_scores.data(), keys);
+            add_transposed_times(executor, probs, ld_p, d_out, keys, dv, tile.rows, d_value);
             // dS (scaled) in place of dP, then dQ = dS K and dK += dS^T Q.
             score_gradient_rows(grad_scores.data(), keys, probs, ld_p, tile.first, tile.rows, keys,
                                 p.scale, d_out, out + row * dv, dv);
@@ -271,17 +270,8 @@ void causal_attention_backward(const CpuExecutor& executor, const CausalAttentio
                                       .ldb = hd,
                                       .c = grad_query + row * hd,
                                       .ldc = hd});
-            executor.gemm(GemmArgs<T>{.transpose_a = true,
-                                      .m = keys,
-                                      .n = hd,
-                                      .k = tile.rows,
-                                      .a = grad_scores.data(),
-                                      .lda = keys,
-                                      .b = query,
-                                      .ldb = hd,
-                                      .c = d_key,
-                                      .ldc = hd,
-                                      .accumulate = true});
+            add_transposed_times(executor, grad_scores.data(), keys, query, keys, hd, tile.rows,
+                                 d_key);
         });
     });
 }
