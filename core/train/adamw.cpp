@@ -29,28 +29,25 @@ void AdamW::step(double lr) {
             exp_avg_sq_[i] = at::zeros_like(param, at::MemoryFormat::Contiguous);
         }
         const auto t = static_cast<double>(++updates_[i]);
-        const double correction1 = 1.0 - std::pow(options_.beta1, t);
-        const double correction2 = 1.0 - std::pow(options_.beta2, t);
         const bool decays = parameters_[i].decay && options_.weight_decay > 0;
-        // Contiguous float32/float64 CPU parameters: one pass over the parameter and its moments,
-        // on the host's threads. Any other (CUDA, strided), the same update as tensor operations.
-        const kernels::binding::AdamWConstants constants{
+        // The step's constants, once for both paths below.
+        const kernels::binding::AdamWConstants c{
             .beta1 = options_.beta1,
             .beta2 = options_.beta2,
             .eps = options_.eps,
             .decay = decays ? 1.0 - lr * options_.weight_decay : 1.0,
-            .step_size = lr / correction1,
-            .sqrt_correction2 = std::sqrt(correction2)};
-        if (kernels::binding::fused_adamw_step(param, grad, exp_avg_[i], exp_avg_sq_[i],
-                                               constants)) {
+            .step_size = lr / (1.0 - std::pow(options_.beta1, t)),
+            .sqrt_correction2 = std::sqrt(1.0 - std::pow(options_.beta2, t))};
+        // Contiguous float32/float64 CPU parameters: one pass over the parameter and its moments,
+        // on the host's threads. Any other (CUDA, strided), the same update as tensor operations.
+        if (kernels::binding::fused_adamw_step(param, grad, exp_avg_[i], exp_avg_sq_[i], c)) {
             continue;
         }
-        if (decays) param.mul_(constants.decay);
-        exp_avg_[i].mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
-        exp_avg_sq_[i].mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
-        const at::Tensor denom =
-            (exp_avg_sq_[i].sqrt() / std::sqrt(correction2)).add_(options_.eps);
-        param.addcdiv_(exp_avg_[i], denom, -lr / correction1);
+        if (decays) param.mul_(c.decay);
+        exp_avg_[i].mul_(c.beta1).add_(grad, 1.0 - c.beta1);
+        exp_avg_sq_[i].mul_(c.beta2).addcmul_(grad, grad, 1.0 - c.beta2);
+        const at::Tensor denom = (exp_avg_sq_[i].sqrt() / c.sqrt_correction2).add_(c.eps);
+        param.addcdiv_(exp_avg_[i], denom, -c.step_size);
     }
 }
 
