@@ -112,9 +112,10 @@ class Scanner {
             "other than strings are ASCII)");
     }
 
-    // toml++'s value terminators: whitespace, a line break, ',', ']', '}', '#'.
+    // toml++'s value terminators (ASCII): whitespace, its vertical whitespace '\n' to '\r'
+    // (vertical tab and form feed included), ',', ']', '}', '#'.
     static bool is_value_terminator(char c) {
-        return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ']' ||
+        return c == ' ' || c == '\t' || (c >= '\n' && c <= '\r') || c == ',' || c == ']' ||
                c == '}' || c == '#';
     }
 
@@ -157,25 +158,29 @@ class Scanner {
     // toml++ 3.3.0 also reads a bare value of ten characters that starts with a digit and has '-'
     // fifth and eighth ("1979-05-27", but also "197;-05-ry"), then one space, one digit and a
     // value terminator, as a date and a time separated by a space, and asserts (undefined
-    // behaviour under NDEBUG); found by the recipe fuzzer through --set. The time after the space
-    // would need its hour and minutes ("07:32"), so no such text is valid TOML.
+    // behaviour under NDEBUG); found by the recipe fuzzer through --set. Its scan skips
+    // underscores without counting them ("1979_-05-27" has ten characters), and a vertical tab or
+    // form feed ends a value as a space does. The time after the space would need its hour and
+    // minutes ("07:32"), and no bare value is followed by a lone digit, so no such text is valid
+    // TOML.
     std::optional<TomlHazard> check_date_space_digit() {
         const std::string_view rest = text_.substr(at_);
         constexpr std::size_t kDate = 10;
-        if (rest.size() < kDate + 3) return std::nullopt;
-        for (std::size_t i = 0; i < kDate; ++i) {
-            const char c = rest[i];
-            const bool fits = i == 0               ? (c >= '0' && c <= '9')
-                              : (i == 4 || i == 7) ? c == '-'
-                                                   : !is_value_terminator(c);
-            if (!fits) return std::nullopt;
+        std::size_t end = 0;
+        std::size_t counted = 0;
+        for (; end < rest.size() && !is_value_terminator(rest[end]); ++end) {
+            const char c = rest[end];
+            if (c == '_') continue;
+            if (counted == 0 && (c < '0' || c > '9')) return std::nullopt;
+            if ((counted == 4 || counted == 7) && c != '-') return std::nullopt;
+            if (++counted > kDate) return std::nullopt;
         }
-        const char digit = rest[kDate + 1];
-        if (rest[kDate] != ' ' || digit < '0' || digit > '9' ||
-            !is_value_terminator(rest[kDate + 2])) {
+        if (counted != kDate || end + 2 >= rest.size()) return std::nullopt;
+        const char digit = rest[end + 1];
+        if (rest[end] != ' ' || digit < '0' || digit > '9' || !is_value_terminator(rest[end + 2])) {
             return std::nullopt;
         }
-        for (std::size_t i = 0; i <= kDate; ++i) advance();
+        for (std::size_t i = 0; i <= end; ++i) advance();
         return hazard(
             "expected a time after the date and the space (hours and minutes, \"07:32\"), got one "
             "digit");
