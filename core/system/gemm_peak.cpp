@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
@@ -36,7 +37,14 @@ std::string cpu_model() {
     return "unknown CPU";
 }
 
-double measure(at::Device device, at::ScalarType dtype, std::int64_t n) {
+struct Measurement {
+    double best_gflops = 0;
+    double median_gflops = 0;
+    int products = 0;
+    double seconds = 0;
+};
+
+Measurement measure(at::Device device, at::ScalarType dtype, std::int64_t n, double min_seconds) {
     // Drawn from a generator of its own: a run that measures must leave the global random state
     // exactly as a run that reads the cache does.
     at::Generator generator = at::detail::createCPUGenerator(0);
@@ -44,15 +52,20 @@ double measure(at::Device device, at::ScalarType dtype, std::int64_t n) {
     const at::Tensor b = at::randn({n, n}, generator).to(device, dtype);
     at::Tensor c = at::mm(a, b);
     c.select(0, 0).sum().item<double>();  // warm-up, and on CUDA wait for it
-    double best = 1e30;
-    for (int rep = 0; rep < 5; ++rep) {
+    std::vector<double> took;
+    double total = 0;
+    while (took.size() < 5 || total < min_seconds) {
         const auto start = std::chrono::steady_clock::now();
         c = at::mm(a, b);
         c.select(0, 0).sum().item<double>();  // waits for the product on CUDA
-        const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-        best = std::min(best, took.count());
+        const std::chrono::duration<double> one = std::chrono::steady_clock::now() - start;
+        took.push_back(one.count());
+        total += one.count();
     }
-    return 2.0 * static_cast<double>(n) * n * n / best / 1e9;
+    std::sort(took.begin(), took.end());
+    const double flops = 2.0 * static_cast<double>(n) * n * n;
+    return {flops / took.front() / 1e9, flops / took[took.size() / 2] / 1e9,
+            static_cast<int>(took.size()), total};
 }
 
 }  // namespace
@@ -66,7 +79,7 @@ std::filesystem::path gemm_peak_cache_file() {
            "gemm-peak.json";
 }
 
-GemmPeak gemm_peak(at::Device device, at::ScalarType dtype) {
+GemmPeak gemm_peak(at::Device device, at::ScalarType dtype, double min_seconds) {
     const bool cuda = device.is_cuda();
     const std::int64_t n = cuda ? 8192 : 2048;
     const ThreadSettings threads = current_threads();
@@ -121,7 +134,13 @@ GemmPeak gemm_peak(at::Device device, at::ScalarType dtype) {
         }
         if (normalised == key && value.is_number()) best = std::max(best, value.get<double>());
     }
-    peak.measured_now = measure(device, dtype, n);
+    peak.cached_before = best;
+    const Measurement now = measure(
+        device, dtype, n, best > 0 ? min_seconds : std::max(min_seconds, kFirstPeakSeconds));
+    peak.measured_now = now.best_gflops;
+    peak.measured_median = now.median_gflops;
+    peak.products = now.products;
+    peak.seconds = now.seconds;
     if (best >= peak.measured_now) {
         peak.gflops = best;
         peak.source = fmt::format("the best of this machine, cached in {}; {:.1f} now",

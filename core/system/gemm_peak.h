@@ -13,6 +13,13 @@
 // run that measures higher raises it. Delete the file to start over (new
 // hardware behind the same name). MOELAB_GEMM_PEAK_GFLOPS=<number> sets the peak and measures
 // nothing (the test suite does: its runs share the machine).
+//
+// A virtual machine's neighbours take whole seconds of its cores at a time: on this project's
+// 2-core machine the same 2048^2 product ran at 137 GFLOP/s for a second and at 210 the next. A
+// peak measured in half a second can land in such a second, and until a better one is cached
+// every MFU is too high by the same factor. So the first measurement under a key (a new machine,
+// a new cache) keeps multiplying for kFirstPeakSeconds, and `moelab peak --seconds S` measures for
+// as long as asked (benchmarks run it first).
 
 #include <filesystem>
 #include <string>
@@ -22,17 +29,26 @@
 namespace moelab::core {
 
 struct GemmPeak {
-    double gflops = 0;        // GFLOP/s
-    std::string description;  // "float32 2048^2 on cpu (Intel ..., intra-op 1, BLAS 2 threads)"
-    std::string source;       // "measured", "the best of this machine, cached in FILE; ..."
-                              // or "MOELAB_GEMM_PEAK_GFLOPS"
-    double measured_now = 0;  // this call's measurement (0 with the override)
+    double gflops = 0;           // GFLOP/s
+    std::string description;     // "float32 2048^2 on cpu (Intel ..., intra-op 1, BLAS 2 threads)"
+    std::string source;          // "measured", "the best of this machine, cached in FILE; ..."
+                                 // or "MOELAB_GEMM_PEAK_GFLOPS"
+    double measured_now = 0;     // this call's measurement: its best product (0 with the override)
+    double measured_median = 0;  // the median product of this call's measurement
+    int products = 0;            // timed products in this call's measurement
+    double seconds = 0;          // how long they took together
+    double cached_before = 0;    // the cache's best before this call (0: none)
 };
 
-// The peak for `dtype` on `device`: the higher of this measurement and the cached best. Throws
-// std::runtime_error when the override is not a positive number. A cache that cannot be read or
-// written is not fatal: the measurement stands alone.
-GemmPeak gemm_peak(at::Device device, at::ScalarType dtype);
+// How long the first measurement under a key runs at least (see above).
+inline constexpr double kFirstPeakSeconds = 3.0;
+
+// The peak for `dtype` on `device`: the higher of this measurement and the cached best. The
+// measurement times at least 5 products and keeps on for `min_seconds` (kFirstPeakSeconds where
+// the cache has nothing for the key yet, if that is longer). Throws std::runtime_error when the
+// override is not a positive number. A cache that cannot be read or written is not fatal: the
+// measurement stands alone.
+GemmPeak gemm_peak(at::Device device, at::ScalarType dtype, double min_seconds = 0);
 
 // The cache file the peak is kept in (see above).
 std::filesystem::path gemm_peak_cache_file();

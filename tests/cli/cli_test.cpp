@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -92,6 +96,61 @@ TEST(Cli, VersionWarnsWhenTheReferenceBlasDoesTheMatrixProducts) {
         << slow.out;
     EXPECT_NE(slow.out.find("warning: the reference BLAS is loaded"), std::string::npos)
         << slow.out;
+}
+
+// `moelab peak` measures for as long as asked, raises the cache runs read and says what it found;
+// its figures are those of the cache file it wrote.
+TEST(Cli, PeakMeasuresForTheSecondsAskedAndKeepsTheBest) {
+    const fs::path cache =
+        fs::temp_directory_path() / ("moelab-cli-peak-" + std::to_string(::getpid()));
+    fs::remove_all(cache);
+    const std::string env =
+        "env -u MOELAB_GEMM_PEAK_GFLOPS XDG_CACHE_HOME=" + shell_quote(cache.string()) + " ";
+    const CommandResult result = run_command(env + moelab() + " peak --seconds 1");
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_NE(result.out.find("float32 2048^2 on cpu"), std::string::npos) << result.out;
+    EXPECT_NE(result.out.find("cached before: nothing for this machine"), std::string::npos)
+        << result.out;
+    // The first measurement on a machine runs at least kFirstPeakSeconds, whatever was asked.
+    double best = 0, median = 0, seconds = 0;
+    int products = 0;
+    const std::size_t at = result.out.find("measured now: ");
+    ASSERT_NE(at, std::string::npos) << result.out;
+    ASSERT_EQ(std::sscanf(result.out.c_str() + at,
+                          "measured now: best %lf GFLOP/s, median %lf, of %d products in %lf s",
+                          &best, &median, &products, &seconds),
+              4)
+        << result.out;
+    EXPECT_GE(products, 5);
+    EXPECT_GE(seconds, 2.95);
+    EXPECT_LE(median, best);
+    const nlohmann::json cached =
+        nlohmann::json::parse(std::ifstream(cache / "moelab" / "gemm-peak.json"));
+    ASSERT_EQ(cached.size(), 1u) << cached.dump();
+    EXPECT_NEAR(cached.begin().value().get<double>(), best, 0.05 + 1e-3 * best);
+
+    // With a best on record, the seconds asked; the reference is the better of the two.
+    const CommandResult again = run_command(env + moelab() + " peak --seconds 0");
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_NE(again.out.find("cached before: "), std::string::npos);
+    EXPECT_EQ(again.out.find("nothing for this machine"), std::string::npos) << again.out;
+    EXPECT_NE(again.out.find("of 5 products"), std::string::npos) << again.out;
+    fs::remove_all(cache);
+
+    // Usage errors name the option; an override measures nothing and says so.
+    for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+             {"--seconds -1", "--seconds: expected 0 to 3600, got -1"},
+             {"--device tpu", "--device: expected cpu or cuda, got 'tpu'"},
+             {"--dtype float16", "--dtype: expected float32 or bfloat16, got 'float16'"},
+             {"--dtype bfloat16", "runs compute in bfloat16 on CUDA only"}}) {
+        const CommandResult bad = run_command(env + moelab() + " peak " + args);
+        EXPECT_EQ(bad.exit_code, 2) << args;
+        EXPECT_NE(bad.err.find(message), std::string::npos) << bad.err;
+    }
+    const CommandResult fixed =
+        run_command("MOELAB_GEMM_PEAK_GFLOPS=100 " + moelab() + " peak --seconds 0");
+    EXPECT_EQ(fixed.exit_code, 2);
+    EXPECT_NE(fixed.err.find("MOELAB_GEMM_PEAK_GFLOPS is set"), std::string::npos) << fixed.err;
 }
 
 TEST(Cli, PluginsListsBuiltinsWithKindVersionAndFile) {

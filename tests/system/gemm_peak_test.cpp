@@ -1,12 +1,13 @@
-// The GEMM peak MFU is measured against: every call measures, and the cache keeps the best the
-// machine has given (a planted higher value stands, a planted lower one is replaced; keys written
-// with the intra-op threads in them still count), a damaged cache is measured around, and the
-// MOELAB_GEMM_PEAK_GFLOPS override is taken as given (nothing measured, nothing cached) or refused
-// when it is not a positive number.
+// The GEMM peak MFU is measured against: every call measures (a new machine's first call for
+// longer), and the cache keeps the best the machine has given (a planted higher value stands, a
+// planted lower one is replaced; keys written with the intra-op threads in them still count), a
+// damaged cache is measured around, and the MOELAB_GEMM_PEAK_GFLOPS override is taken as given
+// (nothing measured, nothing cached) or refused when it is not a positive number.
 
 #include <gtest/gtest.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <cstdlib>
 
 #include <filesystem>
@@ -89,6 +90,23 @@ TEST_F(GemmPeakCache, KeepsTheBestMeasurementOfTheMachine) {
     const core::GemmPeak third = core::gemm_peak(at::kCPU, at::kFloat);
     EXPECT_EQ(third.source, "measured");
     EXPECT_NO_THROW(nlohmann::json::parse(std::ifstream(file)));
+}
+
+// A new machine's first measurement keeps on for kFirstPeakSeconds (a short one can land in a
+// second the machine's neighbours took); later ones time 5 products unless asked for longer.
+TEST_F(GemmPeakCache, TheFirstMeasurementOfAMachineRunsLonger) {
+    const core::GemmPeak first = core::gemm_peak(at::kCPU, at::kFloat);
+    EXPECT_DOUBLE_EQ(first.cached_before, 0.0);
+    EXPECT_GE(first.seconds, core::kFirstPeakSeconds);
+    EXPECT_GE(first.products, 5);
+    EXPECT_LE(first.measured_median, first.measured_now);
+    const core::GemmPeak second = core::gemm_peak(at::kCPU, at::kFloat);
+    EXPECT_DOUBLE_EQ(second.cached_before, first.gflops);
+    EXPECT_EQ(second.products, 5);
+    const core::GemmPeak longer = core::gemm_peak(at::kCPU, at::kFloat, 0.5);
+    EXPECT_GE(longer.seconds, 0.5);
+    EXPECT_GE(longer.products, 5);
+    EXPECT_DOUBLE_EQ(longer.gflops, std::max(longer.cached_before, longer.measured_now));
 }
 
 TEST_F(GemmPeakCache, TheOverrideIsTakenAsGivenOrRefused) {

@@ -17,6 +17,15 @@ int show_plugin_info(const std::string& name);
 // router of a library file. Exit 1 when a check fails.
 int test_plugin(const std::string& target);
 
+// Measures the machine's GEMM peak (core/system/gemm_peak.h) for `seconds` with the threads a run
+// uses by default and raises the cached best with it; prints both.
+struct PeakArgs {
+    double seconds = 10;
+    std::string device = "cpu";
+    std::string dtype = "float32";
+};
+int measure_gemm_peak(const PeakArgs& args);
+
 struct CheckArgs {
     std::string recipe;
     std::vector<std::string> overrides;  // --set key=value

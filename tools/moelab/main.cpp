@@ -305,6 +305,20 @@ void add_report_command(CLI::App& app, int& exit_code) {
         [&exit_code, args] { exit_code = run_guarded([&] { return write_report(*args); }); });
 }
 
+void add_peak_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<PeakArgs>();
+    CLI::App* command = app.add_subcommand(
+        "peak",
+        "Measure this machine's GEMM peak, the reference of MFU, for a while and keep it if it is "
+        "the best yet (a new machine's first short measurement can land in a busy second)");
+    command->add_option("--seconds", args->seconds, "How long to measure (default 10)");
+    command->add_option("--device", args->device, "cpu (default) or cuda");
+    command->add_option("--dtype", args->dtype,
+                        "float32 (default) or bfloat16 (CUDA: what bfloat16 runs compute in)");
+    command->callback(
+        [&exit_code, args] { exit_code = run_guarded([&] { return measure_gemm_peak(*args); }); });
+}
+
 void add_use_options(CLI::App& command, TokenizerUseArgs& args, bool output) {
     command.add_option("tokenizer", args.tokenizer, "Tokenizer file (JSON)")->required();
     command.add_option("files", args.files, "Text files")->required();
@@ -445,6 +459,7 @@ int main(int argc, char** argv) {
     add_new_command(app, exit_code);
     add_tokenizer_command(app, exit_code);
     add_harpe_bases_command(app, exit_code);
+    add_peak_command(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {
