@@ -112,8 +112,9 @@ class Scanner {
             "other than strings are ASCII)");
     }
 
-    // toml++'s value terminators (ASCII): whitespace, its vertical whitespace '\n' to '\r'
-    // (vertical tab and form feed included), ',', ']', '}', '#'.
+    // toml++'s value terminators that are ASCII: whitespace, its vertical whitespace '\n' to '\r'
+    // (vertical tab and form feed included), ',', ']', '}', '#'. (Its non-ASCII whitespace ends a
+    // value too; the scan refuses any non-ASCII character outside strings and comments first.)
     static bool is_value_terminator(char c) {
         return c == ' ' || c == '\t' || (c >= '\n' && c <= '\r') || c == ',' || c == ']' ||
                c == '}' || c == '#';
@@ -156,31 +157,39 @@ class Scanner {
     }
 
     // toml++ 3.3.0 also reads a bare value of ten characters that starts with a digit and has '-'
-    // fifth and eighth ("1979-05-27", but also "197;-05-ry"), then one space, one digit and a
-    // value terminator, as a date and a time separated by a space, and asserts (undefined
-    // behaviour under NDEBUG); found by the recipe fuzzer through --set. Its scan skips
-    // underscores without counting them ("1979_-05-27" has ten characters), and a vertical tab or
-    // form feed ends a value as a space does. The time after the space would need its hour and
-    // minutes ("07:32"), and no bare value is followed by a lone digit, so no such text is valid
-    // TOML.
+    // fifth and eighth ("1979-05-27", but also "197;-05-ry"), then one space and a digit, as a
+    // date and a time separated by a space. Its scan skips underscores without counting them
+    // ("1979_-05-27" has ten characters) and ends a value at a vertical tab or form feed too. Two
+    // assertions follow (undefined behaviour under NDEBUG), both found by the recipe fuzzer
+    // through --set: a lone digit (a value terminator after it), and, after 115 to 117
+    // underscores, stepping back over more characters than its reader keeps (127). Neither is
+    // valid TOML: the time needs its hour and minutes ("07:32"), no bare value is followed by a
+    // lone digit, and neither a date nor any number with '-' in those places holds an underscore.
     std::optional<TomlHazard> check_date_space_digit() {
         const std::string_view rest = text_.substr(at_);
         constexpr std::size_t kDate = 10;
+        // toml++ refuses a leading underscore itself, before this scan.
+        if (rest.empty() || rest[0] < '0' || rest[0] > '9') return std::nullopt;
         std::size_t end = 0;
         std::size_t counted = 0;
         for (; end < rest.size() && !is_value_terminator(rest[end]); ++end) {
             const char c = rest[end];
             if (c == '_') continue;
-            if (counted == 0 && (c < '0' || c > '9')) return std::nullopt;
             if ((counted == 4 || counted == 7) && c != '-') return std::nullopt;
             if (++counted > kDate) return std::nullopt;
         }
-        if (counted != kDate || end + 2 >= rest.size()) return std::nullopt;
+        if (counted != kDate || end + 1 >= rest.size()) return std::nullopt;
         const char digit = rest[end + 1];
-        if (rest[end] != ' ' || digit < '0' || digit > '9' || !is_value_terminator(rest[end + 2])) {
-            return std::nullopt;
-        }
+        if (rest[end] != ' ' || digit < '0' || digit > '9') return std::nullopt;
+        const bool underscores = end != kDate;
+        const bool lone_digit = end + 2 < rest.size() && is_value_terminator(rest[end + 2]);
+        if (!underscores && !lone_digit) return std::nullopt;
         for (std::size_t i = 0; i <= end; ++i) advance();
+        if (underscores) {
+            return hazard(
+                "a date-shaped value holds an underscore ('_' only separates the digits of a "
+                "number)");
+        }
         return hazard(
             "expected a time after the date and the space (hours and minutes, \"07:32\"), got one "
             "digit");
