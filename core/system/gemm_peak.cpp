@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
@@ -62,7 +63,7 @@ Measurement measure(at::Device device, at::ScalarType dtype, std::int64_t n, dou
         took.push_back(one.count());
         total += one.count();
     }
-    std::sort(took.begin(), took.end());
+    std::sort(took.begin(), took.end());  // the median: the middle time, the slower of two
     const double flops = 2.0 * static_cast<double>(n) * n * n;
     return {flops / took.front() / 1e9, flops / took[took.size() / 2] / 1e9,
             static_cast<int>(took.size()), total};
@@ -80,6 +81,10 @@ std::filesystem::path gemm_peak_cache_file() {
 }
 
 GemmPeak gemm_peak(at::Device device, at::ScalarType dtype, double min_seconds) {
+    if (!(min_seconds >= 0) || !std::isfinite(min_seconds)) {
+        throw std::invalid_argument(
+            fmt::format("GEMM peak: expected a finite, non-negative time, got {}", min_seconds));
+    }
     const bool cuda = device.is_cuda();
     const std::int64_t n = cuda ? 8192 : 2048;
     const ThreadSettings threads = current_threads();
@@ -153,8 +158,9 @@ GemmPeak gemm_peak(at::Device device, at::ScalarType dtype, double min_seconds) 
         cache[key] = peak.gflops;
         std::filesystem::create_directories(file.parent_path());
         write_file_atomically(file, cache.dump(2) + "\n");
-    } catch (const std::exception&) {
-        // Not cached: the next run measures again.
+    } catch (const std::exception& error) {
+        // Not cached: the next run measures again (for kFirstPeakSeconds, as on a new machine).
+        peak.source = fmt::format("measured; not cached: {}", error.what());
     }
     return peak;
 }

@@ -5,9 +5,10 @@
 //
 // Measured at the start of every run as the best of 5 square products (2048 on the CPU, 8192 on
 // CUDA) after a warm-up, in the dtype the run computes in, with this process's threads (about half
-// a second on a 2-core CPU). A product that shares the machine with other work measures low (on
-// this project's 2-core machine 126 instead of 215 GFLOP/s once), so the peak is the best
-// measurement the machine has given: $XDG_CACHE_HOME/moelab/gemm-peak.json (else
+// a second on a 2-core CPU; the first measurement under a key longer, see below). A product that
+// shares the machine with other work measures low (on this project's 2-core machine 126 instead of
+// 215 GFLOP/s once), so the peak is the best measurement the machine has given:
+// $XDG_CACHE_HOME/moelab/gemm-peak.json (else
 // ~/.cache/moelab/) keeps it per key (device, CPU model or GPU name, BLAS threads, dtype,
 // LibTorch version; not LibTorch's intra-op threads, which only slow a product down), and every
 // run that measures higher raises it. Delete the file to start over (new
@@ -46,8 +47,9 @@ inline constexpr double kFirstPeakSeconds = 3.0;
 // The peak for `dtype` on `device`: the higher of this measurement and the cached best. The
 // measurement times at least 5 products and keeps on for `min_seconds` (kFirstPeakSeconds where
 // the cache has nothing for the key yet, if that is longer). Throws std::runtime_error when the
-// override is not a positive number. A cache that cannot be read or written is not fatal: the
-// measurement stands alone.
+// override is not a positive number, std::invalid_argument when `min_seconds` is negative or not
+// finite. A cache that cannot be read or written is not fatal: the measurement stands alone, and
+// its source says it was not cached.
 GemmPeak gemm_peak(at::Device device, at::ScalarType dtype, double min_seconds = 0);
 
 // The cache file the peak is kept in (see above).

@@ -109,7 +109,7 @@ TEST(Cli, PeakMeasuresForTheSecondsAskedAndKeepsTheBest) {
     const CommandResult result = run_command(env + moelab() + " peak --seconds 1");
     ASSERT_EQ(result.exit_code, 0) << result.err;
     EXPECT_NE(result.out.find("float32 2048^2 on cpu"), std::string::npos) << result.out;
-    EXPECT_NE(result.out.find("cached before: nothing for this machine"), std::string::npos)
+    EXPECT_NE(result.out.find("cached before: nothing under this key"), std::string::npos)
         << result.out;
     // The first measurement on a machine runs at least kFirstPeakSeconds, whatever was asked.
     double best = 0, median = 0, seconds = 0;
@@ -133,7 +133,7 @@ TEST(Cli, PeakMeasuresForTheSecondsAskedAndKeepsTheBest) {
     const CommandResult again = run_command(env + moelab() + " peak --seconds 0");
     ASSERT_EQ(again.exit_code, 0) << again.err;
     EXPECT_NE(again.out.find("cached before: "), std::string::npos);
-    EXPECT_EQ(again.out.find("nothing for this machine"), std::string::npos) << again.out;
+    EXPECT_EQ(again.out.find("nothing under this key"), std::string::npos) << again.out;
     EXPECT_NE(again.out.find("of 5 products"), std::string::npos) << again.out;
     fs::remove_all(cache);
 

@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift 2 ;;
         --baseline) baseline=$2; shift 2 ;;
         --peak-seconds) peak_seconds=$2; shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) recipes+=("$1"); shift ;;
     esac
 done
@@ -62,10 +62,16 @@ if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
     exit 2
 fi
 
-echo "== the machine's GEMM peak, measured for ${peak_seconds} s"
-peak_text=$("$moelab" peak --seconds "$peak_seconds")
-echo "$peak_text"
-peak=$(sed -n 's/^the reference of MFU from now on: \([0-9.]*\) GFLOP\/s.*/\1/p' <<<"$peak_text")
+if [ -n "${MOELAB_GEMM_PEAK_GFLOPS:-}" ]; then
+    # The runs take their peak from the override, so the table does too (nothing measured).
+    echo "== the GEMM peak from MOELAB_GEMM_PEAK_GFLOPS: $MOELAB_GEMM_PEAK_GFLOPS GFLOP/s"
+    peak=$MOELAB_GEMM_PEAK_GFLOPS
+else
+    echo "== the machine's GEMM peak, measured for ${peak_seconds} s"
+    peak_text=$("$moelab" peak --seconds "$peak_seconds")
+    echo "$peak_text"
+    peak=$(sed -n 's/^the reference of MFU from now on: \([0-9.]*\) GFLOP\/s.*/\1/p' <<<"$peak_text")
+fi
 if [ -z "$peak" ]; then
     echo "train_step.sh: moelab peak printed no reference peak" >&2
     exit 1
@@ -77,7 +83,9 @@ profile_run() {  # BINARY LABEL RECIPE
     rm -rf "$dir"
     echo "== $2: $3, $steps steps, profiled after 2 ($1)"
     # Run where the recipe's relative data paths resolve: the repository root.
-    (cd "$root" && "$1" run "$3" --profile --out "$dir" --set "train.steps=$steps" \
+    # On the CPU whatever the machine has: the step and the peak above are the CPU's.
+    (cd "$root" && "$1" run "$3" --profile --out "$dir" --set "train.device=cpu" \
+        --set "train.steps=$steps" \
         --set "train.warmup_steps=2" --set "train.eval_every=0" --set "train.log_every=$steps" \
         --set "eval.max_batches=1") | sed -n '/^profile of/,/^step  /p'
     runs+=("$2=$dir")
@@ -109,11 +117,13 @@ for run in runs:
 # One model, one FLOP count: a baseline row's GFLOP/s are this build's FLOPs per token times the
 # baseline's tokens/s; every MFU is against the one peak measured above.
 by_name = {r["recipe"]: r for r in rows}
+baselines = {name + "-baseline" for name, _ in (run.split("=", 1) for run in runs)
+             if not name.endswith("-baseline")}
 for r in rows:
-    if r["recipe"].endswith("-baseline"):
+    if r["recipe"] in baselines:
         own = by_name.get(r["recipe"][: -len("-baseline")])
-        if own and own["gflops"] is not None:
-            r["gflops"] = own["gflops"] / own["tokens_per_s"] * r["tokens_per_s"]
+        ok = own and own["gflops"] is not None and own["tokens_per_s"] > 0
+        r["gflops"] = own["gflops"] / own["tokens_per_s"] * r["tokens_per_s"] if ok else None
     r["run_mfu"] = r["mfu"]  # against the peak the run itself read
     r["mfu"] = r["gflops"] / peak if r["gflops"] is not None else None
 json.dump({"gemm_peak_gflops": peak, "runs": rows}, open(f"{out}/train_step.json", "w"), indent=2)

@@ -1,4 +1,3 @@
-#include <cmath>
 #include <cstdlib>
 
 #include <ATen/Context.h>
@@ -48,7 +47,7 @@ int measure_gemm_peak(const PeakArgs& args) {
     if (peak.cached_before > 0) {
         fmt::print("cached before: {:.1f} GFLOP/s\n", peak.cached_before);
     } else {
-        fmt::print("cached before: nothing for this machine\n");
+        fmt::print("cached before: nothing under this key\n");
     }
     fmt::print("the reference of MFU from now on: {:.1f} GFLOP/s ({})\n", peak.gflops,
                peak.source == "measured" ? fmt::format("this measurement, cached in {}",
