@@ -11,7 +11,7 @@
 // rotates alike) or heads / heads_per_row (head h rotates with row h / heads_per_row: HARPE's
 // per-key/value-head bases for query heads grouped under grouped-query attention).
 // Returns (batch, heads, seq, head_dim), contiguous: the layout attention's products read, written
-// by the same pass.
+// by the same pass. Since 5.6.1 the row loop is vector code in release builds too (vectorize.h).
 
 #include <cstdint>
 #include <string>
@@ -22,6 +22,7 @@
 
 #include "moelab/sdk/error.h"
 #include "moelab/sdk/rotary.h"
+#include "moelab/sdk/vectorize.h"
 
 namespace moelab::sdk {
 
@@ -31,6 +32,18 @@ namespace detail {
 struct RowStrides {
     std::int64_t batch, seq, head;
 };
+
+// One row: (y1, y2) = (x1 c - x2 s, x2 c + x1 s) over half elements, s = sign * sin.
+MOELAB_SDK_VECTORIZE inline void rotate_row(const float* __restrict x1, const float* __restrict x2,
+                                            const float* __restrict c, const float* __restrict n,
+                                            float sign, float* __restrict y1, float* __restrict y2,
+                                            std::int64_t half) {
+    for (std::int64_t i = 0; i < half; ++i) {
+        const float si = sign * n[i];
+        y1[i] = x1[i] * c[i] - x2[i] * si;
+        y2[i] = x2[i] * c[i] + x1[i] * si;
+    }
+}
 
 // The rotation by +angle (forward) or -angle (the backward: a rotation's transpose), from `in`
 // rows to `out` rows, each (batch, seq, head) row of head_dim floats.
@@ -55,15 +68,9 @@ inline void rotate_rows(const float* in, RowStrides in_strides, float* out, RowS
                 const float* n = s_base + table;
                 const float* x1 =
                     in + b * in_strides.batch + s * in_strides.seq + h * in_strides.head;
-                const float* x2 = x1 + half;
                 float* y1 =
                     out + b * out_strides.batch + s * out_strides.seq + h * out_strides.head;
-                float* y2 = y1 + half;
-                for (std::int64_t i = 0; i < half; ++i) {
-                    const float si = sign * n[i];
-                    y1[i] = x1[i] * c[i] - x2[i] * si;
-                    y2[i] = x2[i] * c[i] + x1[i] * si;
-                }
+                rotate_row(x1, x1 + half, c, n, sign, y1, y1 + half, half);
             }
         }
     });

@@ -8,8 +8,8 @@ namespace moelab::sdk {
 // byte-for-byte, major for anything else.
 inline constexpr int kSdkVersionMajor = 5;
 inline constexpr int kSdkVersionMinor = 6;
-inline constexpr int kSdkVersionPatch = 0;
-inline constexpr char kSdkVersion[] = "5.6.0";
+inline constexpr int kSdkVersionPatch = 1;
+inline constexpr char kSdkVersion[] = "5.6.1";
 
 // Version of the binary contract between host and plugin. Bump it whenever PluginDescriptor or
 // any interface class crossing the boundary changes layout (members, virtual functions or their
