@@ -3,8 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +11,7 @@
 #include <fstream>
 
 #include "support/subprocess.h"
+#include "support/temp_dir.h"
 #include "test_corpus.h"
 
 namespace moelab::tests {
@@ -101,11 +100,9 @@ TEST(Cli, VersionWarnsWhenTheReferenceBlasDoesTheMatrixProducts) {
 // `moelab peak` measures for as long as asked, raises the cache runs read and says what it found;
 // its figures are those of the cache file it wrote.
 TEST(Cli, PeakMeasuresForTheSecondsAskedAndKeepsTheBest) {
-    const fs::path cache =
-        fs::temp_directory_path() / ("moelab-cli-peak-" + std::to_string(::getpid()));
-    fs::remove_all(cache);
+    const TempDir cache("moelab-cli-peak");  // removed however the test ends
     const std::string env =
-        "env -u MOELAB_GEMM_PEAK_GFLOPS XDG_CACHE_HOME=" + shell_quote(cache.string()) + " ";
+        "env -u MOELAB_GEMM_PEAK_GFLOPS XDG_CACHE_HOME=" + shell_quote(cache.path().string()) + " ";
     const CommandResult result = run_command(env + moelab() + " peak --seconds 1");
     ASSERT_EQ(result.exit_code, 0) << result.err;
     EXPECT_NE(result.out.find("float32 2048^2 on cpu"), std::string::npos) << result.out;
@@ -135,7 +132,6 @@ TEST(Cli, PeakMeasuresForTheSecondsAskedAndKeepsTheBest) {
     EXPECT_NE(again.out.find("cached before: "), std::string::npos);
     EXPECT_EQ(again.out.find("nothing under this key"), std::string::npos) << again.out;
     EXPECT_NE(again.out.find("of 5 products"), std::string::npos) << again.out;
-    fs::remove_all(cache);
 
     // Usage errors name the option; an override measures nothing and says so.
     for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
