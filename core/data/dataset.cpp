@@ -59,11 +59,16 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
         batch.position = reader->position();
         return batch;
     };
-    // Two sets of id buffers, filled and written in turn: their capacity is reused from batch to
+    // Each worker encodes a run of consecutive documents into its own chunk, narrowed and counted
+    // there (ShardChunk), so the writer thread only checksums and writes; the chunks are written
+    // in worker order, which is document order. Two sets of chunks are filled and written in
+    // turn, and each worker's id buffer stays with it: their capacity is reused from batch to
     // batch instead of fresh memory being faulted in and freed for every document. Declared
     // before the futures, whose destructors wait for threads that may still use them.
-    std::vector<std::vector<std::int32_t>> buffers[2];
-    std::vector<std::size_t> prompt_tokens[2];  // of each document of the buffers
+    std::vector<ShardChunk> chunks[2];
+    for (std::vector<ShardChunk>& set : chunks) set.assign(workers, ShardChunk(shard.vocab_size()));
+    std::vector<std::vector<std::int32_t>> worker_ids(workers);
+    std::vector<std::size_t> first_document(workers + 1);
     std::future<void> writing;
     std::future<Batch> reading = std::async(std::launch::async, read_batch);
     std::int64_t documents_read = 0;
@@ -73,40 +78,50 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
         if (documents.empty()) break;
         reading = std::async(std::launch::async, read_batch);
         documents_read += static_cast<std::int64_t>(documents.size());
+        // Worker w takes documents [first_document[w], first_document[w + 1]), about an equal
+        // share of the batch's bytes.
+        std::size_t batch_size = 0;
+        for (const Document& document : documents) batch_size += document.text.size();
+        std::size_t taken = 0, next = 0;
+        for (std::size_t w = 0; w < workers; ++w) {
+            first_document[w] = next;
+            while (next < documents.size() && taken * workers < batch_size * (w + 1)) {
+                taken += documents[next++].text.size();
+            }
+        }
+        first_document[workers] = documents.size();
         // Written by the batch before last, whose writing was waited for a batch ago.
-        std::vector<std::vector<std::int32_t>>& encoded = buffers[turn];
-        std::vector<std::size_t>& prompts = prompt_tokens[turn];
-        encoded.resize(documents.size());
-        prompts.assign(documents.size(), 0);
+        std::vector<ShardChunk>& encoded = chunks[turn];
         sdk::run_workers(workers, [&](std::size_t w) {
-            for (std::size_t d = w; d < documents.size(); d += workers) {
-                // A slot keeps its capacity only while it is in proportion to its document: one
-                // huge document must not pin gigabytes in a slot for the rest of the file.
+            std::vector<std::int32_t>& ids = worker_ids[w];
+            for (std::size_t d = first_document[w]; d < first_document[w + 1]; ++d) {
+                // The buffer keeps its capacity only while it is in proportion to the document:
+                // one huge document must not pin gigabytes for the rest of the file.
                 const std::string_view text = documents[d].text;
-                if (encoded[d].capacity() > 2 * text.size() + 4096) {
-                    std::vector<std::int32_t>().swap(encoded[d]);
+                if (ids.capacity() > 2 * text.size() + (1u << 20)) {
+                    std::vector<std::int32_t>().swap(ids);
                 }
-                encoded[d].clear();
+                ids.clear();
+                std::size_t prompt_tokens = 0;
                 try {
                     // A prompt is encoded on its own, so that no token straddles its end (Note
                     // [Response-only loss]).
                     if (documents[d].prompt_bytes > 0) {
-                        tokenizer.encode(text.substr(0, documents[d].prompt_bytes), encoded[d]);
-                        prompts[d] = encoded[d].size();
+                        tokenizer.encode(text.substr(0, documents[d].prompt_bytes), ids);
+                        prompt_tokens = ids.size();
                     }
-                    tokenizer.encode(text.substr(documents[d].prompt_bytes), encoded[d]);
+                    tokenizer.encode(text.substr(documents[d].prompt_bytes), ids);
                 } catch (const std::exception& error) {
                     // The tokenizer's failure, told apart from the file's (FileError).
                     throw std::invalid_argument(fmt::format("an error: {}", error.what()));
                 }
-                if (eos >= 0) encoded[d].push_back(eos);
+                if (eos >= 0) ids.push_back(eos);
+                encoded[w].add_document(ids, prompt_tokens);  // ids outside the vocabulary throw
             }
         });
         if (writing.valid()) writing.get();  // the previous batch is written (or its error thrown)
-        writing = std::async(std::launch::async, [&shard, &encoded, &prompts] {
-            for (std::size_t d = 0; d < encoded.size(); ++d) {
-                shard.add_document(encoded[d], prompts[d]);
-            }
+        writing = std::async(std::launch::async, [&shard, &encoded] {
+            for (ShardChunk& chunk : encoded) shard.add_chunk(chunk);
         });
         if (progress) progress(batch.position);
     }

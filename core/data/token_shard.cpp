@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -21,8 +22,8 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kMagic[8] = {'M', 'L', 'S', 'H', 'A', 'R', 'D', '1'};
-constexpr std::uint32_t kFormat = 2;             // documents without prompts
-constexpr std::uint32_t kFormatWithPrompts = 3;  // a prompt-lengths section follows the counts
+constexpr std::uint32_t kFormat = 4;             // documents without prompts
+constexpr std::uint32_t kFormatWithPrompts = 5;  // a prompt-lengths section follows the counts
 constexpr std::size_t kHeaderBytes = 48;
 
 }  // namespace
@@ -33,10 +34,23 @@ void ShardChecksum::add(const unsigned char* bytes, std::size_t size) {
         --size;
     }
     if (pending_size_ == 8) {
-        mix(load(pending_));
+        add_word(load(pending_));
         pending_size_ = 0;
     }
-    for (; size >= 8; bytes += 8, size -= 8) mix(load(bytes));
+    for (; size >= 8 && words_ % kLanes != 0; bytes += 8, size -= 8) add_word(load(bytes));
+    // Four words at a time, one to each lane, the lanes held in registers.
+    std::uint64_t l0 = lanes_[0], l1 = lanes_[1], l2 = lanes_[2], l3 = lanes_[3];
+    const std::size_t blocks = size / (8 * kLanes);
+    for (std::size_t b = 0; b < blocks; ++b, bytes += 8 * kLanes) {
+        l0 = fold(l0, load(bytes));
+        l1 = fold(l1, load(bytes + 8));
+        l2 = fold(l2, load(bytes + 16));
+        l3 = fold(l3, load(bytes + 24));
+    }
+    lanes_[0] = l0, lanes_[1] = l1, lanes_[2] = l2, lanes_[3] = l3;
+    words_ += kLanes * blocks;
+    size -= 8 * kLanes * blocks;
+    for (; size >= 8; bytes += 8, size -= 8) add_word(load(bytes));
     for (; size > 0; --size) pending_[pending_size_++] = *bytes++;
 }
 
@@ -55,62 +69,168 @@ T read_le(const unsigned char* at) {  // little-endian hosts only (x86-64, aarch
 
 int shard_id_bytes(std::int64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
 
-TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
-    : file_(std::move(file)),
-      vocab_size_(vocab_size),
+ShardChunk::ShardChunk(std::int64_t vocab_size)
+    : vocab_size_(vocab_size),
       id_bytes_(shard_id_bytes(vocab_size)),
-      counts_(static_cast<std::size_t>(vocab_size), 0) {
-    fs::create_directories(file_.parent_path());
-    // Unique per writer, also across hosts and PID namespaces sharing a cache directory.
-    partial_ = file_;
-    partial_ += fmt::format(
-        ".partial-{}-{:016x}", ::getpid(),
-        (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}());
-    out_.open(partial_, std::ios::binary | std::ios::trunc);
-    if (!out_) throw FileError(partial_, "cannot be created: " + errno_text(errno));
-    const char header[kHeaderBytes] = {};
-    out_.write(header, kHeaderBytes);  // filled in by finish()
-}
+      lanes_(vocab_size <= 4096 ? 4 : 1),
+      counts_(static_cast<std::size_t>(lanes_ * vocab_size), 0) {}
 
-TokenShardWriter::~TokenShardWriter() {
-    if (finished_) return;
-    out_.close();
-    std::error_code ignored;
-    fs::remove(partial_, ignored);
-}
-
-void TokenShardWriter::write(const void* bytes, std::size_t size) {
-    checksum_.add(static_cast<const unsigned char*>(bytes), size);
-    out_.write(static_cast<const char*>(bytes), static_cast<std::streamsize>(size));
-    if (!out_) throw FileError(partial_, "write failed: " + errno_text(errno));
-}
-
-void TokenShardWriter::add_document(const std::vector<std::int32_t>& ids,
-                                    std::size_t prompt_tokens) {
+void ShardChunk::add_document(std::span<const std::int32_t> ids, std::size_t prompt_tokens) {
     if (prompt_tokens > ids.size()) {
         throw std::invalid_argument(
             fmt::format("a prompt of {} tokens in a document of {}", prompt_tokens, ids.size()));
     }
-    buffer_.resize(ids.size() * id_bytes_);
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-        const std::int32_t id = ids[i];
-        if (id < 0 || id >= vocab_size_) {
-            throw std::invalid_argument(
-                fmt::format("token id {} outside [0, {})", id, vocab_size_));
+    const std::size_t n = ids.size();
+    // One pass that the compiler vectorises: every id in range (compared unsigned, so a negative
+    // id is out of range too) and narrowed.
+    const std::size_t begin = bytes_.size();
+    bytes_.resize(begin + n * static_cast<std::size_t>(id_bytes_));
+    const auto vocab = static_cast<std::uint32_t>(vocab_size_);
+    std::uint32_t out_of_range = 0;
+    if (id_bytes_ == 2) {
+        std::uint16_t* into = reinterpret_cast<std::uint16_t*>(bytes_.data() + begin);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto id = static_cast<std::uint32_t>(ids[i]);
+            out_of_range |= static_cast<std::uint32_t>(id >= vocab);
+            into[i] = static_cast<std::uint16_t>(id);
         }
-        ++counts_[static_cast<std::size_t>(id)];
-        if (id_bytes_ == 2) {
-            const auto narrow = static_cast<std::uint16_t>(id);
-            std::memcpy(buffer_.data() + 2 * i, &narrow, 2);
-        } else {
-            std::memcpy(buffer_.data() + 4 * i, &id, 4);
+    } else {
+        for (std::size_t i = 0; i < n; ++i) {
+            out_of_range |= static_cast<std::uint32_t>(static_cast<std::uint32_t>(ids[i]) >= vocab);
+        }
+        std::memcpy(bytes_.data() + begin, ids.data(), n * sizeof(std::int32_t));
+    }
+    if (out_of_range != 0) {
+        bytes_.resize(begin);
+        for (const std::int32_t id : ids) {
+            if (id < 0 || id >= vocab_size_) {
+                throw std::invalid_argument(
+                    fmt::format("token id {} outside [0, {})", id, vocab_size_));
+            }
         }
     }
-    write(buffer_.data(), buffer_.size());
-    tokens_ += static_cast<std::int64_t>(ids.size());
-    ends_.push_back(static_cast<std::uint64_t>(tokens_));
-    prompt_lengths_.push_back(prompt_tokens);
-    has_prompts_ = has_prompts_ || prompt_tokens > 0;
+    std::uint64_t* counts = counts_.data();
+    if (lanes_ == 4) {
+        const auto stride = static_cast<std::size_t>(vocab_size_);
+        std::size_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            ++counts[ids[i]];
+            ++counts[stride + ids[i + 1]];
+            ++counts[2 * stride + ids[i + 2]];
+            ++counts[3 * stride + ids[i + 3]];
+        }
+        for (; i < n; ++i) ++counts[ids[i]];
+    } else {
+        for (const std::int32_t id : ids) ++counts[id];
+    }
+    lengths_.push_back(n);
+    prompts_.push_back(prompt_tokens);
+}
+
+void ShardChunk::move_into(std::vector<std::uint64_t>& totals) {
+    const auto vocab = static_cast<std::size_t>(vocab_size_);
+    const std::size_t tokens = bytes_.size() / static_cast<std::size_t>(id_bytes_);
+    auto id_at = [&](std::size_t t) -> std::size_t {
+        if (id_bytes_ == 2) {
+            std::uint16_t id;
+            std::memcpy(&id, bytes_.data() + 2 * t, 2);
+            return id;
+        }
+        std::uint32_t id;
+        std::memcpy(&id, bytes_.data() + 4 * t, 4);
+        return id;
+    };
+    if (tokens < counts_.size()) {
+        // Few tokens: counted again from the ids, and only their counters zeroed.
+        for (std::size_t t = 0; t < tokens; ++t) {
+            const std::size_t id = id_at(t);
+            ++totals[id];
+            for (int lane = 0; lane < lanes_; ++lane) counts_[lane * vocab + id] = 0;
+        }
+    } else {
+        for (int lane = 0; lane < lanes_; ++lane) {
+            std::uint64_t* lane_counts = counts_.data() + lane * vocab;
+            for (std::size_t id = 0; id < vocab; ++id) {
+                totals[id] += lane_counts[id];
+                lane_counts[id] = 0;
+            }
+        }
+    }
+    // A chunk that held a huge document does not keep its memory for the rest of the file.
+    constexpr std::size_t kKeptBytes = 64u << 20;
+    if (bytes_.capacity() > kKeptBytes) decltype(bytes_)().swap(bytes_);
+    bytes_.clear();
+    lengths_.clear();
+    prompts_.clear();
+}
+
+namespace {
+
+// The temporary name a shard is written under, its directory created: unique per writer, also
+// across hosts and PID namespaces sharing a cache directory.
+fs::path partial_name(const fs::path& file) {
+    fs::create_directories(file.parent_path());
+    fs::path partial = file;
+    partial += fmt::format(
+        ".partial-{}-{:016x}", ::getpid(),
+        (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}());
+    return partial;
+}
+
+// Writeback of the shard is started every this many bytes, so that the disk writes while the
+// corpus is encoded and finish() does not wait for the whole file at once.
+constexpr std::uint64_t kWritebackBytes = 32u << 20;
+
+}  // namespace
+
+TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
+    : file_(std::move(file)),
+      partial_(partial_name(file_)),
+      vocab_size_(vocab_size),
+      id_bytes_(shard_id_bytes(vocab_size)),
+      out_(partial_),
+      counts_(static_cast<std::size_t>(vocab_size), 0),
+      single_(vocab_size) {
+    const char header[kHeaderBytes] = {};
+    out_.write(header, kHeaderBytes);  // filled in by finish()
+    written_ = kHeaderBytes;
+}
+
+TokenShardWriter::~TokenShardWriter() {
+    if (finished_) return;
+    std::error_code ignored;
+    fs::remove(partial_, ignored);  // out_ closes it
+}
+
+void TokenShardWriter::write(const void* bytes, std::size_t size) {
+    checksum_.add(static_cast<const unsigned char*>(bytes), size);
+    out_.write(bytes, size);
+    written_ += size;
+    if (written_ - writeback_from_ >= kWritebackBytes) {
+        out_.start_writeback(writeback_from_, written_ - writeback_from_);
+        writeback_from_ = written_;
+    }
+}
+
+void TokenShardWriter::add_document(const std::vector<std::int32_t>& ids,
+                                    std::size_t prompt_tokens) {
+    single_.add_document(ids, prompt_tokens);
+    add_chunk(single_);
+}
+
+void TokenShardWriter::add_chunk(ShardChunk& chunk) {
+    if (chunk.vocab_size_ != vocab_size_) {
+        throw std::invalid_argument(fmt::format("a chunk for a vocabulary of {} in a shard for {}",
+                                                chunk.vocab_size_, vocab_size_));
+    }
+    write(chunk.bytes_.data(), chunk.bytes_.size());
+    for (std::size_t d = 0; d < chunk.lengths_.size(); ++d) {
+        tokens_ += static_cast<std::int64_t>(chunk.lengths_[d]);
+        ends_.push_back(static_cast<std::uint64_t>(tokens_));
+        prompt_lengths_.push_back(chunk.prompts_[d]);
+        has_prompts_ = has_prompts_ || chunk.prompts_[d] > 0;
+    }
+    chunk.move_into(counts_);
 }
 
 void TokenShardWriter::finish() {
@@ -129,20 +249,9 @@ void TokenShardWriter::finish() {
     std::memcpy(header + 8, &format, 4);
     std::memcpy(header + 12, &id_bytes, 4);
     std::memcpy(header + 16, fields, sizeof fields);
-    out_.seekp(0);
-    out_.write(reinterpret_cast<const char*>(header), kHeaderBytes);
-    out_.flush();
-    if (!out_) throw FileError(partial_, "write failed: " + errno_text(errno));
+    out_.write_at(0, header, kHeaderBytes);
+    out_.sync();  // on disk before it is published under its final name
     out_.close();
-    if (out_.fail()) throw FileError(partial_, "close failed: " + errno_text(errno));
-    // On disk before it is published under its final name.
-    const int fd = ::open(partial_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::fsync(fd) != 0) {
-        const int saved = errno;
-        if (fd >= 0) ::close(fd);
-        throw FileError(partial_, "cannot be synced: " + errno_text(saved));
-    }
-    ::close(fd);
     std::error_code error;
     fs::rename(partial_, file_, error);
     if (error) throw FileError(file_, "cannot be put in place: " + error.message());
@@ -179,8 +288,12 @@ MappedTokenShard::MappedTokenShard(const fs::path& file, std::int64_t vocab_size
     if (std::memcmp(data_, kMagic, 8) != 0) fail("is not a token shard (wrong magic)");
     const auto format = read_le<std::uint32_t>(data_ + 8);
     if (format != kFormat && format != kFormatWithPrompts) {
-        fail(fmt::format("token shard format {} (expected {} or {})", format, kFormat,
-                         kFormatWithPrompts));
+        fail(format < kFormat
+                 ? fmt::format("token shard format {}, written by an earlier moelab (this one "
+                               "reads formats {} and {})",
+                               format, kFormat, kFormatWithPrompts)
+                 : fmt::format("token shard format {} (expected {} or {})", format, kFormat,
+                               kFormatWithPrompts));
     }
     id_bytes_ = static_cast<int>(read_le<std::uint32_t>(data_ + 12));
     const auto tokens = read_le<std::uint64_t>(data_ + 16);

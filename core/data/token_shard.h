@@ -7,65 +7,143 @@
 // ~~~~~~~~~~~~~~~~~~~~~~~~~
 // Little-endian, 8-byte aligned sections:
 //   0   "MLSHARD1"                magic
-//   8   u32 format (2 or 3)       u32 id_bytes: 2 when the vocabulary fits in 16 bits, else 4
+//   8   u32 format (4 or 5)       u32 id_bytes: 2 when the vocabulary fits in 16 bits, else 4
 //   16  u64 tokens                24  u64 documents
 //   32  u64 vocab_size            40  u64 checksum: ShardChecksum of everything below
 //   48  ids, tokens x id_bytes, zero-padded to a multiple of 8 bytes
 //   ..  u64 document ends: for each document, the token count up to its end
 //   ..  u64 token counts: for each id of the vocabulary, its occurrences (what unigram baselines
 //       and frequency-based routers need, without a pass over the ids)
-//   ..  format 3 only: u64 prompt lengths: for each document, how many of its first tokens are a
+//   ..  format 5 only: u64 prompt lengths: for each document, how many of its first tokens are a
 //       prompt that the loss does not count (Note [Response-only loss] in loss_mask.h)
-// A shard is format 3 when a document has a prompt, else format 2 (which every plain-text shard
-// cached before prompts existed already is).
+// A shard is format 5 when a document has a prompt, else format 4.
 // Opening a shard checks the header and the file size (instant, whatever the size); verify()
 // reads every byte against the checksum. Shards are written to a temporary file and renamed, so
-// an interrupted write leaves no shard behind. Format 1 summed bytes one at a time (FNV-1a), which
-// made the checksum the slowest stage of writing; a cached format-1 shard is refused at open and
-// encoded again.
+// an interrupted write leaves no shard behind. Earlier formats had slower checksums: format 1
+// summed bytes one at a time (FNV-1a), formats 2 and 3 (without and with prompts) folded words in
+// one chain; each was the slowest stage of writing a byte-level corpus. A cached shard of an
+// earlier format is refused at open and encoded again.
 
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/data/token_view.h"
+#include "core/system/file_writer.h"
 
 namespace moelab::core {
 
-// The shard checksum: 64-bit words (little-endian) folded in one at a time, from h = 0:
-//   h = (h + w) * 0x9e3779b97f4a7c15;  h ^= h >> 29;  h = rotl(h, 31)
-// Eight bytes a step instead of one. Each step is a bijection of h, so any single changed word
+// The shard checksum: 64-bit words (little-endian), word i folded into lane i mod 4 of four lanes
+// that start at 0, and the four lanes folded in order into a fifth that starts at 0:
+//   fold(h, w):  h = (h + w) * 0x9e3779b97f4a7c15;  h ^= h >> 29;  h = rotl(h, 31)
+// Eight bytes a step instead of one. Each fold is a bijection of h, so any single changed word
 // changes the result; the xor-shift spreads a change in a word's top bits over the low ones before
-// the next word comes in, so small changes in neighbouring words do not cancel the way they would
-// under a plain multiply. Bytes may come in pieces of any size; value() needs a multiple of 8.
+// the next word of the lane comes in, so small changes in nearby words do not cancel the way they
+// would under a plain multiply. One lane's folds form a chain, each waiting for the last (about 7
+// cycles a word): four independent chains run side by side in one core, so the writer's thread
+// keeps up with encoding on every core (with one lane it was the slowest stage of writing a
+// byte-level corpus). Bytes may come in pieces of any size; value() needs a multiple of 8.
 class ShardChecksum {
   public:
     void add(const unsigned char* bytes, std::size_t size);
-    std::uint64_t value() const { return state_; }
+    std::uint64_t value() const {
+        std::uint64_t h = 0;
+        for (const std::uint64_t lane : lanes_) h = fold(h, lane);
+        return h;
+    }
 
   private:
+    static constexpr int kLanes = 4;
     static std::uint64_t load(const unsigned char* at) {
         std::uint64_t word;
         std::memcpy(&word, at, 8);
         return word;
     }
-    void mix(std::uint64_t word) {
-        std::uint64_t h = (state_ + word) * 0x9e3779b97f4a7c15ULL;
+    static std::uint64_t fold(std::uint64_t state, std::uint64_t word) {
+        std::uint64_t h = (state + word) * 0x9e3779b97f4a7c15ULL;
         h ^= h >> 29;
-        state_ = (h << 31) | (h >> 33);
+        return (h << 31) | (h >> 33);
+    }
+    void add_word(std::uint64_t word) {
+        std::uint64_t& lane = lanes_[words_ % kLanes];
+        lane = fold(lane, word);
+        ++words_;
     }
 
-    std::uint64_t state_ = 0;
+    std::uint64_t lanes_[kLanes] = {};
+    std::uint64_t words_ = 0;
     unsigned char pending_[8] = {};
     std::size_t pending_size_ = 0;
 };
 
 // Bytes per id for a vocabulary: 2 if every id fits in 16 bits, else 4.
 int shard_id_bytes(std::int64_t vocab_size);
+
+namespace detail {
+
+// std::allocator whose value-less construct leaves the element uninitialised: a byte vector that
+// grows by resize() and is then written whole is not first filled with zeros.
+template <class T>
+struct UninitializedAllocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = UninitializedAllocator<U>;
+    };
+    UninitializedAllocator() = default;
+    template <class U>
+    UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+    template <class U>
+    void construct(U* at) noexcept {
+        ::new (static_cast<void*>(at)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* at, Args&&... args) {
+        ::new (static_cast<void*>(at)) U(std::forward<Args>(args)...);
+    }
+};
+
+}  // namespace detail
+
+// Documents already narrowed to a shard's id width, with the count of each id: the part of
+// writing a shard that can run on many threads. Encoding workers each fill a chunk; the writer then
+// only checksums and writes its bytes (TokenShardWriter::add_chunk), in the order the chunks come.
+// The writer empties a chunk it takes but keeps its buffers' capacity, so a chunk reused batch
+// after batch allocates nothing.
+class ShardChunk {
+  public:
+    explicit ShardChunk(std::int64_t vocab_size);
+
+    // Appends one document's ids, of which the first prompt_tokens are a prompt; throws
+    // std::invalid_argument for an id outside the vocabulary or a prompt longer than the document.
+    // On a throw the chunk is left as it was.
+    void add_document(std::span<const std::int32_t> ids, std::size_t prompt_tokens = 0);
+
+    std::size_t documents() const { return lengths_.size(); }
+
+  private:
+    friend class TokenShardWriter;
+
+    // Adds the chunk's id counts to `totals` (vocab_size entries) and empties the chunk; the cost
+    // is the smaller of its tokens and its tables, so a chunk of one short document in a large
+    // vocabulary does not walk the vocabulary.
+    void move_into(std::vector<std::uint64_t>& totals);
+
+    std::int64_t vocab_size_;
+    int id_bytes_;
+    // Ids of a small vocabulary are counted in kLanes interleaved tables (id i of a document in
+    // table i % kLanes), so that a run of one id (spaces, a letter) is not one chain of increments
+    // of one counter; added up when the writer takes the chunk.
+    int lanes_;
+    std::vector<unsigned char, detail::UninitializedAllocator<unsigned char>> bytes_;
+    std::vector<std::uint64_t> lengths_;  // tokens of each document
+    std::vector<std::uint64_t> prompts_;  // prompt tokens of each document
+    std::vector<std::uint64_t> counts_;   // lanes_ x vocab_size
+};
 
 // Writes one shard, document by document, holding only the document ends in memory.
 class TokenShardWriter {
@@ -78,9 +156,12 @@ class TokenShardWriter {
     // Appends one document's ids, of which the first prompt_tokens are a prompt; throws
     // std::invalid_argument for an id outside the vocabulary or a prompt longer than the document.
     void add_document(const std::vector<std::int32_t>& ids, std::size_t prompt_tokens = 0);
+    // Appends a chunk's documents (for this shard's vocabulary) and empties it.
+    void add_chunk(ShardChunk& chunk);
     // Writes the document index and the header, and renames the shard into place.
     void finish();
 
+    std::int64_t vocab_size() const { return vocab_size_; }
     std::int64_t tokens() const { return tokens_; }
     std::int64_t documents() const { return static_cast<std::int64_t>(ends_.size()); }
 
@@ -90,14 +171,16 @@ class TokenShardWriter {
     std::filesystem::path file_, partial_;
     std::int64_t vocab_size_;
     int id_bytes_;
-    std::ofstream out_;
+    FileWriter out_;
+    std::uint64_t written_ = 0;         // bytes of the file written so far
+    std::uint64_t writeback_from_ = 0;  // where start_writeback() was last asked
     ShardChecksum checksum_;
     std::int64_t tokens_ = 0;
     std::vector<std::uint64_t> ends_;
     std::vector<std::uint64_t> prompt_lengths_;
     bool has_prompts_ = false;
     std::vector<std::uint64_t> counts_;
-    std::vector<char> buffer_;
+    ShardChunk single_;  // add_document's
     bool finished_ = false;
 };
 

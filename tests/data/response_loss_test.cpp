@@ -157,7 +157,7 @@ TEST_F(ResponseLoss, ShardsKeepPromptLengthsAndGiveTheMaskOfEveryToken) {
         }
     }
 
-    // Without prompts the shard stays format 2, byte for byte what it was, and counts everything.
+    // Without prompts the shard is format 4, the same sections as ever, and counts everything.
     const fs::path plain = dir_ / "plain.shard";
     {
         TokenShardWriter writer(plain, 256);

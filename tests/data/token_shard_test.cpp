@@ -129,53 +129,203 @@ TEST_F(TokenShards, TruncatedDamagedAndForeignShardsAreRefusedWithTheirName) {
 
 // The checksum in the header is the documented formula, written out here over the file's words
 // (Note [Token shard format]); bytes added in pieces of any size give the same value; and two
-// flips of a word's top bit, which cancel under a plain multiply, are seen.
-TEST_F(TokenShards, TheChecksumIsTheDocumentedWordFold) {
+// flips of a word's top bit, which cancel under a plain multiply, are seen, in neighbouring words
+// (two lanes) and in words four apart (one after the other in one lane).
+TEST_F(TokenShards, TheChecksumIsTheDocumentedFourLaneWordFold) {
     const fs::path file = dir_ / "c.shard";
     {
         TokenShardWriter writer(file, 300);
         writer.add_document({1, 2, 3, 299, 7});  // 10 bytes: pieces that end inside words
         writer.add_document({0, 5, 5});
+        writer.add_document({8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20});
         writer.finish();
     }
     std::ifstream in(file, std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     ASSERT_EQ(bytes.size() % 8, 0u);
-    auto fold = [](const std::string& data) {
-        std::uint64_t h = 0;
-        for (std::size_t at = 48; at < data.size(); at += 8) {
+    auto step = [](std::uint64_t h, std::uint64_t word) {
+        h = (h + word) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
+        return (h << 31) | (h >> 33);
+    };
+    auto fold = [&](const std::string& data) {
+        std::uint64_t lanes[4] = {0, 0, 0, 0};
+        for (std::size_t at = 48, i = 0; at < data.size(); at += 8, ++i) {
             std::uint64_t word = 0;
             for (int b = 7; b >= 0; --b)
                 word = (word << 8) | static_cast<unsigned char>(data[at + b]);
-            h = (h + word) * 0x9e3779b97f4a7c15ULL;
-            h ^= h >> 29;
-            h = (h << 31) | (h >> 33);
+            lanes[i % 4] = step(lanes[i % 4], word);
         }
+        std::uint64_t h = 0;
+        for (const std::uint64_t lane : lanes) h = step(h, lane);
         return h;
     };
     std::uint64_t stored = 0;
     for (int b = 7; b >= 0; --b) stored = (stored << 8) | static_cast<unsigned char>(bytes[40 + b]);
     EXPECT_EQ(stored, fold(bytes));
 
-    ShardChecksum whole, pieces;
+    ShardChecksum whole, pieces, words;
     const auto* data = reinterpret_cast<const unsigned char*>(bytes.data()) + 48;
     const std::size_t size = bytes.size() - 48;
+    ASSERT_GE(size, 200u) << "long enough for the four-word blocks and their remainders";
     whole.add(data, size);
     for (std::size_t at = 0, piece = 1; at < size; at += piece, piece = piece % 11 + 1) {
         pieces.add(data + at, std::min(piece, size - at));
     }
+    // Pieces of 8, 16, ..., 56 bytes: blocks of four words that start in every lane.
+    for (std::size_t at = 0, piece = 8; at < size; at += piece, piece = piece % 56 + 8) {
+        words.add(data + at, std::min(piece, size - at));
+    }
+    EXPECT_EQ(whole.value(), fold(bytes));
     EXPECT_EQ(pieces.value(), whole.value());
+    EXPECT_EQ(words.value(), whole.value());
 
-    // Pairs of one-bit changes in neighbouring words, which a plain multiply-and-rotate lets
-    // cancel (a top-bit flip becomes a single-bit flip 31 places down): every pair is seen.
-    for (int first = 0; first < 64; ++first) {
-        for (int second = 0; second < 64; ++second) {
-            std::string twice = bytes;
-            twice[48 + first / 8] = static_cast<char>(twice[48 + first / 8] ^ (1 << (first % 8)));
-            twice[56 + second / 8] =
-                static_cast<char>(twice[56 + second / 8] ^ (1 << (second % 8)));
-            ASSERT_NE(fold(twice), fold(bytes)) << "bits " << first << " and " << second;
+    // Pairs of one-bit changes, which a plain multiply-and-rotate lets cancel (a top-bit flip
+    // becomes a single-bit flip 31 places down): every pair is seen.
+    for (const std::size_t apart : {std::size_t{8}, std::size_t{32}}) {
+        for (int first = 0; first < 64; ++first) {
+            for (int second = 0; second < 64; ++second) {
+                std::string twice = bytes;
+                const std::size_t a = 48 + first / 8, b = 48 + apart + second / 8;
+                twice[a] = static_cast<char>(twice[a] ^ (1 << (first % 8)));
+                twice[b] = static_cast<char>(twice[b] ^ (1 << (second % 8)));
+                ASSERT_NE(fold(twice), fold(bytes))
+                    << "bits " << first << " and " << second << ", " << apart << " bytes apart";
+            }
         }
+    }
+}
+
+// Chunks filled apart (as encoding workers fill them) and handed to the writer make the same
+// file, byte for byte, as the documents added one by one; counts are right whether a chunk is
+// folded into the totals from its tables (many tokens) or from its ids (few tokens in a large
+// vocabulary), in the four-table layout of a small vocabulary and the one table of a large one.
+TEST_F(TokenShards, ChunksMakeTheSameShardAsDocumentsOneByOne) {
+    for (const std::int64_t vocab : {300L, 5000L, 70000L}) {
+        const auto docs = documents(vocab, 40);
+        const fs::path one_by_one = dir_ / ("one-" + std::to_string(vocab) + ".shard");
+        const fs::path chunked = dir_ / ("chunks-" + std::to_string(vocab) + ".shard");
+        {
+            TokenShardWriter writer(one_by_one, vocab);
+            for (std::size_t d = 0; d < docs.size(); ++d) {
+                writer.add_document(docs[d], std::min(d % 3, docs[d].size()));
+            }
+            writer.finish();
+        }
+        {
+            TokenShardWriter writer(chunked, vocab);
+            ShardChunk first(vocab), second(vocab);
+            // Chunks of 1, 2, ... documents, alternating between two reused chunks.
+            std::size_t d = 0;
+            for (std::size_t size = 1; d < docs.size(); ++size) {
+                ShardChunk& chunk = size % 2 == 0 ? second : first;
+                std::size_t added = 0;
+                for (; added < size && d < docs.size(); ++added, ++d) {
+                    chunk.add_document(docs[d], std::min(d % 3, docs[d].size()));
+                }
+                EXPECT_EQ(chunk.documents(), added);
+                writer.add_chunk(chunk);
+                EXPECT_EQ(chunk.documents(), 0u) << "the writer empties a chunk it takes";
+            }
+            writer.finish();
+        }
+        std::ifstream a(one_by_one, std::ios::binary), b(chunked, std::ios::binary);
+        const std::string expected((std::istreambuf_iterator<char>(a)),
+                                   std::istreambuf_iterator<char>());
+        const std::string got((std::istreambuf_iterator<char>(b)),
+                              std::istreambuf_iterator<char>());
+        EXPECT_EQ(got, expected) << vocab;
+        const MappedTokenShard shard(chunked, vocab);
+        shard.verify();  // the counts against a recount of the ids, the checksum
+        std::uint64_t counted = 0;
+        for (std::int64_t id = 0; id < vocab; ++id) counted += shard.token_counts()[id];
+        EXPECT_EQ(counted, static_cast<std::uint64_t>(shard.tokens().size()));
+    }
+}
+
+// A shard larger than the writer's writeback step (the disk is asked to start writing every 32 MiB
+// as the shard grows) is written whole: every id, the counts, the checksum.
+TEST_F(TokenShards, AShardLargerThanTheWritebackStepIsWrittenWhole) {
+    const fs::path file = dir_ / "large.shard";
+    constexpr std::int64_t kVocab = 50000, kDocuments = 40, kLength = 500000;  // 40 MB of ids
+    {
+        TokenShardWriter writer(file, kVocab);
+        ShardChunk chunk(kVocab);
+        std::vector<std::int32_t> ids(kLength);
+        for (std::int64_t d = 0; d < kDocuments; ++d) {
+            for (std::int64_t i = 0; i < kLength; ++i) {
+                ids[static_cast<std::size_t>(i)] =
+                    static_cast<std::int32_t>((d * 7919 + i) % kVocab);
+            }
+            chunk.add_document(ids);
+            writer.add_chunk(chunk);
+        }
+        writer.finish();
+    }
+    const MappedTokenShard shard(file, kVocab);
+    shard.verify();
+    const TokenView view = shard.tokens();
+    ASSERT_EQ(view.size(), kDocuments * kLength);
+    for (const std::int64_t at :
+         {std::int64_t{0}, kLength - 1, 17 * kLength + 12345, kDocuments * kLength - 1}) {
+        EXPECT_EQ(view[at], (at / kLength * 7919 + at % kLength) % kVocab) << at;
+    }
+    EXPECT_EQ(shard.document_end(kDocuments - 1), kDocuments * kLength);
+}
+
+// A chunk refuses an id outside the vocabulary (negative ones too) and a prompt longer than its
+// document, and is left as it was: the documents before are still written whole.
+TEST_F(TokenShards, AChunkRefusesBadDocumentsAndKeepsTheOnesBefore) {
+    ShardChunk chunk(300);
+    chunk.add_document(std::vector<std::int32_t>{1, 2, 3});
+    for (const std::vector<std::int32_t>& bad :
+         {std::vector<std::int32_t>{4, 300}, std::vector<std::int32_t>{-1, 5}}) {
+        try {
+            chunk.add_document(bad);
+            ADD_FAILURE() << "accepted an id outside [0, 300)";
+        } catch (const std::invalid_argument& error) {
+            EXPECT_NE(std::string(error.what()).find("outside [0, 300)"), std::string::npos)
+                << error.what();
+        }
+    }
+    EXPECT_THROW(chunk.add_document(std::vector<std::int32_t>{1, 2}, 3), std::invalid_argument);
+    EXPECT_EQ(chunk.documents(), 1u);
+    const fs::path file = dir_ / "kept.shard";
+    TokenShardWriter writer(file, 300);
+    writer.add_chunk(chunk);
+    writer.finish();
+    const MappedTokenShard shard(file, 300);
+    shard.verify();
+    ASSERT_EQ(shard.tokens().size(), 3);
+    EXPECT_EQ(shard.tokens()[2], 3);
+    EXPECT_EQ(shard.token_counts()[4], 0u);
+    EXPECT_THROW(TokenShardWriter(dir_ / "other.shard", 301).add_chunk(chunk),
+                 std::invalid_argument);
+}
+
+// A shard of an earlier format (its checksum is another one) is refused at open, saying so.
+TEST_F(TokenShards, AShardOfAnEarlierFormatIsRefusedAsOneToEncodeAgain) {
+    const fs::path file = dir_ / "old.shard";
+    {
+        TokenShardWriter writer(file, 300);
+        writer.add_document({1, 2, 3});
+        writer.finish();
+    }
+    {
+        std::fstream out(file, std::ios::in | std::ios::out | std::ios::binary);
+        out.seekp(8);
+        const char format_two[4] = {2, 0, 0, 0};
+        out.write(format_two, 4);
+    }
+    try {
+        const MappedTokenShard shard(file, 300);
+        ADD_FAILURE() << "a format-2 shard was accepted";
+    } catch (const FileError& error) {
+        EXPECT_NE(std::string(error.what())
+                      .find("old.shard: token shard format 2, written by an earlier moelab "
+                            "(this one reads formats 4 and 5)"),
+                  std::string::npos)
+            << error.what();
     }
 }
 
