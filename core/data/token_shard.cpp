@@ -69,8 +69,21 @@ T read_le(const unsigned char* at) {  // little-endian hosts only (x86-64, aarch
 
 int shard_id_bytes(std::int64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
 
+namespace {
+
+// Ids are int32: a vocabulary has 1 to 2^31 of them.
+std::int64_t checked_vocab_size(std::int64_t vocab_size) {
+    if (vocab_size < 1 || vocab_size > (std::int64_t{1} << 31)) {
+        throw std::invalid_argument(
+            fmt::format("a token shard for a vocabulary of {} (expected 1 to 2^31)", vocab_size));
+    }
+    return vocab_size;
+}
+
+}  // namespace
+
 ShardChunk::ShardChunk(std::int64_t vocab_size)
-    : vocab_size_(vocab_size),
+    : vocab_size_(checked_vocab_size(vocab_size)),
       id_bytes_(shard_id_bytes(vocab_size)),
       lanes_(vocab_size <= 4096 ? 4 : 1),
       counts_(static_cast<std::size_t>(lanes_ * vocab_size), 0) {}
@@ -81,24 +94,29 @@ void ShardChunk::add_document(std::span<const std::int32_t> ids, std::size_t pro
             fmt::format("a prompt of {} tokens in a document of {}", prompt_tokens, ids.size()));
     }
     const std::size_t n = ids.size();
+    // Room for the document's entries first: nothing below changes the chunk before the last
+    // check, or fails after it.
+    lengths_.reserve(lengths_.size() + 1);
+    prompts_.reserve(prompts_.size() + 1);
     // One pass that the compiler vectorises: every id in range (compared unsigned, so a negative
-    // id is out of range too) and narrowed.
+    // id is out of range too; the vocabulary is at most 2^31) and narrowed.
     const std::size_t begin = bytes_.size();
     bytes_.resize(begin + n * static_cast<std::size_t>(id_bytes_));
     const auto vocab = static_cast<std::uint32_t>(vocab_size_);
     std::uint32_t out_of_range = 0;
     if (id_bytes_ == 2) {
-        std::uint16_t* into = reinterpret_cast<std::uint16_t*>(bytes_.data() + begin);
+        unsigned char* into = bytes_.data() + begin;
         for (std::size_t i = 0; i < n; ++i) {
             const auto id = static_cast<std::uint32_t>(ids[i]);
             out_of_range |= static_cast<std::uint32_t>(id >= vocab);
-            into[i] = static_cast<std::uint16_t>(id);
+            const auto narrow = static_cast<std::uint16_t>(id);
+            std::memcpy(into + 2 * i, &narrow, 2);
         }
     } else {
         for (std::size_t i = 0; i < n; ++i) {
             out_of_range |= static_cast<std::uint32_t>(static_cast<std::uint32_t>(ids[i]) >= vocab);
         }
-        std::memcpy(bytes_.data() + begin, ids.data(), n * sizeof(std::int32_t));
+        if (n > 0) std::memcpy(bytes_.data() + begin, ids.data(), n * sizeof(std::int32_t));
     }
     if (out_of_range != 0) {
         bytes_.resize(begin);
@@ -108,6 +126,7 @@ void ShardChunk::add_document(std::span<const std::int32_t> ids, std::size_t pro
                     fmt::format("token id {} outside [0, {})", id, vocab_size_));
             }
         }
+        throw std::logic_error("ShardChunk: an id out of range that the second look did not find");
     }
     std::uint64_t* counts = counts_.data();
     if (lanes_ == 4) {
@@ -188,11 +207,18 @@ TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
       partial_(partial_name(file_)),
       vocab_size_(vocab_size),
       id_bytes_(shard_id_bytes(vocab_size)),
-      out_(partial_),
-      counts_(static_cast<std::size_t>(vocab_size), 0),
-      single_(vocab_size) {
-    const char header[kHeaderBytes] = {};
-    out_.write(header, kHeaderBytes);  // filled in by finish()
+      counts_(static_cast<std::size_t>(checked_vocab_size(vocab_size)), 0),
+      single_(vocab_size),
+      out_(partial_) {
+    // The file exists from here on: a failure removes it (the destructor will not run).
+    try {
+        const char header[kHeaderBytes] = {};
+        out_.write(header, kHeaderBytes);  // filled in by finish()
+    } catch (...) {
+        std::error_code ignored;
+        fs::remove(partial_, ignored);
+        throw;
+    }
     written_ = kHeaderBytes;
 }
 

@@ -135,9 +135,10 @@ class ShardChunk {
 
     std::int64_t vocab_size_;
     int id_bytes_;
-    // Ids of a small vocabulary are counted in kLanes interleaved tables (id i of a document in
-    // table i % kLanes), so that a run of one id (spaces, a letter) is not one chain of increments
-    // of one counter; added up when the writer takes the chunk.
+    // Ids of a small vocabulary (at most 4096) are counted in 4 interleaved tables (a document's
+    // ids four by four, one to each table; the last few to the first), so that a run of one id
+    // (spaces, a letter) is not one chain of increments of one counter; added up when the writer
+    // takes the chunk. A larger vocabulary has one table.
     int lanes_;
     std::vector<unsigned char, detail::UninitializedAllocator<unsigned char>> bytes_;
     std::vector<std::uint64_t> lengths_;  // tokens of each document
@@ -171,6 +172,9 @@ class TokenShardWriter {
     std::filesystem::path file_, partial_;
     std::int64_t vocab_size_;
     int id_bytes_;
+    // Allocated before the file is created, so that a failure to allocate leaves no file.
+    std::vector<std::uint64_t> counts_;
+    ShardChunk single_;  // add_document's
     FileWriter out_;
     std::uint64_t written_ = 0;         // bytes of the file written so far
     std::uint64_t writeback_from_ = 0;  // where start_writeback() was last asked
@@ -179,8 +183,6 @@ class TokenShardWriter {
     std::vector<std::uint64_t> ends_;
     std::vector<std::uint64_t> prompt_lengths_;
     bool has_prompts_ = false;
-    std::vector<std::uint64_t> counts_;
-    ShardChunk single_;  // add_document's
     bool finished_ = false;
 };
 
@@ -218,7 +220,7 @@ class MappedTokenShard {
     std::uint64_t checksum_ = 0;
     std::size_t ends_offset_ = 0;
     std::size_t counts_offset_ = 0;
-    std::size_t prompts_offset_ = 0;  // 0: no prompts section (format 2)
+    std::size_t prompts_offset_ = 0;  // 0: no prompts section (format 4)
     std::int64_t vocab_size_ = 0;
 };
 

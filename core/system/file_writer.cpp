@@ -48,7 +48,7 @@ void FileWriter::write_at(std::uint64_t offset, const void* data, std::size_t by
 void FileWriter::start_writeback(std::uint64_t offset, std::uint64_t bytes) {
 #if defined(__linux__)
     // Only a hint: a failure here (a file system without it) leaves the work to sync().
-    (void)::sync_file_range(fd_, static_cast<off64_t>(offset), static_cast<off64_t>(bytes),
+    (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(bytes),
                             SYNC_FILE_RANGE_WRITE);
 #endif
 }

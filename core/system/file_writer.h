@@ -1,8 +1,8 @@
 #pragma once
 
 // Writing a file with every failure reported as a FileError carrying errno's reason ("No space
-// left on device"), which std::ofstream cannot tell. The file is not synced: callers that publish
-// files atomically fsync them (atomic_file.h).
+// left on device"), which std::ofstream cannot tell. Nothing is synced unless sync() is called:
+// callers that publish files atomically do (atomic_file.h, token shards).
 
 #include <cstddef>
 #include <cstdint>

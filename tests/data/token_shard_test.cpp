@@ -243,6 +243,43 @@ TEST_F(TokenShards, ChunksMakeTheSameShardAsDocumentsOneByOne) {
     }
 }
 
+// A chunk of many tokens in a small vocabulary (four tables, folded table by table) and one of
+// fewer tokens than its tables (folded from its ids) count the same ids as a naive count.
+TEST_F(TokenShards, AChunksCountsAreFoldedRightFromItsTablesAndFromItsIds) {
+    const fs::path file = dir_ / "counts.shard";
+    std::vector<std::uint64_t> expected(300, 0);
+    {
+        TokenShardWriter writer(file, 300);
+        ShardChunk chunk(300);
+        std::mt19937 rng(11);
+        for (const std::size_t tokens : {std::size_t{5000}, std::size_t{7}, std::size_t{1203}}) {
+            std::vector<std::int32_t> ids(tokens);
+            for (std::int32_t& id : ids) {
+                // Runs of one id, as text has: the four tables split them.
+                id = rng() % 4 == 0 ? static_cast<std::int32_t>(rng() % 300) : 32;
+                ++expected[static_cast<std::size_t>(id)];
+            }
+            chunk.add_document(ids);
+            writer.add_chunk(chunk);
+        }
+        writer.finish();
+    }
+    const MappedTokenShard shard(file, 300);
+    shard.verify();
+    for (std::size_t id = 0; id < 300; ++id)
+        ASSERT_EQ(shard.token_counts()[id], expected[id]) << id;
+}
+
+// A vocabulary outside what int32 ids can hold is refused before a file exists.
+TEST_F(TokenShards, AVocabularyOutsideOneToTwoToThe31IsRefused) {
+    for (const std::int64_t vocab :
+         {std::int64_t{0}, std::int64_t{-5}, (std::int64_t{1} << 31) + 1}) {
+        EXPECT_THROW(ShardChunk{vocab}, std::invalid_argument) << vocab;
+        EXPECT_THROW(TokenShardWriter(dir_ / "bad.shard", vocab), std::invalid_argument) << vocab;
+    }
+    EXPECT_TRUE(fs::is_empty(dir_));
+}
+
 // A shard larger than the writer's writeback step (the disk is asked to start writing every 32 MiB
 // as the shard grows) is written whole: every id, the counts, the checksum.
 TEST_F(TokenShards, AShardLargerThanTheWritebackStepIsWrittenWhole) {
