@@ -1,6 +1,7 @@
 #include "core/data/dataset.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -59,16 +60,29 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
         batch.position = reader->position();
         return batch;
     };
-    // Each worker encodes a run of consecutive documents into its own chunk, narrowed and counted
-    // there (ShardChunk), so the writer thread only checksums and writes; the chunks are written
-    // in worker order, which is document order. Two sets of chunks are filled and written in
-    // turn, and each worker's id buffer stays with it: their capacity is reused from batch to
-    // batch instead of fresh memory being faulted in and freed for every document. Declared
-    // before the futures, whose destructors wait for threads that may still use them.
-    std::vector<ShardChunk> chunks[2];
-    for (std::vector<ShardChunk>& set : chunks) set.assign(workers, ShardChunk(shard.vocab_size()));
-    std::vector<std::vector<std::int32_t>> worker_ids(workers);
-    std::vector<std::size_t> first_document(workers + 1);
+    // A batch is cut into pieces of consecutive documents, about kPiecesPerWorker per worker;
+    // workers take the next piece as they finish one (tokenizers take very different times over
+    // texts of one size, and a worker with one fixed share would leave the others waiting) and
+    // encode it into the piece's own chunk, narrowed and counted there (ShardChunk), so the writer
+    // thread only checksums and writes; chunks are written in piece order, which is document
+    // order. Two sets of chunks are filled and written in turn, and each worker's id buffer stays
+    // with it: their capacity is reused from batch to batch instead of fresh memory being faulted
+    // in and freed for every document. Declared before the futures, whose destructors wait for
+    // threads that may still use them.
+    constexpr std::size_t kPiecesPerWorker = 4;
+    // Each on cache lines of its own: a tokenizer writes its output vector's end after every
+    // piece (every byte, for bytes), and two workers' vectors sharing a line would hand it from
+    // core to core at that rate.
+    struct alignas(64) PieceChunk {
+        explicit PieceChunk(std::int64_t vocab_size) : chunk(vocab_size) {}
+        ShardChunk chunk;
+    };
+    struct alignas(64) WorkerIds {
+        std::vector<std::int32_t> ids;
+    };
+    std::vector<PieceChunk> chunks[2];
+    std::vector<WorkerIds> worker_ids(workers);
+    std::vector<std::size_t> first_document;
     std::future<void> writing;
     std::future<Batch> reading = std::async(std::launch::async, read_batch);
     std::int64_t documents_read = 0;
@@ -78,50 +92,56 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
         if (documents.empty()) break;
         reading = std::async(std::launch::async, read_batch);
         documents_read += static_cast<std::int64_t>(documents.size());
-        // Worker w takes documents [first_document[w], first_document[w + 1]), about an equal
-        // share of the batch's bytes.
+        // Piece p is documents [first_document[p], first_document[p + 1]), about an equal share
+        // of the batch's bytes.
+        const std::size_t pieces = std::min(documents.size(), kPiecesPerWorker * workers);
         std::size_t batch_size = 0;
         for (const Document& document : documents) batch_size += document.text.size();
+        first_document.assign(pieces + 1, documents.size());
         std::size_t taken = 0, next = 0;
-        for (std::size_t w = 0; w < workers; ++w) {
-            first_document[w] = next;
-            while (next < documents.size() && taken * workers < batch_size * (w + 1)) {
+        for (std::size_t p = 0; p < pieces; ++p) {
+            first_document[p] = next;
+            while (next < documents.size() && taken * pieces < batch_size * (p + 1)) {
                 taken += documents[next++].text.size();
             }
         }
-        first_document[workers] = documents.size();
-        // Written by the batch before last, whose writing was waited for a batch ago.
-        std::vector<ShardChunk>& encoded = chunks[turn];
-        sdk::run_workers(workers, [&](std::size_t w) {
-            std::vector<std::int32_t>& ids = worker_ids[w];
-            for (std::size_t d = first_document[w]; d < first_document[w + 1]; ++d) {
-                // The buffer keeps its capacity only while it is in proportion to the document:
-                // one huge document must not pin gigabytes for the rest of the file.
-                const std::string_view text = documents[d].text;
-                if (ids.capacity() > 2 * text.size() + (1u << 20)) {
-                    std::vector<std::int32_t>().swap(ids);
-                }
-                ids.clear();
-                std::size_t prompt_tokens = 0;
-                try {
-                    // A prompt is encoded on its own, so that no token straddles its end (Note
-                    // [Response-only loss]).
-                    if (documents[d].prompt_bytes > 0) {
-                        tokenizer.encode(text.substr(0, documents[d].prompt_bytes), ids);
-                        prompt_tokens = ids.size();
+        // Written by the batch before last, whose writing was waited for a batch ago; empty.
+        std::vector<PieceChunk>& encoded = chunks[turn];
+        while (encoded.size() < pieces) encoded.emplace_back(shard.vocab_size());
+        std::atomic<std::size_t> next_piece{0};
+        sdk::run_workers(std::min(workers, pieces), [&](std::size_t w) {
+            std::vector<std::int32_t>& ids = worker_ids[w].ids;
+            for (std::size_t p = next_piece++; p < pieces; p = next_piece++) {
+                for (std::size_t d = first_document[p]; d < first_document[p + 1]; ++d) {
+                    // The buffer keeps its capacity only while it is in proportion to the
+                    // document: one huge document must not pin gigabytes for the rest of the file.
+                    const std::string_view text = documents[d].text;
+                    if (ids.capacity() > 2 * text.size() + (1u << 20)) {
+                        std::vector<std::int32_t>().swap(ids);
                     }
-                    tokenizer.encode(text.substr(documents[d].prompt_bytes), ids);
-                } catch (const std::exception& error) {
-                    // The tokenizer's failure, told apart from the file's (FileError).
-                    throw std::invalid_argument(fmt::format("an error: {}", error.what()));
+                    ids.clear();
+                    std::size_t prompt_tokens = 0;
+                    try {
+                        // A prompt is encoded on its own, so that no token straddles its end (Note
+                        // [Response-only loss]).
+                        if (documents[d].prompt_bytes > 0) {
+                            tokenizer.encode(text.substr(0, documents[d].prompt_bytes), ids);
+                            prompt_tokens = ids.size();
+                        }
+                        tokenizer.encode(text.substr(documents[d].prompt_bytes), ids);
+                    } catch (const std::exception& error) {
+                        // The tokenizer's failure, told apart from the file's (FileError).
+                        throw std::invalid_argument(fmt::format("an error: {}", error.what()));
+                    }
+                    if (eos >= 0) ids.push_back(eos);
+                    // Ids outside the vocabulary throw.
+                    encoded[p].chunk.add_document(ids, prompt_tokens);
                 }
-                if (eos >= 0) ids.push_back(eos);
-                encoded[w].add_document(ids, prompt_tokens);  // ids outside the vocabulary throw
             }
         });
         if (writing.valid()) writing.get();  // the previous batch is written (or its error thrown)
-        writing = std::async(std::launch::async, [&shard, &encoded] {
-            for (ShardChunk& chunk : encoded) shard.add_chunk(chunk);
+        writing = std::async(std::launch::async, [&shard, &encoded, pieces] {
+            for (std::size_t p = 0; p < pieces; ++p) shard.add_chunk(encoded[p].chunk);
         });
         if (progress) progress(batch.position);
     }

@@ -96,8 +96,8 @@ void ShardChunk::add_document(std::span<const std::int32_t> ids, std::size_t pro
     const std::size_t n = ids.size();
     // Room for the document's entries first: nothing below changes the chunk before the last
     // check, or fails after it.
-    lengths_.reserve(lengths_.size() + 1);
-    prompts_.reserve(prompts_.size() + 1);
+    if (lengths_.size() == lengths_.capacity()) lengths_.reserve(2 * lengths_.size() + 16);
+    if (prompts_.size() == prompts_.capacity()) prompts_.reserve(2 * prompts_.size() + 16);
     // One pass that the compiler vectorises: every id in range (compared unsigned, so a negative
     // id is out of range too; the vocabulary is at most 2^31) and narrowed.
     const std::size_t begin = bytes_.size();
