@@ -61,8 +61,8 @@ std::int64_t encode_into_shard(const sdk::Tokenizer& tokenizer, const CorpusFile
         return batch;
     };
     // A batch is cut into pieces of consecutive documents, about kPiecesPerWorker per worker;
-    // workers take the next piece as they finish one (tokenizers take very different times over
-    // texts of one size, and a worker with one fixed share would leave the others waiting) and
+    // workers take the next piece as they finish one (a tokenizer's speed varies with the text,
+    // and one fixed share per worker would leave the others waiting for the slowest) and
     // encode it into the piece's own chunk, narrowed and counted there (ShardChunk), so the writer
     // thread only checksums and writes; chunks are written in piece order, which is document
     // order. Two sets of chunks are filled and written in turn, and each worker's id buffer stays

@@ -85,7 +85,9 @@ std::int64_t checked_vocab_size(std::int64_t vocab_size) {
 ShardChunk::ShardChunk(std::int64_t vocab_size)
     : vocab_size_(checked_vocab_size(vocab_size)),
       id_bytes_(shard_id_bytes(vocab_size)),
-      lanes_(vocab_size <= 4096 ? 4 : 1),
+      lanes_(vocab_size <= 4096    ? 4
+             : vocab_size <= 65536 ? 1
+                                   : 0),
       counts_(static_cast<std::size_t>(lanes_ * vocab_size), 0) {}
 
 void ShardChunk::add_document(std::span<const std::int32_t> ids, std::size_t prompt_tokens) {
@@ -139,7 +141,7 @@ void ShardChunk::add_document(std::span<const std::int32_t> ids, std::size_t pro
             ++counts[3 * stride + ids[i + 3]];
         }
         for (; i < n; ++i) ++counts[ids[i]];
-    } else {
+    } else if (lanes_ == 1) {
         for (const std::int32_t id : ids) ++counts[id];
     }
     lengths_.push_back(n);
@@ -159,8 +161,8 @@ void ShardChunk::move_into(std::vector<std::uint64_t>& totals) {
         std::memcpy(&id, bytes_.data() + 4 * t, 4);
         return id;
     };
-    if (tokens < counts_.size()) {
-        // Few tokens: counted again from the ids, and only their counters zeroed.
+    if (lanes_ == 0 || tokens < counts_.size()) {
+        // No tables, or few tokens: counted from the ids, and only their counters zeroed.
         for (std::size_t t = 0; t < tokens; ++t) {
             const std::size_t id = id_at(t);
             ++totals[id];
@@ -176,7 +178,7 @@ void ShardChunk::move_into(std::vector<std::uint64_t>& totals) {
         }
     }
     // A chunk that held a huge document does not keep its memory for the rest of the file.
-    constexpr std::size_t kKeptBytes = 64u << 20;
+    constexpr std::size_t kKeptBytes = 16u << 20;
     if (bytes_.capacity() > kKeptBytes) decltype(bytes_)().swap(bytes_);
     bytes_.clear();
     lengths_.clear();

@@ -138,12 +138,14 @@ class ShardChunk {
     // Ids of a small vocabulary (at most 4096) are counted in 4 interleaved tables (a document's
     // ids four by four, one to each table; the last few to the first), so that a run of one id
     // (spaces, a letter) is not one chain of increments of one counter; added up when the writer
-    // takes the chunk. A larger vocabulary has one table.
+    // takes the chunk. A vocabulary of 16-bit ids has one table; a larger one none (a table per
+    // chunk would take megabytes each, and the writer counts the ids of such a slow tokenizer
+    // from the chunk's bytes instead).
     int lanes_;
     std::vector<unsigned char, detail::UninitializedAllocator<unsigned char>> bytes_;
     std::vector<std::uint64_t> lengths_;  // tokens of each document
     std::vector<std::uint64_t> prompts_;  // prompt tokens of each document
-    std::vector<std::uint64_t> counts_;   // lanes_ x vocab_size
+    std::vector<std::uint64_t> counts_;   // lanes_ x vocab_size (none above 65536 ids)
 };
 
 // Writes one shard, document by document, holding only the document ends in memory.
