@@ -2,7 +2,8 @@
 
 // Writing a file with every failure reported as a FileError carrying errno's reason ("No space
 // left on device"), which std::ofstream cannot tell. Nothing is synced unless sync() is called:
-// callers that publish files atomically do (atomic_file.h, token shards).
+// callers that publish files atomically sync them first (token shards call sync(); atomic_file.h
+// syncs its own).
 
 #include <cstddef>
 #include <cstdint>
