@@ -198,10 +198,6 @@ fs::path partial_name(const fs::path& file) {
     return partial;
 }
 
-// Writeback of the shard is started every this many bytes, so that the disk writes while the
-// corpus is encoded and finish() does not wait for the whole file at once.
-constexpr std::uint64_t kWritebackBytes = 32u << 20;
-
 }  // namespace
 
 TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
@@ -211,7 +207,7 @@ TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
       id_bytes_(shard_id_bytes(vocab_size)),
       counts_(static_cast<std::size_t>(checked_vocab_size(vocab_size)), 0),
       single_(vocab_size),
-      out_(partial_) {
+      out_(partial_, kShardWritebackBytes) {
     // The file exists from here on: a failure removes it (the destructor will not run).
     try {
         const char header[kHeaderBytes] = {};
@@ -221,7 +217,6 @@ TokenShardWriter::TokenShardWriter(fs::path file, std::int64_t vocab_size)
         fs::remove(partial_, ignored);
         throw;
     }
-    written_ = kHeaderBytes;
 }
 
 TokenShardWriter::~TokenShardWriter() {
@@ -233,11 +228,6 @@ TokenShardWriter::~TokenShardWriter() {
 void TokenShardWriter::write(const void* bytes, std::size_t size) {
     checksum_.add(static_cast<const unsigned char*>(bytes), size);
     out_.write(bytes, size);
-    written_ += size;
-    if (written_ - writeback_from_ >= kWritebackBytes) {
-        out_.start_writeback(writeback_from_, written_ - writeback_from_);
-        writeback_from_ = written_;
-    }
 }
 
 void TokenShardWriter::add_document(const std::vector<std::int32_t>& ids,

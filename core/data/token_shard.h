@@ -84,6 +84,10 @@ class ShardChecksum {
 // Bytes per id for a vocabulary: 2 if every id fits in 16 bits, else 4.
 int shard_id_bytes(std::int64_t vocab_size);
 
+// A shard's writer asks the disk to start writing every this many bytes (FileWriter), so that the
+// disk works while the corpus is encoded and finish() does not wait for the whole file at once.
+inline constexpr std::uint64_t kShardWritebackBytes = 32u << 20;
+
 namespace detail {
 
 // std::allocator whose value-less construct leaves the element uninitialised: a byte vector that
@@ -178,8 +182,6 @@ class TokenShardWriter {
     std::vector<std::uint64_t> counts_;
     ShardChunk single_;  // add_document's
     FileWriter out_;
-    std::uint64_t written_ = 0;         // bytes of the file written so far
-    std::uint64_t writeback_from_ = 0;  // where start_writeback() was last asked
     ShardChecksum checksum_;
     std::int64_t tokens_ = 0;
     std::vector<std::uint64_t> ends_;

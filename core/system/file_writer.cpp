@@ -9,7 +9,8 @@
 
 namespace moelab::core {
 
-FileWriter::FileWriter(std::filesystem::path file) : file_(std::move(file)) {
+FileWriter::FileWriter(std::filesystem::path file, std::uint64_t writeback_bytes)
+    : file_(std::move(file)), writeback_bytes_(writeback_bytes) {
     fd_ = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) throw FileError(file_, "cannot be created: " + errno_text(errno));
 }
@@ -18,39 +19,47 @@ FileWriter::~FileWriter() {
     if (fd_ >= 0) ::close(fd_);
 }
 
-void FileWriter::write(const void* data, std::size_t bytes) {
+namespace {
+
+// Calls write_some(data, bytes, done) until all `bytes` are written, done being how many already
+// are; write_some returns what write(2)/pwrite(2) return. Retries on EINTR.
+template <class WriteSome>
+void write_all(const std::filesystem::path& file, const void* data, std::size_t bytes,
+               WriteSome&& write_some) {
     const char* p = static_cast<const char*>(data);
-    while (bytes > 0) {
-        const ssize_t n = ::write(fd_, p, bytes);
+    for (std::size_t done = 0; done < bytes;) {
+        const ssize_t n = write_some(p + done, bytes - done, done);
         if (n < 0) {
             if (errno == EINTR) continue;
-            throw FileError(file_, "cannot be written: " + errno_text(errno));
+            throw FileError(file, "cannot be written: " + errno_text(errno));
         }
-        p += n;
-        bytes -= static_cast<std::size_t>(n);
+        done += static_cast<std::size_t>(n);
+    }
+}
+
+}  // namespace
+
+void FileWriter::write(const void* data, std::size_t bytes) {
+    write_all(file_, data, bytes, [this](const char* p, std::size_t left, std::size_t) {
+        return ::write(fd_, p, left);
+    });
+    written_ += bytes;
+    if (writeback_bytes_ > 0 && written_ - writeback_from_ >= writeback_bytes_) {
+#if defined(__linux__)
+        // Only a hint: a failure here (a file system without it) leaves the work to sync().
+        (void)::sync_file_range(fd_, static_cast<off_t>(writeback_from_),
+                                static_cast<off_t>(written_ - writeback_from_),
+                                SYNC_FILE_RANGE_WRITE);
+#endif
+        writeback_from_ = written_;
     }
 }
 
 void FileWriter::write_at(std::uint64_t offset, const void* data, std::size_t bytes) {
-    const char* p = static_cast<const char*>(data);
-    while (bytes > 0) {
-        const ssize_t n = ::pwrite(fd_, p, bytes, static_cast<off_t>(offset));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw FileError(file_, "cannot be written: " + errno_text(errno));
-        }
-        p += n;
-        offset += static_cast<std::uint64_t>(n);
-        bytes -= static_cast<std::size_t>(n);
-    }
-}
-
-void FileWriter::start_writeback(std::uint64_t offset, std::uint64_t bytes) {
-#if defined(__linux__)
-    // Only a hint: a failure here (a file system without it) leaves the work to sync().
-    (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(bytes),
-                            SYNC_FILE_RANGE_WRITE);
-#endif
+    write_all(file_, data, bytes,
+              [this, offset](const char* p, std::size_t left, std::size_t done) {
+                  return ::pwrite(fd_, p, left, static_cast<off_t>(offset + done));
+              });
 }
 
 void FileWriter::sync() {

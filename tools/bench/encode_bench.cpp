@@ -95,18 +95,12 @@ int run(const fs::path& corpus, const std::string& name, const fs::path& train, 
         const std::uintmax_t shard_bytes = fs::file_size(scratch / "bench.shard");
         start = Clock::now();
         {
-            core::FileWriter out(scratch / "bytes-alone");
-            std::uint64_t done = 0, writeback_from = 0;
+            core::FileWriter out(scratch / "bytes-alone", core::kShardWritebackBytes);
             for (std::uintmax_t left = shard_bytes; left > 0;) {
                 const std::size_t piece = static_cast<std::size_t>(
                     std::min<std::uintmax_t>(left, static_cast<std::uintmax_t>(filler.size())));
                 out.write(filler.data(), piece);
                 left -= piece;
-                done += piece;
-                if (done - writeback_from >= (32u << 20)) {
-                    out.start_writeback(writeback_from, done - writeback_from);
-                    writeback_from = done;
-                }
             }
             out.sync();
             out.close();
